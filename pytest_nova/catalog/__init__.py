@@ -1,0 +1,207 @@
+"""The requirements catalog: every machine-checkable row of the installation docs, as data.
+
+Each ``*.yaml`` file beside this module holds the requirements of one area. The schema is checked on load,
+so a broken catalog fails loudly with file, line and key, like a broken inventory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pytest_nova.yamlsource import Document, KeyPath, load
+
+AREAS = ("dns", "external", "firewall", "os", "lb", "k8s")
+PHASES = ("preinstall", "postinstall")
+PROTOCOLS = ("tcp", "udp", "icmp", "ipip")
+DIRECTIONS = ("inbound", "outbound", "bidirectional")
+# Who a firewall rule applies to, in the words of the docs' tables.
+SELECTORS = ("nova-ctl", "masters", "infra", "ingress", "workers", "nodes", "workstations")
+MODES = ("internet", "closed")
+
+_HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row (or list item) of the source document, kept verbatim for traceability."""
+
+    section: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One checkable requirement of the docs.
+
+    Common fields say where it comes from and how to fix it; the optional fields hold what the area needs
+    (``record`` for dns, ``host``/``port`` for external, ``sources``/``targets``/``port``/``protocol`` for
+    firewall, ``balancer``/``backends``/``path`` for lb, ``check``/``params`` for os and k8s).
+    """
+
+    id: str
+    area: str
+    section: str
+    phase: str
+    summary: str
+    fix: str
+    rows: tuple[Row, ...]
+    note: str | None = None
+    # dns
+    record: str | None = None
+    module: str | None = None
+    # external
+    mode: str | None = None
+    host: str | None = None
+    ips: tuple[str, ...] = ()
+    # firewall
+    sources: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    direction: str | None = None
+    port: int | None = None
+    protocol: str | None = None
+    description: str | None = None
+    # lb
+    balancer: str | None = None
+    backends: str | None = None
+    scheme: str | None = None
+    path: str | None = None
+    condition: str | None = None
+    # os, k8s
+    check: str | None = None
+    scope: str | None = None
+    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def text(self) -> str:
+        """The original wording, all rows joined."""
+        return "\n".join(r.text for r in self.rows)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All requirements, in file order, with the docs version they were derived from."""
+
+    version: str
+    requirements: tuple[Requirement, ...]
+
+    def by_area(self, area: str) -> tuple[Requirement, ...]:
+        """Requirements of one area, in catalog order."""
+        return tuple(r for r in self.requirements if r.area == area)
+
+    def get(self, req_id: str) -> Requirement:
+        """The requirement with id ``req_id``."""
+        for r in self.requirements:
+            if r.id == req_id:
+                return r
+        raise KeyError(req_id)
+
+
+_COMMON = {"id": True, "section": True, "phase": True, "summary": True, "fix": True, "rows": True, "note": False}
+_AREA_KEYS: dict[str, dict[str, bool]] = {
+    "dns": {"record": True, "module": False},
+    "external": {"mode": True, "host": True, "port": True, "ips": False},
+    "firewall": {"sources": True, "targets": True, "direction": True, "port": False, "protocol": True,
+                 "description": True},
+    "lb": {"balancer": True, "port": True, "protocol": True, "backends": True, "scheme": False, "path": False,
+           "condition": False, "description": False},
+    "os": {"check": True, "scope": True, "params": False},
+    "k8s": {"check": True, "scope": True, "params": False},
+}
+_SCOPES = ("nodes", "nova-ctl", "cluster")
+
+
+def _fail(doc: Document, path: KeyPath, msg: str) -> Exception:
+    return doc.error(path, msg)
+
+
+def _entry(doc: Document, area: str, i: int, raw: Any) -> Requirement:
+    path: KeyPath = ("requirements", i)
+    allowed = {**_COMMON, **_AREA_KEYS[area]}
+    if not isinstance(raw, dict):
+        raise _fail(doc, path, "expected a mapping")
+    for key in raw:
+        if key not in allowed:
+            raise _fail(doc, (*path, key), f"unknown key (expected one of: {', '.join(allowed)})")
+    for key, required in allowed.items():
+        if required and raw.get(key) is None:
+            raise _fail(doc, path, f"missing required key '{key}'")
+
+    def choice(key: str, options: tuple[str, ...]) -> str:
+        value = raw[key]
+        if value not in options:
+            raise _fail(doc, (*path, key), f"{value!r} is not one of {', '.join(options)}")
+        return str(value)
+
+    def many(key: str, options: tuple[str, ...]) -> tuple[str, ...]:
+        value = raw.get(key) or []
+        for j, v in enumerate(value):
+            if v not in options:
+                raise _fail(doc, (*path, key, j), f"{v!r} is not one of {', '.join(options)}")
+        return tuple(value)
+
+    rows = []
+    for j, row in enumerate(raw["rows"]):
+        if not isinstance(row, dict) or set(row) != {"section", "text"}:
+            raise _fail(doc, (*path, "rows", j), "a row is {section: ..., text: ...}")
+        rows.append(Row(str(row["section"]), str(row["text"])))
+    kwargs: dict[str, Any] = {}
+    if area == "firewall":
+        kwargs.update(sources=many("sources", SELECTORS), targets=many("targets", SELECTORS),
+                      direction=choice("direction", DIRECTIONS), protocol=choice("protocol", PROTOCOLS),
+                      description=raw["description"])
+        if kwargs["protocol"] in ("tcp", "udp") and not isinstance(raw.get("port"), int):
+            raise _fail(doc, path, "tcp and udp rules need a port")
+    if area == "external":
+        kwargs.update(mode=choice("mode", MODES), ips=tuple(raw.get("ips") or ()))
+    if area == "lb":
+        kwargs.update(protocol=choice("protocol", PROTOCOLS))
+    if area in ("os", "k8s"):
+        kwargs.update(scope=choice("scope", _SCOPES), params=dict(raw.get("params") or {}))
+    for key in ("record", "module", "host", "port", "balancer", "backends", "scheme", "path", "condition",
+                "check", "description"):
+        if key in raw and key not in kwargs:
+            kwargs[key] = raw[key]
+    return Requirement(
+        id=str(raw["id"]), area=area, section=str(raw["section"]), phase=choice("phase", PHASES),
+        summary=str(raw["summary"]).strip(), fix=str(raw["fix"]).strip(), rows=tuple(rows),
+        note=raw.get("note"), **kwargs,
+    )
+
+
+def parse_file(path: Path) -> tuple[str, list[Requirement]]:
+    """Parse one catalog file into its version string and requirements."""
+    doc = load(path)
+    data = doc.data
+    if not isinstance(data, dict) or set(data) - {"area", "version", "requirements"}:
+        raise _fail(doc, (), "a catalog file has the keys area, version and requirements")
+    area = data.get("area")
+    if area not in AREAS:
+        raise _fail(doc, ("area",), f"unknown area {area!r}")
+    reqs = [_entry(doc, area, i, raw) for i, raw in enumerate(data.get("requirements") or [])]
+    return str(data.get("version")), reqs
+
+
+def load_catalog(folder: Path = _HERE) -> Catalog:
+    """Load every catalog file of ``folder`` (by default the packaged catalog)."""
+    return _load_cached(folder.resolve())
+
+
+@cache
+def _load_cached(folder: Path) -> Catalog:
+    versions: set[str] = set()
+    reqs: list[Requirement] = []
+    seen: dict[str, str] = {}
+    for file in sorted(folder.glob("*.yaml")):
+        version, entries = parse_file(file)
+        versions.add(version)
+        for r in entries:
+            if r.id in seen:
+                raise load(file).error((), f"duplicate requirement id {r.id!r} (also in {seen[r.id]})")
+            seen[r.id] = file.name
+            reqs.append(r)
+    if len(versions) > 1:
+        raise ValueError(f"catalog files disagree on the docs version: {sorted(versions)}")
+    return Catalog(versions.pop() if versions else "unknown", tuple(reqs))

@@ -1,0 +1,14 @@
+"""Errors in user-supplied files and options, reported in one line without a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+
+class SourceError(pytest.UsageError):
+    """A problem in a user file, located by file, line and key path."""
+
+    def __init__(self, file: str, line: int, key: str, message: str) -> None:
+        self.file, self.line, self.key, self.message = file, line, key, message
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")

@@ -1,0 +1,329 @@
+"""The inventory (format v1): the user's description of the cluster, validated into typed objects."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pytest_nova.yamlsource import Document, KeyPath, load
+
+ROLES = ("nova-ctl", "master", "infra", "ingress", "worker")
+MODES = ("internet", "closed")
+MODULES = ("opensearch", "neuvector")
+BALANCERS = ("api", "infra", "ingress")
+HOST_KEY_POLICIES = ("strict", "accept-new")
+CONNECTIONS = ("ssh", "paramiko", "local")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{1,63}$")
+
+
+@dataclass(frozen=True)
+class Host:
+    """A machine the checks connect to or probe from: a node or a workstation."""
+
+    name: str
+    address: str
+    roles: tuple[str, ...] = ()
+    connection: str | None = None
+    user: str | None = None
+    port: int | None = None
+    identity_file: str | None = None
+
+    def has(self, role: str) -> bool:
+        """Whether the host carries ``role``."""
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class Universe:
+    """The Nova Universe server used in closed mode."""
+
+    dns_base_domain: str
+    address: str
+    ca_file: str | None
+
+
+@dataclass(frozen=True)
+class Ssh:
+    """How nova-ctl (and these checks) log in to the nodes."""
+
+    user: str
+    identity_file: str
+    port: int
+    known_hosts_file: str | None
+    host_key_policy: str
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A validated inventory."""
+
+    path: Path
+    sha256: str
+    name: str
+    dns_base_domain: str
+    modules: tuple[str, ...]
+    mode: str
+    dns_servers: tuple[str, ...]
+    http_proxy: str | None
+    no_proxy: tuple[str, ...]
+    universe: Universe | None
+    ssh: Ssh
+    balancers: dict[str, str]
+    nodes: tuple[Host, ...]
+    workstations: tuple[Host, ...]
+    kubeconfig: str | None
+
+    def with_role(self, role: str) -> tuple[Host, ...]:
+        """Nodes carrying ``role``; ingress falls back to workers when no node has it (docs 3.1.4)."""
+        found = tuple(n for n in self.nodes if n.has(role))
+        if not found and role == "ingress":
+            return self.with_role("worker")
+        return found
+
+    @property
+    def cluster_nodes(self) -> tuple[Host, ...]:
+        """The Kubernetes nodes: every node except a pure nova-ctl host."""
+        return tuple(n for n in self.nodes if set(n.roles) - {"nova-ctl"})
+
+    @property
+    def nova_ctl(self) -> Host | None:
+        """The management host, if the inventory names one."""
+        return next((n for n in self.nodes if n.has("nova-ctl")), None)
+
+    @property
+    def has_ingress_nodes(self) -> bool:
+        """Whether dedicated ingress nodes exist (else workers take their rules)."""
+        return any(n.has("ingress") for n in self.nodes)
+
+    def host(self, name: str) -> Host:
+        """The node or workstation called ``name``."""
+        for h in (*self.nodes, *self.workstations):
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def resolve_file(self, value: str) -> Path:
+        """A path from the inventory: ``~`` expanded, relative paths taken from the inventory's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p)
+
+
+class _Reader:
+    """Walks a YAML document, checking types and keys, raising errors that name file, line and key."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+
+    def fail(self, path: KeyPath, message: str) -> Exception:
+        return self.doc.error(path, message)
+
+    def mapping(self, value: Any, path: KeyPath, allowed: dict[str, bool]) -> dict[str, Any]:
+        """Check ``value`` is a mapping with only ``allowed`` keys (True = required)."""
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
+        for key in value:
+            if key not in allowed:
+                raise self.fail((*path, key), f"unknown key (expected one of: {', '.join(allowed)})")
+        for key, required in allowed.items():
+            if required and value.get(key) is None:
+                raise self.fail(path, f"missing required key '{key}'")
+        return value
+
+    def string(self, value: Any, path: KeyPath, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
+        if pattern and not pattern.match(value):
+            raise self.fail(path, f"'{value}' is not a valid {what}")
+        return value
+
+    def choice(self, value: Any, path: KeyPath, options: tuple[str, ...], what: str) -> str:
+        if value not in options:
+            raise self.fail(path, f"unknown {what} {value!r} (expected one of: {', '.join(options)})")
+        return str(value)
+
+    def port(self, value: Any, path: KeyPath) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+            raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
+        return value
+
+    def address(self, value: Any, path: KeyPath, *, v4_only: bool = False) -> str:
+        text = self.string(value, path)
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            raise self.fail(path, f"'{text}' is not an IP address") from None
+        if v4_only and ip.version != 4:
+            raise self.fail(path, f"'{text}' is IPv6; Nova Universe supports IPv4 only (docs 2.1)")
+        return str(ip)
+
+    def strings(self, value: Any, path: KeyPath, check: Callable[[Any, KeyPath], str]) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list, got {_kind(value)}")
+        return tuple(check(item, (*path, i)) for i, item in enumerate(value))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: f"'{value}'"}.get(type(value), repr(value))
+
+
+_HOST_KEYS = {"name": True, "address": True, "connection": False, "user": False, "port": False,
+              "identityFile": False}
+
+
+def _host(r: _Reader, raw: Any, path: KeyPath, *, node: bool) -> Host:
+    keys = {**_HOST_KEYS, "roles": True} if node else _HOST_KEYS
+    m = r.mapping(raw, path, keys)
+    roles: tuple[str, ...] = ()
+    if node:
+        roles = r.strings(m["roles"], (*path, "roles"), lambda v, p: v)
+        if not roles:
+            raise r.fail((*path, "roles"), "a node needs at least one role (" + ", ".join(ROLES) + ")")
+        for i, role in enumerate(roles):
+            r.choice(role, (*path, "roles", i), ROLES, "role")
+    connection = m.get("connection")
+    if connection is not None:
+        connection = r.string(connection, (*path, "connection"))
+        if connection not in CONNECTIONS and "://" not in connection:
+            raise r.fail((*path, "connection"),
+                         f"unknown connection {connection!r} (expected ssh, paramiko, local or a testinfra host URL)")
+    return Host(
+        name=r.string(m["name"], (*path, "name"), _NAME, "name (letters, digits, '-', '_', '.')"),
+        address=r.address(m["address"], (*path, "address")),
+        roles=roles,
+        connection=connection,
+        user=r.string(m["user"], (*path, "user")) if m.get("user") is not None else None,
+        port=r.port(m["port"], (*path, "port")) if m.get("port") is not None else None,
+        identity_file=r.string(m["identityFile"], (*path, "identityFile")) if m.get("identityFile") else None,
+    )
+
+
+def _unique(r: _Reader, hosts: Iterator[tuple[KeyPath, Host]]) -> None:
+    names: dict[str, KeyPath] = {}
+    addresses: dict[str, KeyPath] = {}
+    for path, h in hosts:
+        if h.name in names:
+            raise r.fail((*path, "name"), f"duplicate name '{h.name}' (also at {_at(r, names[h.name])})")
+        if h.address in addresses:
+            raise r.fail((*path, "address"),
+                         f"duplicate address {h.address} (also at {_at(r, addresses[h.address])})")
+        names[h.name], addresses[h.address] = path, path
+
+
+def _at(r: _Reader, path: KeyPath) -> str:
+    from pytest_nova.yamlsource import format_path
+
+    return f"{format_path(path)}, line {r.doc.line(path)}"
+
+
+def parse(doc: Document) -> Inventory:
+    """Validate a parsed inventory document."""
+    r = _Reader(doc)
+    top = r.mapping(doc.data, (), {"cluster": True, "network": True, "universe": False, "ssh": True,
+                                   "loadBalancers": False, "nodes": True, "workstations": False,
+                                   "kubeconfig": False})
+    cluster = r.mapping(top["cluster"], ("cluster",), {"name": True, "dnsBaseDomain": True, "modules": False})
+    name = r.string(cluster["name"], ("cluster", "name"), _NAME, "cluster name")
+    domain = r.string(cluster["dnsBaseDomain"], ("cluster", "dnsBaseDomain"), _DOMAIN, "DNS domain").lower()
+    modules = r.strings(cluster.get("modules") or [], ("cluster", "modules"),
+                        lambda v, p: r.choice(v, p, MODULES, "module"))
+
+    net = r.mapping(top["network"], ("network",), {"mode": True, "dnsServers": True, "httpProxy": False,
+                                                  "noProxy": False})
+    mode = r.choice(net["mode"], ("network", "mode"), MODES, "network mode")
+    dns_servers = r.strings(net["dnsServers"], ("network", "dnsServers"), r.address)
+    if not dns_servers:
+        raise r.fail(("network", "dnsServers"), "list at least one DNS server the nodes use")
+    proxy = net.get("httpProxy")
+    if proxy is not None:
+        proxy = r.string(proxy, ("network", "httpProxy"))
+        parts = urlsplit(proxy)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise r.fail(("network", "httpProxy"), f"'{proxy}' is not an http://host:port proxy URL")
+    no_proxy = r.strings(net.get("noProxy") or [], ("network", "noProxy"), r.string)
+
+    universe = None
+    if top.get("universe") is not None:
+        u = r.mapping(top["universe"], ("universe",), {"dnsBaseDomain": True, "address": True, "caFile": False})
+        u_domain = r.string(u["dnsBaseDomain"], ("universe", "dnsBaseDomain"), _DOMAIN, "DNS domain").lower()
+        if u_domain == domain:
+            raise r.fail(("universe", "dnsBaseDomain"),
+                         f"'{u_domain}' equals cluster.dnsBaseDomain; Universe needs its own domain (docs 2.4)")
+        universe = Universe(u_domain, r.address(u["address"], ("universe", "address"), v4_only=True),
+                            r.string(u["caFile"], ("universe", "caFile")) if u.get("caFile") else None)
+    if mode == "closed":
+        if universe is None:
+            raise r.fail(("network", "mode"), "closed mode needs a 'universe' section (docs 2.1)")
+        for i, server in enumerate(dns_servers):
+            if ipaddress.ip_address(server).is_global:
+                raise r.fail(("network", "dnsServers", i),
+                             f"{server} is a public resolver; closed mode needs an internal DNS server (docs 2.1)")
+
+    s = r.mapping(top["ssh"], ("ssh",), {"user": True, "identityFile": True, "port": False,
+                                        "knownHostsFile": False, "hostKeyPolicy": False})
+    ssh = Ssh(
+        user=r.string(s["user"], ("ssh", "user")),
+        identity_file=r.string(s["identityFile"], ("ssh", "identityFile")),
+        port=r.port(s["port"], ("ssh", "port")) if s.get("port") is not None else 22,
+        known_hosts_file=r.string(s["knownHostsFile"], ("ssh", "knownHostsFile")) if s.get("knownHostsFile") else None,
+        host_key_policy=r.choice(s.get("hostKeyPolicy", "strict"), ("ssh", "hostKeyPolicy"),
+                                 HOST_KEY_POLICIES, "host key policy"),
+    )
+
+    balancers: dict[str, str] = {}
+    lbs = r.mapping(top.get("loadBalancers") or {}, ("loadBalancers",), dict.fromkeys(BALANCERS, False))
+    for key, value in lbs.items():
+        lb = r.mapping(value, ("loadBalancers", key), {"address": True})
+        balancers[key] = r.address(lb["address"], ("loadBalancers", key, "address"))
+
+    raw_nodes = top["nodes"]
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise r.fail(("nodes",), "expected a non-empty list of nodes")
+    nodes = tuple(_host(r, raw, ("nodes", i), node=True) for i, raw in enumerate(raw_nodes))
+    raw_ws = top.get("workstations") or []
+    if not isinstance(raw_ws, list):
+        raise r.fail(("workstations",), f"expected a list, got {_kind(raw_ws)}")
+    workstations = tuple(_host(r, raw, ("workstations", i), node=False) for i, raw in enumerate(raw_ws))
+    _unique(r, iter([*((("nodes", i), n) for i, n in enumerate(nodes)),
+                     *((("workstations", i), w) for i, w in enumerate(workstations))]))
+    ctl = [i for i, n in enumerate(nodes) if n.has("nova-ctl")]
+    if len(ctl) > 1:
+        raise r.fail(("nodes", ctl[1], "roles"), "only one node may have the nova-ctl role")
+    if not any(n.has("master") for n in nodes):
+        raise r.fail(("nodes",), "no node has the master role; a cluster needs at least one master")
+
+    kubeconfig = top.get("kubeconfig")
+    return Inventory(
+        path=doc.path,
+        sha256=hashlib.sha256(doc.path.read_bytes()).hexdigest(),
+        name=name,
+        dns_base_domain=domain,
+        modules=modules,
+        mode=mode,
+        dns_servers=dns_servers,
+        http_proxy=proxy,
+        no_proxy=no_proxy,
+        universe=universe,
+        ssh=ssh,
+        balancers=balancers,
+        nodes=nodes,
+        workstations=workstations,
+        kubeconfig=r.string(kubeconfig, ("kubeconfig",)) if kubeconfig is not None else None,
+    )
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Read and validate the inventory at ``path``."""
+    doc = load(path)
+    if doc.data is None:
+        raise doc.error((), "the inventory is empty")
+    return parse(doc)
