@@ -188,8 +188,8 @@ def _host(r: _Reader, raw: Any, path: KeyPath, *, node: bool) -> Host:
         roles = r.strings(m["roles"], (*path, "roles"), lambda v, p: v)
         if not roles:
             raise r.fail((*path, "roles"), "a node needs at least one role (" + ", ".join(ROLES) + ")")
-        for i, role in enumerate(roles):
-            r.choice(role, (*path, "roles", i), ROLES, "role")
+        for role in roles:
+            r.choice(role, (*path, "roles"), ROLES, "role")
     connection = m.get("connection")
     if connection is not None:
         connection = r.string(connection, (*path, "connection"))

@@ -1,0 +1,84 @@
+"""Command-line and ini options, and the typed settings read from them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PHASES = ("preinstall", "postinstall", "all")
+NO_INVENTORY = (
+    "pytest-nova: no inventory given; pass --nova-inventory=PATH, set NOVA_INVENTORY=PATH, "
+    "or add 'nova_inventory = PATH' to the [pytest] ini section"
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the checks need to know from the command line."""
+
+    inventory: Path | None
+    phase: str
+    json_path: Path | None
+    probe_timeout: float
+    connect_timeout: float
+    command_timeout: float
+    concurrency: int
+    waivers: Path | None
+
+
+def _positive(kind: type[float] | type[int]) -> type[float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse  # type: ignore[return-value]
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register pytest-nova's options."""
+    group = parser.getgroup("nova", "pytest-nova: Nova Container Platform infrastructure checks")
+    group.addoption("--nova-inventory", metavar="PATH",
+                    help="inventory file (format v1); also NOVA_INVENTORY or the nova_inventory ini option")
+    group.addoption("--nova-phase", choices=PHASES, default=None,
+                    help="which checks to run: preinstall (default), postinstall or all")
+    group.addoption("--nova-json", metavar="PATH", help="write the results JSON (format v1) to PATH")
+    group.addoption("--nova-waivers", metavar="PATH", help="waivers file: accepted deviations with expiry")
+    group.addoption("--nova-timeout", metavar="SECONDS", type=_positive(float), default=2.0,
+                    help="timeout of one network probe (connect, DNS query, handshake); default 2")
+    group.addoption("--nova-connect-timeout", metavar="SECONDS", type=_positive(float), default=5.0,
+                    help="timeout of an SSH login to a host; default 5")
+    group.addoption("--nova-command-timeout", metavar="SECONDS", type=_positive(float), default=120.0,
+                    help="longest a remote fact-gathering or probe run may take; default 120")
+    group.addoption("--nova-concurrency", metavar="N", type=_positive(int), default=64,
+                    help="probes a host runs at once; default 64")
+    parser.addini("nova_inventory", "inventory file used when --nova-inventory is not given")
+    parser.addini("nova_phase", "default for --nova-phase", default="preinstall")
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """Settings from options, the environment and the ini file, in that order."""
+    raw = config.getoption("nova_inventory") or os.environ.get("NOVA_INVENTORY") or config.getini("nova_inventory")
+    phase = config.getoption("nova_phase") or os.environ.get("NOVA_PHASE") or config.getini("nova_phase")
+    if phase not in PHASES:
+        raise pytest.UsageError(f"--nova-phase: {phase!r} is not one of {', '.join(PHASES)}")
+    json_path = config.getoption("nova_json")
+    waivers = config.getoption("nova_waivers")
+    return Settings(
+        inventory=Path(str(raw)) if raw else None,
+        phase=str(phase),
+        json_path=Path(json_path) if json_path else None,
+        probe_timeout=float(config.getoption("nova_timeout")),
+        connect_timeout=float(config.getoption("nova_connect_timeout")),
+        command_timeout=float(config.getoption("nova_command_timeout")),
+        concurrency=int(config.getoption("nova_concurrency")),
+        waivers=Path(waivers) if waivers else None,
+    )

@@ -1,0 +1,222 @@
+"""The plan: a pure expansion of catalog × inventory into checks, one per pytest item.
+
+Nothing here touches the network, so every pytest-xdist worker computes the same items in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from pytest_nova.catalog import Catalog, Requirement
+from pytest_nova.inventory import Host, Inventory
+
+RUNNER = "runner"
+# Test-function argument names that receive checks, each a kind of check.
+KINDS = ("dns_record", "dns_on_node", "endpoint", "node_requirement", "port_rule", "balancer_check",
+         "cluster_node", "cluster_check")
+BOTH_PHASES = ("preinstall", "postinstall")
+_ROLE_OF_SELECTOR = {"masters": "master", "infra": "infra", "ingress": "ingress", "workers": "worker"}
+# Cluster-scope k8s checks that assert one thing per inventory node rather than one thing per cluster.
+PER_NODE_CLUSTER_CHECKS = frozenset({"node_ready", "node_roles"})
+
+
+@dataclass(frozen=True)
+class Target:
+    """A destination a check reaches: an inventory host, a balancer, or a named address."""
+
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """One pytest item: a requirement applied to the hosts, names or ports it concerns."""
+
+    kind: str
+    id: str
+    requirement: Requirement
+    phases: tuple[str, ...]
+    host: str | None = None  # where it executes (its facts or probes come from there); None: the runner
+    source: str | None = None
+    target: str | None = None
+    port: int | None = None
+    protocol: str | None = None
+    name: str | None = None  # a DNS name or endpoint host
+    server: str | None = None  # a DNS server address
+    allowed: tuple[str, ...] = ()  # addresses a DNS name may resolve to
+    targets: tuple[Target, ...] = ()
+    records: tuple[tuple[str, Requirement], ...] = field(default=(), compare=False)
+
+    @property
+    def area(self) -> str:
+        """The marker area: dns, external, firewall, os, lb or k8s."""
+        return self.requirement.area
+
+    @property
+    def group(self) -> str:
+        """The pytest-xdist group: one worker holds one host's connection."""
+        return self.host or RUNNER
+
+
+@dataclass(frozen=True)
+class Plan:
+    """All checks, in a stable order."""
+
+    checks: tuple[Check, ...]
+
+    def of_kind(self, kind: str, phase: str) -> list[Check]:
+        """Checks of one kind that belong to ``phase`` (``all`` takes every phase)."""
+        return [c for c in self.checks if c.kind == kind and (phase == "all" or phase in c.phases)]
+
+
+def fqdn(record: str, domain: str) -> str:
+    """The full name of a record label under a base domain."""
+    return f"{record}.{domain}"
+
+
+def endpoint_host(req: Requirement, inv: Inventory) -> str:
+    """An external requirement's host name, with the Universe domain filled in."""
+    host = req.host or ""
+    if "{universe}" in host:
+        return host.replace("{universe}", inv.universe.dns_base_domain if inv.universe else "")
+    return host
+
+
+def dns_allowed(inv: Inventory) -> tuple[str, ...]:
+    """Where the platform's names may point: the infra nodes, or the infra balancer (docs 1, 3.2)."""
+    addrs = [n.address for n in inv.with_role("infra")]
+    if "infra" in inv.balancers:
+        addrs.append(inv.balancers["infra"])
+    return tuple(addrs)
+
+
+def internal_dns(inv: Inventory) -> bool:
+    """Whether the nodes resolve through the cluster's own DNS (infra nodes or the infra balancer)."""
+    return bool(set(inv.dns_servers) & set(dns_allowed(inv)))
+
+
+def _dns(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    records = [r for r in cat.by_area("dns") if r.module is None or r.module in inv.modules]
+    allowed = dns_allowed(inv)
+    names: list[tuple[str, Requirement, tuple[str, ...]]] = [
+        (fqdn(str(r.record), inv.dns_base_domain), r, allowed) for r in records]
+    if inv.mode == "closed" and inv.universe:
+        for r in cat.by_area("external"):
+            if r.mode == "closed":
+                names.append((endpoint_host(r, inv), r, (inv.universe.address,)))
+    for name, req, ok in names:
+        for server in inv.dns_servers:
+            yield Check("dns_record", f"{name}:{server}", req, ("preinstall",), name=name, server=server,
+                        target=name, allowed=ok)
+    for node in _probe_hosts(inv):
+        yield Check("dns_on_node", node.name, records[0] if records else cat.by_area("dns")[0], ("preinstall",),
+                    host=node.name, source=node.name,
+                    records=tuple((n, r) for n, r, _ in names))
+
+
+def _probe_hosts(inv: Inventory) -> list[Host]:
+    """The hosts that need names and endpoints: nova-ctl first, then the cluster nodes."""
+    ctl = inv.nova_ctl
+    return ([ctl] if ctl else []) + [n for n in inv.cluster_nodes if n is not ctl]
+
+
+def _external(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    reqs = [r for r in cat.by_area("external") if r.mode == inv.mode]
+    for node in _probe_hosts(inv):
+        for r in reqs:
+            host = endpoint_host(r, inv)
+            for h in host.split():  # a row may name two hosts (hub and storage share the image store)
+                yield Check("endpoint", f"{node.name}:{h}:{r.port}", r, ("preinstall",), host=node.name,
+                            source=node.name, target=h, name=h, port=r.port, protocol="tcp")
+
+
+def _node_reqs(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    for area in ("os", "k8s"):
+        for r in cat.by_area(area):
+            if r.params.get("mode") not in (None, inv.mode):
+                continue
+            if r.scope == "nodes":
+                hosts = list(inv.cluster_nodes)
+            elif r.scope == "nova-ctl":
+                hosts = [inv.nova_ctl] if inv.nova_ctl else []
+            else:
+                continue
+            for h in hosts:
+                yield Check("node_requirement", f"{h.name}:{r.id}", r, (r.phase,), host=h.name, source=h.name)
+
+
+def _select(inv: Inventory, selector: str) -> tuple[Host, ...]:
+    if selector == "nodes":
+        return inv.cluster_nodes
+    if selector == "nova-ctl":
+        return (inv.nova_ctl,) if inv.nova_ctl else ()
+    if selector == "workstations":
+        return inv.workstations
+    return inv.with_role(_ROLE_OF_SELECTOR[selector])
+
+
+def _firewall(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    claimed: set[tuple[str, str, int | None, str]] = set()
+    order = {h.name: i for i, h in enumerate((*inv.nodes, *inv.workstations))}
+    for r in cat.by_area("firewall"):
+        proto = str(r.protocol)
+        pairs: dict[str, dict[str, tuple[Host, str]]] = {}
+
+        def add(srcs: tuple[str, ...], dsts: tuple[str, ...], rule: Requirement = r) -> None:
+            for dsel in dsts:
+                for d in _select(inv, dsel):
+                    for ssel in srcs:
+                        for s in _select(inv, ssel):
+                            key = (s.name, d.name, rule.port, proto)
+                            if s.name == d.name or key in claimed:
+                                continue
+                            claimed.add(key)
+                            pairs.setdefault(s.name, {}).setdefault(d.name, (d, dsel))
+
+        add(r.sources, r.targets)
+        if r.direction == "bidirectional":
+            add(r.targets, r.sources)
+        port = f"{r.port}/{proto}" if r.port is not None else proto
+        for src in sorted(pairs, key=order.__getitem__):
+            dests = sorted(pairs[src].values(), key=lambda d: order[d[0].name])
+            label = "+".join(dict.fromkeys(sel for _, sel in dests))
+            yield Check("port_rule", f"{src}:{label}:{port}", r, BOTH_PHASES, host=src, source=src,
+                        target=label, port=r.port, protocol=proto,
+                        targets=tuple(Target(d.name, d.address) for d, _ in dests))
+
+
+def _balancers(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    for r in cat.by_area("lb"):
+        lb = str(r.balancer)
+        if lb not in inv.balancers or (r.condition == "internal-dns" and not internal_dns(inv)):
+            continue
+        backends = inv.with_role(_ROLE_OF_SELECTOR.get(str(r.backends), str(r.backends)))
+        base = f"{lb}:{r.port}/{r.protocol}"
+        if r.scheme == "https" and r.id.endswith("passthrough"):
+            yield Check("balancer_check", f"{base}:passthrough", r, ("postinstall",), target=lb, port=r.port,
+                        protocol=r.protocol, targets=tuple(Target(b.name, b.address) for b in backends),
+                        server=inv.balancers[lb])
+            continue
+        for t in (Target(lb, inv.balancers[lb]), *(Target(b.name, b.address) for b in backends)):
+            yield Check("balancer_check", f"{base}:{t.name}", r, ("postinstall",), target=t.name, port=r.port,
+                        protocol=r.protocol, targets=(t,), server=inv.balancers[lb])
+
+
+def _cluster(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    for r in cat.by_area("k8s"):
+        if r.scope != "cluster":
+            continue
+        if r.check in PER_NODE_CLUSTER_CHECKS:
+            for n in inv.cluster_nodes:
+                yield Check("cluster_node", f"{n.name}:{r.id}", r, (r.phase,), target=n.name)
+        else:
+            yield Check("cluster_check", f"cluster:{r.id}", r, (r.phase,))
+
+
+def build(cat: Catalog, inv: Inventory) -> Plan:
+    """Expand ``cat`` over ``inv``: every check, grouped by kind, each kind in a stable order."""
+    checks = [*_dns(cat, inv), *_external(cat, inv), *_node_reqs(cat, inv), *_firewall(cat, inv),
+              *_balancers(cat, inv), *_cluster(cat, inv)]
+    return Plan(tuple(checks))
+

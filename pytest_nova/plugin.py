@@ -1,0 +1,159 @@
+"""The pytest plugin: options, markers, parametrization from the plan, and the results JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_nova import __version__
+from pytest_nova.catalog import Catalog, load_catalog
+from pytest_nova.inventory import Inventory, load_inventory
+from pytest_nova.options import NO_INVENTORY, Settings, add_options, read_settings
+from pytest_nova.plan import KINDS, Check, Plan, build
+from pytest_nova.results import CHECK_PROPERTY, Collector, write
+from pytest_nova.verdicts import Verdict, judge
+
+MARKERS = {
+    "dns": "DNS records of the platform's services (docs 1)",
+    "external": "vendor or Nova Universe endpoints (docs 2, 2.1)",
+    "firewall": "port rules between node roles (docs 3.1)",
+    "os": "the OS account, sudo and SSH key (account preparation)",
+    "lb": "load balancers and their healthchecks (docs 3.2)",
+    "k8s": "Kubernetes node prerequisites and cluster state",
+    "preinstall": "checks to run before installing the platform",
+    "postinstall": "checks to run on the installed platform",
+}
+
+
+@dataclass
+class NovaSession:
+    """What one pytest session knows: settings, inventory, catalog, plan and collected results."""
+
+    settings: Settings
+    catalog: Catalog
+    inventory: Inventory | None = None
+    plan: Plan | None = None
+    collector: Collector = field(default_factory=Collector)
+    needs_inventory: bool = False
+
+
+SESSION = pytest.StashKey[NovaSession]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the --nova-* options."""
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the inventory and catalog and build the plan; bad input ends the run with one line."""
+    for name, help_text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {help_text}")
+    config.addinivalue_line("markers", "nova_check: an item generated from the pytest-nova plan")
+    settings = read_settings(config)
+    state = NovaSession(settings=settings, catalog=load_catalog())
+    if settings.inventory is not None:
+        state.inventory = load_inventory(settings.inventory)
+        state.plan = build(state.catalog, state.inventory)
+    config.stash[SESSION] = state
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ResultsWriter(state), "nova-results")
+    if not config.pluginmanager.has_plugin("pytest_nova.fixtures"):
+        config.pluginmanager.import_plugin("pytest_nova.fixtures")
+
+
+def session_of(config: pytest.Config) -> NovaSession:
+    """The pytest-nova state of a session."""
+    return config.stash[SESSION]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize every test that asks for a kind of check with that kind's checks from the plan."""
+    kinds = [k for k in KINDS if k in metafunc.fixturenames]
+    if not kinds:
+        return
+    state = session_of(metafunc.config)
+    if state.plan is None:
+        # Raised after collection: a usage error during collection would print as a collection error.
+        state.needs_inventory = True
+        metafunc.parametrize(kinds[0], [])
+        return
+    if len(kinds) > 1:
+        raise pytest.UsageError(f"{metafunc.function.__name__}: a test takes one kind of check, not {kinds}")
+    checks = state.plan.of_kind(kinds[0], state.settings.phase)
+    metafunc.parametrize(kinds[0], [_param(c) for c in checks])
+
+
+def _param(check: Check) -> Any:
+    marks = [getattr(pytest.mark, check.area), pytest.mark.xdist_group(check.group), pytest.mark.nova_check]
+    marks += [getattr(pytest.mark, p) for p in check.phases]
+    return pytest.param(check, id=check.id, marks=marks)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Attach each item's check description, which travels with its reports to the controller."""
+    if session_of(config).needs_inventory:
+        raise pytest.UsageError(NO_INVENTORY)
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            continue
+        check = next((v for k, v in callspec.params.items() if k in KINDS and isinstance(v, Check)), None)
+        if check is not None:
+            item.user_properties.append((CHECK_PROPERTY, describe(check)))
+
+
+def describe(check: Check) -> dict[str, Any]:
+    """The plain-data summary of a check that reports carry."""
+    r = check.requirement
+    return {"check": r.area, "requirement": r.id, "section": r.section, "source": check.source,
+            "target": check.target, "port": check.port, "protocol": check.protocol, "fix": r.fix,
+            "summary": r.summary, "kind": check.kind}
+
+
+class ResultsWriter:
+    """On the controller: collect verdict records from reports (workers' too) and write the results JSON."""
+
+    def __init__(self, state: NovaSession) -> None:
+        self.state = state
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Take the verdict records of one report."""
+        self.state.collector.add(report)
+
+    def pytest_sessionfinish(self) -> None:
+        """Write the results JSON, whatever the outcome."""
+        state, inv = self.state, self.state.inventory
+        if inv is None or state.settings.json_path is None:
+            return
+        write(state.settings.json_path, cluster=inv.name, inventory_path=str(inv.path), sha256=inv.sha256,
+              catalog=state.catalog.version, started=state.collector.started, records=state.collector.records())
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """One header line naming the inventory, the phase and the size of the plan."""
+    state = session_of(config)
+    if state.inventory is None or state.plan is None:
+        return []
+    inv = state.inventory
+    return [f"nova: {inv.name} ({inv.path}), {len(inv.nodes)} nodes, mode {inv.mode}, phase "
+            f"{state.settings.phase}, catalog {state.catalog.version}, pytest-nova {__version__}"]
+
+
+class NovaItem:
+    """Per-test helper given to suite functions: record verdicts and fail with a readable message."""
+
+    def __init__(self, item: pytest.Item, state: NovaSession) -> None:
+        self._item = item
+        self.settings = state.settings
+        self.catalog = state.catalog
+        assert state.inventory is not None
+        self.inventory: Inventory = state.inventory
+
+    def judge(self, verdicts: list[Verdict]) -> None:
+        """Record every verdict; fail once, listing those that did not pass."""
+        judge(self._item.user_properties, self._item.nodeid, verdicts)
+

@@ -1,0 +1,87 @@
+"""Verdicts: the outcome of one individual assertion, and the failure text users read.
+
+A pytest item may make several assertions (a DNS record at each server, a port rule to each target);
+each gets a :class:`Verdict`. The item records all of them for the results JSON and fails once, listing the
+failed ones in the Checked / Expected / Observed / Fix form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pytest
+
+PASSED, FAILED, SKIPPED, ERROR, WAIVED = "passed", "failed", "skipped", "error", "waived"
+USER_PROPERTY = "nova_result"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One assertion's outcome, shaped like a record of the results JSON (format v1)."""
+
+    check: str
+    requirement: str
+    section: str
+    outcome: str
+    message: str
+    source: str | None = None
+    target: str | None = None
+    port: int | None = None
+    protocol: str | None = None
+    # Failure explanation, shown in the terminal and the HTML report.
+    checked: str = ""
+    expected: str = ""
+    fix: str = ""
+
+    def record(self, nodeid: str) -> dict[str, Any]:
+        """The results-JSON record for this verdict."""
+        data = asdict(self)
+        return {"nodeid": nodeid, **{k: data[k] for k in (
+            "check", "requirement", "section", "source", "target", "port", "protocol", "outcome", "message")}}
+
+    def explain(self) -> str:
+        """Checked / Expected / Observed / Fix, in as few lines as it takes."""
+        lines = [f"Checked:  {self.checked}"] if self.checked else []
+        if self.expected:
+            lines.append(f"Expected: {self.expected} (docs {self.section})")
+        lines.append(f"Observed: {self.message}")
+        if self.fix:
+            lines.append(f"Fix:      {self.fix}")
+        return "\n".join(lines)
+
+
+def attach(item_props: list[tuple[str, object]], verdicts: Iterable[Verdict], nodeid: str) -> None:
+    """Store verdicts on the item's user properties, which pytest-xdist carries to the controller."""
+    for v in verdicts:
+        item_props.append((USER_PROPERTY, v.record(nodeid) | {"_explain": v.explain() if v.outcome != PASSED
+                                                                  else "", "_fix": v.fix}))
+
+
+def judge(item_props: list[tuple[str, object]], nodeid: str, verdicts: list[Verdict]) -> None:
+    """Record ``verdicts``; fail the test (without a traceback) when any of them did not pass."""
+    attach(item_props, verdicts, nodeid)
+    bad = [v for v in verdicts if v.outcome in (FAILED, ERROR)]
+    if not verdicts:
+        pytest.fail("nothing was checked: the plan produced no assertions for this item", pytrace=False)
+    if bad:
+        head = f"{len(bad)} of {len(verdicts)} failed" if len(verdicts) > 1 else ""
+        body = "\n\n".join(_label(v, len(verdicts) > 1) + v.explain() for v in bad[:20])
+        more = f"\n\n… and {len(bad) - 20} more (see the results JSON)" if len(bad) > 20 else ""
+        pytest.fail((head + "\n" if head else "") + body + more, pytrace=False)
+    skipped = [v for v in verdicts if v.outcome == SKIPPED]
+    if skipped and len(skipped) == len(verdicts):
+        pytest.skip(skipped[0].message)
+
+
+def _label(v: Verdict, many: bool) -> str:
+    if not many:
+        return ""
+    parts = [p for p in (v.source, v.target) if p]
+    where = " -> ".join(parts)
+    if v.port is not None:
+        where += f" {v.port}/{v.protocol}"
+    elif v.protocol:
+        where += f" {v.protocol}"
+    return f"[{where}]\n" if where else ""
