@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 
-
-class SourceError(pytest.UsageError):
+class SourceError(Exception):
     """A problem in a user file, located by file, line and key path."""
 
     def __init__(self, file: str, line: int, key: str, message: str) -> None:

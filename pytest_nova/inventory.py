@@ -173,11 +173,14 @@ class _Reader:
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
-    return {dict: "a mapping", list: "a list", str: f"'{value}'"}.get(type(value), repr(value))
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"'{value}'" if isinstance(value, str) else repr(value)
 
 
-_HOST_KEYS = {"name": True, "address": True, "connection": False, "user": False, "port": False,
-              "identityFile": False}
+_HOST_KEYS = {"name": True, "address": True, "connection": False, "user": False, "port": False, "identityFile": False}
 
 
 def _host(r: _Reader, raw: Any, path: KeyPath, *, node: bool) -> Host:
@@ -194,8 +197,10 @@ def _host(r: _Reader, raw: Any, path: KeyPath, *, node: bool) -> Host:
     if connection is not None:
         connection = r.string(connection, (*path, "connection"))
         if connection not in CONNECTIONS and "://" not in connection:
-            raise r.fail((*path, "connection"),
-                         f"unknown connection {connection!r} (expected ssh, paramiko, local or a testinfra host URL)")
+            raise r.fail(
+                (*path, "connection"),
+                f"unknown connection {connection!r} (expected ssh, paramiko, local or a testinfra host URL)",
+            )
     return Host(
         name=r.string(m["name"], (*path, "name"), _NAME, "name (letters, digits, '-', '_', '.')"),
         address=r.address(m["address"], (*path, "address")),
@@ -214,8 +219,7 @@ def _unique(r: _Reader, hosts: Iterator[tuple[KeyPath, Host]]) -> None:
         if h.name in names:
             raise r.fail((*path, "name"), f"duplicate name '{h.name}' (also at {_at(r, names[h.name])})")
         if h.address in addresses:
-            raise r.fail((*path, "address"),
-                         f"duplicate address {h.address} (also at {_at(r, addresses[h.address])})")
+            raise r.fail((*path, "address"), f"duplicate address {h.address} (also at {_at(r, addresses[h.address])})")
         names[h.name], addresses[h.address] = path, path
 
 
@@ -228,17 +232,30 @@ def _at(r: _Reader, path: KeyPath) -> str:
 def parse(doc: Document) -> Inventory:
     """Validate a parsed inventory document."""
     r = _Reader(doc)
-    top = r.mapping(doc.data, (), {"cluster": True, "network": True, "universe": False, "ssh": True,
-                                   "loadBalancers": False, "nodes": True, "workstations": False,
-                                   "kubeconfig": False})
+    top = r.mapping(
+        doc.data,
+        (),
+        {
+            "cluster": True,
+            "network": True,
+            "universe": False,
+            "ssh": True,
+            "loadBalancers": False,
+            "nodes": True,
+            "workstations": False,
+            "kubeconfig": False,
+        },
+    )
     cluster = r.mapping(top["cluster"], ("cluster",), {"name": True, "dnsBaseDomain": True, "modules": False})
     name = r.string(cluster["name"], ("cluster", "name"), _NAME, "cluster name")
     domain = r.string(cluster["dnsBaseDomain"], ("cluster", "dnsBaseDomain"), _DOMAIN, "DNS domain").lower()
-    modules = r.strings(cluster.get("modules") or [], ("cluster", "modules"),
-                        lambda v, p: r.choice(v, p, MODULES, "module"))
+    modules = r.strings(
+        cluster.get("modules") or [], ("cluster", "modules"), lambda v, p: r.choice(v, p, MODULES, "module")
+    )
 
-    net = r.mapping(top["network"], ("network",), {"mode": True, "dnsServers": True, "httpProxy": False,
-                                                  "noProxy": False})
+    net = r.mapping(
+        top["network"], ("network",), {"mode": True, "dnsServers": True, "httpProxy": False, "noProxy": False}
+    )
     mode = r.choice(net["mode"], ("network", "mode"), MODES, "network mode")
     dns_servers = r.strings(net["dnsServers"], ("network", "dnsServers"), r.address)
     if not dns_servers:
@@ -256,27 +273,38 @@ def parse(doc: Document) -> Inventory:
         u = r.mapping(top["universe"], ("universe",), {"dnsBaseDomain": True, "address": True, "caFile": False})
         u_domain = r.string(u["dnsBaseDomain"], ("universe", "dnsBaseDomain"), _DOMAIN, "DNS domain").lower()
         if u_domain == domain:
-            raise r.fail(("universe", "dnsBaseDomain"),
-                         f"'{u_domain}' equals cluster.dnsBaseDomain; Universe needs its own domain (docs 2.4)")
-        universe = Universe(u_domain, r.address(u["address"], ("universe", "address"), v4_only=True),
-                            r.string(u["caFile"], ("universe", "caFile")) if u.get("caFile") else None)
+            raise r.fail(
+                ("universe", "dnsBaseDomain"),
+                f"'{u_domain}' equals cluster.dnsBaseDomain; Universe needs its own domain (docs 2.4)",
+            )
+        universe = Universe(
+            u_domain,
+            r.address(u["address"], ("universe", "address"), v4_only=True),
+            r.string(u["caFile"], ("universe", "caFile")) if u.get("caFile") else None,
+        )
     if mode == "closed":
         if universe is None:
             raise r.fail(("network", "mode"), "closed mode needs a 'universe' section (docs 2.1)")
         for i, server in enumerate(dns_servers):
             if ipaddress.ip_address(server).is_global:
-                raise r.fail(("network", "dnsServers", i),
-                             f"{server} is a public resolver; closed mode needs an internal DNS server (docs 2.1)")
+                raise r.fail(
+                    ("network", "dnsServers", i),
+                    f"{server} is a public resolver; closed mode needs an internal DNS server (docs 2.1)",
+                )
 
-    s = r.mapping(top["ssh"], ("ssh",), {"user": True, "identityFile": True, "port": False,
-                                        "knownHostsFile": False, "hostKeyPolicy": False})
+    s = r.mapping(
+        top["ssh"],
+        ("ssh",),
+        {"user": True, "identityFile": True, "port": False, "knownHostsFile": False, "hostKeyPolicy": False},
+    )
     ssh = Ssh(
         user=r.string(s["user"], ("ssh", "user")),
         identity_file=r.string(s["identityFile"], ("ssh", "identityFile")),
         port=r.port(s["port"], ("ssh", "port")) if s.get("port") is not None else 22,
         known_hosts_file=r.string(s["knownHostsFile"], ("ssh", "knownHostsFile")) if s.get("knownHostsFile") else None,
-        host_key_policy=r.choice(s.get("hostKeyPolicy", "strict"), ("ssh", "hostKeyPolicy"),
-                                 HOST_KEY_POLICIES, "host key policy"),
+        host_key_policy=r.choice(
+            s.get("hostKeyPolicy", "strict"), ("ssh", "hostKeyPolicy"), HOST_KEY_POLICIES, "host key policy"
+        ),
     )
 
     balancers: dict[str, str] = {}
@@ -293,8 +321,15 @@ def parse(doc: Document) -> Inventory:
     if not isinstance(raw_ws, list):
         raise r.fail(("workstations",), f"expected a list, got {_kind(raw_ws)}")
     workstations = tuple(_host(r, raw, ("workstations", i), node=False) for i, raw in enumerate(raw_ws))
-    _unique(r, iter([*((("nodes", i), n) for i, n in enumerate(nodes)),
-                     *((("workstations", i), w) for i, w in enumerate(workstations))]))
+    _unique(
+        r,
+        iter(
+            [
+                *((("nodes", i), n) for i, n in enumerate(nodes)),
+                *((("workstations", i), w) for i, w in enumerate(workstations)),
+            ]
+        ),
+    )
     ctl = [i for i, n in enumerate(nodes) if n.has("nova-ctl")]
     if len(ctl) > 1:
         raise r.fail(("nodes", ctl[1], "roles"), "only one node may have the nova-ctl role")

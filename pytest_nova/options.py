@@ -46,20 +46,47 @@ def _positive(kind: type[float] | type[int]) -> type[float]:
 def add_options(parser: pytest.Parser) -> None:
     """Register pytest-nova's options."""
     group = parser.getgroup("nova", "pytest-nova: Nova Container Platform infrastructure checks")
-    group.addoption("--nova-inventory", metavar="PATH",
-                    help="inventory file (format v1); also NOVA_INVENTORY or the nova_inventory ini option")
-    group.addoption("--nova-phase", choices=PHASES, default=None,
-                    help="which checks to run: preinstall (default), postinstall or all")
+    group.addoption(
+        "--nova-inventory",
+        metavar="PATH",
+        help="inventory file (format v1); also NOVA_INVENTORY or the nova_inventory ini option",
+    )
+    group.addoption(
+        "--nova-phase",
+        choices=PHASES,
+        default=None,
+        help="which checks to run: preinstall (default), postinstall or all",
+    )
     group.addoption("--nova-json", metavar="PATH", help="write the results JSON (format v1) to PATH")
     group.addoption("--nova-waivers", metavar="PATH", help="waivers file: accepted deviations with expiry")
-    group.addoption("--nova-timeout", metavar="SECONDS", type=_positive(float), default=2.0,
-                    help="timeout of one network probe (connect, DNS query, handshake); default 2")
-    group.addoption("--nova-connect-timeout", metavar="SECONDS", type=_positive(float), default=5.0,
-                    help="timeout of an SSH login to a host; default 5")
-    group.addoption("--nova-command-timeout", metavar="SECONDS", type=_positive(float), default=120.0,
-                    help="longest a remote fact-gathering or probe run may take; default 120")
-    group.addoption("--nova-concurrency", metavar="N", type=_positive(int), default=64,
-                    help="probes a host runs at once; default 64")
+    group.addoption(
+        "--nova-timeout",
+        metavar="SECONDS",
+        type=_positive(float),
+        default=2.0,
+        help="timeout of one network probe (connect, DNS query, handshake); default 2",
+    )
+    group.addoption(
+        "--nova-connect-timeout",
+        metavar="SECONDS",
+        type=_positive(float),
+        default=5.0,
+        help="timeout of an SSH login to a host; default 5",
+    )
+    group.addoption(
+        "--nova-command-timeout",
+        metavar="SECONDS",
+        type=_positive(float),
+        default=120.0,
+        help="longest a remote fact-gathering or probe run may take; default 120",
+    )
+    group.addoption(
+        "--nova-concurrency",
+        metavar="N",
+        type=_positive(int),
+        default=64,
+        help="probes a host runs at once; default 64",
+    )
     parser.addini("nova_inventory", "inventory file used when --nova-inventory is not given")
     parser.addini("nova_phase", "default for --nova-phase", default="preinstall")
 

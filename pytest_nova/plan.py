@@ -13,8 +13,16 @@ from pytest_nova.inventory import Host, Inventory
 
 RUNNER = "runner"
 # Test-function argument names that receive checks, each a kind of check.
-KINDS = ("dns_record", "dns_on_node", "endpoint", "node_requirement", "port_rule", "balancer_check",
-         "cluster_node", "cluster_check")
+KINDS = (
+    "dns_record",
+    "dns_on_node",
+    "endpoint",
+    "node_requirement",
+    "port_rule",
+    "balancer_check",
+    "cluster_node",
+    "cluster_check",
+)
 BOTH_PHASES = ("preinstall", "postinstall")
 _ROLE_OF_SELECTOR = {"masters": "master", "infra": "infra", "ingress": "ingress", "workers": "worker"}
 # Cluster-scope k8s checks that assert one thing per inventory node rather than one thing per cluster.
@@ -100,19 +108,34 @@ def _dns(cat: Catalog, inv: Inventory) -> Iterator[Check]:
     records = [r for r in cat.by_area("dns") if r.module is None or r.module in inv.modules]
     allowed = dns_allowed(inv)
     names: list[tuple[str, Requirement, tuple[str, ...]]] = [
-        (fqdn(str(r.record), inv.dns_base_domain), r, allowed) for r in records]
+        (fqdn(str(r.record), inv.dns_base_domain), r, allowed) for r in records
+    ]
     if inv.mode == "closed" and inv.universe:
         for r in cat.by_area("external"):
             if r.mode == "closed":
                 names.append((endpoint_host(r, inv), r, (inv.universe.address,)))
     for name, req, ok in names:
         for server in inv.dns_servers:
-            yield Check("dns_record", f"{name}:{server}", req, ("preinstall",), name=name, server=server,
-                        target=name, allowed=ok)
+            yield Check(
+                "dns_record",
+                f"{name}:{server}",
+                req,
+                ("preinstall",),
+                name=name,
+                server=server,
+                target=name,
+                allowed=ok,
+            )
     for node in _probe_hosts(inv):
-        yield Check("dns_on_node", node.name, records[0] if records else cat.by_area("dns")[0], ("preinstall",),
-                    host=node.name, source=node.name,
-                    records=tuple((n, r) for n, r, _ in names))
+        yield Check(
+            "dns_on_node",
+            node.name,
+            records[0] if records else cat.by_area("dns")[0],
+            ("preinstall",),
+            host=node.name,
+            source=node.name,
+            records=tuple((n, r) for n, r, _ in names),
+        )
 
 
 def _probe_hosts(inv: Inventory) -> list[Host]:
@@ -127,8 +150,18 @@ def _external(cat: Catalog, inv: Inventory) -> Iterator[Check]:
         for r in reqs:
             host = endpoint_host(r, inv)
             for h in host.split():  # a row may name two hosts (hub and storage share the image store)
-                yield Check("endpoint", f"{node.name}:{h}:{r.port}", r, ("preinstall",), host=node.name,
-                            source=node.name, target=h, name=h, port=r.port, protocol="tcp")
+                yield Check(
+                    "endpoint",
+                    f"{node.name}:{h}:{r.port}",
+                    r,
+                    ("preinstall",),
+                    host=node.name,
+                    source=node.name,
+                    target=h,
+                    name=h,
+                    port=r.port,
+                    protocol="tcp",
+                )
 
 
 def _node_reqs(cat: Catalog, inv: Inventory) -> Iterator[Check]:
@@ -163,27 +196,34 @@ def _firewall(cat: Catalog, inv: Inventory) -> Iterator[Check]:
         proto = str(r.protocol)
         pairs: dict[str, dict[str, tuple[Host, str]]] = {}
 
-        def add(srcs: tuple[str, ...], dsts: tuple[str, ...], rule: Requirement = r) -> None:
+        directions = [(r.sources, r.targets)]
+        if r.direction == "bidirectional":
+            directions.append((r.targets, r.sources))
+        for srcs, dsts in directions:
             for dsel in dsts:
                 for d in _select(inv, dsel):
-                    for ssel in srcs:
-                        for s in _select(inv, ssel):
-                            key = (s.name, d.name, rule.port, proto)
-                            if s.name == d.name or key in claimed:
-                                continue
-                            claimed.add(key)
-                            pairs.setdefault(s.name, {}).setdefault(d.name, (d, dsel))
-
-        add(r.sources, r.targets)
-        if r.direction == "bidirectional":
-            add(r.targets, r.sources)
+                    for s in (s for ssel in srcs for s in _select(inv, ssel)):
+                        key = (s.name, d.name, r.port, proto)
+                        if s.name == d.name or key in claimed:
+                            continue
+                        claimed.add(key)
+                        pairs.setdefault(s.name, {}).setdefault(d.name, (d, dsel))
         port = f"{r.port}/{proto}" if r.port is not None else proto
         for src in sorted(pairs, key=order.__getitem__):
             dests = sorted(pairs[src].values(), key=lambda d: order[d[0].name])
             label = "+".join(dict.fromkeys(sel for _, sel in dests))
-            yield Check("port_rule", f"{src}:{label}:{port}", r, BOTH_PHASES, host=src, source=src,
-                        target=label, port=r.port, protocol=proto,
-                        targets=tuple(Target(d.name, d.address) for d, _ in dests))
+            yield Check(
+                "port_rule",
+                f"{src}:{label}:{port}",
+                r,
+                BOTH_PHASES,
+                host=src,
+                source=src,
+                target=label,
+                port=r.port,
+                protocol=proto,
+                targets=tuple(Target(d.name, d.address) for d, _ in dests),
+            )
 
 
 def _balancers(cat: Catalog, inv: Inventory) -> Iterator[Check]:
@@ -194,13 +234,30 @@ def _balancers(cat: Catalog, inv: Inventory) -> Iterator[Check]:
         backends = inv.with_role(_ROLE_OF_SELECTOR.get(str(r.backends), str(r.backends)))
         base = f"{lb}:{r.port}/{r.protocol}"
         if r.scheme == "https" and r.id.endswith("passthrough"):
-            yield Check("balancer_check", f"{base}:passthrough", r, ("postinstall",), target=lb, port=r.port,
-                        protocol=r.protocol, targets=tuple(Target(b.name, b.address) for b in backends),
-                        server=inv.balancers[lb])
+            yield Check(
+                "balancer_check",
+                f"{base}:passthrough",
+                r,
+                ("postinstall",),
+                target=lb,
+                port=r.port,
+                protocol=r.protocol,
+                targets=tuple(Target(b.name, b.address) for b in backends),
+                server=inv.balancers[lb],
+            )
             continue
         for t in (Target(lb, inv.balancers[lb]), *(Target(b.name, b.address) for b in backends)):
-            yield Check("balancer_check", f"{base}:{t.name}", r, ("postinstall",), target=t.name, port=r.port,
-                        protocol=r.protocol, targets=(t,), server=inv.balancers[lb])
+            yield Check(
+                "balancer_check",
+                f"{base}:{t.name}",
+                r,
+                ("postinstall",),
+                target=t.name,
+                port=r.port,
+                protocol=r.protocol,
+                targets=(t,),
+                server=inv.balancers[lb],
+            )
 
 
 def _cluster(cat: Catalog, inv: Inventory) -> Iterator[Check]:
@@ -216,7 +273,12 @@ def _cluster(cat: Catalog, inv: Inventory) -> Iterator[Check]:
 
 def build(cat: Catalog, inv: Inventory) -> Plan:
     """Expand ``cat`` over ``inv``: every check, grouped by kind, each kind in a stable order."""
-    checks = [*_dns(cat, inv), *_external(cat, inv), *_node_reqs(cat, inv), *_firewall(cat, inv),
-              *_balancers(cat, inv), *_cluster(cat, inv)]
+    checks = [
+        *_dns(cat, inv),
+        *_external(cat, inv),
+        *_node_reqs(cat, inv),
+        *_firewall(cat, inv),
+        *_balancers(cat, inv),
+        *_cluster(cat, inv),
+    ]
     return Plan(tuple(checks))
-

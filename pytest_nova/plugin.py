@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_nova import __version__
 from pytest_nova.catalog import Catalog, load_catalog
+from pytest_nova.errors import SourceError
+from pytest_nova.hosts import RUN_DIR_ENV, close_control_sockets, run_dir
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.options import NO_INVENTORY, Settings, add_options, read_settings
 from pytest_nova.plan import KINDS, Check, Plan, build
@@ -37,6 +42,7 @@ class NovaSession:
     plan: Plan | None = None
     collector: Collector = field(default_factory=Collector)
     needs_inventory: bool = False
+    run_dir: Path | None = None
 
 
 SESSION = pytest.StashKey[NovaSession]()
@@ -53,15 +59,31 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {help_text}")
     config.addinivalue_line("markers", "nova_check: an item generated from the pytest-nova plan")
     settings = read_settings(config)
-    state = NovaSession(settings=settings, catalog=load_catalog())
-    if settings.inventory is not None:
-        state.inventory = load_inventory(settings.inventory)
-        state.plan = build(state.catalog, state.inventory)
+    try:
+        state = NovaSession(settings=settings, catalog=load_catalog())
+        if settings.inventory is not None:
+            state.inventory = load_inventory(settings.inventory)
+            state.plan = build(state.catalog, state.inventory)
+    except SourceError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION] = state
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ResultsWriter(state), "nova-results")
+        if state.inventory is not None:
+            # Created before xdist starts its workers, which inherit it through the environment.
+            state.run_dir = run_dir()
     if not config.pluginmanager.has_plugin("pytest_nova.fixtures"):
         config.pluginmanager.import_plugin("pytest_nova.fixtures")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """On the controller: close the shared SSH connections and remove the run's folder."""
+    state = config.stash.get(SESSION, None)
+    if state is None or state.run_dir is None:
+        return
+    close_control_sockets(state.run_dir)
+    shutil.rmtree(state.run_dir, ignore_errors=True)
+    os.environ.pop(RUN_DIR_ENV, None)
 
 
 def session_of(config: pytest.Config) -> NovaSession:
@@ -108,9 +130,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def describe(check: Check) -> dict[str, Any]:
     """The plain-data summary of a check that reports carry."""
     r = check.requirement
-    return {"check": r.area, "requirement": r.id, "section": r.section, "source": check.source,
-            "target": check.target, "port": check.port, "protocol": check.protocol, "fix": r.fix,
-            "summary": r.summary, "kind": check.kind}
+    return {
+        "check": r.area,
+        "requirement": r.id,
+        "section": r.section,
+        "source": check.source,
+        "target": check.target,
+        "port": check.port,
+        "protocol": check.protocol,
+        "fix": r.fix,
+        "summary": r.summary,
+        "kind": check.kind,
+    }
 
 
 class ResultsWriter:
@@ -129,8 +160,15 @@ class ResultsWriter:
         state, inv = self.state, self.state.inventory
         if inv is None or state.settings.json_path is None:
             return
-        write(state.settings.json_path, cluster=inv.name, inventory_path=str(inv.path), sha256=inv.sha256,
-              catalog=state.catalog.version, started=state.collector.started, records=state.collector.records())
+        write(
+            state.settings.json_path,
+            cluster=inv.name,
+            inventory_path=str(inv.path),
+            sha256=inv.sha256,
+            catalog=state.catalog.version,
+            started=state.collector.started,
+            records=state.collector.records(),
+        )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -139,8 +177,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if state.inventory is None or state.plan is None:
         return []
     inv = state.inventory
-    return [f"nova: {inv.name} ({inv.path}), {len(inv.nodes)} nodes, mode {inv.mode}, phase "
-            f"{state.settings.phase}, catalog {state.catalog.version}, pytest-nova {__version__}"]
+    return [
+        f"nova: {inv.name} ({inv.path}), {len(inv.nodes)} nodes, mode {inv.mode}, phase "
+        f"{state.settings.phase}, catalog {state.catalog.version}, pytest-nova {__version__}"
+    ]
 
 
 class NovaItem:
@@ -156,4 +196,3 @@ class NovaItem:
     def judge(self, verdicts: list[Verdict]) -> None:
         """Record every verdict; fail once, listing those that did not pass."""
         judge(self._item.user_properties, self._item.nodeid, verdicts)
-

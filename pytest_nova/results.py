@@ -43,8 +43,11 @@ class Collector:
             return
         records = [dict(v) for k, v in report.user_properties if k == USER_PROPERTY and isinstance(v, dict)]
         if not records:
-            outcome = SKIPPED if report.skipped else (PASSED if report.passed else
-                                                      (FAILED if report.when == "call" else ERROR))
+            outcome = (
+                SKIPPED
+                if report.skipped
+                else (PASSED if report.passed else (FAILED if report.when == "call" else ERROR))
+            )
             records = [_synth(meta, report, outcome)]
         self.by_nodeid[report.nodeid] = records
 
@@ -59,9 +62,14 @@ def _synth(meta: dict[str, Any], report: pytest.TestReport, outcome: str) -> dic
         message = str(report.longrepr[2]).removeprefix("Skipped: ")
     else:
         message = _first_line(report)
-    return {"nodeid": report.nodeid, **{k: meta.get(k) for k in (
-        "check", "requirement", "section", "source", "target", "port", "protocol")},
-        "outcome": outcome, "message": message, "_explain": message, "_fix": meta.get("fix", "")}
+    return {
+        "nodeid": report.nodeid,
+        **{k: meta.get(k) for k in ("check", "requirement", "section", "source", "target", "port", "protocol")},
+        "outcome": outcome,
+        "message": message,
+        "_explain": message,
+        "_fix": meta.get("fix", ""),
+    }
 
 
 def _first_line(report: pytest.TestReport) -> str:
@@ -86,8 +94,16 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
-def write(path: Path, *, cluster: str, inventory_path: str, sha256: str, catalog: str, started: str,
-          records: list[dict[str, Any]]) -> None:
+def write(
+    path: Path,
+    *,
+    cluster: str,
+    inventory_path: str,
+    sha256: str,
+    catalog: str,
+    started: str,
+    records: list[dict[str, Any]],
+) -> None:
     """Write the results JSON atomically, so a reader never sees half a file."""
     data = {
         "schema": SCHEMA,

@@ -38,8 +38,23 @@ class Verdict:
     def record(self, nodeid: str) -> dict[str, Any]:
         """The results-JSON record for this verdict."""
         data = asdict(self)
-        return {"nodeid": nodeid, **{k: data[k] for k in (
-            "check", "requirement", "section", "source", "target", "port", "protocol", "outcome", "message")}}
+        return {
+            "nodeid": nodeid,
+            **{
+                k: data[k]
+                for k in (
+                    "check",
+                    "requirement",
+                    "section",
+                    "source",
+                    "target",
+                    "port",
+                    "protocol",
+                    "outcome",
+                    "message",
+                )
+            },
+        }
 
     def explain(self) -> str:
         """Checked / Expected / Observed / Fix, in as few lines as it takes."""
@@ -55,8 +70,9 @@ class Verdict:
 def attach(item_props: list[tuple[str, object]], verdicts: Iterable[Verdict], nodeid: str) -> None:
     """Store verdicts on the item's user properties, which pytest-xdist carries to the controller."""
     for v in verdicts:
-        item_props.append((USER_PROPERTY, v.record(nodeid) | {"_explain": v.explain() if v.outcome != PASSED
-                                                                  else "", "_fix": v.fix}))
+        item_props.append(
+            (USER_PROPERTY, v.record(nodeid) | {"_explain": v.explain() if v.outcome != PASSED else "", "_fix": v.fix})
+        )
 
 
 def judge(item_props: list[tuple[str, object]], nodeid: str, verdicts: list[Verdict]) -> None:

@@ -51,12 +51,12 @@ def _convert(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], doc: Pat
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                raise SourceError(str(doc), key_node.start_mark.line + 1, format_path(path), "keys must be plain strings")
+                raise SourceError(
+                    str(doc), key_node.start_mark.line + 1, format_path(path), "keys must be plain strings"
+                )
             key = str(key_node.value)
             if key in result:
-                raise SourceError(
-                    str(doc), key_node.start_mark.line + 1, format_path((*path, key)), "duplicate key"
-                )
+                raise SourceError(str(doc), key_node.start_mark.line + 1, format_path((*path, key)), "duplicate key")
             child = (*path, key)
             result[key] = _convert(value_node, child, lines, doc)
             lines[child] = key_node.start_mark.line + 1

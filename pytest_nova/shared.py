@@ -1,0 +1,38 @@
+"""Results computed once per run and shared by the controller and every pytest-xdist worker.
+
+A host's facts or the firewall matrix are gathered by whichever process asks first; the others wait on a file
+lock and read the stored JSON. A failure is stored too, so an unreachable host costs one timeout per run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pytest_nova.hosts import HostError
+
+
+def once(folder: Path, key: str, compute: Callable[[], Any]) -> Any:
+    """The stored value of ``key``, computing it under a lock if no process has yet."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+    path = folder / f"{safe}.json"
+    with open(folder / f"{safe}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            stored = json.loads(path.read_text())
+        else:
+            try:
+                stored = {"value": compute()}
+            except HostError as exc:
+                stored = {"error": [exc.host, exc.cause]}
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(stored))
+            tmp.replace(path)
+    if "error" in stored:
+        raise HostError(*stored["error"])
+    return stored["value"]
