@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ class NovaSession:
 
 
 SESSION = pytest.StashKey[NovaSession]()
+# Modules holding fixtures for the suites, loaded as plugins; each engine keeps its fixtures beside its code.
+FIXTURE_MODULES = ("pytest_nova.fixtures", "pytest_nova.facts", "pytest_nova.matrix", "pytest_nova.balancers",
+                   "pytest_nova.cluster", "pytest_nova.report")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -72,8 +76,16 @@ def pytest_configure(config: pytest.Config) -> None:
         if state.inventory is not None:
             # Created before xdist starts its workers, which inherit it through the environment.
             state.run_dir = run_dir()
-    if not config.pluginmanager.has_plugin("pytest_nova.fixtures"):
-        config.pluginmanager.import_plugin("pytest_nova.fixtures")
+    for module in FIXTURE_MODULES:
+        if not config.pluginmanager.has_plugin(module) and importlib.util.find_spec(module) is not None:
+            config.pluginmanager.import_plugin(module)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Under ``-n``, distribute by xdist group unless told otherwise: one worker holds one host's items."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
+        config.option.dist = "loadgroup"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
