@@ -137,11 +137,15 @@ def _entry(doc: Document, area: str, i: int, raw: Any) -> Requirement:
 
     def many(key: str, options: tuple[str, ...]) -> tuple[str, ...]:
         value = raw.get(key) or []
+        if not isinstance(value, list):
+            raise _fail(doc, (*path, key), f"expected a list of: {', '.join(options)}")
         for j, v in enumerate(value):
             if v not in options:
                 raise _fail(doc, (*path, key, j), f"{v!r} is not one of {', '.join(options)}")
         return tuple(value)
 
+    if not isinstance(raw["rows"], list) or not raw["rows"]:
+        raise _fail(doc, (*path, "rows"), "list at least one row of the source document")
     rows = []
     for j, row in enumerate(raw["rows"]):
         if not isinstance(row, dict) or set(row) != {"section", "text"}:
@@ -158,7 +162,11 @@ def _entry(doc: Document, area: str, i: int, raw: Any) -> Requirement:
         kwargs.update(mode=choice("mode", MODES), ips=tuple(raw.get("ips") or ()))
     if area == "lb":
         kwargs.update(protocol=choice("protocol", PROTOCOLS))
+    if area in ("external", "lb") and (not isinstance(raw["port"], int) or isinstance(raw["port"], bool)):
+        raise _fail(doc, (*path, "port"), f"{raw['port']!r} is not a port number")
     if area in ("os", "k8s"):
+        if not isinstance(raw.get("params") or {}, dict):
+            raise _fail(doc, (*path, "params"), "expected a mapping")
         kwargs.update(scope=choice("scope", _SCOPES), params=dict(raw.get("params") or {}))
     for key in ("record", "module", "host", "port", "balancer", "backends", "scheme", "path", "condition",
                 "check", "description"):

@@ -1,0 +1,335 @@
+"""The requirements catalog: schema, invariants, and coverage of the source documents.
+
+The coverage test reads the seed document itself (``../shared/seeds`` beside the repository) and proves that
+every data row of its tables (sections 2, 2.1, 3.1.1-3.1.6, 3.2) and every DNS name of section 1 is quoted in
+the ``rows`` of some catalog entry of the matching area.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pytest_nova.catalog import AREAS, PHASES, Catalog, load_catalog
+from pytest_nova.errors import SourceError
+
+SEEDS = Path(__file__).parents[1].parent / "shared" / "seeds"
+SEED_000 = SEEDS / "000_77cdbd3ff13b5fb9.txt"  # Nova installation requirements (Russian)
+SEED_002 = SEEDS / "002_da7ba6c094596acc.txt"  # Kubernetes basics guide
+CATALOG_DIR = Path(__file__).parents[1] / "pytest_nova" / "catalog"
+VERSION = "nova-77cdbd3f"
+
+_HEADER = re.compile(r"^(\d+(?:\.\d+)*)\.\s+\S")
+_TABLE_HEADS = ("Источник\t", "Ресурс\t", "Порт\t")
+_DNS_ITEM = re.compile(r"^- (`[^`]+`)\s*$")
+_ID_PREFIX = {"dns": "dns-", "external": "ext-", "firewall": "fw-", "lb": "lb-", "os": "os-", "k8s": "k8s-"}
+# Sections of the first document of seed 000 whose rows the catalog must cover, and their catalog area.
+COVERED = {
+    "1": "dns", "2": "external", "2.1": "external",
+    **{f"3.1.{i}": "firewall" for i in range(1, 7)},
+    "3.2": "lb",
+}
+
+
+def norm(text: str) -> str:
+    """Normalise whitespace: runs of spaces collapse, table cells stay separated by one tab."""
+    return "\t".join(" ".join(cell.split()) for cell in text.strip().split("\t"))
+
+
+def read_seed(path: Path) -> str:
+    """The text of a seed document; a missing seed fails the test (it is the ground truth, never skipped)."""
+    if not path.is_file():
+        pytest.fail(f"seed document not found: {path} (expected ../shared/seeds beside the repository)",
+                    pytrace=False)
+    return path.read_text(encoding="utf-8")
+
+
+def seed_rows(text: str) -> list[tuple[str, str]]:
+    """Every (section, normalised row) of the covered sections of the first document of seed 000.
+
+    Table rows are the tab-separated lines after a header line starting with ``Источник``, ``Ресурс`` or
+    ``Порт`` until the first line that is blank or has no tab; section 1 contributes its DNS list items.
+    The first document ends where a second ``1.`` heading starts the next one (Nova Universe install).
+    """
+    rows: list[tuple[str, str]] = []
+    section = ""
+    in_table = False
+    for line in text.splitlines():
+        head = _HEADER.match(line)
+        if head:
+            if head.group(1) == "1" and section:
+                break  # the next document of the file starts
+            section, in_table = head.group(1), False
+            continue
+        if section not in COVERED:
+            in_table = False
+            continue
+        if line.startswith(_TABLE_HEADS):
+            in_table = True
+            continue
+        if in_table:
+            if "\t" in line and line.strip():
+                rows.append((section, norm(line)))
+                continue
+            in_table = False
+        if section == "1":
+            item = _DNS_ITEM.match(line)
+            if item:
+                rows.append((section, norm(item.group(1))))
+    return rows
+
+
+def _catalog_rows(catalog: Catalog) -> Counter[tuple[str, str, str]]:
+    """(area, section, normalised text) of every catalog row, counted once per entry that quotes it."""
+    found: Counter[tuple[str, str, str]] = Counter()
+    for req in catalog.requirements:
+        for key in {(req.area, row.section, norm(row.text)) for row in req.rows}:
+            found[key] += 1
+    return found
+
+
+def missing_rows(catalog: Catalog, seed: Path = SEED_000) -> list[str]:
+    """Seed rows that no catalog entry of the right area quotes, as ``section [area]: text`` lines."""
+    found = _catalog_rows(catalog)
+    return [f"{section} [{COVERED[section]}]: {text!r}" for section, text in seed_rows(read_seed(seed))
+            if not found[(COVERED[section], section, text)]]
+
+
+def _is_seed_row(section: str, text: str) -> bool:
+    """Whether a catalog row has the shape of a covered seed row (a table row or a section 1 DNS item)."""
+    return section in COVERED and ("\t" in text or (section == "1" and text.startswith("`")))
+
+
+# ---- coverage -------------------------------------------------------------------------------------------
+
+
+def test_catalog_covers_every_seed_row(capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = load_catalog()
+    seed = seed_rows(read_seed(SEED_000))
+    assert seed, "no rows extracted from the seed: has its layout changed?"
+    assert missing_rows(catalog) == []
+
+    # Counts, per section: seed rows vs distinct catalog rows of that section (extra rows would be invented).
+    seed_count = Counter(section for section, _ in seed)
+    cat_rows = {(s, t) for (area, s, t) in _catalog_rows(catalog) if _is_seed_row(s, t) and COVERED[s] == area}
+    cat_count = Counter(section for section, _ in cat_rows)
+    with capsys.disabled():
+        print("\nseed 000 rows covered by the catalog, per section (seed / catalog):")
+        for section in COVERED:
+            print(f"  {section:6} {COVERED[section]:9} {seed_count[section]:3} / {cat_count[section]:3}")
+        print(f"  total            {sum(seed_count.values()):3} / {sum(cat_count.values()):3}")
+    assert len(set(seed)) == len(seed), "the seed repeats a row within a section; the row key is ambiguous"
+    assert cat_rows - set(seed) == set(), "catalog rows that are not rows of the seed"
+    assert cat_count == seed_count
+
+
+def test_missing_row_is_reported(tmp_path: Path) -> None:
+    folder = tmp_path / "catalog"
+    shutil.copytree(CATALOG_DIR, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    file = folder / "firewall.yaml"
+    removed = next(e for e in yaml.safe_load(file.read_text(encoding="utf-8"))["requirements"]
+                   if e["id"] == "fw-bgp")
+    # Delete the entry's YAML text: from its "- id:" line up to the next entry.
+    lines = file.read_text(encoding="utf-8").splitlines(keepends=True)
+    start = lines.index("  - id: fw-bgp\n")
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("  - id: "))
+    file.write_text("".join(lines[:start] + lines[end:]), encoding="utf-8")
+
+    reduced = load_catalog(folder)
+    assert len(reduced.by_area("firewall")) == len(load_catalog().by_area("firewall")) - 1
+    missing = missing_rows(reduced)
+    assert missing == [f"3.1.5 [firewall]: {norm(removed['rows'][0]['text'])!r}"]
+    assert "179/tcp" in missing[0]
+
+
+def test_missing_seed_fails_clearly(tmp_path: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match="seed document not found"):
+        missing_rows(load_catalog(), tmp_path / "absent.txt")
+
+
+def test_every_firewall_row_in_exactly_one_entry() -> None:
+    counts = _catalog_rows(load_catalog())
+    twice = [f"{s}: {t}" for (area, s, t), n in counts.items() if area == "firewall" and n > 1]
+    assert twice == []
+    for req in load_catalog().requirements:
+        texts = [(row.section, norm(row.text)) for row in req.rows]
+        assert len(texts) == len(set(texts)), f"{req.id} lists the same row twice"
+
+
+def test_every_row_is_verbatim_from_its_seed() -> None:
+    seeds = {"000": read_seed(SEED_000), "002": read_seed(SEED_002)}
+    # A row is one whole line of its seed, or a list item without its "- " bullet (the DNS names of section 1).
+    lines = {name: {norm(line) for line in text.splitlines()} | {norm(line[2:]) for line in text.splitlines()
+                                                                  if line.startswith("- ")}
+             for name, text in seeds.items()}
+    bad = []
+    for req in load_catalog().requirements:
+        for row in req.rows:
+            seed = "002" if row.section == "k8s-basics" else "000"
+            if norm(row.text) not in lines[seed]:
+                bad.append(f"{req.id} ({row.section}): {row.text!r}")
+    assert bad == [], "rows must quote one whole line of the seed"
+
+
+def test_merged_rows_are_explained() -> None:
+    for req in load_catalog().requirements:
+        if len(req.rows) > 1 and req.area in ("firewall", "external"):
+            assert req.note, f"{req.id} merges {len(req.rows)} rows without a note saying why"
+
+
+# ---- catalog invariants ---------------------------------------------------------------------------------
+
+
+def test_every_area_present_with_one_version() -> None:
+    catalog = load_catalog()
+    assert catalog.version == VERSION
+    for area in AREAS:
+        assert catalog.by_area(area), f"no requirements for area {area}"
+    for file in sorted(CATALOG_DIR.glob("*.yaml")):
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        assert data["version"] == VERSION, file.name
+        assert file.stem == data["area"], f"{file.name} holds area {data['area']}"
+
+
+def test_ids_unique_kebab_and_prefixed() -> None:
+    ids = [r.id for r in load_catalog().requirements]
+    assert len(ids) == len(set(ids))
+    for req in load_catalog().requirements:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)+", req.id), req.id
+        assert req.id.startswith(_ID_PREFIX[req.area]), req.id
+
+
+def test_phases_and_common_fields() -> None:
+    for req in load_catalog().requirements:
+        assert req.phase in PHASES, req.id
+        assert req.rows and req.summary and req.fix, req.id
+        assert "\n" not in req.summary and "\n" not in req.fix, f"{req.id}: summary and fix are one line"
+        assert req.section in COVERED or req.section in (
+            "universe 2.4", "universe 2.7", "account 1", "account 2", "k8s-basics"), req.id
+    assert {r.phase for r in load_catalog().by_area("lb")} == {"postinstall"}
+    assert {r.phase for r in load_catalog().by_area("firewall")} == {"preinstall"}
+
+
+def test_firewall_entries_have_ports_unless_icmp_or_ipip() -> None:
+    for req in load_catalog().by_area("firewall"):
+        if req.protocol in ("icmp", "ipip"):
+            assert req.port is None, req.id
+        else:
+            assert isinstance(req.port, int) and 0 < req.port < 65536, req.id
+        assert req.sources and req.targets and req.description, req.id
+
+
+def test_firewall_rules_are_distinct() -> None:
+    rules = Counter((r.sources, r.targets, r.port, r.protocol) for r in load_catalog().by_area("firewall"))
+    assert [k for k, n in rules.items() if n > 1] == []
+
+
+def test_dns_records() -> None:
+    dns = load_catalog().by_area("dns")
+    assert len(dns) == 10
+    modules = {r.record: r.module for r in dns}
+    assert modules["nova-neuvector-ui"] == modules["nova-neuvector-api-docs"] == "neuvector"
+    assert modules["nova-logs-main"] == "opensearch"
+    assert sum(m is None for m in modules.values()) == 7
+
+
+def test_external_endpoints() -> None:
+    ext = load_catalog().by_area("external")
+    internet = {(r.host, r.port) for r in ext if r.mode == "internet"}
+    assert internet == {("hub.nova-platform.io", 443), ("storage.cloud.croc.ru", 443),
+                        ("access.nova-platform.io", 443), ("code.nova-platform.io", 443),
+                        ("sun.nova-platform.io", 8140)}
+    closed = {(r.host, r.port) for r in ext if r.mode == "closed"}
+    assert closed == {(f"{h}.{{universe}}", 443) for h in ("hub", "sun", "repo", "uploads")}
+    assert all(r.ips for r in ext if r.mode == "internet")
+    assert not any(r.ips for r in ext if r.mode == "closed")
+
+
+def test_node_checks_have_scope_and_check() -> None:
+    for req in (*load_catalog().by_area("os"), *load_catalog().by_area("k8s")):
+        assert req.check and re.fullmatch(r"[a-z][a-z0-9_]*", req.check), req.id
+        assert req.scope in (("nodes", "nova-ctl") if req.area == "os" else ("nodes", "cluster")), req.id
+    ca = load_catalog().get("os-universe-ca")
+    assert (ca.check, ca.scope, ca.params.get("mode")) == ("universe_ca_trusted", "nodes", "closed")
+
+
+# ---- loader errors --------------------------------------------------------------------------------------
+
+_GOOD_ENTRY = """\
+area: firewall
+version: nova-77cdbd3f
+requirements:
+  - id: fw-test
+    section: "3.1.5"
+    phase: preinstall
+    sources: [nodes]
+    targets: [nodes]
+    direction: bidirectional
+    port: 179
+    protocol: {protocol}
+    description: BGP
+    summary: nodes reach each other on 179/tcp
+    fix: open it
+    rows:
+      - {{section: "3.1.5", text: "x"}}
+{extra}"""
+
+
+def _write(folder: Path, text: str) -> Path:
+    folder.mkdir()
+    (folder / "firewall.yaml").write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_loader_accepts_good_entry(tmp_path: Path) -> None:
+    cat = load_catalog(_write(tmp_path / "c", _GOOD_ENTRY.format(protocol="tcp", extra="")))
+    assert [r.id for r in cat.requirements] == ["fw-test"]
+    assert cat.get("fw-test").port == 179
+
+
+def test_loader_unknown_key_names_file_line_and_key(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "c", _GOOD_ENTRY.format(protocol="tcp", extra="    colour: blue\n"))
+    with pytest.raises(SourceError) as err:
+        load_catalog(folder)
+    assert err.value.line == 17 and err.value.key == "requirements[0].colour"
+    assert str(err.value).startswith(f"{folder / 'firewall.yaml'}:17: requirements[0].colour: unknown key")
+
+
+def test_loader_bad_protocol_names_file_line_and_key(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "c", _GOOD_ENTRY.format(protocol="sctp", extra=""))
+    with pytest.raises(SourceError) as err:
+        load_catalog(folder)
+    assert str(err.value) == (f"{folder / 'firewall.yaml'}:11: requirements[0].protocol: "
+                              "'sctp' is not one of tcp, udp, icmp, ipip")
+
+
+def test_loader_tcp_rule_without_port(tmp_path: Path) -> None:
+    text = _GOOD_ENTRY.format(protocol="tcp", extra="").replace("    port: 179\n", "")
+    with pytest.raises(SourceError, match=r"firewall\.yaml:4: requirements\[0\]: tcp and udp rules need a port"):
+        load_catalog(_write(tmp_path / "c", text))
+
+
+@pytest.mark.parametrize(("old", "new", "where"), [
+    ("    targets: [nodes]\n", "    targets: nodes\n", r":8: requirements\[0\]\.targets: expected a list"),
+    ('{section: "3.1.5", text: "x"}', '{text: "x"}', r":16: requirements\[0\]\.rows\[0\]: a row is"),
+    ("    rows:\n      - {section: \"3.1.5\", text: \"x\"}\n", "    rows: []\n",
+     r":15: requirements\[0\]\.rows: list at least one row"),
+    ("requirements:", "requirement:", r":1: a catalog file has the keys"),
+])
+def test_loader_shape_errors(tmp_path: Path, old: str, new: str, where: str) -> None:
+    text = _GOOD_ENTRY.format(protocol="tcp", extra="")
+    assert old in text
+    with pytest.raises(SourceError, match=where):
+        load_catalog(_write(tmp_path / "c", text.replace(old, new)))
+
+
+def test_loader_duplicate_id_across_files(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "c", _GOOD_ENTRY.format(protocol="tcp", extra=""))
+    (folder / "more.yaml").write_text(_GOOD_ENTRY.format(protocol="udp", extra=""), encoding="utf-8")
+    with pytest.raises(SourceError, match="duplicate requirement id 'fw-test'"):
+        load_catalog(folder)
