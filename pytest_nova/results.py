@@ -43,11 +43,8 @@ class Collector:
             return
         records = [dict(v) for k, v in report.user_properties if k == USER_PROPERTY and isinstance(v, dict)]
         if not records:
-            outcome = (
-                SKIPPED
-                if report.skipped
-                else (PASSED if report.passed else (FAILED if report.when == "call" else ERROR))
-            )
+            # Without verdicts, a failure means the check itself broke (or its setup did): an error.
+            outcome = SKIPPED if report.skipped else (PASSED if report.passed else ERROR)
             records = [_synth(meta, report, outcome)]
         self.by_nodeid[report.nodeid] = records
 

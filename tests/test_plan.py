@@ -1,0 +1,121 @@
+"""The plan: a pure, stable expansion of catalog × inventory, and what pytest collects from it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_nova.catalog import load_catalog
+from pytest_nova.inventory import load_inventory
+from pytest_nova.plan import KINDS, Check, Plan, build
+
+REPO = Path(__file__).resolve().parents[1]
+PROD = REPO / "inventories" / "example-prod.yaml"
+CLOSED = REPO / "inventories" / "example-closed.yaml"
+# What `-k` accepts, and what pytest-html shows unescaped (docs/architecture.md, DESIGN "Names and ids").
+SAFE_ID = re.compile(r"^[A-Za-z0-9_:+\-./\[\]\\]+$")
+
+
+def _plan(path: Path) -> Plan:
+    return build(load_catalog(), load_inventory(path))
+
+
+def _probes(plan: Plan) -> list[tuple[str | None, str, int | None, str | None]]:
+    return [(c.source, t.name, c.port, c.protocol) for c in plan.checks if c.kind == "port_rule" for t in c.targets]
+
+
+def _port_check(plan: Plan, check_id: str) -> Check:
+    return next(c for c in plan.checks if c.kind == "port_rule" and c.id == check_id)
+
+
+def test_plan_is_deterministic() -> None:
+    assert _plan(PROD) == _plan(PROD)
+
+
+def test_every_kind_and_area_is_planned_for_the_example() -> None:
+    plan = _plan(PROD)
+    assert {c.kind for c in plan.checks} == set(KINDS)
+    assert {c.area for c in plan.checks} == {"dns", "external", "firewall", "os", "lb", "k8s"}
+
+
+@pytest.mark.parametrize("path", [PROD, CLOSED], ids=["prod", "closed"])
+def test_ids_are_unique_and_k_selectable(path: Path) -> None:
+    plan = _plan(path)
+    for kind in KINDS:
+        ids = [c.id for c in plan.checks if c.kind == kind]
+        assert len(ids) == len(set(ids)), kind
+    bad = [c.id for c in plan.checks if not SAFE_ID.match(c.id)]
+    assert not bad
+
+
+def test_each_probe_appears_once_even_where_rules_overlap() -> None:
+    probes = _probes(_plan(PROD))
+    assert len(probes) == len(set(probes))
+    assert ("worker-1", "master-2", 2379, "tcp") in probes
+
+
+def test_bidirectional_rules_go_both_ways_and_skip_self() -> None:
+    plan = _plan(PROD)
+    peer = _port_check(plan, "master-1:masters:2380/tcp")
+    assert [t.name for t in peer.targets] == ["master-2", "master-3"]
+    probes = set(_probes(plan))
+    assert ("worker-1", "master-1", None, "icmp") in probes and ("master-1", "worker-1", None, "icmp") in probes
+
+
+def test_ingress_rules_apply_to_workers_without_ingress_nodes() -> None:
+    plan = _plan(CLOSED)
+    check = _port_check(plan, "master-1:ingress:80/tcp")
+    assert {t.name for t in check.targets} == {"worker-1", "worker-2"}
+
+
+def test_workstations_and_nova_ctl_are_sources() -> None:
+    plan = _plan(PROD)
+    assert [t.name for t in _port_check(plan, "ops-1:masters:6443/tcp").targets] == ["master-1", "master-2",
+                                                                                     "master-3"]
+    ssh = _port_check(plan, "nova-ctl:nodes:22/tcp")
+    assert len(ssh.targets) == 8
+
+
+def test_closed_mode_checks_universe_names_and_no_internet() -> None:
+    plan = _plan(CLOSED)
+    names = {c.name for c in plan.checks if c.kind == "endpoint"}
+    assert names == {f"{h}.universe.mycompany.local" for h in ("hub", "sun", "repo", "uploads")}
+    dns = [c for c in plan.checks if c.kind == "dns_record" and c.name == "repo.universe.mycompany.local"]
+    assert dns and all(c.allowed == ("10.20.0.10",) for c in dns)
+
+
+def test_module_records_follow_the_inventory(tmp_path: Path) -> None:
+    text = PROD.read_text().replace("modules: [opensearch, neuvector]", "modules: []")
+    path = tmp_path / "inv.yaml"
+    path.write_text(text)
+    names = {c.name for c in build(load_catalog(), load_inventory(path)).checks if c.kind == "dns_record"}
+    full = {c.name for c in _plan(PROD).checks if c.kind == "dns_record"}
+    assert full - names == {"nova-neuvector-ui.nova.mycompany.local", "nova-neuvector-api-docs.nova.mycompany.local",
+                            "nova-logs-main.nova.mycompany.local"}
+
+
+def _collect(*args: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "-m", "pytest", f"--nova-inventory={PROD}", "--collect-only", "-q",
+                           "-p", "no:randomly", *args], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return [line for line in proc.stdout.splitlines() if "::" in line]
+
+
+def test_collect_only_lists_every_area_and_is_identical_under_xdist() -> None:
+    serial = _collect()
+    assert any("test_dns_record[nova-console.nova.mycompany.local:10.10.0.53]" in i for i in serial)
+    assert any("[worker-1:masters:2379/tcp]" in i for i in serial)
+    parallel = _collect("-n", "2")
+    assert serial and sorted(serial) == sorted(parallel)
+
+
+def test_markers_select_by_area_and_phase() -> None:
+    firewall = _collect("-m", "firewall and preinstall")
+    assert firewall and all("test_firewall.py" in i for i in firewall)
+    post = _collect("--nova-phase=postinstall", "-m", "lb")
+    assert post and all("test_lb.py" in i for i in post)
