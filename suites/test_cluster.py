@@ -1,0 +1,20 @@
+"""The installed cluster is the one the inventory describes: every node registered, Ready, with its roles.
+
+One kubelet version across nodes; kube-system pods running.
+"""
+
+from __future__ import annotations
+
+from pytest_nova.cluster import Cluster
+from pytest_nova.plan import Check
+from pytest_nova.plugin import NovaItem
+
+
+def test_cluster_node(cluster_node: Check, nova_cluster: Cluster, nova: NovaItem) -> None:
+    """Each inventory node is registered and Ready, with the roles the inventory gives it."""
+    nova.judge(nova_cluster.verdicts(cluster_node))
+
+
+def test_cluster(cluster_check: Check, nova_cluster: Cluster, nova: NovaItem) -> None:
+    """Cluster-wide: one kubelet version across nodes, every kube-system pod Running."""
+    nova.judge(nova_cluster.verdicts(cluster_check))
