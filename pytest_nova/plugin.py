@@ -44,6 +44,8 @@ class NovaSession:
     collector: Collector = field(default_factory=Collector)
     needs_inventory: bool = False
     run_dir: Path | None = None
+    # Extra top-level keys of the results JSON (a compatible extension of v1), e.g. the report's verdict.
+    json_extra: dict[str, Any] = field(default_factory=dict)
 
 
 SESSION = pytest.StashKey[NovaSession]()
@@ -62,6 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     config.addinivalue_line("markers", "nova_check: an item generated from the pytest-nova plan")
+    config.addinivalue_line("markers", "nova_area(*areas): parametrize this test only with checks of these areas")
     settings = read_settings(config)
     try:
         state = NovaSession(settings=settings, catalog=load_catalog())
@@ -117,6 +120,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if len(kinds) > 1:
         raise pytest.UsageError(f"{metafunc.function.__name__}: a test takes one kind of check, not {kinds}")
     checks = state.plan.of_kind(kinds[0], state.settings.phase)
+    # One kind may span areas (node_requirement: os and k8s); a suite per area narrows it with nova_area.
+    area = metafunc.definition.get_closest_marker("nova_area")
+    if area is not None:
+        checks = [c for c in checks if c.area in area.args]
     metafunc.parametrize(kinds[0], [_param(c) for c in checks])
 
 
@@ -180,6 +187,7 @@ class ResultsWriter:
             catalog=state.catalog.version,
             started=state.collector.started,
             records=state.collector.records(),
+            extra=state.json_extra,
         )
 
 

@@ -1,0 +1,16 @@
+"""Docs 2 and 2.1: every cluster node and nova-ctl reach the vendor (or Nova Universe) endpoints over TLS."""
+
+from __future__ import annotations
+
+from pytest_nova.facts import NodeFacts
+from pytest_nova.plan import Check
+from pytest_nova.plugin import NovaItem
+
+
+def test_endpoint(endpoint: Check, node_facts: NodeFacts, nova: NovaItem) -> None:
+    """From the node, the endpoint accepts TCP and its TLS certificate verifies (docs 2, 2.1).
+
+    The connection goes through network.httpProxy (CONNECT) when it is set; the certificate verifies against
+    the node's own trust store. Closed mode: Universe's hub, sun, repo and uploads on 443 (docs 2.1).
+    """
+    nova.judge(node_facts.verdicts(endpoint))

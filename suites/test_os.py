@@ -1,0 +1,20 @@
+"""Account preparation (docs "account 1" and "account 2"), the node resolver (2.1) and Universe trust (2.7)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_nova.facts import NodeFacts
+from pytest_nova.plan import Check
+from pytest_nova.plugin import NovaItem
+
+
+@pytest.mark.nova_area("os")
+def test_os(node_requirement: Check, node_facts: NodeFacts, nova: NovaItem) -> None:
+    """The node meets the OS requirement (account 1, account 2; closed mode: 2.1, universe 2.7).
+
+    The user with /bin/bash and a home, the 0440 sudoers drop-in and
+    passwordless sudo, ~/.ssh 0700 and authorized_keys 0600 holding ssh.identityFile's key, nova-ctl's private
+    key 0600/0400; in closed mode an internal resolver only and a trusted Universe CA.
+    """
+    nova.judge(node_facts.verdicts(node_requirement))
