@@ -1,0 +1,231 @@
+"""Temporary listeners on a destination host for the firewall probes; they vanish when this script ends.
+
+Sent by pytest-nova and run with the host's own python3 (stdlib only, 3.6+), under ``sudo -n`` where allowed
+(ports below 1024, the IPIP receiver and naming the owner of a taken port need root). Parameters: one JSON line
+on stdin after the script. For every requested free port it binds a TCP listener that accepts and closes, or a
+UDP socket that echoes datagrams carrying the run's magic word; a port already in use is reported with the
+process that holds it and left alone. With ``ipip`` it also opens a raw IP protocol 4 socket and records the
+tokens of the probe packets that arrive (a raw socket takes a copy of each packet; it binds nothing).
+
+Prints one JSON line ``{"ready": ...}``, then serves. Each ``seen`` line on stdin prints
+``{"seen": [[source address, token], ...]}``. The script exits, releasing everything, when stdin closes (the
+SSH session ended: normal end, Ctrl-C or a lost connection), when its parent changes, or after ``max_seconds``.
+"""
+# ruff: noqa: UP006, UP035, UP045
+# (typing.Dict, Optional: this file runs on the hosts' python3, which may be as old as 3.6)
+
+import errno
+import json
+import os
+import selectors
+import socket
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+IPIP = 4
+INNER_PROTO = 253
+TCP_LISTEN = "0A"
+HEX_PORT = 16
+
+
+def owners_of(port: int, proto: str) -> List[str]:
+    """Socket inodes bound to ``port`` (TCP: listening only), from /proc/net."""
+    inodes = []
+    for name in (proto, proto + "6"):
+        try:
+            with open("/proc/net/" + name) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) < 10 or int(cols[1].rsplit(":", 1)[1], HEX_PORT) != port:
+                continue
+            if proto == "tcp" and cols[3] != TCP_LISTEN:
+                continue
+            inodes.append(cols[9])
+    return inodes
+
+
+def process_of(inodes: List[str]) -> str:
+    """Who holds one of the sockets ``inodes``: ``name (pid N)``, the kernel, or an unknown process."""
+    wanted = {f"socket:[{i}]" for i in inodes if i != "0"}
+    if not inodes:
+        return "unknown process"
+    if wanted:
+        for pid in (d for d in os.listdir("/proc") if d.isdigit()):
+            fd_dir = f"/proc/{pid}/fd"
+            try:
+                fds = os.listdir(fd_dir)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    link = os.readlink(fd_dir + "/" + fd)
+                except OSError:
+                    continue
+                if link in wanted:
+                    try:
+                        with open(f"/proc/{pid}/comm") as f:
+                            comm = f.read().strip()
+                    except OSError:
+                        comm = "?"
+                    return f"{comm} (pid {pid})"
+    if os.geteuid() == 0:
+        # Root sees every process's descriptors: a socket no process holds belongs to the kernel.
+        return "the kernel (no process holds the socket: a VXLAN or other tunnel device)"
+    return "unknown process (naming it needs root: sudo -n was refused)"
+
+
+def bind(address: str, port: int, proto: str) -> socket.socket:
+    """A TCP listener or UDP socket on ``address`` (the probed one) or, if not local, on every address."""
+    last = None  # type: Optional[OSError]
+    for host in (address, "0.0.0.0"):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+        try:
+            if proto == "tcp":
+                # Lets the port be reused at once after an earlier run's connections (TIME_WAIT).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            if proto == "tcp":
+                sock.listen(4096)
+            sock.setblocking(False)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+            if exc.errno != errno.EADDRNOTAVAIL:
+                break
+    assert last is not None
+    raise last
+
+
+class Listener:
+    """The served sockets and the IPIP receiver."""
+
+    def __init__(self, params: Dict[str, Any]) -> None:
+        self.magic = str(params.get("magic", "nova-probe")).encode()
+        self.sel = selectors.DefaultSelector()
+        self.bound = []  # type: List[str]
+        self.taken = {}  # type: Dict[str, str]
+        self.failed = {}  # type: Dict[str, str]
+        self.ipip = None  # type: Optional[str]
+        self.seen = []  # type: List[Tuple[str, str]]
+        address = str(params.get("address") or "0.0.0.0")
+        for port, proto in params.get("ports", []):
+            key = f"{port}/{proto}"
+            try:
+                sock = bind(address, int(port), proto)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    self.taken[key] = process_of(owners_of(int(port), proto))
+                elif exc.errno == errno.EACCES and int(port) < 1024:
+                    self.failed[key] = "binding a port below 1024 needs root (sudo -n was refused)"
+                else:
+                    self.failed[key] = "cannot bind: " + os.strerror(exc.errno or 0)
+                continue
+            self.sel.register(sock, selectors.EVENT_READ, proto)
+            self.bound.append(key)
+        if params.get("ipip"):
+            try:
+                raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPIP)
+                raw.setblocking(False)
+                self.sel.register(raw, selectors.EVENT_READ, "ipip")
+                self.ipip = "ready"
+            except OSError as exc:
+                reason = os.strerror(exc.errno or 0)
+                self.ipip = f"no IPIP receiver: a raw socket for IP protocol 4 needs root ({reason})"
+        self.wake_r, self.wake_w = os.pipe()
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "control")
+        self.commands = []  # type: List[str]
+        self.lock = threading.Lock()
+
+    def ready(self) -> Dict[str, Any]:
+        """The first line the controller reads."""
+        return {"ready": True, "pid": os.getpid(), "uid": os.geteuid(), "bound": self.bound, "taken": self.taken,
+                "failed": self.failed, "ipip": self.ipip}
+
+    def serve(self, until: float, parent: int) -> None:
+        """Serve until stdin closes, the parent changes or the time is up."""
+        while time.monotonic() < until and os.getppid() == parent:
+            for key, _ in self.sel.select(1.0):
+                kind = key.data
+                if kind == "control":
+                    if not self._control():
+                        return
+                    continue
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    if kind == "tcp":
+                        conn, _ = sock.accept()
+                        conn.close()
+                    elif kind == "udp":
+                        data, peer = sock.recvfrom(2048)
+                        if data.startswith(self.magic):
+                            sock.sendto(data, peer)
+                    else:
+                        self._ipip(sock.recvfrom(4096))
+                except OSError:
+                    continue
+
+    def _ipip(self, packet: Tuple[bytes, Any]) -> None:
+        data, peer = packet
+        outer = (data[0] & 0x0F) * 4 if data else 0
+        inner = data[outer:]
+        if len(inner) < 20 or inner[9] != INNER_PROTO:
+            return
+        payload = inner[(inner[0] & 0x0F) * 4 :]
+        if payload.startswith(self.magic + b" "):
+            self.seen.append((peer[0], payload[len(self.magic) + 1 :].decode(errors="replace")))
+
+    def _control(self) -> bool:
+        data = os.read(self.wake_r, 4096)
+        with self.lock:
+            commands, self.commands = self.commands, []
+        for command in commands:
+            if command == "seen":
+                emit({"seen": self.seen})
+        return b"x" not in data
+
+    def command(self, line: Optional[str]) -> None:
+        """Called from the stdin thread: queue a command, or (None) ask the loop to stop."""
+        if line is not None:
+            with self.lock:
+                self.commands.append(line)
+        os.write(self.wake_w, b"c" if line is not None else b"x")
+
+
+def emit(obj: Dict[str, Any]) -> None:
+    """Print one JSON line."""
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    """Bind, report, serve, and release everything on the way out."""
+    parent = os.getppid()
+    params = json.loads(sys.stdin.buffer.readline().decode())
+    listener = Listener(params)
+    emit(listener.ready())
+
+    def read_stdin() -> None:
+        try:
+            for raw in iter(sys.stdin.buffer.readline, b""):
+                listener.command(raw.decode(errors="replace").strip())
+        except (OSError, ValueError):
+            pass
+        listener.command(None)
+
+    threading.Thread(target=read_stdin, daemon=True).start()
+    try:
+        listener.serve(time.monotonic() + float(params.get("max_seconds", 600)), parent)
+    except KeyboardInterrupt:
+        pass
+    # Process exit closes every socket; nothing else was created.
+
+
+if __name__ == "__main__":
+    main()

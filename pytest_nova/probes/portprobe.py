@@ -1,0 +1,326 @@
+"""Probe many (address, port, protocol) destinations from this host at once; print one JSON line.
+
+Sent by pytest-nova to a source host and run there with the host's own python3 (stdlib only, 3.6+).
+Parameters: one JSON line on stdin after the script. Probes run concurrently, at most ``concurrency`` in flight,
+each bounded by ``timeout``:
+
+- tcp:  a non-blocking connect: ``open``, ``refused`` (RST or ICMP port unreachable), ``unreachable``, ``filtered``;
+- udp:  a datagram carrying the run's token, resent twice; ``open`` when it comes back (the temporary echo
+        listener), ``refused`` on ICMP port unreachable, ``silent`` when neither happens;
+- icmp: an echo request through an unprivileged ICMP socket (raw socket as root, else the ping binary);
+- ipip: an IP protocol 4 packet whose inner packet carries the token (raw socket, root only); the receiver on the
+        destination reports it, so the answer here is only ``sent``.
+
+Nothing on the host is changed. The script exits early when its stdin closes (the controller went away) and at
+the latest at ``deadline`` seconds.
+"""
+# ruff: noqa: UP006, UP035, UP045
+# (typing.Dict, Optional: this file runs on the hosts' python3, which may be as old as 3.6)
+
+import errno
+import json
+import os
+import selectors
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+INNER_PROTO = 253  # RFC 3692 experimental: no host stack acts on the inner packet
+IPIP = 4
+UDP_SENDS = 3
+Result = Tuple[str, str]
+
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071)."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))  # type: int
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def ipv4_header(src: str, dst: str, proto: int, payload_len: int) -> bytes:
+    """A minimal IPv4 header (no options) with its checksum."""
+    head = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + payload_len, 0, 0, 64, proto, 0, socket.inet_aton(src), socket.inet_aton(dst)
+    )
+    return head[:10] + struct.pack("!H", checksum(head)) + head[12:]
+
+
+def errno_result(code: int) -> Result:
+    """The verdict class of a socket error."""
+    if code == errno.ECONNREFUSED:
+        return "refused", os.strerror(code)
+    if code in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN):
+        return "unreachable", os.strerror(code)
+    if code in (errno.EPERM, errno.EACCES):
+        # A local firewall (nftables/iptables OUTPUT) refused the packet on this host.
+        return "blocked", os.strerror(code)
+    if code == errno.ETIMEDOUT:
+        return "filtered", os.strerror(code)
+    return "error", os.strerror(code)
+
+
+class Probe:
+    """One destination in flight."""
+
+    def __init__(self, pid: str, address: str, port: Optional[int], proto: str, token: str) -> None:
+        self.id, self.address, self.port, self.proto, self.token = pid, address, port, proto, token
+        self.sock = None  # type: Optional[socket.socket]
+        self.deadline = 0.0
+        self.next_send = 0.0
+        self.sends = 0
+        self.seq = 0
+        self.raw_icmp = False
+
+
+class Prober:
+    """A single-threaded event loop over non-blocking sockets (threads would cost far more at 500+ probes)."""
+
+    def __init__(self, params: Dict[str, Any]) -> None:
+        self.timeout = float(params["timeout"])
+        self.limit = max(1, int(params.get("concurrency", 64)))
+        self.source = params.get("source_address") or ""
+        self.magic = str(params.get("magic", "nova-probe")).encode()
+        self.results = {}  # type: Dict[str, Result]
+        self.sel = selectors.DefaultSelector()
+        self.active = {}  # type: Dict[int, Probe]
+        self.icmp_mode = self._icmp_mode()
+        self.ipip_sock = None  # type: Optional[socket.socket]
+        self.ipip_error = ""
+        self.ping_threads = []  # type: List[threading.Thread]
+        self.ping_slots = threading.BoundedSemaphore(16)
+        self.lock = threading.Lock()
+        self.seq = os.getpid() & 0x7FFF
+
+    @staticmethod
+    def _icmp_mode() -> str:
+        for mode, kind in (("dgram", socket.SOCK_DGRAM), ("raw", socket.SOCK_RAW)):
+            try:
+                socket.socket(socket.AF_INET, kind, socket.IPPROTO_ICMP).close()
+                return mode
+            except OSError:
+                continue
+        return "ping"
+
+    def run(self, probes: List[Probe]) -> Dict[str, Result]:
+        """Probe everything, at most ``limit`` at a time; IPIP packets first, they need no waiting."""
+        pending = [p for p in probes if p.proto == "ipip"] + [p for p in probes if p.proto != "ipip"]
+        pending.reverse()
+        while pending or self.active:
+            while pending and len(self.active) < self.limit:
+                self._start(pending.pop())
+            self._poll()
+        for t in self.ping_threads:
+            t.join()
+        return self.results
+
+    def _finish(self, p: Probe, result: Result) -> None:
+        if p.sock is not None:
+            self.active.pop(p.sock.fileno(), None)
+            try:
+                self.sel.unregister(p.sock)
+            except (KeyError, ValueError):
+                pass
+            p.sock.close()
+        with self.lock:
+            self.results[p.id] = result
+
+    def _start(self, p: Probe) -> None:
+        now = time.monotonic()
+        p.deadline = now + self.timeout
+        try:
+            if p.proto == "tcp":
+                self._start_tcp(p)
+            elif p.proto == "udp":
+                self._start_udp(p, now)
+            elif p.proto == "icmp":
+                self._start_icmp(p)
+            elif p.proto == "ipip":
+                self._send_ipip(p)
+            else:
+                self.results[p.id] = ("error", "unknown protocol " + p.proto)
+        except OSError as exc:
+            self._finish(p, errno_result(exc.errno or 0) if exc.errno else ("error", str(exc)))
+
+    def _watch(self, p: Probe, sock: socket.socket, events: int) -> None:
+        p.sock = sock
+        self.active[sock.fileno()] = p
+        self.sel.register(sock, events, p)
+
+    def _start_tcp(self, p: Probe) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        self._watch(p, sock, selectors.EVENT_WRITE)
+        code = sock.connect_ex((p.address, int(p.port or 0)))
+        if code not in (0, errno.EINPROGRESS):
+            self._finish(p, errno_result(code))
+
+    def _start_udp(self, p: Probe, now: float) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.connect((p.address, int(p.port or 0)))
+        self._watch(p, sock, selectors.EVENT_READ)
+        self._send_udp(p, now)
+
+    def _send_udp(self, p: Probe, now: float) -> None:
+        assert p.sock is not None
+        p.sends += 1
+        p.next_send = now + self.timeout / UDP_SENDS
+        try:
+            p.sock.send(self.magic + b" " + p.token.encode())
+        except OSError as exc:
+            # An ICMP error from an earlier send surfaces here.
+            self._finish(p, errno_result(exc.errno or 0))
+
+    def _start_icmp(self, p: Probe) -> None:
+        self.seq = (self.seq + 1) & 0xFFFF
+        p.seq = self.seq
+        if self.icmp_mode == "ping":
+            self._start_ping(p)
+            return
+        kind = socket.SOCK_DGRAM if self.icmp_mode == "dgram" else socket.SOCK_RAW
+        p.raw_icmp = kind == socket.SOCK_RAW
+        sock = socket.socket(socket.AF_INET, kind, socket.IPPROTO_ICMP)
+        sock.setblocking(False)
+        self._watch(p, sock, selectors.EVENT_READ)
+        body = self.magic + b" " + p.token.encode()
+        head = struct.pack("!BBHHH", 8, 0, 0, os.getpid() & 0xFFFF, p.seq)
+        packet = head[:2] + struct.pack("!H", checksum(head + body)) + head[4:] + body
+        sock.sendto(packet, (p.address, 0))
+
+    def _start_ping(self, p: Probe) -> None:
+        def ping() -> None:
+            with self.ping_slots:
+                wait = str(max(1, round(self.timeout)))
+                try:
+                    rc = subprocess.call(
+                        ["ping", "-n", "-c", "1", "-W", wait, p.address],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                except OSError as exc:
+                    result = ("error", "no ICMP socket and no ping binary: " + str(exc))
+                else:
+                    result = ("open", "echo reply") if rc == 0 else ("filtered", "no echo reply (ping)")
+            with self.lock:
+                self.results[p.id] = result
+
+        thread = threading.Thread(target=ping, daemon=True)
+        thread.start()
+        self.ping_threads.append(thread)
+
+    def _send_ipip(self, p: Probe) -> None:
+        if self.ipip_sock is None and not self.ipip_error:
+            try:
+                self.ipip_sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPIP)
+            except OSError as exc:
+                self.ipip_error = "no raw socket for IP protocol 4: " + os.strerror(exc.errno or 0)
+        if self.ipip_sock is None:
+            self.results[p.id] = ("error", self.ipip_error)
+            return
+        payload = self.magic + b" " + p.token.encode()
+        inner = ipv4_header(self.source or "0.0.0.0", p.address, INNER_PROTO, len(payload)) + payload
+        try:
+            self.ipip_sock.sendto(inner, (p.address, 0))
+            self.results[p.id] = ("sent", "")
+        except OSError as exc:
+            self.results[p.id] = errno_result(exc.errno or 0)
+
+    def _poll(self) -> None:
+        if not self.active:
+            return
+        now = time.monotonic()
+        wake = min(self._wake(p) for p in self.active.values())
+        for key, _ in self.sel.select(max(0.0, wake - now)):
+            p = key.data
+            if p.sock is None or p.sock.fileno() not in self.active:
+                continue
+            if p.proto == "tcp":
+                code = p.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                self._finish(p, ("open", "") if code == 0 else errno_result(code))
+            elif p.proto == "udp":
+                self._read_udp(p)
+            elif p.proto == "icmp":
+                self._read_icmp(p)
+        now = time.monotonic()
+        for p in list(self.active.values()):
+            if now >= p.deadline:
+                self._finish(p, ("silent", "") if p.proto == "udp" else ("filtered", ""))
+            elif p.proto == "udp" and now >= p.next_send and p.sends < UDP_SENDS:
+                self._send_udp(p, now)
+
+    @staticmethod
+    def _wake(p: Probe) -> float:
+        if p.proto == "udp" and p.sends < UDP_SENDS:
+            return min(p.deadline, p.next_send)
+        return p.deadline
+
+    def _read_udp(self, p: Probe) -> None:
+        assert p.sock is not None
+        try:
+            data = p.sock.recv(2048)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self._finish(p, errno_result(exc.errno or 0))
+            return
+        # A real service may answer with anything: any datagram proves the path.
+        self._finish(p, ("open", "echo" if data.endswith(p.token.encode()) else "answer"))
+
+    def _read_icmp(self, p: Probe) -> None:
+        assert p.sock is not None
+        try:
+            data, peer = p.sock.recvfrom(4096)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self._finish(p, errno_result(exc.errno or 0))
+            return
+        if p.raw_icmp:
+            # A raw socket sees every ICMP packet: keep only the echo reply from this target.
+            if peer[0] != p.address or len(data) < 28:
+                return
+            data = data[(data[0] & 0x0F) * 4 :]
+        if len(data) >= 8 and data[0] == 0 and struct.unpack("!H", data[6:8])[0] == p.seq:
+            self._finish(p, ("open", ""))
+
+
+def lifeline(stop_after: float) -> None:
+    """Exit when stdin closes (the controller is gone) or the deadline passes."""
+
+    def watch_stdin() -> None:
+        try:
+            while sys.stdin.buffer.readline():
+                pass
+        except (OSError, ValueError):
+            pass
+        os._exit(3)
+
+    def watch_clock() -> None:
+        time.sleep(stop_after)
+        os._exit(4)
+
+    for target in (watch_stdin, watch_clock):
+        threading.Thread(target=target, daemon=True).start()
+
+
+def main() -> None:
+    """Read the parameters, probe, print the results."""
+    params = json.loads(sys.stdin.buffer.readline().decode())
+    if params.get("lifeline"):
+        lifeline(float(params.get("deadline", 300)))
+    probes = [Probe(str(p[0]), str(p[1]), p[2], str(p[3]), str(p[4])) for p in params["probes"]]
+    started = time.monotonic()
+    results = Prober(params).run(probes)
+    out = {"results": results, "seconds": round(time.monotonic() - started, 3), "uid": os.geteuid()}
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
