@@ -100,8 +100,12 @@ def write(
     catalog: str,
     started: str,
     records: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write the results JSON atomically, so a reader never sees half a file."""
+    """Write the results JSON atomically, so a reader never sees half a file.
+
+    ``extra`` adds top-level keys (such as the sign-off verdict); readers of v1 ignore keys they do not know.
+    """
     data = {
         "schema": SCHEMA,
         "cluster": cluster,
@@ -110,6 +114,7 @@ def write(
         "started": started,
         "finished": now(),
         "summary": summarize(records),
+        **{k: v for k, v in (extra or {}).items() if k not in ("schema", "summary", "results")},
         "results": [public(r) for r in records],
     }
     path.parent.mkdir(parents=True, exist_ok=True)

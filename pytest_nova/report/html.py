@@ -1,0 +1,266 @@
+"""HTML fragments of the acceptance report: sign-off block, problems to fix, summary matrix, row details.
+
+Everything user-derived is escaped here. pytest-html inserts the row details into a ``white-space: pre-wrap``
+block and wraps every line starting with "E" in an error span, so fragments contain no raw newline: a newline
+inside a text is written as ``&#10;``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pytest_nova.inventory import Inventory
+from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Outcome
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, WAIVED
+from pytest_nova.waivers import Usage, Waivers
+
+AREAS = ("dns", "external", "firewall", "os", "lb", "k8s", "inventory")
+AREA_TITLES = {
+    "dns": "DNS (1)",
+    "external": "External endpoints (2)",
+    "firewall": "Firewall (3.1)",
+    "os": "OS account",
+    "lb": "Load balancers (3.2)",
+    "k8s": "Kubernetes",
+    "inventory": "Inventory",
+}
+ROLE_ORDER = ("nova-ctl", "master", "infra", "ingress", "worker", "workstation", "load balancer", "cluster-wide")
+# Outcomes in the order a reader cares about them.
+SHOWN = ((FAILED, "failed"), (ERROR, "error"), (WAIVED, "waived"), (SKIPPED, "skipped"), (PASSED, "passed"))
+LABELS = ("Checked", "Expected", "Observed", "Fix")
+MAX_PLACES = 12  # places listed per problem at the top; the rest are counted
+MAX_DETAIL = 200  # non-passed records detailed per row; the rest are in the results JSON
+
+CSS = """<style>
+.nova h2{margin:.6em 0 .3em}
+.nova-verdict{font-size:2em;font-weight:bold;padding:.4em .6em;border-radius:6px;color:#fff;display:inline-block}
+.nova-verdict.ok{background:#1e7d32}.nova-verdict.waived{background:#b26a00}.nova-verdict.bad{background:#c62828}
+.nova table{border-collapse:collapse;margin:.4em 0}
+.nova td,.nova th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+.nova td.cell{text-align:center;white-space:nowrap}
+.nova .c-failed{background:#ffcdd2}.nova .c-waived{background:#ffe0b2}.nova .c-passed{background:#c8e6c9}
+.nova .c-none{color:#999}
+.nova .n-failed,.nova .n-error{color:#c62828;font-weight:bold}.nova .n-waived{color:#b26a00;font-weight:bold}
+.nova .n-passed{color:#1e7d32}
+.nova .fix{font-family:monospace;white-space:pre-wrap}
+.nova .sign td{height:2em;min-width:14em}
+.nova-detail{white-space:normal;font-family:sans-serif}
+.nova-detail td,.nova-detail th{border:1px solid #ccc;padding:2px 6px;vertical-align:top;white-space:pre-wrap}
+.nova-detail table{border-collapse:collapse}
+</style>"""
+
+
+def esc(value: object) -> str:
+    """HTML-escaped text with newlines as character references (see the module note)."""
+    if value is None:
+        return ""
+    return html.escape(str(value), quote=True).replace("\r", "").replace("\n", "&#10;")
+
+
+def explain_parts(record: Mapping[str, Any]) -> dict[str, str]:
+    """Split a record's Checked / Expected / Observed / Fix text into its parts."""
+    parts: dict[str, str] = {}
+    current = ""
+    for line in str(record.get("_explain") or "").splitlines():
+        label, _, rest = line.partition(":")
+        if label in LABELS and (rest.startswith(" ") or not rest):
+            current = label
+            parts[current] = rest.strip()
+        elif current:
+            parts[current] += "\n" + line
+    parts.setdefault("Observed", str(record.get("message") or ""))
+    if not parts.get("Fix") and record.get("_fix"):
+        parts["Fix"] = str(record["_fix"])
+    return parts
+
+
+def where(record: Mapping[str, Any]) -> str:
+    """``source -> target port/protocol`` of a record, as far as it applies."""
+    text = " -> ".join(str(record[k]) for k in ("source", "target") if record.get(k))
+    if record.get("port") is not None:
+        text += f" {record['port']}/{record.get('protocol')}"
+    elif record.get("protocol"):
+        text += f" {record['protocol']}"
+    return text.strip()
+
+
+def roles_of(inv: Inventory | None) -> dict[str, str]:
+    """The matrix column of each inventory name: a node's first role, workstation, or load balancer."""
+    if inv is None:
+        return {}
+    roles = {n.name: (n.roles[0] if n.roles else "worker") for n in inv.nodes}
+    roles |= {w.name: "workstation" for w in inv.workstations}
+    roles |= {b: "load balancer" for b in inv.balancers}
+    return roles
+
+
+def role_of(record: Mapping[str, Any], roles: Mapping[str, str]) -> str:
+    """The matrix column of a record: its source's role, else its target's, else cluster-wide."""
+    for key in ("source", "target"):
+        name = record.get(key)
+        if isinstance(name, str) and name in roles:
+            return roles[name]
+    return "cluster-wide"
+
+
+def _counts(counter: Counter[str]) -> str:
+    parts = [f'<span class="n-{o}">{counter[o]} {label}</span>' for o, label in SHOWN if counter[o]]
+    return "<br>".join(parts)
+
+
+def _cell_class(counter: Counter[str]) -> str:
+    if counter[FAILED] or counter[ERROR]:
+        return "c-failed"
+    if counter[WAIVED]:
+        return "c-waived"
+    return "c-passed" if sum(counter.values()) else "c-none"
+
+
+def matrix_html(records: Iterable[Mapping[str, Any]], roles: Mapping[str, str]) -> str:
+    """Areas × roles: counts of failed, waived, skipped and passed results per cell, coloured by the worst."""
+    cells: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for r in records:
+        area, role = str(r.get("check")), role_of(r, roles)
+        for key in ((area, role), (area, ""), ("", role), ("", "")):
+            cells[key][str(r.get("outcome"))] += 1
+    areas = [a for a in AREAS if (a, "") in cells] + sorted({a for a, _ in cells if a and a not in AREAS})
+    cols = [c for c in ROLE_ORDER if ("", c) in cells] + sorted({c for _, c in cells if c and c not in ROLE_ORDER})
+
+    def td(key: tuple[str, str]) -> str:
+        c = cells.get(key, Counter())
+        return f'<td class="cell {_cell_class(c)}">{_counts(c) or "–"}</td>'
+
+    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
+    rows = "".join(
+        f"<tr><th>{esc(AREA_TITLES.get(a, a))}</th>{''.join(td((a, c)) for c in cols)}{td((a, ''))}</tr>"
+        for a in areas
+    )
+    total = f"<tr><th>all areas</th>{''.join(td(('', c)) for c in cols)}{td(('', ''))}</tr>"
+    return (
+        '<div class="nova" id="nova-matrix"><h2>Summary by area and role</h2>'
+        f'<table><tr><th>area \\ role</th>{head}<th>all roles</th></tr>{rows}{total}</table></div>'
+    )
+
+
+def signoff_html(outcome: Outcome, waivers: Waivers | None, cluster: str) -> str:
+    """The verdict, the waivers it rests on, and expired or unused waivers."""
+    kind = {ACCEPTED: "ok", ACCEPTED_WITH_WAIVERS: "waived"}.get(outcome.verdict, "bad")
+    out = [
+        '<div class="nova" id="nova-signoff"><h2>Sign-off</h2>',
+        f'<div class="nova-verdict {kind}" id="nova-verdict">{esc(outcome.verdict)}</div>',
+        f"<p>May the platform be installed on cluster <b>{esc(cluster)}</b>? "
+        f"<b>{'Yes' if kind != 'bad' else 'No'}</b>: {esc(outcome.reason)}.</p>",
+        f"<p>{_counts(Counter(outcome.summary)).replace('<br>', ', ')}</p>",
+    ]
+    applied = [u for u in outcome.usage if u.status == "applied"]
+    if applied:
+        out.append("<h3>Waived deviations</h3>" + _waiver_table(applied, waivers, "results waived"))
+    expired = [u for u in outcome.usage if u.status == "expired"]
+    if expired:
+        out.append(
+            "<h3>Expired waivers (not applied)</h3>" + _waiver_table(expired, waivers, "failures it would cover")
+        )
+    unused = [u for u in outcome.usage if u.status == "unused"]
+    if unused:
+        out.append("<h3>Waivers that matched no failure</h3>" + _waiver_table(unused, waivers, None))
+    out.append("</div>")
+    return "".join(out)
+
+
+def signature_html(sha256: str) -> str:
+    """Lines to sign, naming the inventory the verdict is about."""
+    return (
+        f'<div class="nova" id="nova-signature"><p>Verdict given for the inventory with sha256 <code>{esc(sha256)}'
+        '</code>.</p><table class="sign"><tr><th>Accepted by (name, role)</th><th>Date</th><th>Signature</th></tr>'
+        "<tr><td></td><td></td><td></td></tr></table></div>"
+    )
+
+
+def _waiver_table(usage: list[Usage], waivers: Waivers | None, count_label: str | None) -> str:
+    head = "<tr><th>requirement</th><th>node</th><th>justification</th><th>approver</th><th>expires</th>"
+    head += f"<th>{esc(count_label)}</th>" if count_label else ""
+    head += "<th>file</th></tr>"
+    rows = []
+    for u in usage:
+        w = u.waiver
+        rows.append(
+            f"<tr><td>{esc(w.requirement)}</td><td>{esc(w.node or 'every node')}</td><td>{esc(w.justification)}</td>"
+            f"<td>{esc(w.approver)}</td><td>{esc(w.expires.isoformat())}</td>"
+            + (f"<td>{u.count}</td>" if count_label else "")
+            + f"<td>{esc(waivers.where(w) if waivers else '')}</td></tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def problems_html(records: Iterable[Mapping[str, Any]]) -> str:
+    """Failures grouped by requirement and fix: what to fix, and where."""
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for r in records:
+        if r.get("outcome") in (FAILED, ERROR):
+            parts = explain_parts(r)
+            key = (str(r.get("requirement")), str(r.get("section")), parts.get("Fix", ""))
+            groups.setdefault(key, []).append(r)
+    if not groups:
+        return ""
+    items = []
+    for (req, section, fix), rs in groups.items():
+        first = explain_parts(rs[0])
+        places = [f"<li>{esc(where(r) or r.get('nodeid'))}: {esc(r.get('message'))}</li>" for r in rs[:MAX_PLACES]]
+        if len(rs) > MAX_PLACES:
+            places.append(f"<li>… and {len(rs) - MAX_PLACES} more</li>")
+        items.append(
+            f"<tr><td><b>{esc(req)}</b><br>docs {esc(section)}</td>"
+            f"<td>{esc(first.get('Expected') or first.get('Checked', ''))}<ul>{''.join(places)}</ul></td>"
+            f'<td class="fix">{esc(fix)}</td></tr>'
+        )
+    n = sum(len(rs) for rs in groups.values())
+    return (
+        f'<div class="nova" id="nova-problems"><h2>What to fix ({n} result{"s" if n > 1 else ""})</h2>'
+        "<table><tr><th>requirement</th><th>expected, and where it failed</th><th>fix</th></tr>"
+        f"{''.join(items)}</table></div>"
+    )
+
+
+TABLE_COLUMNS = (("area", "Area"), ("requirement", "Requirement"), ("section", "Docs"), ("source", "Source"),
+                 ("target", "Target"))
+
+
+def header_cells() -> list[str]:
+    """Header cells added after the Test column."""
+    return [f'<th class="sortable" data-column-type="{key}">{title}</th>' for key, title in TABLE_COLUMNS]
+
+
+def row_cells(meta: Mapping[str, Any] | None) -> list[str]:
+    """Row cells matching :func:`header_cells`, from an item's check description."""
+    meta = meta or {}
+    values = {"area": meta.get("check"), **{k: meta.get(k) for k, _ in TABLE_COLUMNS[1:]}}
+    return [f'<td class="col-{key}">{esc(values[key])}</td>' for key, _ in TABLE_COLUMNS]
+
+
+def detail_html(records: Sequence[Mapping[str, Any]]) -> str:
+    """One item's results: counts, then Checked / Expected / Observed / Fix of each one that did not pass."""
+    counts = Counter(str(r.get("outcome")) for r in records)
+    head = f"{len(records)} result{'s' if len(records) != 1 else ''}: " + ", ".join(
+        f'<span class="n-{o}">{counts[o]} {label}</span>' for o, label in SHOWN if counts[o]
+    )
+    bad = [r for r in records if r.get("outcome") != PASSED]
+    if not bad:
+        return f'<div class="nova-detail">{head}</div>'
+    rows = []
+    for r in bad[:MAX_DETAIL]:
+        p = explain_parts(r)
+        rows.append(
+            f'<tr class="r-{esc(r.get("outcome"))}"><td>{esc(where(r))}</td>'
+            f'<td class="n-{esc(r.get("outcome"))}">{esc(r.get("outcome"))}</td>'
+            + "".join(f"<td>{esc(p.get(label, ''))}</td>" for label in LABELS)
+            + "</tr>"
+        )
+    more = f"<p>… and {len(bad) - MAX_DETAIL} more in the results JSON</p>" if len(bad) > MAX_DETAIL else ""
+    return (
+        f'<div class="nova-detail">{head}<table><tr><th>where</th><th>outcome</th>'
+        + "".join(f"<th>{label}</th>" for label in LABELS)
+        + f"</tr>{''.join(rows)}</table>{more}</div>"
+    )

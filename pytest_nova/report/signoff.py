@@ -1,0 +1,75 @@
+"""The sign-off verdict of a run, computed from its records: may the platform be installed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_nova.results import summarize
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, WAIVED
+from pytest_nova.waivers import Usage
+
+ACCEPTED = "ACCEPTED"
+ACCEPTED_WITH_WAIVERS = "ACCEPTED WITH WAIVERS"
+NOT_ACCEPTED = "NOT ACCEPTED"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The verdict and what it rests on."""
+
+    verdict: str
+    reason: str
+    summary: dict[str, int]
+    usage: list[Usage] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The verdict and waivers as extra top-level keys of the results JSON."""
+        return {
+            "verdict": self.verdict,
+            "waivers": [
+                {
+                    "requirement": u.waiver.requirement,
+                    "node": u.waiver.node,
+                    "justification": u.waiver.justification,
+                    "approver": u.waiver.approver,
+                    "expires": u.waiver.expires.isoformat(),
+                    "status": u.status,
+                    "results": u.count,
+                }
+                for u in self.usage
+            ],
+        }
+
+
+def decide(
+    records: Iterable[dict[str, Any]], usage: list[Usage], *, other_failures: int = 0, complete: bool = True
+) -> Outcome:
+    """ACCEPTED when every result passed, ACCEPTED WITH WAIVERS when only waived failures remain, else NOT.
+
+    ``other_failures`` counts failures outside the plan's records (a user's own test, a collection error);
+    ``complete`` is false when the run was interrupted or stopped early.
+    """
+    summary = summarize(list(records))
+    bad = summary[FAILED] + summary[ERROR]
+    total = sum(summary.values())
+    if not complete:
+        return Outcome(NOT_ACCEPTED, "the run did not complete", summary, usage)
+    if bad or other_failures:
+        parts = [f"{n} {what}" for n, what in ((summary[FAILED], "failed"), (summary[ERROR], "could not be checked"))
+                 if n]
+        if other_failures:
+            parts.append(f"{other_failures} other test failure{'s' if other_failures > 1 else ''}")
+        return Outcome(NOT_ACCEPTED, f"{', '.join(parts)}: fix before installing", summary, usage)
+    if total == 0:
+        return Outcome(NOT_ACCEPTED, "nothing was checked", summary, usage)
+    if summary[WAIVED]:
+        return Outcome(
+            ACCEPTED_WITH_WAIVERS,
+            f"{summary[WAIVED]} failure{'s' if summary[WAIVED] > 1 else ''} accepted by waivers, the rest passed",
+            summary,
+            usage,
+        )
+    skipped = f"; {summary[SKIPPED]} not applicable (skipped)" if summary[SKIPPED] else ""
+    return Outcome(ACCEPTED, f"all {summary[PASSED]} checks passed{skipped}", summary, usage)

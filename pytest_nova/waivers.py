@@ -1,0 +1,205 @@
+"""Waivers: accepted deviations, each approved by someone until a date.
+
+A waivers file (``--nova-waivers=PATH``) lists failures the customer accepts::
+
+    waivers:
+      - requirement: os-sudo-nopasswd      # a requirement id from the catalog
+        node: worker-2                     # optional; a node name or a glob (worker-*); omitted: every node
+        justification: sudo asks for a password on this node by policy; the installer enters it
+        approver: J. Smith, head of operations
+        expires: 2026-12-31                # last day the waiver applies
+
+A waiver applies to failed records of its requirement whose source or target is the node. It never applies
+to errors (a check that could not run has observed nothing to accept), nor after its expiry date.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from pytest_nova.verdicts import FAILED, WAIVED
+from pytest_nova.yamlsource import Document, load
+
+WAIVER_KEY = "_waiver"  # private record key: index of the waiver that waived it
+_KEYS = {"requirement": True, "node": False, "justification": True, "approver": True, "expires": True}
+_GLOB = frozenset("*?[")
+
+
+def today() -> date:
+    """The date expiry is judged against (UTC, so the controller and its workers agree)."""
+    return datetime.now(UTC).date()
+
+
+@dataclass(frozen=True)
+class Waiver:
+    """One accepted deviation."""
+
+    index: int
+    line: int
+    requirement: str
+    node: str | None
+    justification: str
+    approver: str
+    expires: date
+
+    @property
+    def label(self) -> str:
+        """``requirement on node``, or the requirement alone when it covers every node."""
+        return f"{self.requirement} on {self.node}" if self.node else self.requirement
+
+    @property
+    def reason(self) -> str:
+        """The text a waived result carries."""
+        return f"waived: {self.justification} (approved by {self.approver} until {self.expires.isoformat()})"
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        """Whether this waiver covers ``record`` (any outcome; callers decide which outcomes to waive)."""
+        if record.get("requirement") != self.requirement:
+            return False
+        if self.node is None:
+            return True
+        return any(
+            isinstance(record.get(k), str) and fnmatch.fnmatchcase(record[k], self.node) for k in ("source", "target")
+        )
+
+
+@dataclass(frozen=True)
+class Waivers:
+    """The waivers of one file, split by whether they have expired."""
+
+    path: Path
+    items: tuple[Waiver, ...]
+    on: date
+
+    @property
+    def active(self) -> tuple[Waiver, ...]:
+        """Waivers that still apply."""
+        return tuple(w for w in self.items if w.expires >= self.on)
+
+    @property
+    def expired(self) -> tuple[Waiver, ...]:
+        """Waivers past their expiry date; they apply to nothing."""
+        return tuple(w for w in self.items if w.expires < self.on)
+
+    def where(self, w: Waiver) -> str:
+        """``file:line`` of a waiver."""
+        return f"{self.path}:{w.line}"
+
+    def find(self, record: dict[str, Any]) -> Waiver | None:
+        """The first unexpired waiver covering a failed record."""
+        if record.get("outcome") != FAILED:
+            return None
+        return next((w for w in self.active if w.matches(record)), None)
+
+
+def waive(record: dict[str, Any], w: Waiver) -> dict[str, Any]:
+    """A copy of a failed record marked as waived by ``w``."""
+    return record | {
+        "outcome": WAIVED,
+        "message": f"{record.get('message', '')} — {w.reason}",
+        WAIVER_KEY: w.index,
+    }
+
+
+@dataclass(frozen=True)
+class Usage:
+    """How one waiver fared in a run."""
+
+    waiver: Waiver
+    status: str  # applied | unused | expired
+    count: int  # records waived; for an expired waiver, the failures it would have covered
+
+
+def usage(waivers: Waivers, records: Iterable[dict[str, Any]]) -> list[Usage]:
+    """Per waiver: applied (with how many records it waived), unused, or expired."""
+    records = list(records)
+    waived: dict[int, int] = {}
+    for r in records:
+        if r.get("outcome") == WAIVED and isinstance(r.get(WAIVER_KEY), int):
+            waived[r[WAIVER_KEY]] = waived.get(r[WAIVER_KEY], 0) + 1
+    out = []
+    for w in waivers.items:
+        if w.expires < waivers.on:
+            would = sum(1 for r in records if r.get("outcome") == FAILED and w.matches(r))
+            out.append(Usage(w, "expired", would))
+        else:
+            n = waived.get(w.index, 0)
+            out.append(Usage(w, "applied" if n else "unused", n))
+    return out
+
+
+def load_waivers(
+    path: Path, *, requirements: Collection[str], hosts: Collection[str] | None = None, on: date | None = None
+) -> Waivers:
+    """Read and validate a waivers file; errors name file, line and key (:class:`SourceError`)."""
+    doc = load(path)
+    data = doc.data
+    if not isinstance(data, dict) or "waivers" not in data:
+        raise doc.error((), "a waivers file is a mapping with a 'waivers' list")
+    extra = sorted(set(data) - {"waivers"})
+    if extra:
+        raise doc.error((extra[0],), "unknown key (expected: waivers)")
+    raw = data["waivers"]
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise doc.error(("waivers",), "expected a list of waivers")
+    items: list[Waiver] = []
+    seen: dict[tuple[str, str | None], int] = {}
+    for i, entry in enumerate(raw):
+        w = _waiver(doc, i, entry, requirements, hosts)
+        key = (w.requirement, w.node)
+        if key in seen:
+            raise doc.error(("waivers", i), f"duplicate waiver for {w.label} (also at line {seen[key]})")
+        seen[key] = w.line
+        items.append(w)
+    return Waivers(path, tuple(items), on or today())
+
+
+def _waiver(
+    doc: Document, i: int, entry: Any, requirements: Collection[str], hosts: Collection[str] | None
+) -> Waiver:
+    at = ("waivers", i)
+    if not isinstance(entry, dict):
+        raise doc.error(at, "a waiver is a mapping with requirement, justification, approver and expires")
+    for key in entry:
+        if key not in _KEYS:
+            raise doc.error((*at, key), f"unknown key (expected one of: {', '.join(_KEYS)})")
+    for key, required in _KEYS.items():
+        if required and key not in entry:
+            raise doc.error(at, f"missing required key '{key}'")
+
+    def text(key: str) -> str:
+        value = entry[key]
+        if not isinstance(value, str) or not value.strip():
+            raise doc.error((*at, key), "expected non-empty text")
+        return value.strip()
+
+    requirement = text("requirement")
+    if requirement not in requirements:
+        raise doc.error((*at, "requirement"), f"unknown requirement '{requirement}'")
+    node = text("node") if "node" in entry else None
+    if node is not None and hosts is not None and not _GLOB & set(node) and node not in hosts:
+        raise doc.error((*at, "node"), f"'{node}' is not a node, workstation or load balancer of the inventory")
+    expires = entry["expires"]
+    if isinstance(expires, str):
+        try:
+            expires = date.fromisoformat(expires.strip())
+        except ValueError:
+            pass
+    if not isinstance(expires, date) or isinstance(expires, datetime):
+        raise doc.error((*at, "expires"), f"expected a date YYYY-MM-DD, got {entry['expires']!r}")
+    return Waiver(
+        index=i,
+        line=doc.line(at),
+        requirement=requirement,
+        node=node,
+        justification=text("justification"),
+        approver=text("approver"),
+        expires=expires,
+    )
