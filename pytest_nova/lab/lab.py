@@ -414,13 +414,16 @@ class Lab:
 
     # --- using the lab --------------------------------------------------------------------------------
 
+    def host_cmd(self, host: str, argv: Sequence[str]) -> list[str]:
+        """``argv`` prefixed to run as root inside ``host``'s namespaces."""
+        h = self._host(host)
+        return in_host(self.holder(host), argv) if h.is_full else in_netns(self.netns(host), argv)
+
     def exec(self, host: str, cmd: str | Sequence[str], check: bool = True,
              timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run ``cmd`` (a shell string or argv) as root inside ``host``'s namespaces."""
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        h = self._host(host)
-        full = in_host(self.holder(host), argv) if h.is_full else in_netns(self.netns(host), argv)
-        return run(full, check=check, timeout=timeout)
+        return run(self.host_cmd(host, argv), check=check, timeout=timeout)
 
     def runner_cmd(self, argv: Sequence[str]) -> list[str]:
         """``argv`` prefixed to run inside nova-ctl's namespace (the runner, with the lab resolver)."""

@@ -17,7 +17,7 @@ import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pytest_nova.lab import kubeapi
 
@@ -242,30 +242,40 @@ async def serve_lb(cfg: dict[str, Any]) -> None:
                                                 local_addr=(cfg["address"], fe["port"]), reuse_port=True)
             continue
         term = fe.get("terminate")
-        term_ctx = server_context(term["cert"], term["key"]) if term else None
+        inner: tuple[str, int] | None = None
+        if term:
+            # TLS termination is a second listener on loopback; the frontend hands raw connections to it
+            # while the flag is on, so one socket serves both behaviours.
+            inner = ("127.0.0.1", 20000 + fe["port"])
+            term_ctx = server_context(term["cert"], term["key"])
 
-        async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                          pool: Pool = pool, term: dict[str, Any] | None = term,
-                          term_ctx: ssl.SSLContext | None = term_ctx) -> None:
-            terminate = term is not None and term_ctx is not None and flag(cfg, term["flag"])
-            if terminate:
-                assert term_ctx is not None
-                try:
-                    await asyncio.wait_for(writer.start_tls(term_ctx), 10)
-                except (OSError, TimeoutError, ssl.SSLError):
-                    await close(writer)
-                    return
-            for addr, port in pool.order():
-                try:
-                    upstream = await asyncio.wait_for(asyncio.open_connection(
-                        addr, port, ssl=insecure_client_context() if terminate else None), 2)
-                except (OSError, TimeoutError, ssl.SSLError):
-                    continue
-                await splice((reader, writer), upstream)
-                return
-            await close(writer)
+            async def terminated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                                 pool: Pool = pool) -> None:
+                await _forward((reader, writer), pool.order(), insecure_client_context())
+
+            await asyncio.start_server(terminated, *inner, ssl=term_ctx, reuse_address=True, backlog=1024)
+
+        async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pool: Pool = pool,
+                          term: dict[str, Any] | None = term, inner: tuple[str, int] | None = inner) -> None:
+            if term is not None and inner is not None and flag(cfg, term["flag"]):
+                await _forward((reader, writer), [inner], None)
+            else:
+                await _forward((reader, writer), pool.order(), None)
 
         await asyncio.start_server(session, cfg["address"], fe["port"], reuse_address=True, backlog=1024)
+
+
+async def _forward(client: tuple[asyncio.StreamReader, asyncio.StreamWriter], targets: list[tuple[str, int]],
+                   ctx: ssl.SSLContext | None) -> None:
+    """Connect to the first target that answers and splice; close the client when none does."""
+    for addr, port in targets:
+        try:
+            upstream = await asyncio.wait_for(asyncio.open_connection(addr, port, ssl=ctx), 2)
+        except (OSError, TimeoutError, ssl.SSLError):
+            continue
+        await splice(client, upstream)
+        return
+    await close(client[1])
 
 
 class UdpForwarder(asyncio.DatagramProtocol):
@@ -276,8 +286,7 @@ class UdpForwarder(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:  # noqa: D102
         asyncio.get_running_loop().create_task(self._relay(data, addr))
@@ -311,8 +320,7 @@ class Echo(asyncio.DatagramProtocol):
     """UDP echo: the VXLAN ports of an installed node answer what they get."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:  # noqa: D102
         self.transport.sendto(data, addr)
