@@ -572,6 +572,10 @@ class NodeFacts:
         for c in selected:
             if c.kind in FACT_KINDS and c.host:
                 self._by_host.setdefault(c.host, []).append(c)
+        self._memo: dict[str, Facts | HostError] = {}
+        self._lock = threading.Lock()
+        self._keys: dict[str, tuple[str | None, str]] = {}
+        self._cluster = [n.name for n in self.inventory.cluster_nodes]
         self._peer_needs: dict[str, Any] = {}
         inv = self.inventory
         for checks in self._by_host.values():
@@ -579,10 +583,6 @@ class NodeFacts:
                 if c.kind == "node_requirement" and c.requirement.check in PEER_CHECKS:
                     self._peer_needs.update(RULES[str(c.requirement.check)].needs(c.requirement.params,
                                                                                   self.context(c.host or "")))
-        self._memo: dict[str, Facts | HostError] = {}
-        self._lock = threading.Lock()
-        self._keys: dict[str, tuple[str | None, str]] = {}
-        self._cluster = [n.name for n in inv.cluster_nodes]
 
     def user(self, host: str) -> str:
         """The account checked on ``host``: the node's own user, else ssh.user."""
