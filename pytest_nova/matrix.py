@@ -13,6 +13,7 @@ the ``test_port`` items only turn it into verdicts.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -149,7 +150,8 @@ def judge_probe(
         missing = missing or "no listener was requested"
     if status == "open":
         return PASSED, f"open: port already in use by {taken}" if taken else "open"
-    if status in ("filtered", "silent") and (ours or p.protocol == "icmp" or (status == "filtered" and not missing)):
+    # TCP and ICMP always answer when the path is open (an RST, a reply); UDP only when our echo listener is there.
+    if status == "filtered" or (status == "silent" and ours):
         return FAILED, f"filtered: no answer within {timeout} s"
     if status == "blocked":
         return FAILED, f"filtered: blocked on {p.source} itself ({detail}: a local firewall drops outgoing packets)"
@@ -277,7 +279,8 @@ class MatrixRun:
                     timeout=self.settings.probe_timeout,
                 )
                 verdicts[p.key] = [outcome, message]
-        return {"verdicts": verdicts, "probes": len(verdicts), "seconds": round(time.monotonic() - started, 3)}
+        return {"verdicts": verdicts, "probes": len(verdicts), "sources": len(self.by_source),
+                "destinations": len(self.requests), "seconds": round(time.monotonic() - started, 3)}
 
     def _lifetime(self) -> float:
         # A safety net only: normally the listener ends when its stdin closes.
@@ -449,3 +452,17 @@ def port_matrix(request: pytest.FixtureRequest, nova_hosts: Hosts, nova_run_dir:
     checks = selected_port_rules(request.session.items)
     stored = shared.once(run_dir, CACHE_KEY, lambda: compute(nova_hosts, checks, settings))
     return PortMatrix(stored)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """One line on the controller: how many probes the matrix took and how long."""
+    run_dir = session_of(config).run_dir
+    stored = run_dir / f"{CACHE_KEY}.json" if run_dir else None
+    if stored is None or not stored.exists():
+        return
+    value = json.loads(stored.read_text()).get("value")
+    if value:
+        terminalreporter.write_line(
+            f"nova firewall matrix: {value['probes']} probes from {value.get('sources', '?')} sources to "
+            f"{value.get('destinations', '?')} listening hosts in {value['seconds']:.2f} s"
+        )

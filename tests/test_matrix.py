@@ -1,0 +1,203 @@
+"""The firewall matrix: probe planning, verdict rules, and the two remote scripts run on this machine's loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_nova import matrix
+from pytest_nova.catalog import load_catalog
+from pytest_nova.inventory import load_inventory
+from pytest_nova.matrix import Listening, Probe, judge_probe, listen_requests, probes_by_source
+from pytest_nova.plan import Check, build
+from pytest_nova.probes import portprobe
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
+
+REPO = Path(__file__).resolve().parents[1]
+PROD = REPO / "inventories" / "example-prod.yaml"
+PROBES = REPO / "pytest_nova" / "probes"
+
+
+def _checks() -> list[Check]:
+    return build(load_catalog(), load_inventory(PROD)).of_kind("port_rule", "preinstall")
+
+
+def _judge(p: Probe, status: str, detail: str = "", **kw: Any) -> tuple[str, str]:
+    kw.setdefault("listeners", True)
+    kw.setdefault("timeout", 2.0)
+    kw.setdefault("listening", Listening(bound=frozenset({"2379/tcp", "4789/udp"})))
+    return judge_probe(p, status, detail, **kw)
+
+
+TCP = Probe("worker-1", "master-2", "10.10.1.12", 2379, "tcp")
+UDP = Probe("worker-1", "worker-2", "10.10.1.42", 4789, "udp")
+ICMP = Probe("worker-1", "worker-2", "10.10.1.42", None, "icmp")
+IPIP = Probe("worker-1", "worker-2", "10.10.1.42", None, "ipip")
+
+
+def test_every_planned_target_is_probed_once_from_its_source() -> None:
+    checks = _checks()
+    by_source = probes_by_source(checks)
+    planned = {(c.source, t.name, c.port, c.protocol) for c in checks for t in c.targets}
+    probed = [(p.source, p.target, p.port, p.protocol) for ps in by_source.values() for p in ps]
+    assert len(probed) == len(set(probed))
+    assert set(probed) == planned
+    assert all(p.source == src for src, ps in by_source.items() for p in ps)
+
+
+def test_preinstall_listens_on_every_probed_port_and_postinstall_only_receives_ipip() -> None:
+    by_source = probes_by_source(_checks())
+    pre = listen_requests(by_source, listeners=True)
+    post = listen_requests(by_source, listeners=False)
+    assert (2379, "tcp") in pre["master-2"].ports
+    assert (4789, "udp") in pre["worker-1"].ports
+    assert all(proto in ("tcp", "udp") for r in pre.values() for _, proto in r.ports)
+    assert all(not r.ports for r in post.values())
+    assert post["worker-1"].ipip and set(post) <= set(pre)
+
+
+def test_open_passes_and_names_the_process_of_a_taken_port() -> None:
+    assert _judge(TCP, "open") == (PASSED, "open")
+    taken = Listening(taken={"2379/tcp": "etcd (pid 7)"})
+    assert _judge(TCP, "open", listening=taken) == (PASSED, "open: port already in use by etcd (pid 7)")
+
+
+def test_no_answer_is_filtered_with_the_timeout() -> None:
+    assert _judge(TCP, "filtered") == (FAILED, "filtered: no answer within 2.0 s")
+    assert _judge(UDP, "silent") == (FAILED, "filtered: no answer within 2.0 s")
+    assert _judge(ICMP, "filtered", listening=None) == (FAILED, "filtered: no answer within 2.0 s")
+
+
+def test_refused_says_whether_a_listener_was_there() -> None:
+    outcome, message = _judge(TCP, "refused")
+    assert outcome == FAILED and "although a temporary listener was bound" in message
+    outcome, message = _judge(TCP, "refused", listeners=False, listening=None)
+    assert outcome == FAILED and message.startswith("refused: nothing listens on master-2 2379/tcp")
+
+
+def test_a_silent_udp_service_cannot_be_proven() -> None:
+    outcome, message = _judge(UDP, "silent", listeners=False, listening=None)
+    assert outcome == SKIPPED
+    assert message.startswith("skipped: cannot be proven: no UDP answer and no ICMP error")
+    kernel = Listening(taken={"4789/udp": "the kernel (no process holds the socket: a VXLAN or other tunnel device)"})
+    outcome, message = _judge(UDP, "silent", listening=kernel)
+    assert outcome == SKIPPED and "VXLAN" in message
+
+
+def test_a_missing_listener_is_an_error_not_a_verdict_on_the_firewall() -> None:
+    down = Listening(error="master-2: ssh: connection refused by 10.10.1.12:22 (is sshd running?)")
+    outcome, message = _judge(TCP, "refused", listening=down)
+    assert outcome == ERROR and "sshd" in message
+    # A drop is still a drop: the packet never got an answer, listener or not.
+    assert _judge(TCP, "filtered", listening=down)[0] == FAILED
+
+
+def test_an_unreachable_source_is_one_error_per_probe() -> None:
+    outcome, message = _judge(TCP, "unreached", "ssh: connection timed out after 5 s")
+    assert outcome == ERROR and message == "error: cannot probe from worker-1: ssh: connection timed out after 5 s"
+
+
+def test_ipip_depends_on_the_receiver() -> None:
+    ready = Listening(ipip="ready")
+    assert _judge(IPIP, "seen", listening=ready) == (PASSED, "open")
+    assert _judge(IPIP, "sent", listening=ready)[0] == FAILED
+    no_root = Listening(ipip="no IPIP receiver: a raw socket for IP protocol 4 needs root (Operation not permitted)")
+    assert _judge(IPIP, "sent", listening=no_root)[0] == SKIPPED
+    outcome, message = _judge(IPIP, "error", "no raw socket for IP protocol 4: Operation not permitted",
+                              listening=ready)
+    assert outcome == SKIPPED and "sudo -n" in message
+
+
+def test_port_matrix_gives_one_verdict_per_target_with_the_requirement() -> None:
+    check = next(c for c in _checks() if c.id == "worker-1:masters:2379/tcp")
+    stored = {"verdicts": {Probe("worker-1", t.name, t.address, 2379, "tcp").key: [PASSED, "open"]
+                           for t in check.targets[:2]}}
+    verdicts = matrix.PortMatrix(stored).verdicts(check)
+    assert [v.target for v in verdicts] == [t.name for t in check.targets]
+    assert [v.outcome for v in verdicts] == [PASSED, PASSED, ERROR]
+    v = verdicts[0]
+    assert (v.requirement, v.section, v.port, v.protocol) == ("fw-master-etcd-client", "3.1.2", 2379, "tcp")
+    assert v.checked == "worker-1 -> master-1 (10.10.1.11) 2379/tcp"
+
+
+def test_checksum_of_a_header_with_its_checksum_is_zero() -> None:
+    head = portprobe.ipv4_header("10.0.0.1", "10.0.0.2", 253, 12)
+    assert len(head) == 20 and head[9] == 253
+    assert portprobe.checksum(head) == 0
+
+
+def _free_port(kind: socket.SocketKind) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any], int, int, int]]:
+    """The listener script serving a free TCP and UDP port on loopback, plus a port held by this test."""
+    tcp, udp = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    busy = held.getsockname()[1]
+    params = {"address": "127.0.0.1", "ports": [[tcp, "tcp"], [udp, "udp"], [busy, "tcp"]], "magic": "nova-probe-t",
+              "max_seconds": 30}
+    proc = subprocess.Popen([sys.executable, str(PROBES / "listener.py")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(params).encode() + b"\n")
+    proc.stdin.flush()
+    ready = json.loads(proc.stdout.readline())
+    try:
+        yield proc, ready, tcp, udp, busy
+    finally:
+        proc.stdin.close()
+        proc.wait(5)
+        held.close()
+
+
+def test_listener_serves_free_ports_names_taken_ones_and_exits_when_stdin_closes(
+    listener: tuple[subprocess.Popen[bytes], dict[str, Any], int, int, int],
+) -> None:
+    proc, ready, tcp, udp, busy = listener
+    assert ready["bound"] == [f"{tcp}/tcp", f"{udp}/udp"]
+    assert f"{busy}/tcp" in ready["taken"]
+    # Run as root the owner is named; as a user at least our own process is visible.
+    assert "(pid " in ready["taken"][f"{busy}/tcp"]
+    probes = [["tcp", "127.0.0.1", tcp, "tcp", "a"], ["udp", "127.0.0.1", udp, "udp", "b"],
+              ["closed", "127.0.0.1", _free_port(socket.SOCK_STREAM), "tcp", "c"],
+              ["udp-closed", "127.0.0.1", _free_port(socket.SOCK_DGRAM), "udp", "d"]]
+    params = {"timeout": 1.0, "concurrency": 2, "probes": probes, "magic": "nova-probe-t"}
+    out = subprocess.run([sys.executable, str(PROBES / "portprobe.py")], input=json.dumps(params).encode() + b"\n",
+                         capture_output=True, timeout=20, check=True)
+    results = json.loads(out.stdout)["results"]
+    assert results == {"tcp": ["open", ""], "udp": ["open", "echo"], "closed": ["refused", "Connection refused"],
+                       "udp-closed": ["refused", "Connection refused"]}
+    assert proc.stdin is not None
+    proc.stdin.close()
+    assert proc.wait(5) == 0
+    with socket.socket() as s:  # nothing listens any more (REUSEADDR: the accepted connection is in TIME_WAIT)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", tcp))
+
+
+def test_portprobe_exits_when_its_lifeline_closes() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never answers: the probe would wait 30 s
+    silent.bind(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    params = {"timeout": 30, "probes": [["x", "127.0.0.1", port, "udp", "x"]], "lifeline": True, "deadline": 60}
+    proc = subprocess.Popen([sys.executable, str(PROBES / "portprobe.py")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(params).encode() + b"\n")
+    proc.stdin.flush()
+    proc.stdin.close()
+    assert proc.wait(5) == 3
+    silent.close()
