@@ -256,7 +256,8 @@ def _verdict(check: Check, outcome: str, message: str, fix: str = "") -> Verdict
 def _backend_fix(check: Check, name: str) -> str:
     r = check.requirement
     if name == check.requirement.balancer:
-        return r.fix
+        # The balancer relays a backend's answer: the backends' own items say which one is unhealthy.
+        return f"see the {name} backends' own checks for the unhealthy one; {r.fix}"
     if r.balancer == "api":
         return (f"check kube-apiserver on {name}: kubectl get --raw='/readyz?verbose' --server=https://"
                 f"{check.targets[0].address}:{check.port}, or crictl ps / crictl logs of kube-apiserver on the node")

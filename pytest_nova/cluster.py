@@ -222,11 +222,22 @@ class ClusterState:
         )
 
 
+# What each check reads, for the "Checked:" line.
+_CHECKED = {
+    "node_ready": "{node}: registered and its Ready condition (kubectl get nodes)",
+    "node_roles": "{node}: its node-role.kubernetes.io/* labels (kubectl get nodes)",
+    "kubelet_version_uniform": "the kubelet version of every node (kubectl get nodes)",
+    "system_pods_running": "the pods of {namespace} (kubectl -n {namespace} get pods)",
+}
+
+
 def _verdict(check: Check, outcome: str, message: str, target: str | None = None, fix: str = "") -> Verdict:
     r = check.requirement
+    checked = _CHECKED.get(str(r.check), r.id).format(
+        node=check.target, namespace=r.params.get("namespace", "kube-system"))
     return Verdict(
         check="k8s", requirement=r.id, section=r.section, outcome=outcome, message=message, source=None,
-        target=target if target is not None else check.target, checked=r.summary.split(" (")[0],
+        target=target if target is not None else check.target, checked=checked,
         expected=r.summary, fix=fix if outcome in (FAILED, ERROR) else "",
     )
 
@@ -242,7 +253,8 @@ def judge_ready(check: Check, host: Host, state: ClusterState, inv: Inventory) -
         found = sum(1 for h in inv.cluster_nodes if find_node(h, state.nodes))
         return _verdict(check, FAILED, f"{host.name} is not registered in the cluster (kubectl get nodes lists "
                                        f"{found} of {len(inv.cluster_nodes)} inventory nodes)",
-                        fix=_fix(check, host.name))
+                        fix=f"on {host.name} ({host.address}): systemctl status kubelet; journalctl -u kubelet -n 50; "
+                            "a node that never joined has to (re)join the cluster")
     alias = f" (registered as {node.name})" if node.name != host.name else ""
     if node.ready != "True":
         why = ": ".join(p for p in (node.reason, node.message) if p)
