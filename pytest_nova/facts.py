@@ -155,13 +155,15 @@ def user_account(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
     if not acct.get("exists"):
         return Finding(FAILED, f"user {ctx.user} does not exist")
     shell = params.get("shell", "/bin/bash")
-    problems = []
+    problems, fixes = [], []
     if acct.get("shell") != shell:
         problems.append(f"login shell is {acct.get('shell') or '(empty)'}, not {shell}")
+        fixes.append(f"usermod -s {shell} {ctx.user}")
     if params.get("home", True) and not acct.get("home_is_dir"):
         problems.append(f"home directory {acct.get('home')} does not exist")
+        fixes.append(f"mkhomedir_helper {ctx.user}")
     if problems:
-        return Finding(FAILED, f"user {ctx.user}: " + "; ".join(problems))
+        return Finding(FAILED, f"user {ctx.user}: " + "; ".join(problems), " && ".join(fixes))
     return Finding(PASSED, f"user {ctx.user} exists, shell {acct.get('shell')}, home {acct.get('home')}")
 
 
@@ -472,7 +474,8 @@ def judge_name(facts: Facts, name: str, allowed: Iterable[str]) -> Finding:
     wrong = [a for a in addrs if a not in ok]
     if wrong:
         return Finding(FAILED, f"{name} resolves to {', '.join(wrong)}, not an allowed address "
-                               f"({', '.join(sorted(ok))})")
+                               f"({', '.join(sorted(ok))})",
+                       f"point {name} at {', '.join(sorted(ok))} only, on every DNS server the node uses")
     return Finding(PASSED, f"{name} resolves to {', '.join(addrs)}")
 
 
@@ -577,7 +580,6 @@ class NodeFacts:
         self._keys: dict[str, tuple[str | None, str]] = {}
         self._cluster = [n.name for n in self.inventory.cluster_nodes]
         self._peer_needs: dict[str, Any] = {}
-        inv = self.inventory
         for checks in self._by_host.values():
             for c in checks:
                 if c.kind == "node_requirement" and c.requirement.check in PEER_CHECKS:
@@ -694,7 +696,7 @@ class NodeFacts:
         if check.kind == "dns_on_node":
             return [_verdict(check, r, finding, None, f"{check.host}: {name}", area="dns", target=name)
                     for name, r in check.records]
-        return [_verdict(check, check.requirement, finding, None, f"{check.host}: {check.id}")]
+        return [_verdict(check, check.requirement, finding, None, f"{check.host}: {check.requirement.id}")]
 
 
 def _host_fix(exc: HostError) -> str:

@@ -1,0 +1,411 @@
+"""Node and name checks without a lab: the rules on hand-made facts, the probe script and DNS queries on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+
+from pytest_nova import dnscheck
+from pytest_nova import facts as f
+from pytest_nova.catalog import load_catalog
+from pytest_nova.hosts import HostError
+from pytest_nova.inventory import Inventory, load_inventory
+from pytest_nova.lab import pki
+from pytest_nova.plan import build
+from pytest_nova.remote_scripts import source
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
+
+REPO = Path(__file__).resolve().parents[1]
+PROD = REPO / "inventories" / "example-prod.yaml"
+CLOSED = REPO / "inventories" / "example-closed.yaml"
+LOCAL = "127.0.0.1"
+KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIJexamplekeyblob"
+
+
+@pytest.fixture(scope="module")
+def inv() -> Inventory:
+    return load_inventory(PROD)
+
+
+def ctx(inv: Inventory, host: str = "master-1", peers: dict[str, Any] | None = None) -> f.Context:
+    return f.Context(inv, host, "nova-installer", KEY, "", lambda: dict(peers or {}))
+
+
+def good_facts() -> dict[str, Any]:
+    """What a healthy node reports."""
+    return {
+        "hostname": "master-1",
+        "account": {"exists": True, "shell": "/bin/bash", "home": "/home/nova-installer", "home_is_dir": True,
+                    "ssh_dir": {"mode": "0700", "owner": "nova-installer", "type": "dir"},
+                    "authorized_keys": {"mode": "0600", "owner": "nova-installer", "type": "file"},
+                    "authorized_keys_path": "/home/nova-installer/.ssh/authorized_keys", "keys": ["other", KEY]},
+        "stat": {"/etc/sudoers.d/99-nova-installer-user": {"mode": "0440", "owner": "root", "type": "file"},
+                 "~/.ssh/id_nova": {"mode": "0600", "owner": "root", "type": "file"}},
+        "sudo": {"rc": 0, "err": ""},
+        "resolver": {"resolv_conf": ["10.10.0.53", "10.10.0.54"]},
+        "swaps": [],
+        "sysctl": {"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"},
+        "read": {"/sys/class/dmi/id/product_uuid": {"text": "AAAA-1\n"}},
+        "sockets": {"/run/containerd/containerd.sock": {"ok": True}},
+        "http": {"http://127.0.0.1:10248/healthz": {"status": 200, "body": "ok"}},
+        "binaries": {b: {"found": True, "rc": 0, "version": f"{b} v1.30", "path": f"/usr/bin/{b}"}
+                     for b in ("kubelet", "kubeadm", "kubectl")},
+        "dirs": {"/etc/cni/net.d": {"entries": ["10-cilium.conflist"]}},
+        "names": {"nova-console.nova.mycompany.local": {"status": "ok", "addresses": ["10.10.1.21"]}},
+        "endpoints": {"hub.nova-platform.io:443": {"status": "ok", "tls": "TLSv1.3", "issuer": "CA", "address": "x"}},
+    }
+
+
+def judge(inv: Inventory, req_id: str, facts: dict[str, Any], **kw: Any) -> f.Finding:
+    return f.judge_requirement(load_catalog().get(req_id), facts, ctx(inv, **kw))
+
+
+OS_K8S_PRE = ["os-user-exists", "os-sudoers-file", "os-sudo-nopasswd", "os-ssh-dir", "os-authorized-keys-mode",
+              "os-authorized-keys-has-key", "k8s-swap-off", "k8s-ip-forward", "k8s-br-netfilter",
+              "k8s-container-runtime-active", "k8s-kubelet-active", "k8s-packages-installed", "k8s-cni-configured"]
+
+
+def test_every_node_check_of_the_catalog_has_a_rule() -> None:
+    checks = {r.check for r in load_catalog().requirements if r.area in ("os", "k8s") and r.scope != "cluster"}
+    assert checks <= set(f.RULES), checks - set(f.RULES)
+
+
+@pytest.mark.parametrize("req_id", OS_K8S_PRE)
+def test_healthy_facts_pass(inv: Inventory, req_id: str) -> None:
+    got = judge(inv, req_id, good_facts())
+    assert got.outcome == PASSED, got.message
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    facts = good_facts()
+    node: Any = facts
+    keys = path.split("/")
+    for k in keys[:-1]:
+        node = node[k]
+    node[keys[-1]] = value
+    return facts
+
+
+BROKEN = [
+    ("os-user-exists", "account/shell", "/bin/sh", "login shell is /bin/sh, not /bin/bash", "usermod -s /bin/bash"),
+    ("os-user-exists", "account/home_is_dir", False, "home directory /home/nova-installer does not exist",
+     "mkhomedir_helper nova-installer"),
+    ("os-user-exists", "account", {"exists": False}, "user nova-installer does not exist", "useradd -m -s /bin/bash"),
+    ("os-sudoers-file", "stat/\x00", None, "/etc/sudoers.d/99-nova-installer-user is missing",
+     "echo 'nova-installer ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/99-nova-installer-user"),
+    ("os-sudo-nopasswd", "sudo", {"rc": 1, "err": "sudo: a password is required\n"},
+     "sudo -n true failed: sudo: a password is required", "NOPASSWD:ALL"),
+    ("os-ssh-dir", "account/ssh_dir", {"mode": "0755", "owner": "nova-installer", "type": "dir"},
+     "/home/nova-installer/.ssh has mode 0755", "chmod 700"),
+    ("os-authorized-keys-mode", "account/authorized_keys", {"mode": "0644", "owner": "root", "type": "file"},
+     "authorized_keys has mode 0644, owner root; expected mode 0600, owner nova-installer", "chmod 600"),
+    ("os-authorized-keys-has-key", "account/keys", ["other"], "holds 1 keys, none of them the public key",
+     "ssh-copy-id -i ~/.ssh/id_nova.pub nova-installer@10.10.1.11"),
+    ("k8s-swap-off", "swaps", ["/swapfile"], "swap is on: /swapfile", "swapoff -a"),
+    ("k8s-ip-forward", "sysctl/net.ipv4.ip_forward", "0", "net.ipv4.ip_forward = 0", "sysctl -w net.ipv4.ip_forward=1"),
+    ("k8s-br-netfilter", "sysctl/net.bridge.bridge-nf-call-iptables", None, "br_netfilter is not loaded",
+     "modprobe br_netfilter"),
+    ("k8s-container-runtime-active", "sockets", {}, "no CRI socket answers", "systemctl enable --now containerd"),
+    ("k8s-kubelet-active", "http", {"http://127.0.0.1:10248/healthz": {"error": "Connection refused"}},
+     "Connection refused (the kubelet is not running)", "systemctl enable --now kubelet"),
+    ("k8s-packages-installed", "binaries/kubeadm", {"found": False}, "not installed: kubeadm", "install the missing"),
+    ("k8s-cni-configured", "dirs/\x00", None, "/etc/cni/net.d: not gathered", "CNI pods"),
+]
+
+
+@pytest.mark.parametrize(("req_id", "path", "value", "message", "fix"), BROKEN,
+                         ids=[f"{b[0]}-{b[1].replace('/', '.')}" for b in BROKEN])
+def test_each_fault_fails_with_what_to_fix(inv: Inventory, req_id: str, path: str, value: Any, message: str,
+                                           fix: str) -> None:
+    if path.endswith("\x00"):
+        facts = good_facts()
+        facts[path.split("/")[0]] = {}
+        if req_id == "os-sudoers-file":
+            facts["stat"] = {"/etc/sudoers.d/99-nova-installer-user": {"error": "No such file", "errno": 2}}
+    else:
+        facts = _with(path, value)
+    req = load_catalog().get(req_id)
+    c = ctx(inv)
+    finding = f.judge_requirement(req, facts, c)
+    assert finding.outcome == FAILED
+    assert message in finding.message
+    assert fix in (finding.fix or c.fill(req.fix))
+
+
+def test_sudoers_wrong_mode_and_unreadable(inv: Inventory) -> None:
+    path = "/etc/sudoers.d/99-nova-installer-user"
+    bad = judge(inv, "os-sudoers-file", _with("stat", {path: {"mode": "0644", "owner": "root", "type": "file"}}))
+    assert (bad.outcome, bad.fix) == (FAILED, f"sudo chown root:root {path} && sudo chmod 0440 {path}")
+    denied = judge(inv, "os-sudoers-file", _with("stat", {path: {"error": "Permission denied", "errno": 13}}))
+    assert denied.outcome == ERROR and "sudo -n was refused" in denied.message
+
+
+def test_private_key_mode_on_nova_ctl(inv: Inventory) -> None:
+    ok = judge(inv, "os-private-key", _with("stat", {"/root/.ssh/id_nova": {"mode": "0400", "owner": "root",
+                                                                            "type": "file"}}), host="nova-ctl")
+    assert ok.outcome == PASSED
+    bad = judge(inv, "os-private-key", _with("stat", {"/root/.ssh/id_nova": {"mode": "0644", "owner": "root",
+                                                                             "type": "file"}}), host="nova-ctl")
+    assert bad.outcome == FAILED and bad.fix == "chmod 600 /root/.ssh/id_nova"
+
+
+def test_closed_mode_resolver_and_universe_ca() -> None:
+    closed = load_inventory(CLOSED)
+    ok = judge(closed, "os-resolver-internal", _with("resolver", {"resolv_conf": ["10.10.0.53"]}))
+    assert ok.outcome == PASSED
+    public = judge(closed, "os-resolver-internal", _with("resolver", {"resolv_conf": ["10.10.0.53", "8.8.8.8"]}))
+    assert public.outcome == FAILED and "8.8.8.8, a public resolver" in public.message
+    behind = judge(closed, "os-resolver-internal",
+                   _with("resolver", {"resolv_conf": ["127.0.0.53"], "upstream": ["10.9.9.9"]}))
+    assert behind.outcome == FAILED and "systemd-resolved upstream uses 10.9.9.9" in behind.message
+    hub = "hub.universe.mycompany.local:443"
+    trusted = judge(closed, "os-universe-ca", _with("endpoints", {hub: {"status": "ok", "issuer": "U"}}))
+    assert trusted.outcome == PASSED
+    untrusted = judge(closed, "os-universe-ca", _with("endpoints", {hub: {"status": "untrusted", "error": "x"}}))
+    assert untrusted.outcome == FAILED and untrusted.message.startswith("TLS not trusted")
+    down = judge(closed, "os-universe-ca", _with("endpoints", {hub: {"status": "refused", "error": "x"}}))
+    assert down.outcome == SKIPPED and "refused" in down.message
+
+
+def test_uniqueness_compares_with_reachable_peers(inv: Inventory) -> None:
+    twin = {"hostname": "master-1", "read": {"/sys/class/dmi/id/product_uuid": {"text": "aaaa-1"}}}
+    other = {"hostname": "master-2", "read": {"/sys/class/dmi/id/product_uuid": {"text": "bbbb-2"}}}
+    peers = {"master-2": other, "master-3": twin, "worker-1": HostError("worker-1", "ssh: refused")}
+    host = judge(inv, "k8s-hostname-unique", good_facts(), peers=peers)
+    assert host.outcome == FAILED and host.message.startswith("hostname master-1 is also the hostname of master-3")
+    assert "not compared: worker-1" in host.message
+    uuid = judge(inv, "k8s-product-uuid-unique", good_facts(), peers=peers)
+    assert uuid.outcome == FAILED and "aaaa-1 is also the product_uuid of master-3" in uuid.message
+    alone = judge(inv, "k8s-hostname-unique", good_facts(), peers={"master-2": other})
+    assert alone.outcome == PASSED
+    no_dmi = _with("read", {"/sys/class/dmi/id/product_uuid": {"error": "No such file", "errno": 2}})
+    assert judge(inv, "k8s-product-uuid-unique", no_dmi).outcome == SKIPPED
+
+
+def test_names_on_node(inv: Inventory) -> None:
+    facts = good_facts()
+    facts["names"]["bad.nova.mycompany.local"] = {"status": "ok", "addresses": ["10.10.1.41"]}
+    facts["names"]["gone.nova.mycompany.local"] = {"status": "unresolved", "error": "Name or service not known"}
+    assert f.judge_name(facts, "nova-console.nova.mycompany.local", ["10.10.1.21"]).outcome == PASSED
+    wrong = f.judge_name(facts, "bad.nova.mycompany.local", ["10.10.1.21", "10.10.1.101"])
+    assert wrong.outcome == FAILED and "10.10.1.41, not an allowed address" in wrong.message
+    gone = f.judge_name(facts, "gone.nova.mycompany.local", ["10.10.1.21"])
+    assert gone.message.startswith("name not resolved: gone.nova.mycompany.local")
+
+
+@pytest.mark.parametrize(("status", "cause", "fix"), [
+    ("unresolved", "name not resolved", "add an A record for hub.nova-platform.io"),
+    ("refused", "refused", "allow outbound HTTPS"),
+    ("filtered", "filtered (timed out)", "allow outbound HTTPS"),
+    ("untrusted", "TLS not trusted", "add the CA that signed hub.nova-platform.io"),
+    ("proxy-refused", "refused by the proxy", "allow CONNECT to hub.nova-platform.io:443 on the proxy"),
+])
+def test_endpoint_failure_names_its_cause(inv: Inventory, status: str, cause: str, fix: str) -> None:
+    facts = _with("endpoints", {"hub.nova-platform.io:443": {"status": status, "error": "detail"}})
+    got = f.judge_endpoint(facts, "hub.nova-platform.io", 443)
+    assert got.outcome == FAILED and got.message.startswith(f"{cause}: hub.nova-platform.io:443")
+    req = load_catalog().get("ext-image-registry-hub")
+    assert fix in f.endpoint_fix(got.message, "hub.nova-platform.io", 443, ctx(inv), req.fix)
+
+
+def test_probe_params_cover_the_hosts_checks(inv: Inventory) -> None:
+    plan = build(load_catalog(), inv)
+    mine = [c for c in plan.checks if c.host == "worker-2"]
+    params = f.needs_of(mine, f.Context(inv, "worker-2", "admin"))
+    assert "/etc/sudoers.d/99-admin-user" in params["stat"]
+    assert params["sudo"] is True
+    assert ["hub.nova-platform.io", 443] in params["endpoints"]
+    assert ["sun.nova-platform.io", 8140] in params["endpoints"]
+    assert "nova-console.nova.mycompany.local" in params["names"]
+    assert {"net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables"} <= set(params["sysctls"])
+
+
+class _Hosts:
+    """A stand-in for Hosts whose every host fails to log in."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self.access = type("A", (), {"connect_timeout": 5.0})()
+
+    def __getitem__(self, name: str) -> Any:
+        raise HostError(name, "ssh: connection timed out after 5 s (is 10.10.1.12:22 reachable?)")
+
+
+def test_unreachable_host_fails_each_check_with_the_cause(inv: Inventory, tmp_path: Path) -> None:
+    plan = build(load_catalog(), inv)
+    mine = [c for c in plan.checks if c.host == "master-2"]
+    nf = f.NodeFacts(_Hosts(inv), tmp_path, 2.0, 60.0, mine)  # type: ignore[arg-type]
+    for check in mine:
+        verdicts = nf.verdicts(check)
+        assert verdicts and all(v.outcome == ERROR for v in verdicts)
+        assert verdicts[0].message == "master-2: ssh: connection timed out after 5 s (is 10.10.1.12:22 reachable?)"
+        assert "reachable over SSH" in verdicts[0].fix
+    assert json.loads((tmp_path / "facts-master-2.json").read_text())["error"][0] == "master-2"
+
+
+# ---- the probe script, run here with this machine's python3
+
+
+def run_probe(params: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+    script = source(f.PROBE)
+    boot = "import sys;exec(compile(sys.stdin.buffer.read(int(sys.argv[1])),sys.argv[2],'exec'))"
+    proc = subprocess.run([sys.executable, "-c", boot, str(len(script)), "nova-node_facts"],
+                          input=script + json.dumps(params).encode() + b"\n", capture_output=True, timeout=30,
+                          env={**os.environ, **(env or {})}, check=True)
+    out: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    return out
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    folder = tmp_path_factory.mktemp("pki")
+    ca = pki.make_ca(folder, "ca", "Probe Test CA")
+    leaf = pki.make_cert(folder, "leaf", ca, ["localhost", LOCAL])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(leaf.cert, leaf.key)
+    srv = socket.create_server((LOCAL, 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            try:
+                with ctx.wrap_socket(conn, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1], ca.cert
+    stop.set()
+    t.join()
+    srv.close()
+
+
+def _proxy_403() -> tuple[socket.socket, int]:
+    srv = socket.create_server((LOCAL, 0))
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, srv.getsockname()[1]
+
+
+def test_probe_endpoint_causes(tls: tuple[int, Path]) -> None:
+    port, ca = tls
+    with socket.socket() as s:
+        s.bind((LOCAL, 0))
+        closed = s.getsockname()[1]
+    params = {"user": "root", "timeout": 2, "endpoints": [["localhost", port], [LOCAL, closed],
+                                                          ["name.invalid", 443]]}
+    untrusted = run_probe(params)["endpoints"]
+    assert untrusted[f"localhost:{port}"]["status"] == "untrusted"
+    assert untrusted[f"{LOCAL}:{closed}"]["status"] == "refused"
+    assert untrusted["name.invalid:443"]["status"] == "unresolved"
+    trusted = run_probe(params, env={"SSL_CERT_FILE": str(ca)})["endpoints"]
+    assert trusted[f"localhost:{port}"]["status"] == "ok"
+    assert trusted[f"localhost:{port}"]["issuer"] == "Probe Test CA"
+
+
+def test_probe_goes_through_the_proxy() -> None:
+    srv, port = _proxy_403()
+    try:
+        got = run_probe({"user": "root", "timeout": 2, "endpoints": [["hub.nova-platform.io", 443]],
+                         "proxy": {"host": LOCAL, "port": port}, "no_proxy": [".mycompany.local"]})
+    finally:
+        srv.close()
+    ep = got["endpoints"]["hub.nova-platform.io:443"]
+    assert ep["status"] == "proxy-refused" and "403" in ep["error"]
+
+
+def test_probe_reads_account_and_kernel_facts_without_changing_anything(tmp_path: Path) -> None:
+    user = os.environ.get("USER") or "root"
+    got = run_probe({"user": user, "timeout": 1, "sysctls": ["net.ipv4.ip_forward", "no.such.key"],
+                     "stat": [str(tmp_path / "missing")], "dirs": [str(tmp_path)], "names": ["localhost"]})
+    assert got["account"]["exists"] is True and got["account"]["shell"]
+    assert got["sysctl"]["net.ipv4.ip_forward"] in ("0", "1") and got["sysctl"]["no.such.key"] is None
+    assert got["stat"][str(tmp_path / "missing")]["errno"] == 2
+    assert got["names"]["localhost"]["status"] == "ok"
+    assert got["hostname"] == socket.gethostname()
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- DNS queries straight to a server
+
+
+@pytest.fixture
+def dns_server() -> Iterator[int]:
+    """A UDP DNS server on loopback: one record, NXDOMAIN for the rest, silence for 'slow.'."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((LOCAL, 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            q = dns.message.from_wire(data)
+            name = q.question[0].name.to_text()
+            if name.startswith("slow."):
+                continue
+            r = dns.message.make_response(q)
+            if name == "nova-console.nova.mycompany.local.":
+                r.answer.append(dns.rrset.from_text(name, 60, "IN", "A", "10.10.1.21", "10.10.1.41"))
+            else:
+                r.set_rcode(dns.rcode.NXDOMAIN)
+            sock.sendto(r.to_wire(), peer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield sock.getsockname()[1]
+    stop.set()
+    t.join()
+    sock.close()
+
+
+def test_dns_answers_are_told_apart(dns_server: int) -> None:
+    ok = dnscheck.query_a("nova-console.nova.mycompany.local", LOCAL, 1.0, port=dns_server)
+    assert ok == dnscheck.Answer("ok", ("10.10.1.21", "10.10.1.41"))
+    assert dnscheck.query_a("nova-oauth.nova.mycompany.local", LOCAL, 1.0, port=dns_server).status == "nxdomain"
+    assert dnscheck.query_a("slow.nova.mycompany.local", LOCAL, 0.3, port=dns_server).status == "timeout"
+    judged = f.judge_record(ok, "nova-console.nova.mycompany.local", LOCAL, ["10.10.1.21", "10.10.1.101"])
+    assert judged.outcome == FAILED and "10.10.1.41 is not an allowed address" in judged.message
+    assert f.judge_record(ok, "x", LOCAL, ["10.10.1.21", "10.10.1.41"]).outcome == PASSED
+    nx = f.judge_record(dnscheck.Answer("nxdomain"), "nova-oauth.x", "10.10.0.53", ["10.10.1.21"])
+    assert "NXDOMAIN" in nx.message and nx.fix == "add an A record nova-oauth.x -> 10.10.1.21 on 10.10.0.53"
+
+
+def test_dns_record_verdict(tmp_path: Path, dns_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    inv = load_inventory(PROD)
+    check = next(c for c in build(load_catalog(), inv).checks if c.kind == "dns_record")
+    real = dnscheck.query_a
+    monkeypatch.setattr(dnscheck, "query_a", lambda n, s, t, port=53: real(n, LOCAL, t, port=dns_server))
+    names = f.NameChecks(tmp_path, 1.0, [check])
+    [v] = names.verdicts(check)
+    assert (v.check, v.source, v.target) == ("dns", check.server, check.name)
+    assert v.outcome == FAILED and "NXDOMAIN" in v.message
