@@ -1,0 +1,93 @@
+"""Post-install acceptance on an installed lab: all passing, then each fault fails exactly its checks.
+
+One small lab (1 master, 2 infra, 1 ingress, 1 worker; two infra nodes so a balancer can route around a sick
+backend) for the whole module, always torn down. pytest runs inside nova-ctl's namespace, like a user's run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_nova.lab import Lab, LabSpec
+from tests.lab_fixtures import boot, lab_skip_reason, run_suite, worker_id
+
+pytestmark = [
+    pytest.mark.lab,
+    # The cluster checks read the API with kubectl, as on a user's nova-ctl; it is not a Debian package.
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on the PATH of this machine"),
+]
+SUITES = ("suites/test_lb.py", "suites/test_cluster.py", "--nova-phase=postinstall")
+LB = "suites/test_lb.py::test_balancer"
+NODE = "suites/test_cluster.py::test_cluster_node"
+# A balancer checks its backends every second; give it time to take a sick one out.
+SETTLE = 3.0
+
+
+@pytest.fixture(scope="module")
+def post_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    lab = boot(LabSpec(name=f"p{worker_id(pytestconfig)}", masters=1, infra=2, ingress=1, workers=1, installed=True))
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def _by_outcome(results: dict[str, Any], outcome: str) -> dict[str, str]:
+    return {r["nodeid"]: r["message"] for r in results.get("results", []) if r["outcome"] == outcome}
+
+
+def test_installed_lab_passes_every_postinstall_check(post_lab: Lab) -> None:
+    rc, results, output = run_suite(post_lab, *SUITES, "-n", "2")
+    assert rc == 0, output[-3000:]
+    records = results["results"]
+    assert {r["check"] for r in records} == {"lb", "k8s"}
+    assert results["summary"]["failed"] == results["summary"]["error"] == 0
+    ids = {r["nodeid"] for r in records}
+    assert {f"{LB}[api:6443/tcp:passthrough]", f"{LB}[infra:443/tcp:infra-2]", f"{LB}[ingress:80/tcp:ingress]",
+            f"{NODE}[worker-1:k8s-nodes-ready]", "suites/test_cluster.py::test_cluster[cluster:k8s-system-pods-running]"
+            } <= ids
+    token = yaml.safe_load(post_lab.kubeconfig_path.read_text())["users"][0]["user"]["token"]
+    assert token not in output and token not in str(results)
+
+
+FAULTS = [
+    pytest.param("healthcheck-503", {"host": "infra-1"},
+                 {f"{LB}[infra:80/tcp:infra-1]": "infra-1 (", f"{LB}[infra:443/tcp:infra-1]": "answered 503 Service "
+                  "Unavailable ('unhealthy') on GET https://"}, id="503-backend-behind-a-balancer"),
+    pytest.param("healthcheck-503", {"host": "master-1"},
+                 {f"{LB}[api:6443/tcp:master-1]": "master-1 (", f"{LB}[api:6443/tcp:api]": "the api balancer ("},
+                 id="503-only-master"),
+    pytest.param("tls-terminating-api-lb", {},
+                 {f"{LB}[api:6443/tcp:passthrough]": "api balancer terminates TLS: it presents O=Nova Lab, "
+                  "CN=nova-api-lb"}, id="tls-terminating-api-lb"),
+    pytest.param("node-notready", {"node": "worker-1"},
+                 {f"{NODE}[worker-1:k8s-nodes-ready]": "worker-1 is NotReady: Ready=Unknown"}, id="node-notready"),
+    pytest.param("node-missing", {"node": "worker-1"},
+                 {f"{NODE}[worker-1:k8s-nodes-ready]": "worker-1 is not registered in the cluster (kubectl get "
+                  "nodes lists 4 of 5 inventory nodes)"}, id="node-missing"),
+]
+
+
+@pytest.mark.parametrize(("fault", "params", "expected"), FAULTS)
+def test_fault_fails_exactly_its_checks(post_lab: Lab, fault: str, params: dict[str, str],
+                                        expected: dict[str, str]) -> None:
+    with post_lab.fault(fault, **params):
+        time.sleep(SETTLE)
+        rc, results, output = run_suite(post_lab, *SUITES)
+    assert rc == 1, output[-3000:]
+    failed = _by_outcome(results, "failed")
+    assert set(failed) == set(expected), output[-3000:]
+    for nodeid, text in expected.items():
+        assert text in failed[nodeid]
+    assert "Fix:" in output and "Traceback" not in output
+    if fault == "node-missing":  # its roles cannot be read: skipped, not a second failure
+        assert set(_by_outcome(results, "skipped")) == {f"{NODE}[worker-1:k8s-node-roles]"}
