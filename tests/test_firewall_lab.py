@@ -1,0 +1,191 @@
+"""The firewall matrix against a real lab: all open when clean, exactly the dropped rules filtered, nothing left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pytest_nova.catalog import load_catalog
+from pytest_nova.inventory import Inventory, load_inventory
+from pytest_nova.lab import Lab, LabSpec
+from tests.lab_fixtures import REPO, boot, lab_skip_reason, run_suite, worker_id
+
+pytestmark = pytest.mark.lab
+
+Probe = tuple[str, str, "int | None", str]
+SUITE = "suites/test_firewall.py"
+FILTERED = "filtered: no answer within 2.0 s"
+# Lists, from inside one lab host, our scripts still running there and the ports its network namespace holds.
+_INSPECT = textwrap.dedent("""
+    import json, os
+    me = os.readlink("/proc/self/ns/net")
+    scripts = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(pid) == os.getpid() or os.readlink(f"/proc/{pid}/ns/net") != me:
+                continue
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace").split("\\0")
+        except OSError:
+            continue
+        # The scripts run as `python3 -c BOOT <size> nova-<name>` (and ssh clients carry that command line).
+        if any(a.endswith(("nova-listener", "nova-portprobe")) for a in argv):
+            scripts.append(" ".join(argv)[-100:])
+    ports = []
+    for name in ("tcp", "udp", "raw"):
+        for line in open(f"/proc/net/{name}").read().splitlines()[1:]:
+            c = line.split()
+            if name != "tcp" or c[3] == "0A":
+                ports.append(f"{int(c[1].split(':')[1], 16)}/{name}")
+    print(json.dumps({"scripts": scripts, "ports": sorted(ports)}))
+""")
+
+
+@pytest.fixture(scope="module")
+def fw_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
+    """A default-size lab (3 masters, 2 infra, 1 ingress, 3 workers, ops-1) of this module's own."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    lab = boot(LabSpec(name=f"fw{worker_id(pytestconfig)}"))
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def _hosts(lab: Lab) -> list[str]:
+    return sorted(h.name for h in lab.hosts.values() if h.kind in ("runner", "node", "workstation"))
+
+
+def inspect(lab: Lab) -> dict[str, dict[str, Any]]:
+    """Per lab host: our scripts still running and the bound ports."""
+    return {h: json.loads(lab.exec(h, [sys.executable, "-c", _INSPECT]).stdout) for h in _hosts(lab)}
+
+
+def assert_nothing_left(lab: Lab, before: dict[str, dict[str, Any]]) -> None:
+    """No listener or probe script on any host, and every host holds exactly the ports it held before."""
+    deadline = time.monotonic() + 10  # a closed ssh session takes a moment to reach the remote script
+    while True:
+        after = inspect(lab)
+        if all(not a["scripts"] and a["ports"] == before[h]["ports"] for h, a in after.items()):
+            return
+        if time.monotonic() > deadline:
+            left = {h: a["scripts"] for h, a in after.items() if a["scripts"]}
+            bound = {h: sorted(set(a["ports"]) - set(before[h]["ports"])) for h, a in after.items()}
+            pytest.fail(f"left behind: scripts {left}, ports {({h: p for h, p in bound.items() if p})}")
+        time.sleep(0.5)
+
+
+def planned(inv: Inventory) -> set[Probe]:
+    """Every (source, target, port, protocol) the plan probes."""
+    from pytest_nova.plan import build
+
+    checks = build(load_catalog(), inv).of_kind("port_rule", "preinstall")
+    return {(str(c.source), t.name, c.port, str(c.protocol)) for c in checks for t in c.targets}
+
+
+def records(data: dict[str, Any]) -> dict[Probe, dict[str, Any]]:
+    """Results-JSON firewall records by (source, target, port, protocol); asserts each appears once."""
+    fw = [r for r in data["results"] if r["check"] == "firewall"]
+    out = {(r["source"], r["target"], r["port"], r["protocol"]): r for r in fw}
+    assert len(out) == len(fw), "one record per (source, target, port, protocol)"
+    return out
+
+
+def test_clean_lab_is_all_open_with_one_record_per_probe_and_nothing_left(fw_lab: Lab) -> None:
+    before = inspect(fw_lab)
+    rc, data, out = run_suite(fw_lab, SUITE, "-n", "2")
+    assert rc == 0, out[-3000:]
+    got = records(data)
+    assert set(got) == planned(load_inventory(fw_lab.inventory_path))
+    assert {r["outcome"] for r in got.values()} == {"passed"}
+    assert all(r["message"] == "open" or r["message"].startswith("open: port already in use by sshd")
+               for r in got.values())
+    assert {p[3] for p in got} == {"tcp", "udp", "icmp", "ipip"}
+    assert "test_port[worker-1:masters:2379/tcp]" in str([r["nodeid"] for r in got.values()])
+    assert_nothing_left(fw_lab, before)
+
+
+def test_dropped_tcp_udp_and_icmp_are_exactly_the_filtered_ones(fw_lab: Lab) -> None:
+    inv = load_inventory(fw_lab.inventory_path)
+    roles = {h.name: set(h.roles) for h in inv.nodes}
+    nodes = {h.name for h in inv.cluster_nodes}
+    expected = {
+        p for p in planned(inv)
+        if (p[2:] == (2379, "tcp") and "worker" in roles.get(p[0], ()) and "master" in roles[p[1]])
+        or (p[2:] == (4789, "udp") and p[0] in nodes and p[1] == "worker-1")
+        or (p[2:] == (None, "icmp") and p[0] in nodes and p[1] == "worker-1")
+    }
+    before = inspect(fw_lab)
+    with fw_lab.fault("fw-drop-etcd"), fw_lab.fault("fw-drop-vxlan"), fw_lab.fault("fw-drop-icmp"):
+        rc, data, out = run_suite(fw_lab, SUITE, "-n", "2")
+    assert rc == 1, out[-3000:]
+    bad = {p: r for p, r in records(data).items() if r["outcome"] != "passed"}
+    assert set(bad) == expected
+    assert {r["message"] for r in bad.values()} == {FILTERED}
+    assert {p[2:] for p in expected} == {(2379, "tcp"), (4789, "udp"), (None, "icmp")}
+    assert "[worker-1 -> master-1 2379/tcp]" in out and f"Observed: {FILTERED}" in out
+    assert_nothing_left(fw_lab, before)
+
+
+def test_a_kernel_vxlan_port_cannot_be_proven_and_says_so(fw_lab: Lab) -> None:
+    add = "ip link add nova-vx0 type vxlan id 42 dstport 4789 dev eth0 && ip link set nova-vx0 up"
+    fw_lab.exec("worker-1", add)
+    try:
+        rc, data, out = run_suite(fw_lab, SUITE, "-k", "4789")
+    finally:
+        fw_lab.exec("worker-1", "ip link del nova-vx0")
+    got = records(data)
+    to_w1 = {p: r for p, r in got.items() if p[1] == "worker-1"}
+    assert to_w1 and {r["outcome"] for r in to_w1.values()} == {"skipped"}
+    message = next(iter(to_w1.values()))["message"]
+    assert message.startswith("skipped: cannot be proven: no UDP answer and no ICMP error from worker-1 4789/udp")
+    assert "the kernel" in message
+    assert {r["outcome"] for p, r in got.items() if p[1] != "worker-1"} == {"passed"}
+    assert rc == 0, out[-2000:]
+
+
+def test_postinstall_probes_the_real_services_without_listeners(fw_lab: Lab) -> None:
+    fw_lab.set_installed(True)
+    try:
+        rc, data, out = run_suite(fw_lab, SUITE, "--nova-phase=postinstall", "-n", "2")
+    finally:
+        fw_lab.set_installed(False)
+    got = records(data)
+    assert rc == 0, out[-3000:]
+    assert {r["message"] for r in got.values()} == {"open"}  # no "already in use": nothing was bound
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_an_interrupted_run_leaves_nothing_behind(fw_lab: Lab, sig: signal.Signals) -> None:
+    before = inspect(fw_lab)
+    argv = [sys.executable, "-m", "pytest", f"--nova-inventory={fw_lab.inventory_path}", "-p", "no:cacheprovider",
+            "--nova-timeout=30", "-n", "2", SUITE]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
+    # Every ICMP probe to worker-1 waits 30 s: the interrupt lands while listeners and probes are running.
+    with fw_lab.fault("fw-drop-icmp"):
+        proc = subprocess.Popen(fw_lab.runner_cmd(argv), cwd=REPO, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while not inspect(fw_lab)["worker-1"]["scripts"]:
+                assert proc.poll() is None and time.monotonic() < deadline, "the matrix never started"
+                time.sleep(0.3)
+            time.sleep(1)
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            os.killpg(proc.pid, sig)  # as a terminal's Ctrl-C does: the whole process group
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+    assert_nothing_left(fw_lab, before)
