@@ -1,12 +1,12 @@
 """nova-lab: a small Nova-like cluster on one machine, built from namespaces and real daemons.
 
-    from pytest_nova.lab import Lab, LabSpec
-    lab = Lab.up(LabSpec(workers=3))
-    try:
-        with lab.fault("dns-missing-record", record="nova-console"):
-            ...
-    finally:
-        lab.down()
+from pytest_nova.lab import Lab, LabSpec
+lab = Lab.up(LabSpec(workers=3))
+try:
+with lab.fault("dns-missing-record", record="nova-console"):
+...
+finally:
+lab.down()
 """
 
 from __future__ import annotations

@@ -52,8 +52,8 @@ class LabSpec:
 
     def validate(self) -> None:
         """Raise ValueError when the spec cannot be built."""
-        if not self.name or len(self.name) > 12 or not all(c.isalnum() or c == "-" for c in self.name):
-            raise ValueError(f"lab name {self.name!r}: use 1-12 letters, digits or '-'")
+        if not self.name or len(self.name) > 24 or not all(c.isalnum() or c == "-" for c in self.name):
+            raise ValueError(f"lab name {self.name!r}: use 1-24 letters, digits or '-'")
         if self.mode not in ("internet", "closed"):
             raise ValueError(f"mode {self.mode!r}: expected internet or closed")
         if self.proxy and self.mode == "closed":

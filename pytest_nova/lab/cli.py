@@ -71,7 +71,8 @@ def _spec(a: argparse.Namespace) -> LabSpec:
 def _up(a: argparse.Namespace) -> Lab:
     t0 = time.monotonic()
     lab = Lab.up(_spec(a))
-    print(f"lab {lab.name!r} up in {time.monotonic() - t0:.1f}s: {len(lab.hosts)} hosts, inventory {lab.inventory_path}")
+    took = time.monotonic() - t0
+    print(f"lab {lab.name!r} up in {took:.1f}s: {len(lab.hosts)} hosts, inventory {lab.inventory_path}")
     return lab
 
 
@@ -113,12 +114,12 @@ def _status(name: str | None) -> int:
 def _fault(a: argparse.Namespace) -> int:
     if a.action == "list":
         for name, f in sorted(REGISTRY.items()):
-            params = " ".join(f"{k}={v}" for k, v in f.params)
-            print(f"{name:24} {params}\n{'':24} {KINDS[f.kind].help}")
+            shown = " ".join(f"{k}={v}" for k, v in f.params)
+            print(f"{name:24} {shown}\n{'':24} {KINDS[f.kind].help}")
         return 0
     if not a.fault:
         raise LabError("name a fault (see: nova-lab fault list)")
-    params = {}
+    params: dict[str, str] = {}
     for item in a.params:
         key, sep, value = item.partition("=")
         if not sep:

@@ -147,7 +147,7 @@ def dns_records(base: Mapping[str, Sequence[str]], active: Sequence[Fault], doma
 
 
 def nft_rules(active: Sequence[Fault], hosts: Sequence[Host], base: Mapping[str, list[str]]) -> dict[str, list[str]]:
-    """nftables input-chain rules per host name: the lab's ``base`` rules plus the active faults'."""
+    """Nftables input-chain rules per host name: the lab's ``base`` rules plus the active faults'."""
     rules: dict[str, list[str]] = {k: list(v) for k, v in base.items()}
     for f in active:
         if f.kind == "fw-drop":

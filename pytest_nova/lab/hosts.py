@@ -48,8 +48,8 @@ def build_layer(layer: Path, public_key: Path, ca_certs: Sequence[tuple[Path, st
     )
     q = shlex.quote
     script = f"""
-mount -t overlay overlay -o lowerdir=/etc,upperdir={q(str(layer / 'etc'))},workdir={q(str(layer / '.work/etc'))} /etc
-mount -t overlay overlay -o lowerdir=/home,upperdir={q(str(layer / 'home'))},workdir={q(str(layer / '.work/home'))} /home
+{overlay("/etc", [], layer / "etc", layer / ".work/etc")}
+{overlay("/home", [], layer / "home", layer / ".work/home")}
 useradd -m -s /bin/bash {USER}
 install -d -m 0700 -o {USER} -g {USER} {HOME}/.ssh
 install -m 0600 -o {USER} -g {USER} {q(str(public_key))} {HOME}/.ssh/authorized_keys
@@ -62,6 +62,13 @@ mkdir -p /etc/ssl/certs
 """
     run(["unshare", "--mount", "--propagation", "private", "sh", "-ec", script], timeout=60)
     run(["rm", "-rf", str(layer / ".work")])
+
+
+def overlay(target: str, lower: Sequence[Path], upper: Path, work: Path) -> str:
+    """A mount command putting ``lower`` layers and a writable ``upper`` over ``target`` (itself the bottom)."""
+    lowers = ":".join([*(str(p) for p in lower), target])
+    opts = f"lowerdir={lowers},upperdir={upper},workdir={work}"
+    return f"mount -t overlay overlay -o {shlex.quote(opts)} {target}"
 
 
 def neighbour_lines(hosts: Sequence[Host]) -> list[str]:
@@ -111,8 +118,8 @@ def holder_script(host: Host, hdir: Path, layer: Path, neigh_file: Path) -> str:
 hostname {q(host.name)}
 umount -l /sys
 mount -t sysfs sysfs /sys
-mount -t overlay overlay -o lowerdir={q(str(layer / 'etc'))}:/etc,upperdir={q(h + '/upper/etc')},workdir={q(h + '/work/etc')} /etc
-mount -t overlay overlay -o lowerdir={q(str(layer / 'home'))}:/home,upperdir={q(h + '/upper/home')},workdir={q(h + '/work/home')} /home
+{overlay("/etc", [layer / "etc"], hdir / "upper/etc", hdir / "work/etc")}
+{overlay("/home", [layer / "home"], hdir / "upper/home", hdir / "work/home")}
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/sshd /run/containerd /run/nova-lab/sys
@@ -132,7 +139,7 @@ exec sleep infinity
 
 
 def sshd_argv(log_file: Path) -> list[str]:
-    """sshd in the foreground with the host's own ed25519 key, logging logins to ``log_file``."""
+    """Sshd in the foreground with the host's own ed25519 key, logging logins to ``log_file``."""
     return [
         SSHD, "-D", "-h", HOST_KEY, "-E", str(log_file),
         "-o", "LogLevel=INFO", "-o", "PidFile=none", "-o", "UseDNS=no", "-o", "ListenAddress=0.0.0.0",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -25,6 +26,7 @@ Handler = Callable[[str, str, dict[str, str]], Awaitable[tuple[int, str, bytes]]
 _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
             502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 _IDLE = 60.0
+_TASKS: set[asyncio.Task[None]] = set()  # background tasks live as long as the program
 
 
 def flag(cfg: dict[str, Any], name: str) -> bool:
@@ -137,7 +139,7 @@ async def serve_tls(cfg: dict[str, Any]) -> None:
         if flag(cfg, cfg["rogue_flag"]):
             sslobj.context = rogue
 
-    good.sni_callback = pick  # type: ignore[assignment]
+    good.sni_callback = pick
     files: dict[str, str] = cfg.get("files", {})
 
     async def handler(method: str, target: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
@@ -236,7 +238,7 @@ async def serve_lb(cfg: dict[str, Any]) -> None:
     for fe in cfg["frontends"]:
         pool = Pool([(a, p) for a, p in fe["backends"]], fe.get("health"))
         if pool.health is not None:
-            loop.create_task(pool.check_forever())
+            _TASKS.add(loop.create_task(pool.check_forever()))
         if fe["proto"] == "udp":
             await loop.create_datagram_endpoint(lambda p=pool: UdpForwarder(p),  # type: ignore[misc]
                                                 local_addr=(cfg["address"], fe["port"]), reuse_port=True)
@@ -356,10 +358,9 @@ async def serve_node(cfg: dict[str, Any]) -> None:
     for port in cfg["udp"]:
         await loop.create_datagram_endpoint(Echo, local_addr=("0.0.0.0", port))
     for item in cfg["http"]:
-        h = health(item["path"])
         ctx = server_context(item["cert"], item["key"]) if item.get("cert") else None
-        await asyncio.start_server(lambda r, w, h=h: http_session(r, w, h), "0.0.0.0", item["port"], ssl=ctx,
-                                   reuse_address=True, backlog=1024)
+        await asyncio.start_server(functools.partial(http_session, handler=health(item["path"])), "0.0.0.0",
+                                   item["port"], ssl=ctx, reuse_address=True, backlog=1024)
     await asyncio.start_server(lambda r, w: http_session(r, w, kubelet), "127.0.0.1", 10248, reuse_address=True)
     sock = cfg["containerd_socket"]
     with contextlib.suppress(FileNotFoundError):

@@ -92,9 +92,15 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def proc_start_time(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks, or None when it is gone; guards against pid reuse."""
+    """The start time of ``pid`` in clock ticks, or None when it is gone (or a zombie).
+
+    Recorded next to each pid, it guards against killing an unrelated process that reused the pid.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
