@@ -1,0 +1,181 @@
+"""Node and name checks in the lab: all pass on a clean lab; each real fault fails exactly its checks.
+
+Two small labs (1 master, 1 infra, 1 ingress, 1 worker), internet and closed mode, for the whole module and
+always torn down. pytest runs inside nova-ctl's namespace, like a user's run; the results JSON is the evidence.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pytest_nova.lab import Lab, LabSpec
+from tests.lab_fixtures import boot, lab_skip_reason, run_suite, worker_id
+
+pytestmark = pytest.mark.lab
+SUITES = ("suites/test_dns.py", "suites/test_external.py", "suites/test_os.py", "suites/test_k8s_nodes.py")
+NODES = ("master-1", "infra-1", "ingress-1", "worker-1")
+HOSTS = ("nova-ctl", *NODES)
+VENDOR = ("hub.nova-platform.io:443", "storage.cloud.croc.ru:443", "access.nova-platform.io:443",
+          "code.nova-platform.io:443", "sun.nova-platform.io:8140")
+UNIVERSE = tuple(f"{n}.universe.lab.local:443" for n in ("hub", "sun", "repo", "uploads"))
+DNS, EXT, OS, K8S = (f"suites/test_{s}.py" for s in ("dns", "external", "os", "k8s_nodes"))
+
+
+def _lab(pytestconfig: pytest.Config, prefix: str, mode: str) -> Iterator[Lab]:
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    lab = boot(LabSpec(name=f"{prefix}{worker_id(pytestconfig)}", masters=1, infra=1, ingress=1, workers=1,
+                       mode=mode))
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def nodes_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
+    yield from _lab(pytestconfig, "nd", "internet")
+
+
+@pytest.fixture(scope="module")
+def closed_nodes_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
+    yield from _lab(pytestconfig, "nc", "closed")
+
+
+def _bad(results: dict[str, Any]) -> dict[str, str]:
+    """Failed or errored records: node id -> their messages."""
+    out: dict[str, str] = {}
+    for r in results.get("results", []):
+        if r["outcome"] in ("failed", "error"):
+            out[r["nodeid"]] = (out.get(r["nodeid"], "") + " | " + r["message"]).strip(" |")
+    return out
+
+
+def _dns_ids(lab: Lab, fqdn: str) -> set[str]:
+    servers = (lab.hosts["dns-1"].address, lab.hosts["dns-2"].address)
+    return {f"{DNS}::test_dns_record[{fqdn}:{s}]" for s in servers} | {
+        f"{DNS}::test_dns_on_node[{h}]" for h in HOSTS}
+
+
+def test_clean_lab_passes_every_node_and_name_check(nodes_lab: Lab) -> None:
+    rc, results, output = run_suite(nodes_lab, *SUITES, "-n", "2")
+    assert rc == 0, output[-3000:]
+    records = results["results"]
+    assert {r["check"] for r in records} == {"dns", "external", "os", "k8s"}
+    assert not _bad(results)
+    ids = {r["nodeid"] for r in records}
+    assert {f"{OS}::test_os[worker-1:os-sudoers-file]", f"{OS}::test_os[nova-ctl:os-private-key]",
+            f"{EXT}::test_endpoint[master-1:sun.nova-platform.io:8140]",
+            f"{K8S}::test_k8s_node[infra-1:k8s-product-uuid-unique]"} <= ids
+    # One fact-gathering login per node, however many checks read the facts.
+    for host in NODES:
+        assert nodes_lab.sshd_logins(host) >= 1
+
+
+def _expect(lab: Lab, fault: str) -> dict[str, str]:
+    """Node id -> a phrase its failure message must hold, for each check ``fault`` must fail (and no other)."""
+    if fault == "dns-missing-record":
+        return dict.fromkeys(_dns_ids(lab, "nova-console.nova.lab.local"), "nova-console.nova.lab.local")
+    if fault == "dns-wrong-target":
+        return dict.fromkeys(_dns_ids(lab, "nova-oauth.nova.lab.local"), "not an allowed address")
+    if fault == "sudoers-missing":
+        return {f"{OS}::test_os[worker-1:os-sudoers-file]": "/etc/sudoers.d/99-nova-installer-user is missing",
+                f"{OS}::test_os[worker-1:os-sudo-nopasswd]": "sudo -n true failed: sudo: a password is required"}
+    if fault == "wrong-mode":
+        return {f"{OS}::test_os[infra-1:os-authorized-keys-mode]": "authorized_keys has mode 0644"}
+    if fault == "wrong-mode-ssh-dir":
+        return {f"{OS}::test_os[worker-1:os-ssh-dir]": "/home/nova-installer/.ssh has mode 0755"}
+    if fault == "wrong-shell":
+        return {f"{OS}::test_os[master-1:os-user-exists]": "login shell is /bin/sh, not /bin/bash"}
+    if fault == "endpoint-unreachable":
+        return {f"{EXT}::test_endpoint[master-1:{e}]": "filtered (timed out)" for e in VENDOR}
+    if fault == "untrusted-ca":
+        return {f"{EXT}::test_endpoint[{h}:{e}]": "TLS not trusted" for h in HOSTS for e in VENDOR}
+    raise AssertionError(fault)
+
+
+FAULTS = [
+    pytest.param("dns-missing-record", {"record": "nova-console"}, (DNS,), id="dns-missing-record"),
+    pytest.param("dns-wrong-target", {"record": "nova-oauth", "target": "worker-1"}, (DNS,), id="dns-wrong-target"),
+    pytest.param("sudoers-missing", {"host": "worker-1"}, (OS,), id="sudoers-missing"),
+    pytest.param("wrong-mode", {"host": "infra-1"}, (OS,), id="authorized-keys-0644"),
+    pytest.param("wrong-mode-ssh-dir", {"host": "worker-1"}, (OS,), id="ssh-dir-0755"),
+    pytest.param("wrong-shell", {"host": "master-1"}, (OS,), id="wrong-shell"),
+    pytest.param("endpoint-unreachable", {"host": "master-1"}, (EXT,), id="endpoint-unreachable"),
+    pytest.param("untrusted-ca", {}, (EXT,), id="untrusted-ca"),
+]
+
+
+@pytest.mark.parametrize(("fault", "params", "suites"), FAULTS)
+def test_fault_fails_exactly_its_checks(nodes_lab: Lab, fault: str, params: dict[str, str],
+                                        suites: tuple[str, ...]) -> None:
+    with nodes_lab.fault(fault, **params):
+        rc, results, output = run_suite(nodes_lab, *suites, "-n", "2")
+    assert rc == 1, output[-3000:]
+    bad = _bad(results)
+    expected = _expect(nodes_lab, fault)
+    assert set(bad) == set(expected), output[-3000:]
+    for nodeid, phrase in expected.items():
+        assert phrase in bad[nodeid], (nodeid, bad[nodeid])
+
+
+def test_unreachable_host_fails_its_checks_within_one_timeout(nodes_lab: Lab) -> None:
+    t0 = time.monotonic()
+    rc, results, output = run_suite(nodes_lab, *SUITES, "-n", "2")
+    clean = time.monotonic() - t0
+    assert rc == 0, output[-3000:]
+    # nova-ctl's SSH packets to worker-1 are dropped: the login times out (5 s), it does not hang.
+    with nodes_lab.fault("fw-drop-ssh"):
+        t0 = time.monotonic()
+        rc, results, output = run_suite(nodes_lab, *SUITES, "-n", "2")
+        broken = time.monotonic() - t0
+    assert rc == 1, output[-3000:]
+    bad = _bad(results)
+    mine = {r["nodeid"] for r in results["results"] if r["source"] == "worker-1"}
+    assert mine and set(bad) == mine, sorted(set(bad) ^ mine)[:10]
+    assert all(m.startswith("worker-1: ssh: connection timed out after 5 s") for m in bad.values()), bad
+    assert "Traceback" not in output
+    # The others are not held up by more than the one login timeout (plus this busy machine's noise).
+    assert broken < clean + 5 + 10, (clean, broken)
+
+
+def test_sshd_down_is_one_clear_error_per_check(nodes_lab: Lab) -> None:
+    with nodes_lab.fault("sshd-down", host="ingress-1"):
+        rc, results, _ = run_suite(nodes_lab, OS, K8S, "-n", "2")
+    assert rc == 1
+    bad = _bad(results)
+    assert bad and all(k.split("[")[1].startswith("ingress-1:") for k in bad), sorted(bad)
+    assert set(bad.values()) == {"ingress-1: ssh: connection refused by "
+                                 f"{nodes_lab.hosts['ingress-1'].address}:22 (is sshd running?)"}
+    errors = [r for r in results["results"] if r["outcome"] == "error"]
+    assert len(errors) == len([r for r in results["results"] if r["source"] == "ingress-1"])
+
+
+def test_closed_mode_clean_then_public_resolver_and_untrusted_universe(closed_nodes_lab: Lab) -> None:
+    lab = closed_nodes_lab
+    rc, results, output = run_suite(lab, *SUITES, "-n", "2")
+    assert rc == 0, output[-3000:]
+    ids = {r["nodeid"] for r in results["results"]}
+    assert f"{OS}::test_os[worker-1:os-resolver-internal]" in ids
+    assert f"{DNS}::test_dns_record[hub.universe.lab.local:{lab.hosts['dns-1'].address}]" in ids
+
+    with lab.fault("public-resolver", host="worker-1"):
+        rc, results, output = run_suite(lab, OS, "-k", "resolver or universe-ca")
+    bad = _bad(results)
+    assert set(bad) == {f"{OS}::test_os[worker-1:os-resolver-internal]"}, bad
+    assert "8.8.8.8, a public resolver" in bad[f"{OS}::test_os[worker-1:os-resolver-internal]"]
+
+    with lab.fault("untrusted-ca", server="universe"):
+        rc, results, output = run_suite(lab, OS, EXT, "-n", "2")
+    bad = _bad(results)
+    expected = {f"{OS}::test_os[{h}:os-universe-ca]" for h in NODES} | {
+        f"{OS}::test_os[nova-ctl:os-universe-ca-nova-ctl]"} | {
+        f"{EXT}::test_endpoint[{h}:{e}]" for h in HOSTS for e in UNIVERSE}
+    assert set(bad) == expected, sorted(set(bad) ^ expected)
+    assert all("TLS not trusted" in m for m in bad.values())
+    assert "update-ca-trust" in str(results) or "update-ca-trust" in output
