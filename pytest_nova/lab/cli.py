@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -167,9 +168,17 @@ def _main(a: argparse.Namespace) -> int:
     raise LabError(f"unknown command {a.command}")
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nova-lab``: errors print one line, never a traceback."""
     args = _parser().parse_args(argv)
+    # A kill (or a closed terminal) tears down like Ctrl-C does.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _main(args)
     except KeyboardInterrupt:

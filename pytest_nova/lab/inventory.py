@@ -46,7 +46,16 @@ def write_inventory(path: Path, data: dict[str, Any], spec: LabSpec) -> None:
     head = (f"# Inventory of the nova-lab {spec.name!r} ({spec.masters} masters, {spec.infra} infra, "
             f"{spec.ingress} ingress, {spec.workers} workers, mode {spec.mode}{', proxy' if spec.proxy else ''}).\n"
             "# Written by `nova-lab up`; removed by `nova-lab down`.\n")
-    path.write_text(head + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
+    # Sections in block style; one flow-style line per host, like the documented example.
+    body = ""
+    for key, value in data.items():
+        if key in ("nodes", "workstations"):
+            rows = "".join(f"  - {yaml.safe_dump(v, sort_keys=False, default_flow_style=True, width=1000)}"
+                           for v in value)
+            body += f"{key}:\n{rows}"
+        else:
+            body += yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=False, width=120)
+    path.write_text(head + body)
 
 
 def kubeconfig(server: str, ca_cert: Path, token: str) -> dict[str, Any]:
