@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pytest_nova.lab import Lab, LabSpec
-from tests.lab_fixtures import boot, lab_skip_reason, run_suite, worker_id
+from tests.lab_fixtures import boot, lab_name, lab_skip_reason, run_suite
 
 pytestmark = [
     pytest.mark.lab,
@@ -34,7 +34,7 @@ def post_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    lab = boot(LabSpec(name=f"p{worker_id(pytestconfig)}", masters=1, infra=2, ingress=1, workers=1, installed=True))
+    lab = boot(LabSpec(name=lab_name("p", pytestconfig), masters=1, infra=2, ingress=1, workers=1, installed=True))
     try:
         yield lab
     finally:
