@@ -46,8 +46,7 @@ OPTS = os.environ["PLAIN_SSH_OPTS"]
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}:{c[2]}:{c[4]}" for c in CASES])
 def test_reachable(case):
     src, url, dst, addr, port = case
-    kw = {} if url.startswith("local") else {"ssh_identity_file": os.environ["PLAIN_KEY"], "ssh_extra_args": OPTS,
-                                             "controlpath": os.environ["PLAIN_CONTROL"] + "/%C"}
+    kw = {} if url.startswith("local") else {"ssh_identity_file": os.environ["PLAIN_KEY"], "ssh_extra_args": OPTS}
     host = testinfra.get_host(url, **kw)
     assert host.addr(addr).port(port).is_reachable, f"{src} -> {dst} {port}/tcp"
 '''
@@ -118,9 +117,10 @@ def run_plain(lab: Lab, limit: int) -> tuple[Run, int]:
         (work / "test_plain.py").write_text(PLAIN_TEST)
         (work / "cases.json").write_text(json.dumps(chosen))
         sd = lab.state_dir
-        opts = f"-o UserKnownHostsFile={sd / 'known_hosts'} -o StrictHostKeyChecking=yes -o BatchMode=yes"
-        env = {"PLAIN_CASES": str(work / "cases.json"), "PLAIN_SSH_OPTS": opts, "PLAIN_KEY": str(sd / "id_nova"),
-               "PLAIN_CONTROL": str(control)}
+        # ControlPath here, not as testinfra's controlpath=: testinfra %-formats that one, which breaks on %C.
+        opts = (f"-o UserKnownHostsFile={sd / 'known_hosts'} -o StrictHostKeyChecking=yes -o BatchMode=yes "
+                f"-o ControlPath={control}/%C")
+        env = {"PLAIN_CASES": str(work / "cases.json"), "PLAIN_SSH_OPTS": opts, "PLAIN_KEY": str(sd / "id_nova")}
         logins = _logins(lab)
         start = time.monotonic()
         rc, out = _pytest(lab, ["-p", "no:nova", "--rootdir", str(work), str(work / "test_plain.py")], env)
