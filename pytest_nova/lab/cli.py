@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_nova.lab.addresses import LabSpec
-from pytest_nova.lab.faults import KINDS, REGISTRY
+from pytest_nova.lab.faults import KINDS, REGISTRY, resolve
 from pytest_nova.lab.lab import Lab, teardown
 from pytest_nova.lab.netns import LabError
 from pytest_nova.lab.state import ROOT, state_dir
@@ -129,9 +129,20 @@ def _fault(a: argparse.Namespace) -> int:
     lab = Lab.attach(a.name)
     if a.action == "on":
         print("on:", lab.apply(a.fault, **params).key)
+        return 0
+    active = lab.active_faults()
+    if a.fault == "all":
+        chosen = active
     else:
-        lab.revert(a.fault, **params)
-        print("off:", a.fault)
+        exact = REGISTRY[a.fault].kind if a.fault in REGISTRY else a.fault
+        key = resolve(a.fault, **params).key
+        # Without parameters, "off NAME" means every active fault of that kind.
+        chosen = [f for f in active if f.key == key or (not params and f.kind == exact)]
+    for f in chosen:
+        lab.revert(f)
+        print("off:", f.key)
+    if not chosen:
+        print("no fault is on" if a.fault == "all" else f"{a.fault} is not on")
     return 0
 
 
