@@ -31,6 +31,7 @@ DEBIAN_PACKAGES = (
     "openssl",
     "ca-certificates",
     "socat",
+    "curl",  # used by the lab tests inside hosts
 )
 
 __all__ = ["DEBIAN_PACKAGES", "KINDS", "REGISTRY", "Fault", "Host", "Lab", "LabError", "LabSpec", "teardown"]

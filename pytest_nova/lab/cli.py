@@ -195,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nova-lab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `nova-lab status | head`
+        return 0
     except (LabError, ValueError, OSError, subprocess.SubprocessError) as exc:
         print(f"nova-lab: error: {exc}", file=sys.stderr)
         return 1
