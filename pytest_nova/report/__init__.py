@@ -176,6 +176,7 @@ class HtmlReport:
         self.signoff = signoff
         self.state = signoff.state
         self.report: Any = None  # pytest-html's ReportData, kept to put the verdict in the title at the end
+        self.passed_rows: list[str] = []
 
     def environment(self) -> dict[str, str]:
         """The run's identity for the environment table; values are escaped (pytest-html inserts them as HTML)."""
@@ -243,14 +244,26 @@ class HtmlReport:
         prefix.append(html.problems_html(records))
         prefix.append(html.matrix_html(records, html.roles_of(inv)))
         prefix.append(html.signature_html(inv.sha256 if inv else ""))
+        postfix.append(html.passed_table(self.passed_rows))
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         """Area, requirement, docs section, source and target after the test id."""
         cells[2:2] = html.header_cells()
 
     def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
-        """The check's area, requirement, section, source and target."""
+        """The check's area, requirement, section, source and target; passed checks go to the compact list.
+
+        pytest-html 4 builds every row with JavaScript when the page opens and again on every click
+        (pytest-html#684): thousands of rows make the report unusable. Passed checks, the bulk of a run, are
+        listed in a static table instead; the interactive table keeps what needs attention.
+        """
         meta = dict(report.user_properties).get(CHECK_PROPERTY)
+        if isinstance(meta, dict) and report.when == "call" and report.passed and self.report is not None:
+            records = sum(1 for k, _ in report.user_properties if k == USER_PROPERTY)
+            self.passed_rows.append(html.passed_row(report.nodeid, meta, records))
+            self.report.outcomes = "passed"  # counted here: pytest-html skips rows whose cells are cleared
+            cells.clear()
+            return
         cells[2:2] = html.row_cells(meta if isinstance(meta, dict) else None)
 
     def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
