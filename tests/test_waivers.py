@@ -170,3 +170,14 @@ def test_errors_are_not_waived(pytester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert [r["outcome"] for r in results(pytester)["results"] if r["nodeid"].endswith(f"[{SUDO}]")] == ["error"]
     assert json.loads((pytester.path / "results.json").read_text())["verdict"] == NOT_ACCEPTED
+
+
+def test_example_file_is_valid_for_the_example_inventory() -> None:
+    from pytest_nova.catalog import load_catalog
+    from pytest_nova.inventory import load_inventory
+
+    repo = Path(__file__).resolve().parents[1]
+    inv = load_inventory(repo / "inventories" / "example-prod.yaml")
+    w = load_waivers(repo / "examples" / "waivers.yaml", requirements={r.id for r in load_catalog().requirements},
+                     hosts={h.name for h in (*inv.nodes, *inv.workstations)} | set(inv.balancers))
+    assert [(x.requirement, x.node) for x in w.items] == [("os-sudo-nopasswd", "worker-2"), ("k8s-swap-off", None)]
