@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +27,26 @@ from pytest_nova.inventory import Host, Inventory
 
 RUN_DIR_ENV = "PYTEST_NOVA_RUN_DIR"
 SSH_FAILED = 255
+
+
+@cache
+def kex_preference() -> str | None:
+    """The ssh client's default key exchanges with curve25519 first, or None to keep the defaults.
+
+    OpenSSH 9.x prefers sntrup761x25519, which costs about 0.25 s of CPU per login on each side against 0.02 s
+    for curve25519; with one login per host that is most of a large run's login cost. The sessions carry
+    facts and probe results, no secrets, so the post-quantum exchange buys nothing here.
+    """
+    try:
+        out = subprocess.run(["ssh", "-G", "nova-probe"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.stdout.splitlines():
+        if line.startswith("kexalgorithms "):
+            algorithms = line.split(None, 1)[1].strip().split(",")
+            fast = [a for a in algorithms if a.startswith("curve25519")]
+            return ",".join(fast + [a for a in algorithms if a not in fast]) if fast else None
+    return None
 
 
 class HostError(Exception):
@@ -105,30 +126,23 @@ class RemoteHost:
     def _options(self, inv: Inventory) -> list[str]:
         known = inv.resolve_file(inv.ssh.known_hosts_file) if inv.ssh.known_hosts_file else None
         policy = "yes" if inv.ssh.host_key_policy == "strict" else "accept-new"
-        opts = [
-            "-o",
+        settings = [
             "BatchMode=yes",
-            "-o",
             f"StrictHostKeyChecking={policy}",
-            "-o",
             f"ConnectTimeout={max(1, round(self.access.connect_timeout))}",
-            "-o",
             "ServerAliveInterval=2",
-            "-o",
             "ServerAliveCountMax=3",
-            "-o",
             "ControlMaster=auto",
-            "-o",
             "ControlPersist=120",
-            "-o",
             f"ControlPath={self.access.run_dir}/%C",
-            "-o",
             "LogLevel=ERROR",
-            "-o",
             "IdentitiesOnly=yes",
-            "-o",
             "PasswordAuthentication=no",
         ]
+        kex = kex_preference()
+        if kex:
+            settings.append(f"KexAlgorithms={kex}")
+        opts = [arg for setting in settings for arg in ("-o", setting)]
         if known is not None:
             opts += ["-o", f"UserKnownHostsFile={known}"]
         return opts
