@@ -48,7 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     signoff = SignOff(config, state, waivers)
     config.pluginmanager.register(signoff, "nova-signoff")
-    if config.pluginmanager.hasplugin("html"):
+    # Only with --html: the hooks replace pytest-metadata's table, which other plugins may read.
+    if config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None):
         config.pluginmanager.register(HtmlReport(signoff), "nova-html")
 
 
