@@ -35,6 +35,8 @@ from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
 Facts = dict[str, Any]
 PROBE = "node_facts"
 FACT_KINDS = ("node_requirement", "dns_on_node", "endpoint")
+# Hosts whose facts one process gathers at once (each is one SSH session running one short script).
+PREFETCH = 8
 # Checks that compare a node with the other nodes, so every node's facts must include what they compare.
 PEER_CHECKS = ("hostname_unique", "product_uuid_unique")
 # Endpoint statuses reported by the probe, in the words a failure message uses.
@@ -576,6 +578,7 @@ class NodeFacts:
             if c.kind in FACT_KINDS and c.host:
                 self._by_host.setdefault(c.host, []).append(c)
         self._memo: dict[str, Facts | HostError] = {}
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._keys: dict[str, tuple[str | None, str]] = {}
         self._cluster = [n.name for n in self.inventory.cluster_nodes]
@@ -609,8 +612,32 @@ class NodeFacts:
         return {**params, "user": self.user(host), "timeout": self.probe_timeout, "budget": budget,
                 "proxy": proxy, "no_proxy": list(self.inventory.no_proxy)}
 
-    def get(self, host: str) -> Facts:
+    def prefetch(self) -> None:
+        """Start gathering every host's facts in the background, a few hosts at a time.
+
+        Items of one host run one after another on one worker, so gathering host by host would serialize the
+        run on the slowest logins; the cross-process lock of :func:`shared.once` keeps it one login per host
+        even when every worker prefetches.
+        """
+        with self._lock:
+            if self._pool is not None:
+                return
+            self._pool = ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="nova-facts")
+        wanted = list(dict.fromkeys([*self._by_host, *(self._cluster if self._peer_needs else [])]))
+        for host in wanted:
+            self._pool.submit(self._quiet_get, host)
+        self._pool.shutdown(wait=False)
+
+    def _quiet_get(self, host: str) -> None:
+        try:
+            self.get(host, prefetch=False)
+        except HostError:
+            pass  # cached; reported by the host's own checks
+
+    def get(self, host: str, *, prefetch: bool = True) -> Facts:
         """The facts of ``host``; raises :class:`HostError` when it cannot be reached (once per run)."""
+        if prefetch:
+            self.prefetch()
         with self._lock:
             cached = self._memo.get(host)
         if cached is None:
