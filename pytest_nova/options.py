@@ -43,6 +43,14 @@ def _positive(kind: type[float] | type[int]) -> type[float]:
     return parse  # type: ignore[return-value]
 
 
+_NUMBERS: tuple[tuple[str, str, type[float] | type[int], float, str], ...] = (
+    ("--nova-timeout", "SECONDS", float, 2.0, "timeout of one network probe (connect, DNS query, handshake)"),
+    ("--nova-connect-timeout", "SECONDS", float, 5.0, "timeout of an SSH login to a host"),
+    ("--nova-command-timeout", "SECONDS", float, 120.0, "longest a remote fact-gathering or probe run may take"),
+    ("--nova-concurrency", "N", int, 64, "probes a host runs at once"),
+)
+
+
 def add_options(parser: pytest.Parser) -> None:
     """Register pytest-nova's options."""
     group = parser.getgroup("nova", "pytest-nova: Nova Container Platform infrastructure checks")
@@ -59,34 +67,9 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--nova-json", metavar="PATH", help="write the results JSON (format v1) to PATH")
     group.addoption("--nova-waivers", metavar="PATH", help="waivers file: accepted deviations with expiry")
-    group.addoption(
-        "--nova-timeout",
-        metavar="SECONDS",
-        type=_positive(float),
-        default=2.0,
-        help="timeout of one network probe (connect, DNS query, handshake); default 2",
-    )
-    group.addoption(
-        "--nova-connect-timeout",
-        metavar="SECONDS",
-        type=_positive(float),
-        default=5.0,
-        help="timeout of an SSH login to a host; default 5",
-    )
-    group.addoption(
-        "--nova-command-timeout",
-        metavar="SECONDS",
-        type=_positive(float),
-        default=120.0,
-        help="longest a remote fact-gathering or probe run may take; default 120",
-    )
-    group.addoption(
-        "--nova-concurrency",
-        metavar="N",
-        type=_positive(int),
-        default=64,
-        help="probes a host runs at once; default 64",
-    )
+    for flag, metavar, kind, default, text in _NUMBERS:
+        help_text = f"{text}; default {default:g}"
+        group.addoption(flag, metavar=metavar, type=_positive(kind), default=default, help=help_text)
     parser.addini("nova_inventory", "inventory file used when --nova-inventory is not given")
     parser.addini("nova_phase", "default for --nova-phase", default="preinstall")
 
