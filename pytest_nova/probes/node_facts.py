@@ -7,8 +7,9 @@ CRI socket) go through one ``sudo -n`` call, made only when an unprivileged atte
 Every step has its own timeout; name lookups and endpoint probes run in threads, so one slow endpoint costs
 one timeout, not one per endpoint.
 """
-# ruff: noqa: UP041
-# (socket.timeout is not TimeoutError before 3.10; this file runs on the hosts' python3, maybe 3.6)
+# ruff: noqa: UP006, UP007, UP035, UP041, UP045
+# (typing.Dict, List, Optional, Tuple, Union, and socket.timeout, not TimeoutError before 3.10: this file runs on
+# the hosts' python3, which may be as old as 3.6)
 
 import errno
 import json
@@ -21,7 +22,14 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from urllib.request import ProxyHandler, build_opener
+
+# A JSON object: the parameters this script reads, and each fact it reports.
+Facts = Dict[str, Any]
+# What a Pool result is stored under: ("name", name), ("endpoint", name, port), ("http", url), ("binary", name)
+# or ("sudo",).
+PoolKey = Tuple[Union[str, int], ...]
 
 # Local health endpoints are fetched directly, whatever proxy the environment names.
 _DIRECT = build_opener(ProxyHandler({}))
@@ -60,12 +68,12 @@ print(json.dumps(out))
 """
 
 
-def _err(exc):
+def _err(exc: OSError) -> Facts:
     """A short description of an OSError."""
     return {"error": exc.strerror or str(exc), "errno": exc.errno}
 
 
-def stat_path(path):
+def stat_path(path: str) -> Facts:
     """Mode, owner and type of ``path`` (not following a final symlink), or the error."""
     try:
         st = os.lstat(path)
@@ -79,7 +87,7 @@ def stat_path(path):
     return {"mode": f"{stat.S_IMODE(st.st_mode):04o}", "uid": st.st_uid, "owner": owner, "type": kind}
 
 
-def read_file(path, limit=65536):
+def read_file(path: str, limit: int = 65536) -> Facts:
     """The start of a text file, or the error."""
     try:
         with open(path, "rb") as fh:
@@ -88,7 +96,7 @@ def read_file(path, limit=65536):
         return _err(exc)
 
 
-def run(argv, timeout):
+def run(argv: List[str], timeout: float) -> Facts:
     """Run a command without a shell; returns rc, stdout and stderr (rc None when it could not run in time)."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -104,9 +112,9 @@ def run(argv, timeout):
             "err": err.decode("utf-8", "replace")[-2048:]}
 
 
-def key_blobs(text):
+def key_blobs(text: str) -> List[str]:
     """The (type, base64 blob) of every key line in an authorized_keys text, options skipped."""
-    keys = []
+    keys: List[str] = []
     for line in text.splitlines():
         parts = line.strip().split()
         if not parts or parts[0].startswith("#"):
@@ -118,7 +126,7 @@ def key_blobs(text):
     return keys
 
 
-def account(user):
+def account(user: str) -> Facts:
     """The passwd entry of ``user``, its home, ~/.ssh and authorized_keys."""
     try:
         pw = pwd.getpwnam(user)
@@ -127,9 +135,9 @@ def account(user):
     home = pw.pw_dir
     ssh_dir = os.path.join(home, ".ssh")
     keys_path = os.path.join(ssh_dir, "authorized_keys")
-    facts = {"exists": True, "uid": pw.pw_uid, "shell": pw.pw_shell, "home": home,
-             "home_is_dir": os.path.isdir(home), "ssh_dir": stat_path(ssh_dir),
-             "authorized_keys": stat_path(keys_path), "authorized_keys_path": keys_path}
+    facts: Facts = {"exists": True, "uid": pw.pw_uid, "shell": pw.pw_shell, "home": home,
+                    "home_is_dir": os.path.isdir(home), "ssh_dir": stat_path(ssh_dir),
+                    "authorized_keys": stat_path(keys_path), "authorized_keys_path": keys_path}
     text = read_file(keys_path)
     if "text" in text:
         facts["keys"] = key_blobs(text["text"])
@@ -138,24 +146,28 @@ def account(user):
     return facts
 
 
-def sysctl(key):
+def sysctl(key: str) -> Optional[str]:
     """The value of a sysctl key from /proc/sys, or None when the key does not exist."""
     path = "/proc/sys/" + key.replace(".", "/")
     got = read_file(path)
-    return got["text"].strip() if "text" in got else None
+    if "text" not in got:
+        return None
+    text: str = got["text"]
+    return text.strip()
 
 
-def nameservers():
+def nameservers() -> Dict[str, List[str]]:
     """The resolver's nameservers: /etc/resolv.conf, or systemd-resolved's upstream list behind 127.0.0.53."""
-    def parse(path):
+    def parse(path: str) -> Optional[List[str]]:
         got = read_file(path)
         if "text" not in got:
             return None
-        return [ln.split()[1] for ln in got["text"].splitlines() if ln.strip().startswith("nameserver")
+        text: str = got["text"]
+        return [ln.split()[1] for ln in text.splitlines() if ln.strip().startswith("nameserver")
                 and len(ln.split()) > 1]
 
     servers = parse("/etc/resolv.conf") or []
-    result = {"resolv_conf": servers}
+    result: Dict[str, List[str]] = {"resolv_conf": servers}
     if servers and all(s.startswith("127.0.0.5") for s in servers):
         upstream = parse("/run/systemd/resolve/resolv.conf")
         if upstream is not None:
@@ -163,7 +175,7 @@ def nameservers():
     return result
 
 
-def resolve(name):
+def resolve(name: str) -> Facts:
     """IPv4 addresses of ``name`` through the host's own resolver (nsswitch, resolv.conf)."""
     try:
         infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
@@ -172,7 +184,7 @@ def resolve(name):
     return {"status": "ok", "addresses": sorted({i[4][0] for i in infos})}
 
 
-def _no_proxy(name, patterns):
+def _no_proxy(name: str, patterns: List[str]) -> bool:
     for p in patterns:
         p = p.strip().lower()
         if not p:
@@ -182,7 +194,7 @@ def _no_proxy(name, patterns):
     return False
 
 
-def _recv_headers(sock, limit=16384):
+def _recv_headers(sock: socket.socket, limit: int = 16384) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data and len(data) < limit:
         chunk = sock.recv(4096)
@@ -192,13 +204,12 @@ def _recv_headers(sock, limit=16384):
     return data
 
 
-def endpoint(name, port, proxy, no_proxy, timeout):
+def endpoint(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str], timeout: float) -> Facts:
     """TCP connect (through an HTTP proxy's CONNECT when set) and a verified TLS handshake to name:port."""
-    res = {"name": name, "port": port}
-    via_proxy = bool(proxy) and not _no_proxy(name, no_proxy)
-    sock = None
+    res: Facts = {"name": name, "port": port}
+    sock: Optional[socket.socket] = None
     try:
-        if via_proxy:
+        if proxy and not _no_proxy(name, no_proxy):
             res["via"] = f"{proxy['host']}:{proxy['port']}"
             try:
                 sock = socket.create_connection((proxy["host"], proxy["port"]), timeout)
@@ -229,7 +240,7 @@ def endpoint(name, port, proxy, no_proxy, timeout):
                 res.update(status="unresolved", error=addrs["error"])
                 return res
             res["addresses"] = addrs["addresses"]
-            last = None
+            last: Optional[Tuple[str, str]] = None
             for addr in addrs["addresses"]:
                 try:
                     sock = socket.create_connection((addr, port), timeout)
@@ -242,6 +253,8 @@ def endpoint(name, port, proxy, no_proxy, timeout):
                 except OSError as exc:
                     last = ("unreachable", f"{addr}:{port}: {exc.strerror or exc}")
             if sock is None:
+                # resolve() gave at least one address, and every failed connect set ``last``.
+                assert last is not None
                 res.update(status=last[0], error=last[1])
                 return res
         ctx = ssl.create_default_context()
@@ -261,7 +274,9 @@ def endpoint(name, port, proxy, no_proxy, timeout):
             return res
         sock = tls
         cert = tls.getpeercert() or {}
-        issuer = dict(x[0] for x in cert.get("issuer", ()) if x)
+        # A tuple of relative distinguished names, each a tuple of (attribute, value) pairs.
+        issuer_rdns = cert.get("issuer", ())
+        issuer = dict(x[0] for x in issuer_rdns if x and isinstance(x[0], tuple))
         res.update(status="ok", tls=tls.version(), issuer=issuer.get("commonName") or issuer.get("organizationName"))
         return res
     finally:
@@ -272,7 +287,7 @@ def endpoint(name, port, proxy, no_proxy, timeout):
                 pass
 
 
-def http_ok(url, timeout):
+def http_ok(url: str, timeout: float) -> Facts:
     """GET ``url`` (a local health endpoint); its status and the start of its body."""
     try:
         with _DIRECT.open(url, timeout=timeout) as resp:
@@ -280,13 +295,13 @@ def http_ok(url, timeout):
     except OSError as exc:
         reason = getattr(exc, "reason", None) or exc
         code = getattr(exc, "code", None)
-        out = {"error": str(reason)}
+        out: Facts = {"error": str(reason)}
         if code is not None:
             out["status"] = code
         return out
 
 
-def unix_connect(path, timeout):
+def unix_connect(path: str, timeout: float) -> Facts:
     """Whether a unix socket accepts a connection (the error otherwise)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
@@ -299,9 +314,9 @@ def unix_connect(path, timeout):
         s.close()
 
 
-def binary(name, timeout):
+def binary(name: str, timeout: float) -> Facts:
     """Where ``name`` is and whether it prints a version."""
-    path = None
+    path: Optional[str] = None
     for d in [*os.environ.get("PATH", "").split(":"), "/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin"]:
         candidate = os.path.join(d or ".", name)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
@@ -315,7 +330,7 @@ def binary(name, timeout):
     return {"found": True, "path": path, "rc": got["rc"], "version": (got["out"] or got["err"]).strip()[:200]}
 
 
-def list_dir(path):
+def list_dir(path: str) -> Facts:
     """Names in a directory, or the error."""
     try:
         return {"entries": sorted(os.listdir(path))}
@@ -326,13 +341,13 @@ def list_dir(path):
 class Pool:
     """Run callables in threads; collect what finished by a deadline (threads are daemons: no hang at exit)."""
 
-    def __init__(self):
-        self.results = {}
-        self.threads = []
+    def __init__(self) -> None:
+        self.results: Dict[PoolKey, Facts] = {}
+        self.threads: List[Tuple[PoolKey, threading.Thread]] = []
 
-    def add(self, key, fn, *args):
+    def add(self, key: PoolKey, fn: Callable[..., Facts], *args: Any) -> None:
         """Start ``fn(*args)``; its result is stored under ``key``."""
-        def target():
+        def target() -> None:
             try:
                 self.results[key] = fn(*args)
             except Exception as exc:  # a fact that cannot be read is reported, never a crash
@@ -343,27 +358,27 @@ class Pool:
         t.start()
         self.threads.append((key, t))
 
-    def wait(self, deadline):
+    def wait(self, deadline: float) -> Tuple[Dict[PoolKey, Facts], List[PoolKey]]:
         """Results finished by ``deadline`` (epoch seconds), and the keys still running."""
         for _key, t in self.threads:
             t.join(max(0.0, deadline - time.time()))
         return dict(self.results), [k for k, t in self.threads if t.is_alive()]
 
 
-def main():
+def main() -> None:
     """Read the parameters, gather the facts, print them as one JSON line."""
-    params = json.loads(sys.stdin.readline() or "{}")
+    params: Facts = json.loads(sys.stdin.readline() or "{}")
     started = time.time()
     timeout = float(params.get("timeout", 2.0))
-    user = params.get("user") or pwd.getpwuid(os.getuid()).pw_name
-    facts = {"probe": "node_facts", "python": "{}.{}".format(*sys.version_info[:2]),
-             "whoami": pwd.getpwuid(os.geteuid()).pw_name}
+    user: str = params.get("user") or pwd.getpwuid(os.getuid()).pw_name
+    facts: Facts = {"probe": "node_facts", "python": "{}.{}".format(*sys.version_info[:2]),
+                    "whoami": pwd.getpwuid(os.geteuid()).pw_name}
 
     pool = Pool()
     # Network steps first: they are the slow ones and run while the file reads below happen.
     for name in params.get("names", []):
         pool.add(("name", name), resolve, name)
-    proxy = params.get("proxy")
+    proxy: Optional[Facts] = params.get("proxy")
     for name, port in params.get("endpoints", []):
         pool.add(("endpoint", name, port), endpoint, name, int(port), proxy, params.get("no_proxy", []), timeout)
     for url in params.get("http", []):
@@ -379,62 +394,71 @@ def main():
     facts["swaps"] = [ln.split()[0] for ln in (read_file("/proc/swaps").get("text") or "").splitlines()[1:]
                       if ln.strip()]
     facts["sysctl"] = {k: sysctl(k) for k in params.get("sysctls", [])}
-    modules_text = read_file("/proc/modules").get("text") or ""
+    modules_text: str = read_file("/proc/modules").get("text") or ""
     loaded = {ln.split()[0] for ln in modules_text.splitlines() if ln.strip()}
     facts["modules"] = {m: (m in loaded or os.path.isdir("/sys/module/" + m)) for m in params.get("modules", [])}
     facts["dirs"] = {d: list_dir(d) for d in params.get("dirs", [])}
 
     # Files that may need root: try as ourselves, queue the refused ones for one sudo call.
-    priv = {"stat": [], "read": [], "connect": [], "timeout": timeout}
-    facts["stat"] = {}
-    for path in params.get("stat", []):
-        path = os.path.expanduser(path)
+    priv_stat: List[str] = []
+    priv_read: List[str] = []
+    priv_connect: List[str] = []
+    stats: Dict[str, Facts] = {}
+    facts["stat"] = stats
+    for given in params.get("stat", []):
+        path = os.path.expanduser(given)
         got = stat_path(path)
-        facts["stat"][path] = got
+        stats[path] = got
         if got.get("errno") == errno.EACCES:
-            priv["stat"].append(path)
-    facts["read"] = {}
+            priv_stat.append(path)
+    reads: Dict[str, Facts] = {}
+    facts["read"] = reads
     for path in params.get("read", []):
         got = read_file(path, 4096)
-        facts["read"][path] = got
+        reads[path] = got
         if got.get("errno") == errno.EACCES:
-            priv["read"].append(path)
-    facts["sockets"] = {}
+            priv_read.append(path)
+    sockets: Dict[str, Facts] = {}
+    facts["sockets"] = sockets
     for path in params.get("sockets", []):
         got = unix_connect(path, timeout)
-        facts["sockets"][path] = got
+        sockets[path] = got
         if got.get("errno") == errno.EACCES:
-            priv["connect"].append(path)
+            priv_connect.append(path)
 
     done, late = pool.wait(started + float(params.get("budget", 4 * timeout + 2)))
-    facts["names"] = {k[1]: v for k, v in done.items() if k[0] == "name"}
-    facts["endpoints"] = {f"{k[1]}:{k[2]}": v for k, v in done.items() if k[0] == "endpoint"}
+    names: Dict[Union[str, int], Facts] = {k[1]: v for k, v in done.items() if k[0] == "name"}
+    facts["names"] = names
+    endpoints: Dict[str, Facts] = {f"{k[1]}:{k[2]}": v for k, v in done.items() if k[0] == "endpoint"}
+    facts["endpoints"] = endpoints
     for k in late:
         if k[0] == "name":
-            facts["names"][k[1]] = {"status": "unresolved", "error": "no answer from the resolver in time"}
+            names[k[1]] = {"status": "unresolved", "error": "no answer from the resolver in time"}
         if k[0] == "endpoint":
-            facts["endpoints"][f"{k[1]}:{k[2]}"] = {"status": "filtered", "error": "no result in time"}
+            endpoints[f"{k[1]}:{k[2]}"] = {"status": "filtered", "error": "no result in time"}
     facts["http"] = {k[1]: v for k, v in done.items() if k[0] == "http"}
     facts["binaries"] = {k[1]: v for k, v in done.items() if k[0] == "binary"}
     if params.get("sudo"):
         facts["sudo"] = done.get(("sudo",), {"rc": None, "err": "sudo -n true did not finish in time"})
 
-    sudo_ok = os.geteuid() == 0 or (facts.get("sudo") or {}).get("rc") == 0
-    if os.geteuid() != 0 and (priv["stat"] or priv["read"] or priv["connect"]):
+    sudo_ok: bool = os.geteuid() == 0 or (facts.get("sudo") or {}).get("rc") == 0
+    if os.geteuid() != 0 and (priv_stat or priv_read or priv_connect):
         if not params.get("sudo"):
-            facts["sudo"] = run(["sudo", "-n", "true"], max(timeout, 5.0))
-            sudo_ok = facts["sudo"].get("rc") == 0
+            sudo_check = run(["sudo", "-n", "true"], max(timeout, 5.0))
+            facts["sudo"] = sudo_check
+            sudo_ok = sudo_check.get("rc") == 0
         facts["privileged"] = sudo_ok
         if sudo_ok:
-            got = run(["sudo", "-n", sys.executable, "-c", _PRIV, json.dumps(priv)], max(timeout, 5.0) + 5)
+            priv = {"stat": priv_stat, "read": priv_read, "connect": priv_connect, "timeout": timeout}
+            helper = run(["sudo", "-n", sys.executable, "-c", _PRIV, json.dumps(priv)], max(timeout, 5.0) + 5)
             try:
-                answer = json.loads(got["out"].strip().splitlines()[-1])
+                answer: Facts = json.loads(helper["out"].strip().splitlines()[-1])
             except (ValueError, IndexError):
                 answer = {}
-                facts["privileged_error"] = got["err"].strip()[-300:] or "no answer"
-            facts["stat"].update(answer.get("stat", {}))
-            facts["read"].update(answer.get("read", {}))
-            facts["sockets"].update(answer.get("connect", {}))
+                facts["privileged_error"] = helper["err"].strip()[-300:] or "no answer"
+            stats.update(answer.get("stat", {}))
+            reads.update(answer.get("read", {}))
+            sockets.update(answer.get("connect", {}))
     facts["elapsed"] = round(time.time() - started, 3)
     sys.stdout.write(json.dumps(facts) + "\n")
     sys.stdout.flush()
