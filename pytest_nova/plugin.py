@@ -50,8 +50,8 @@ class NovaSession:
 
 SESSION = pytest.StashKey[NovaSession]()
 # Modules holding fixtures for the suites, loaded as plugins; each engine keeps its fixtures beside its code.
-FIXTURE_MODULES = ("pytest_nova.fixtures", "pytest_nova.facts", "pytest_nova.matrix", "pytest_nova.balancers",
-                   "pytest_nova.cluster", "pytest_nova.report")
+FIXTURE_MODULES = ("pytest_nova.fixtures", "pytest_nova.facts", "pytest_nova.matrix", "pytest_nova.cluster",
+                   "pytest_nova.balancers", "pytest_nova.report")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,6 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     config.addinivalue_line("markers", "nova_check: an item generated from the pytest-nova plan")
+    config.addinivalue_line("markers", "nova_empty: a placeholder for a kind with no checks in this phase")
     config.addinivalue_line("markers", "nova_area(*areas): parametrize this test only with checks of these areas")
     settings = read_settings(config)
     try:
@@ -124,7 +125,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     area = metafunc.definition.get_closest_marker("nova_area")
     if area is not None:
         checks = [c for c in checks if c.area in area.args]
-    metafunc.parametrize(kinds[0], [_param(c) for c in checks])
+    # A kind with nothing to check in this phase (lb before installation) is deselected, not skipped.
+    params = [_param(c) for c in checks] or [pytest.param(None, id="none", marks=pytest.mark.nova_empty)]
+    metafunc.parametrize(kinds[0], params)
 
 
 def _param(check: Check) -> Any:
@@ -137,6 +140,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Attach each item's check description, which travels with its reports to the controller."""
     if session_of(config).needs_inventory:
         raise pytest.UsageError(NO_INVENTORY)
+    empty = [item for item in items if item.get_closest_marker("nova_empty")]
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = [item for item in items if not item.get_closest_marker("nova_empty")]
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None:

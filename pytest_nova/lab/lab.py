@@ -22,6 +22,7 @@ import yaml
 
 from pytest_nova.lab import dns, faults, hosts, inventory, pki
 from pytest_nova.lab.addresses import DOMAIN, UNIVERSE_NAMES, VENDOR_NAMES, Host, LabSpec, plan
+from pytest_nova.lab.kubeapi import K8S_VERSION
 from pytest_nova.lab.netns import LabError, in_host, in_netns, ip_batch, nft_sync, run
 from pytest_nova.lab.state import (
     Records,
@@ -61,6 +62,11 @@ def _listening(pid: int, proto: str, port: int) -> bool:
         if f[1].endswith(want) and (proto == "udp" or f[3] == "0A"):
             return True
     return False
+
+
+# Removes what _node_files_on adds when installed mode is switched off.
+_NODE_FILES_OFF = "umount /usr/local/bin 2>/dev/null; rm -rf /etc/cni"
+_CNI_CONFIG = '{"cniVersion": "1.0.0", "name": "nova-lab", "plugins": [{"type": "bridge"}]}'
 
 
 class Lab:
@@ -447,11 +453,13 @@ class Lab:
         nodes = [h for h in self.plan if h.kind == "node"]
         if not on:
             _pmap(lambda h: self._stop(f"agent:{h.name}"), nodes)
+            _pmap(lambda h: self.exec(h.name, _NODE_FILES_OFF, check=False), nodes)
             _pmap(lambda h: self._stop(f"dns53:{h.name}"), [h for h in nodes if "infra" in h.roles])
             with self._locked() as data:
                 data["installed"] = False
             return
         ready = _pmap(self._start_agent, [h for h in nodes if self._pid(f"agent:{h.name}") is None])
+        _pmap(lambda h: self.exec(h.name, self._node_files_on()), nodes)
         for h in nodes:
             if "infra" in h.roles and self._pid(f"dns53:{h.name}") is None:
                 log = self.state_dir / "logs" / f"{h.name}.dns.queries.log"
@@ -460,6 +468,22 @@ class Lab:
         self._wait("installed-mode services", lambda: all(p.exists() for p in ready), timeout=60)
         with self._locked() as data:
             data["installed"] = True
+
+    def _node_files_on(self) -> str:
+        """What an installed node has on disk: kubelet and kubeadm on the PATH, a CNI network config.
+
+        The stand-in binaries only print their version; they live in a tmpfs over /usr/local/bin of the host's
+        own mount namespace, so the machine's /usr/local/bin is untouched.
+        """
+        bin_dir = self.state_dir / "node-bin"
+        bin_dir.mkdir(exist_ok=True)
+        for name, answer in (("kubelet", f"Kubernetes {K8S_VERSION}"), ("kubeadm", K8S_VERSION)):
+            path = bin_dir / name
+            path.write_text(f"#!/bin/sh\necho '{answer}'\n")
+            path.chmod(0o755)
+        return (f"mountpoint -q /usr/local/bin || mount -t tmpfs -o mode=0755 nova-bin /usr/local/bin; "
+                f"cp -p {bin_dir}/kubelet {bin_dir}/kubeadm /usr/local/bin/; mkdir -p /etc/cni/net.d; "
+                f"printf '%s\\n' '{_CNI_CONFIG}' > /etc/cni/net.d/10-nova-lab.conflist")
 
     def _start_agent(self, h: Host) -> Path:
         pk = self.state_dir / "pki"
