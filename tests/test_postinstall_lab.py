@@ -94,3 +94,32 @@ def test_fault_fails_exactly_its_checks(post_lab: Lab, fault: str, params: dict[
     assert "Fix:" in output and "Traceback" not in output
     if fault == "node-missing":  # its roles cannot be read: skipped, not a second failure
         assert set(_by_outcome(results, "skipped")) == {f"{NODE}[worker-1:k8s-node-roles]"}
+
+
+K8S_NODE = "suites/test_k8s_nodes.py::test_k8s_node"
+NODE_FAULTS = [
+    pytest.param("kubelet-down", {f"{K8S_NODE}[worker-1:k8s-kubelet-active]": "Connection refused (the kubelet is "
+                                  "not running)"}, id="kubelet-down"),
+    pytest.param("cni-missing", {f"{K8S_NODE}[worker-1:k8s-cni-configured]": "/etc/cni/net.d holds no CNI config"},
+                 id="cni-missing"),
+]
+
+
+def test_installed_nodes_pass_their_postinstall_checks(post_lab: Lab) -> None:
+    rc, results, output = run_suite(post_lab, "suites/test_k8s_nodes.py", "--nova-phase=postinstall")
+    assert rc == 0, output[-3000:]
+    checks = {r["requirement"] for r in results["results"]}
+    assert {"k8s-kubelet-active", "k8s-container-runtime-active", "k8s-packages-installed",
+            "k8s-cni-configured"} <= checks
+    assert results["summary"]["passed"] == len(results["results"])
+
+
+@pytest.mark.parametrize(("fault", "expected"), NODE_FAULTS)
+def test_node_fault_fails_exactly_its_postinstall_check(post_lab: Lab, fault: str, expected: dict[str, str]) -> None:
+    with post_lab.fault(fault, host="worker-1"):
+        rc, results, output = run_suite(post_lab, "suites/test_k8s_nodes.py", "--nova-phase=postinstall")
+    assert rc == 1, output[-3000:]
+    failed = _by_outcome(results, "failed")
+    assert set(failed) == set(expected), output[-3000:]
+    for nodeid, text in expected.items():
+        assert text in failed[nodeid]

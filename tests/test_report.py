@@ -96,7 +96,7 @@ def test_faulty_run_is_not_accepted_and_shows_each_fault_with_its_fix(pytester: 
     inv = make_suite(pytester)
     result = run(pytester, "--html=report.html", "--self-contained-html")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*= nova verdict: NOT ACCEPTED =*", "lab1: 3 failed: fix before installing"])
+    result.stdout.fnmatch_lines(["*= nova verdict: NOT ACCEPTED =*", "lab1: 3 failed: fix them and run again"])
 
     data = results(pytester)
     assert data["schema"] == "pytest-nova/results/v1"
@@ -154,7 +154,7 @@ def test_other_failures_block_acceptance(pytester: pytest.Pytester) -> None:
     result = run(pytester)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert results(pytester)["verdict"] == NOT_ACCEPTED
-    result.stdout.fnmatch_lines(["lab1: 1 other test failure: fix before installing"])
+    result.stdout.fnmatch_lines(["lab1: 1 other test failure: fix them and run again"])
 
 
 def junit_ids(path: Path) -> list[tuple[str, str, str]]:

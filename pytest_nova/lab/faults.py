@@ -64,12 +64,15 @@ KINDS: dict[str, Kind] = {
     "sshd-down": Kind("stop sshd on a host", (("host", "worker-1"),)),
     "public-resolver": Kind("a host's resolv.conf points at a public resolver",
                             (("host", "worker-1"), ("nameserver", "8.8.8.8"))),
+    "cni-missing": Kind("remove the CNI network config of a node (installed mode)", (("host", "worker-1"),)),
+    "kubelet-down": Kind("kubelet's healthz (127.0.0.1:10248) refuses connections on a node (installed mode)",
+                         (("host", "worker-1"),)),
 }
 
 DNS_KINDS = ("dns-missing-record", "dns-wrong-target")
-NFT_KINDS = ("fw-drop", "endpoint-unreachable")
+NFT_KINDS = ("fw-drop", "endpoint-unreachable", "kubelet-down")
 FLAG_KINDS = ("untrusted-ca", "healthcheck-503", "tls-terminating-api-lb", "node-notready", "node-missing")
-HOST_KINDS = ("sudoers-missing", "wrong-mode", "wrong-shell", "sshd-down", "public-resolver")
+HOST_KINDS = ("sudoers-missing", "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing")
 
 
 def get(kind: str, **params: object) -> Fault:
@@ -161,6 +164,9 @@ def nft_rules(active: Sequence[Fault], hosts: Sequence[Host], base: Mapping[str,
                 raise ValueError(f"fw-drop: protocol {proto!r} is not tcp, udp or icmp")
             for dst in select(f["destination"], hosts):
                 rules.setdefault(dst.name, []).append(f"ip saddr {{ {src} }} {match} drop")
+        elif f.kind == "kubelet-down":
+            for h in select(f["host"], hosts):
+                rules.setdefault(h.name, []).append("iif lo tcp dport 10248 reject with tcp reset")
         elif f.kind == "endpoint-unreachable":
             src = ", ".join(h.address for h in select(f["host"], hosts))
             for h in hosts:

@@ -612,6 +612,12 @@ class Lab:
                 return {"resolv": old}
             run(in_host(self.holder(host), ["sh", "-c", "cat > /etc/resolv.conf"]), input=undo["resolv"])
             return {}
+        if f.kind == "cni-missing":
+            if on:
+                self.exec(host, "mkdir -p /etc/cni/net.d.nova-fault && mv /etc/cni/net.d/* /etc/cni/net.d.nova-fault/")
+            else:
+                self.exec(host, "mv /etc/cni/net.d.nova-fault/* /etc/cni/net.d/ && rmdir /etc/cni/net.d.nova-fault")
+            return {}
         raise LabError(f"unknown host fault {f.kind}")
 
     def _sync(self, kind: str) -> None:

@@ -61,7 +61,7 @@ def decide(
                  if n]
         if other_failures:
             parts.append(f"{other_failures} other test failure{'s' if other_failures > 1 else ''}")
-        return Outcome(NOT_ACCEPTED, f"{', '.join(parts)}: fix before installing", summary, usage)
+        return Outcome(NOT_ACCEPTED, f"{', '.join(parts)}: fix them and run again", summary, usage)
     if total == 0:
         return Outcome(NOT_ACCEPTED, "nothing was checked", summary, usage)
     if summary[WAIVED]:
