@@ -206,7 +206,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     inv = state.inventory
     return [
         f"nova: {inv.name} ({inv.path}), {len(inv.nodes)} nodes, mode {inv.mode}, phase "
-        f"{state.settings.phase}, catalog {state.catalog.version}, pytest-nova {__version__}"
+        f"{state.settings.phase}, {len(state.plan.checks)} checks planned, catalog {state.catalog.version}, "
+        f"pytest-nova {__version__}"
     ]
 
 
