@@ -297,13 +297,20 @@ def judge_http(check: Check, probe: Probe) -> Verdict:
 def judge_dns(check: Check, probe: Probe) -> Verdict:
     """The verdict of one DNS probe: any proper answer (NOERROR or NXDOMAIN) shows DNS is served."""
     target = check.targets[0]
-    where = f"{target.name} ({target.address}) {check.port}/{check.protocol}"
+    is_lb = target.name == check.requirement.balancer
+    who = f"the {target.name} balancer" if is_lb else target.name
+    where = f"{who} ({target.address}) {check.port}/{check.protocol}"
+    via = " (through a balancer, the answer comes from the backend it picked)" if is_lb else ""
+    tcp = " +tcp" if check.protocol == "tcp" else ""
+    fix = (f"see the {target.name} backends' own checks for the unhealthy one; {check.requirement.fix}" if is_lb
+           else f"check the DNS service on {target.name} and that its firewall lets {check.port}/{check.protocol} "
+                f"in: dig{tcp} @{target.address} <a platform name>")
     if probe.get("error"):
-        return _verdict(check, FAILED, f"{where}: {probe['error']}", check.requirement.fix)
+        return _verdict(check, FAILED, f"{where}: {probe['error']}{via}", fix)
     rcode, name = probe.get("rcode"), probe.get("name")
     said = f"{rcode}" + (f" {', '.join(probe.get('answer') or [])}" if probe.get("answer") else "")
     if rcode not in ("NOERROR", "NXDOMAIN"):
-        return _verdict(check, FAILED, f"{where} answered {said} for {name}", check.requirement.fix)
+        return _verdict(check, FAILED, f"{where} answered {said} for {name}{via}", fix)
     return _verdict(check, PASSED, f"{where} answered {said} for {name}")
 
 

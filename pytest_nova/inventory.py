@@ -15,6 +15,8 @@ from pytest_nova.yamlsource import Document, KeyPath, load
 
 ROLES = ("nova-ctl", "master", "infra", "ingress", "worker")
 MODES = ("internet", "closed")
+# Where the cluster names are served (docs 3.2: 53 on the infra balancer "in internal or hybrid DNS mode").
+DNS_MODES = ("external", "internal", "hybrid")
 MODULES = ("opensearch", "neuvector")
 BALANCERS = ("api", "infra", "ingress")
 HOST_KEY_POLICIES = ("strict", "accept-new")
@@ -72,6 +74,7 @@ class Inventory:
     modules: tuple[str, ...]
     mode: str
     dns_servers: tuple[str, ...]
+    dns_mode: str  # DNS_MODES; given as network.dnsMode, else derived from dnsServers
     http_proxy: str | None
     no_proxy: tuple[str, ...]
     universe: Universe | None
@@ -254,12 +257,17 @@ def parse(doc: Document) -> Inventory:
     )
 
     net = r.mapping(
-        top["network"], ("network",), {"mode": True, "dnsServers": True, "httpProxy": False, "noProxy": False}
+        top["network"],
+        ("network",),
+        {"mode": True, "dnsServers": True, "dnsMode": False, "httpProxy": False, "noProxy": False},
     )
     mode = r.choice(net["mode"], ("network", "mode"), MODES, "network mode")
     dns_servers = r.strings(net["dnsServers"], ("network", "dnsServers"), r.address)
     if not dns_servers:
         raise r.fail(("network", "dnsServers"), "list at least one DNS server the nodes use")
+    dns_mode = net.get("dnsMode")
+    if dns_mode is not None:
+        dns_mode = r.choice(dns_mode, ("network", "dnsMode"), DNS_MODES, "DNS mode")
     proxy = net.get("httpProxy")
     if proxy is not None:
         proxy = r.string(proxy, ("network", "httpProxy"))
@@ -336,6 +344,11 @@ def parse(doc: Document) -> Inventory:
     if not any(n.has("master") for n in nodes):
         raise r.fail(("nodes",), "no node has the master role; a cluster needs at least one master")
 
+    if dns_mode is None:
+        # Not given: internal when the nodes resolve through the infra nodes or the infra balancer.
+        cluster_dns = {n.address for n in nodes if n.has("infra")} | {balancers.get("infra", "")}
+        dns_mode = "internal" if set(dns_servers) & cluster_dns else "external"
+
     kubeconfig = top.get("kubeconfig")
     return Inventory(
         path=doc.path,
@@ -345,6 +358,7 @@ def parse(doc: Document) -> Inventory:
         modules=modules,
         mode=mode,
         dns_servers=dns_servers,
+        dns_mode=dns_mode,
         http_proxy=proxy,
         no_proxy=no_proxy,
         universe=universe,

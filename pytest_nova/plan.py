@@ -100,8 +100,12 @@ def dns_allowed(inv: Inventory) -> tuple[str, ...]:
 
 
 def internal_dns(inv: Inventory) -> bool:
-    """Whether the nodes resolve through the cluster's own DNS (infra nodes or the infra balancer)."""
-    return bool(set(inv.dns_servers) & set(dns_allowed(inv)))
+    """Whether DNS runs inside the cluster (docs 3.2: internal or hybrid mode), so 53 is served by the infra nodes.
+
+    ``network.dnsMode`` when the inventory gives it; else derived from ``dnsServers`` (an infra node or the
+    infra balancer among them means internal).
+    """
+    return inv.dns_mode in ("internal", "hybrid")
 
 
 def _dns(cat: Catalog, inv: Inventory) -> Iterator[Check]:

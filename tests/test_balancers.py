@@ -267,7 +267,7 @@ def test_dns_answer_passes(proto: str) -> None:
     v = b.judge_dns(check, p)
     assert v.outcome == PASSED
     name = "nova-console.nova.lab.local"
-    assert v.message == f"infra (127.0.0.1) {srv.port}/{proto} answered NOERROR 198.18.0.1 for {name}"
+    assert v.message == f"the infra balancer (127.0.0.1) {srv.port}/{proto} answered NOERROR 198.18.0.1 for {name}"
 
 
 def test_dns_echo_is_not_an_answer() -> None:

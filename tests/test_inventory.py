@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_nova.catalog import load_catalog
 from pytest_nova.errors import SourceError
 from pytest_nova.inventory import load_inventory
+from pytest_nova.plan import build
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,6 +83,9 @@ BROKEN = {
     "unknown-module": (_broken("  name: prod\n", "  name: prod\n  modules: [opensearch, istio]\n"),
                        "inv.yaml:3: cluster.modules[1]: unknown module 'istio' "
                        "(expected one of: opensearch, neuvector)"),
+    "unknown-dns-mode": (_broken("  dnsServers: [10.10.0.53]\n", "  dnsServers: [10.10.0.53]\n  dnsMode: inside\n"),
+                         "inv.yaml:7: network.dnsMode: unknown DNS mode 'inside' (expected one of: external, "
+                         "internal, hybrid)"),
     "bad-proxy": (_broken("  dnsServers: [10.10.0.53]\n", "  dnsServers: [10.10.0.53]\n  httpProxy: proxy:3128\n"),
                   "inv.yaml:7: network.httpProxy: 'proxy:3128' is not an http://host:port proxy URL"),
     "duplicate-key": (_broken("  name: prod\n", "  name: prod\n  name: test\n"),
@@ -133,6 +138,25 @@ def test_per_node_overrides_are_kept() -> None:
     worker = inv.host("worker-2")
     assert (worker.user, worker.port) == ("admin", 2222)
     assert inv.host("worker-1").user is None
+
+
+@pytest.mark.parametrize(("servers", "dns_mode", "expected"), [
+    ("[10.10.0.53]", None, "external"),  # not given: derived from dnsServers, as before the key existed
+    ("[10.10.1.21]", None, "internal"),  # an infra node among the DNS servers
+    ("[10.10.0.53]", "hybrid", "hybrid"),  # given: taken as is
+    ("[10.10.1.21]", "external", "external"),
+])
+def test_dns_mode_decides_the_53_checks(tmp_path: Path, servers: str, dns_mode: str | None, expected: str) -> None:
+    text = _broken("[10.10.0.53]", servers + (f"\n  dnsMode: {dns_mode}" if dns_mode else ""))
+    path = tmp_path / "inv.yaml"
+    path.write_text(text + "loadBalancers:\n  infra: {address: 10.10.1.101}\n")
+    inv = load_inventory(path)
+    assert inv.dns_mode == expected
+    ids = {c.id for c in build(load_catalog(), inv).checks if c.kind == "balancer_check" and c.port == 53}
+    if expected == "external":
+        assert ids == set()
+    else:
+        assert ids == {f"infra:53/{p}:{t}" for p in ("udp", "tcp") for t in ("infra", "infra-1")}
 
 
 def test_error_object_carries_location(tmp_path: Path) -> None:

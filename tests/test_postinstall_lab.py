@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,6 +61,51 @@ def test_installed_lab_passes_every_postinstall_check(post_lab: Lab) -> None:
             } <= ids
     token = yaml.safe_load(post_lab.kubeconfig_path.read_text())["users"][0]["user"]["token"]
     assert token not in output and token not in str(results)
+    # The lab's own inventory resolves through dns-1/dns-2: DNS is external, so there are no 53 checks.
+    assert not [i for i in ids if ":53/" in i]
+
+
+DNS53 = {f"{LB}[infra:53/{p}:{t}]" for p in ("udp", "tcp") for t in ("infra", "infra-1", "infra-2")}
+
+
+def _dns_internal(lab: Lab) -> Path:
+    """The lab's inventory with ``network.dnsMode: internal``, in the lab's state folder (under /var/tmp, which
+    the runner namespace reads; removed with the lab)."""
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    data["network"]["dnsMode"] = "internal"
+    path = lab.state_dir / "inventory-dns-internal.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_internal_dns_answers_53_through_the_infra_balancer_and_on_each_infra_node(post_lab: Lab) -> None:
+    rc, results, output = run_suite(post_lab, "suites/test_lb.py", "--nova-phase=postinstall",
+                                    f"--nova-inventory={_dns_internal(post_lab)}")
+    assert rc == 0, output[-3000:]
+    passed = _by_outcome(results, "passed")
+    assert DNS53 <= set(passed), output[-3000:]
+    assert passed[f"{LB}[infra:53/udp:infra]"].startswith(
+        f"the infra balancer ({post_lab.hosts['lb-infra'].address}) 53/udp answered NOERROR ")
+    for nodeid in DNS53:
+        assert " answered NOERROR " in passed[nodeid], passed[nodeid]
+
+
+def test_dns53_down_fails_exactly_that_backends_53_checks(post_lab: Lab) -> None:
+    inventory = _dns_internal(post_lab)
+    with post_lab.fault("dns53-down", host="infra-1"):
+        time.sleep(SETTLE)  # the balancer's TCP check of 53 takes infra-1 out for udp and tcp
+        rc, results, output = run_suite(post_lab, "suites/test_lb.py", "--nova-phase=postinstall",
+                                        f"--nova-inventory={inventory}")
+    assert rc == 1, output[-3000:]
+    failed = _by_outcome(results, "failed")
+    assert set(failed) == {f"{LB}[infra:53/udp:infra-1]", f"{LB}[infra:53/tcp:infra-1]"}, output[-3000:]
+    address = post_lab.hosts["infra-1"].address
+    for proto in ("udp", "tcp"):
+        assert failed[f"{LB}[infra:53/{proto}:infra-1]"] == f"infra-1 ({address}) 53/{proto}: no DNS answer within 2 s"
+    passed = _by_outcome(results, "passed")
+    for proto in ("udp", "tcp"):  # routed around the sick backend: answered by infra-2
+        assert " answered NOERROR " in passed[f"{LB}[infra:53/{proto}:infra]"]
+    assert f"check the DNS service on infra-1 and that its firewall lets 53/udp in: dig @{address}" in output
 
 
 FAULTS = [

@@ -67,10 +67,12 @@ KINDS: dict[str, Kind] = {
     "cni-missing": Kind("remove the CNI network config of a node (installed mode)", (("host", "worker-1"),)),
     "kubelet-down": Kind("kubelet's healthz (127.0.0.1:10248) refuses connections on a node (installed mode)",
                          (("host", "worker-1"),)),
+    "dns53-down": Kind("an infra node's DNS (53 udp and tcp) does not answer: nftables drop in the node "
+                       "(installed mode)", (("host", "infra-1"),)),
 }
 
 DNS_KINDS = ("dns-missing-record", "dns-wrong-target")
-NFT_KINDS = ("fw-drop", "endpoint-unreachable", "kubelet-down")
+NFT_KINDS = ("fw-drop", "endpoint-unreachable", "kubelet-down", "dns53-down")
 FLAG_KINDS = ("untrusted-ca", "healthcheck-503", "tls-terminating-api-lb", "node-notready", "node-missing")
 HOST_KINDS = ("sudoers-missing", "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing")
 
@@ -167,6 +169,9 @@ def nft_rules(active: Sequence[Fault], hosts: Sequence[Host], base: Mapping[str,
         elif f.kind == "kubelet-down":
             for h in select(f["host"], hosts):
                 rules.setdefault(h.name, []).append("iif lo tcp dport 10248 reject with tcp reset")
+        elif f.kind == "dns53-down":
+            for h in select(f["host"], hosts):
+                rules.setdefault(h.name, []).extend(["udp dport 53 drop", "tcp dport 53 drop"])
         elif f.kind == "endpoint-unreachable":
             src = ", ".join(h.address for h in select(f["host"], hosts))
             for h in hosts:

@@ -409,12 +409,14 @@ class Lab:
                     fe(443, backends, {"scheme": "https", "path": "/healthz", "port": 443})]
 
         api = fe(6443, masters, {"scheme": "https", "path": "/readyz", "port": 6443})
+        # DNS backends are checked like HAProxy's default check: a TCP connect to 53 (UDP follows that health).
+        dns_health = {"scheme": "tcp", "port": 53}
         api["terminate"] = {"cert": str(pk / "lb-api.crt"), "key": str(pk / "lb-api.key"),
                             "flag": "tls-terminate-api"}
         return {
             "lb-api": {"address": self.hosts["lb-api"].address, "frontends": [api]},
             "lb-infra": {"address": self.hosts["lb-infra"].address,
-                         "frontends": [*web(infra), fe(53, infra, None), fe(53, infra, None, "udp")]},
+                         "frontends": [*web(infra), fe(53, infra, dns_health), fe(53, infra, dns_health, "udp")]},
             "lb-ingress": {"address": self.hosts["lb-ingress"].address, "frontends": web(ingress)},
         }
 

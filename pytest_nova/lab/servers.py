@@ -207,21 +207,24 @@ class Pool:
         return [self.backends[i] for i in (good or idx)]
 
     async def check_forever(self) -> None:
-        """HTTP(S) GET the health path of every backend each second."""
+        """Each second: HTTP(S) GET the health path of every backend, or (scheme ``tcp``) connect to its port."""
         assert self.health is not None
         h = self.health
         ctx = insecure_client_context() if h["scheme"] == "https" else None
         while True:
-            results = await asyncio.gather(*(self._probe(b[0], h["port"], h["path"], ctx) for b in self.backends))
+            results = await asyncio.gather(*(self._probe(b[0], h["port"], h.get("path"), ctx) for b in self.backends))
             self.healthy = {i for i, ok in enumerate(results) if ok}
             await asyncio.sleep(1)
 
     @staticmethod
-    async def _probe(addr: str, port: int, path: str, ctx: ssl.SSLContext | None) -> bool:
+    async def _probe(addr: str, port: int, path: str | None, ctx: ssl.SSLContext | None) -> bool:
         try:
             r, w = await asyncio.wait_for(asyncio.open_connection(addr, port, ssl=ctx), 1)
         except (OSError, TimeoutError, ssl.SSLError):
             return False
+        if path is None:  # a TCP check: accepting the connection is healthy
+            await close(w)
+            return True
         try:
             w.write(f"GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n".encode())
             line = await asyncio.wait_for(r.readline(), 1)
