@@ -461,7 +461,8 @@ class Lab:
                 data["installed"] = False
             return
         ready = _pmap(self._start_agent, [h for h in nodes if self._pid(f"agent:{h.name}") is None])
-        _pmap(lambda h: self.exec(h.name, self._node_files_on()), nodes)
+        node_files = self._node_files_on()  # written once: the hosts copy the same files in parallel
+        _pmap(lambda h: self.exec(h.name, node_files), nodes)
         for h in nodes:
             if "infra" in h.roles and self._pid(f"dns53:{h.name}") is None:
                 log = self.state_dir / "logs" / f"{h.name}.dns.queries.log"
