@@ -20,6 +20,7 @@ import pytest
 
 from pytest_nova import dnscheck
 from pytest_nova import facts as f
+from pytest_nova import node_rules as r
 from pytest_nova.catalog import load_catalog
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory, load_inventory
@@ -40,8 +41,8 @@ def inv() -> Inventory:
     return load_inventory(PROD)
 
 
-def ctx(inv: Inventory, host: str = "master-1", peers: dict[str, Any] | None = None) -> f.Context:
-    return f.Context(inv, host, "nova-installer", KEY, "", lambda: dict(peers or {}))
+def ctx(inv: Inventory, host: str = "master-1", peers: dict[str, Any] | None = None) -> r.Context:
+    return r.Context(inv, host, "nova-installer", KEY, "", lambda: dict(peers or {}))
 
 
 def good_facts() -> dict[str, Any]:
@@ -69,8 +70,8 @@ def good_facts() -> dict[str, Any]:
     }
 
 
-def judge(inv: Inventory, req_id: str, facts: dict[str, Any], **kw: Any) -> f.Finding:
-    return f.judge_requirement(load_catalog().get(req_id), facts, ctx(inv, **kw))
+def judge(inv: Inventory, req_id: str, facts: dict[str, Any], **kw: Any) -> r.Finding:
+    return r.judge_requirement(load_catalog().get(req_id), facts, ctx(inv, **kw))
 
 
 OS_K8S_PRE = ["os-user-exists", "os-sudoers-file", "os-sudo-nopasswd", "os-ssh-dir", "os-authorized-keys-mode",
@@ -80,7 +81,7 @@ OS_K8S_PRE = ["os-user-exists", "os-sudoers-file", "os-sudo-nopasswd", "os-ssh-d
 
 def test_every_node_check_of_the_catalog_has_a_rule() -> None:
     checks = {r.check for r in load_catalog().requirements if r.area in ("os", "k8s") and r.scope != "cluster"}
-    assert checks <= set(f.RULES), checks - set(f.RULES)
+    assert checks <= set(r.RULES), checks - set(r.RULES)
 
 
 @pytest.mark.parametrize("req_id", OS_K8S_PRE)
@@ -139,7 +140,7 @@ def test_each_fault_fails_with_what_to_fix(inv: Inventory, req_id: str, path: st
         facts = _with(path, value)
     req = load_catalog().get(req_id)
     c = ctx(inv)
-    finding = f.judge_requirement(req, facts, c)
+    finding = r.judge_requirement(req, facts, c)
     assert finding.outcome == FAILED
     assert message in finding.message
     assert fix in (finding.fix or c.fill(req.fix))
@@ -199,10 +200,10 @@ def test_names_on_node(inv: Inventory) -> None:
     facts = good_facts()
     facts["names"]["bad.nova.mycompany.local"] = {"status": "ok", "addresses": ["10.10.1.41"]}
     facts["names"]["gone.nova.mycompany.local"] = {"status": "unresolved", "error": "Name or service not known"}
-    assert f.judge_name(facts, "nova-console.nova.mycompany.local", ["10.10.1.21"]).outcome == PASSED
-    wrong = f.judge_name(facts, "bad.nova.mycompany.local", ["10.10.1.21", "10.10.1.101"])
+    assert r.judge_name(facts, "nova-console.nova.mycompany.local", ["10.10.1.21"]).outcome == PASSED
+    wrong = r.judge_name(facts, "bad.nova.mycompany.local", ["10.10.1.21", "10.10.1.101"])
     assert wrong.outcome == FAILED and "10.10.1.41, not an allowed address" in wrong.message
-    gone = f.judge_name(facts, "gone.nova.mycompany.local", ["10.10.1.21"])
+    gone = r.judge_name(facts, "gone.nova.mycompany.local", ["10.10.1.21"])
     assert gone.message.startswith("name not resolved: gone.nova.mycompany.local")
 
 
@@ -215,16 +216,16 @@ def test_names_on_node(inv: Inventory) -> None:
 ])
 def test_endpoint_failure_names_its_cause(inv: Inventory, status: str, cause: str, fix: str) -> None:
     facts = _with("endpoints", {"hub.nova-platform.io:443": {"status": status, "error": "detail"}})
-    got = f.judge_endpoint(facts, "hub.nova-platform.io", 443)
+    got = r.judge_endpoint(facts, "hub.nova-platform.io", 443)
     assert got.outcome == FAILED and got.message.startswith(f"{cause}: hub.nova-platform.io:443")
     req = load_catalog().get("ext-image-registry-hub")
-    assert fix in f.endpoint_fix(got.message, "hub.nova-platform.io", 443, ctx(inv), req.fix)
+    assert fix in r.endpoint_fix(got.message, "hub.nova-platform.io", 443, ctx(inv), req.fix)
 
 
 def test_probe_params_cover_the_hosts_checks(inv: Inventory) -> None:
     plan = build(load_catalog(), inv)
     mine = [c for c in plan.checks if c.host == "worker-2"]
-    params = f.needs_of(mine, f.Context(inv, "worker-2", "admin"))
+    params = r.needs_of(mine, r.Context(inv, "worker-2", "admin"))
     assert "/etc/sudoers.d/99-admin-user" in params["stat"]
     assert params["sudo"] is True
     assert ["hub.nova-platform.io", 443] in params["endpoints"]
@@ -393,10 +394,10 @@ def test_dns_answers_are_told_apart(dns_server: int) -> None:
     assert ok == dnscheck.Answer("ok", ("10.10.1.21", "10.10.1.41"))
     assert dnscheck.query_a("nova-oauth.nova.mycompany.local", LOCAL, 1.0, port=dns_server).status == "nxdomain"
     assert dnscheck.query_a("slow.nova.mycompany.local", LOCAL, 0.3, port=dns_server).status == "timeout"
-    judged = f.judge_record(ok, "nova-console.nova.mycompany.local", LOCAL, ["10.10.1.21", "10.10.1.101"])
+    judged = r.judge_record(ok, "nova-console.nova.mycompany.local", LOCAL, ["10.10.1.21", "10.10.1.101"])
     assert judged.outcome == FAILED and "10.10.1.41 is not an allowed address" in judged.message
-    assert f.judge_record(ok, "x", LOCAL, ["10.10.1.21", "10.10.1.41"]).outcome == PASSED
-    nx = f.judge_record(dnscheck.Answer("nxdomain"), "nova-oauth.x", "10.10.0.53", ["10.10.1.21"])
+    assert r.judge_record(ok, "x", LOCAL, ["10.10.1.21", "10.10.1.41"]).outcome == PASSED
+    nx = r.judge_record(dnscheck.Answer("nxdomain"), "nova-oauth.x", "10.10.0.53", ["10.10.1.21"])
     assert "NXDOMAIN" in nx.message and nx.fix == "add an A record nova-oauth.x -> 10.10.1.21 on 10.10.0.53"
 
 

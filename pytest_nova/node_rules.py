@@ -1,0 +1,548 @@
+"""The pure node rules: :class:`Finding`, :class:`Context` and the :data:`RULES` registry of catalog checks.
+
+Each rule says what the probe must gather (``needs``) and judges a node's facts (``judge``) without any I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_nova import dnscheck
+from pytest_nova.catalog import Requirement
+from pytest_nova.hosts import HostError
+from pytest_nova.inventory import Inventory
+from pytest_nova.plan import Check
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
+
+Facts = dict[str, Any]
+# Checks that compare a node with the other nodes, so every node's facts must include what they compare.
+PEER_CHECKS = ("hostname_unique", "product_uuid_unique")
+# Endpoint statuses reported by the probe, in the words a failure message uses.
+CAUSES = {
+    "unresolved": "name not resolved",
+    "refused": "refused",
+    "filtered": "filtered (timed out)",
+    "unreachable": "unreachable",
+    "untrusted": "TLS not trusted",
+    "tls-failed": "TLS handshake failed",
+    "proxy-refused": "refused by the proxy",
+    "proxy-unreachable": "proxy unreachable",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule's judgement of one node: outcome, what was observed, and a fix when the catalog's is not precise."""
+
+    outcome: str
+    message: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What rules need besides a node's facts: who the node is and what the inventory says."""
+
+    inventory: Inventory
+    host: str
+    user: str
+    public_key: str | None = None  # base64 blob of ssh.identityFile's public key, or None if unreadable
+    public_key_error: str = ""
+    peers: Callable[[], dict[str, Facts | HostError]] = field(default=lambda: {})
+
+    def fill(self, text: str) -> str:
+        """A catalog text with its <placeholders> filled from the inventory."""
+        inv = self.inventory
+        node = inv.host(self.host).address if self.host in _names(inv) else self.host
+        values = {
+            "<user>": self.user,
+            "<node>": node,
+            "<ssh.identityFile>": inv.ssh.identity_file,
+            "<dnsBaseDomain>": inv.dns_base_domain,
+            "<dnsServers>": " ".join(inv.dns_servers),
+            "<universe domain>": inv.universe.dns_base_domain if inv.universe else "<universe domain>",
+        }
+        for key, value in values.items():
+            text = text.replace(key, value)
+        return text
+
+
+def _names(inv: Inventory) -> set[str]:
+    return {h.name for h in (*inv.nodes, *inv.workstations)}
+
+
+Needs = Callable[[dict[str, Any], Context], dict[str, Any]]
+Judge = Callable[[Facts, dict[str, Any], Context], Finding]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one catalog ``check`` is gathered and judged."""
+
+    needs: Needs
+    judge: Judge
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(name: str, needs: Needs | None = None) -> Callable[[Judge], Judge]:
+    """Register the judge of catalog check ``name`` and what the probe must gather for it."""
+
+    def register(fn: Judge) -> Judge:
+        RULES[name] = Rule(needs or (lambda _p, _c: {}), fn)
+        return fn
+
+    return register
+
+
+def _mode_text(st: dict[str, Any]) -> str:
+    return f"mode {st.get('mode')}, owner {st.get('owner')}"
+
+
+def _missing(st: dict[str, Any]) -> bool:
+    return st.get("errno") == 2  # ENOENT
+
+
+def _account(facts: Facts) -> dict[str, Any]:
+    return dict(facts.get("account") or {})
+
+
+def sudoers_path(params: dict[str, Any], ctx: Context) -> str:
+    """The sudoers drop-in of the node's user."""
+    return str(params.get("path", "/etc/sudoers.d/99-{user}-user")).replace("{user}", ctx.user)
+
+
+def private_key_path(ctx: Context) -> str:
+    """ssh.identityFile as nova-ctl sees it: ``~`` left for the host to expand, relative paths resolved."""
+    raw = ctx.inventory.ssh.identity_file
+    return raw if raw.startswith("~") or raw.startswith("/") else str(ctx.inventory.resolve_file(raw))
+
+
+def universe_hub(ctx: Context) -> tuple[str, int]:
+    """The endpoint whose TLS handshake proves the Universe CA is trusted."""
+    domain = ctx.inventory.universe.dns_base_domain if ctx.inventory.universe else "universe.invalid"
+    return f"hub.{domain}", 443
+
+
+# ---- OS account (docs "account 1", "account 2")
+
+
+@rule("user_account")
+def user_account(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """The user exists with the expected shell and an existing home directory."""
+    acct = _account(facts)
+    if not acct.get("exists"):
+        return Finding(FAILED, f"user {ctx.user} does not exist")
+    shell = params.get("shell", "/bin/bash")
+    problems, fixes = [], []
+    if acct.get("shell") != shell:
+        problems.append(f"login shell is {acct.get('shell') or '(empty)'}, not {shell}")
+        fixes.append(f"usermod -s {shell} {ctx.user}")
+    if params.get("home", True) and not acct.get("home_is_dir"):
+        problems.append(f"home directory {acct.get('home')} does not exist")
+        fixes.append(f"mkhomedir_helper {ctx.user}")
+    if problems:
+        return Finding(FAILED, f"user {ctx.user}: " + "; ".join(problems), " && ".join(fixes))
+    return Finding(PASSED, f"user {ctx.user} exists, shell {acct.get('shell')}, home {acct.get('home')}")
+
+
+@rule("sudoers_dropin", needs=lambda p, c: {"stat": [sudoers_path(p, c)]})
+def sudoers_dropin(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """The sudoers drop-in exists, owned by root, with the expected mode."""
+    path = sudoers_path(params, ctx)
+    st = dict((facts.get("stat") or {}).get(path) or {"error": "not gathered"})
+    mode, owner = str(params.get("mode", "0440")), str(params.get("owner", "root"))
+    if _missing(st):
+        return Finding(FAILED, f"{path} is missing")
+    if "error" in st:
+        return Finding(ERROR, f"cannot stat {path}: {st['error']} (sudo -n was refused too)")
+    if st.get("type") != "file":
+        return Finding(FAILED, f"{path} is not a regular file")
+    if st.get("mode") != mode or st.get("owner") != owner:
+        fix = f"sudo chown {owner}:{owner} {path} && sudo chmod {mode} {path}"
+        return Finding(FAILED, f"{path} has {_mode_text(st)}; expected mode {mode}, owner {owner}", fix)
+    return Finding(PASSED, f"{path} has {_mode_text(st)}")
+
+
+@rule("sudo_nopasswd", needs=lambda p, c: {"sudo": True})
+def sudo_nopasswd(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """``sudo -n true`` succeeds for the user."""
+    got = dict(facts.get("sudo") or {"rc": None, "err": "not gathered"})
+    if got.get("rc") == 0:
+        return Finding(PASSED, "sudo -n true succeeded")
+    err = (str(got.get("err") or "").strip().splitlines() or [f"exit status {got.get('rc')}"])[-1]
+    return Finding(FAILED, f"sudo -n true failed: {err}")
+
+
+@rule("ssh_dir")
+def ssh_dir(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """~/.ssh is a directory owned by the user with the expected mode."""
+    acct = _account(facts)
+    if not acct.get("exists"):
+        return Finding(FAILED, f"user {ctx.user} does not exist")
+    path = f"{acct.get('home')}/.ssh"
+    st = dict(acct.get("ssh_dir") or {})
+    mode = str(params.get("mode", "0700"))
+    if _missing(st):
+        return Finding(FAILED, f"{path} is missing")
+    if "error" in st:
+        return Finding(ERROR, f"cannot stat {path}: {st['error']}")
+    if st.get("type") != "dir" or st.get("mode") != mode or st.get("owner") != ctx.user:
+        what = "is not a directory" if st.get("type") != "dir" else f"has {_mode_text(st)}"
+        return Finding(FAILED, f"{path} {what}; expected a directory, mode {mode}, owner {ctx.user}")
+    return Finding(PASSED, f"{path} has {_mode_text(st)}")
+
+
+@rule("authorized_keys_mode")
+def authorized_keys_mode(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """~/.ssh/authorized_keys is owned by the user with the expected mode."""
+    acct = _account(facts)
+    if not acct.get("exists"):
+        return Finding(FAILED, f"user {ctx.user} does not exist")
+    path = str(acct.get("authorized_keys_path"))
+    st = dict(acct.get("authorized_keys") or {})
+    mode = str(params.get("mode", "0600"))
+    if _missing(st):
+        return Finding(FAILED, f"{path} is missing")
+    if "error" in st:
+        return Finding(ERROR, f"cannot stat {path}: {st['error']}")
+    if st.get("mode") != mode or st.get("owner") != ctx.user:
+        return Finding(FAILED, f"{path} has {_mode_text(st)}; expected mode {mode}, owner {ctx.user}")
+    return Finding(PASSED, f"{path} has {_mode_text(st)}")
+
+
+@rule("authorized_key_present")
+def authorized_key_present(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """authorized_keys holds the public key of ssh.identityFile."""
+    acct = _account(facts)
+    if not acct.get("exists"):
+        return Finding(FAILED, f"user {ctx.user} does not exist")
+    if ctx.public_key is None:
+        key = ctx.inventory.ssh.identity_file
+        return Finding(ERROR, f"cannot read the public key of {key}: {ctx.public_key_error}")
+    if "keys" not in acct:
+        err = dict(acct.get("keys_error") or {}).get("error", "unreadable")
+        return Finding(FAILED, f"{acct.get('authorized_keys_path')} cannot be read: {err}")
+    keys = list(acct["keys"])
+    if ctx.public_key in keys:
+        return Finding(PASSED, f"{acct.get('authorized_keys_path')} holds the key ({len(keys)} keys in all)")
+    return Finding(
+        FAILED,
+        f"{acct.get('authorized_keys_path')} holds {len(keys)} keys, none of them the public key of "
+        f"{ctx.inventory.ssh.identity_file}",
+    )
+
+
+@rule("private_key", needs=lambda p, c: {"stat": [private_key_path(c)]})
+def private_key(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """On nova-ctl the private key exists with an accepted mode."""
+    stats = dict(facts.get("stat") or {})
+    raw = private_key_path(ctx)
+    # The probe reports the path with ~ expanded on the host.
+    path, st = next(((p, dict(s)) for p, s in stats.items() if p == raw or (raw.startswith("~") and
+                                                                              p.endswith(raw[1:]))),
+                    (raw, {"error": "not gathered"}))
+    modes = [str(m) for m in params.get("modes", ["0600", "0400"])]
+    if _missing(st):
+        return Finding(FAILED, f"private key {path} is missing", f"ssh-keygen -f {path}")
+    if "error" in st:
+        return Finding(ERROR, f"cannot stat {path}: {st['error']}")
+    if st.get("type") != "file" or st.get("mode") not in modes:
+        return Finding(FAILED, f"private key {path} has {_mode_text(st)}; expected mode {' or '.join(modes)}",
+                       f"chmod 600 {path}")
+    return Finding(PASSED, f"private key {path} has {_mode_text(st)}")
+
+
+# ---- resolver and Universe trust (docs 2.1, universe 2.7)
+
+
+@rule("node_resolver")
+def node_resolver(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """Every nameserver the node uses is one of network.dnsServers; none is public."""
+    res = dict(facts.get("resolver") or {})
+    servers = list(res.get("upstream") or res.get("resolv_conf") or [])
+    where = "systemd-resolved upstream" if res.get("upstream") else "/etc/resolv.conf"
+    if not servers:
+        return Finding(FAILED, f"{where} lists no nameserver")
+    allowed = set(ctx.inventory.dns_servers)
+    public = [s for s in servers if _is_public(s)]
+    foreign = [s for s in servers if s not in allowed]
+    if public:
+        return Finding(FAILED, f"{where} uses {', '.join(public)}, a public resolver (allowed: "
+                               f"{', '.join(ctx.inventory.dns_servers)})")
+    if foreign:
+        return Finding(FAILED, f"{where} uses {', '.join(foreign)}, not in network.dnsServers "
+                               f"({', '.join(ctx.inventory.dns_servers)})")
+    return Finding(PASSED, f"{where} uses {', '.join(servers)}")
+
+
+def _is_public(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_global
+    except ValueError:
+        return False
+
+
+@rule("universe_ca_trusted", needs=lambda p, c: {"endpoints": [list(universe_hub(c))]})
+def universe_ca_trusted(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """A TLS handshake with the Universe hub verifies against the node's own trust store."""
+    name, port = universe_hub(ctx)
+    got = dict((facts.get("endpoints") or {}).get(f"{name}:{port}") or {"status": "error", "error": "not probed"})
+    status = got.get("status")
+    if status == "ok":
+        issuer = got.get("issuer")
+        return Finding(PASSED, f"TLS to {name}:{port} verifies with the node's trust store (issuer {issuer})")
+    if status == "untrusted":
+        return Finding(FAILED, f"TLS not trusted: {name}:{port}: {got.get('error')}")
+    # Unreachable: the endpoint check reports why; the trust store cannot be judged.
+    return Finding(SKIPPED, f"not checked: {name}:{port} {CAUSES.get(str(status), status)}: {got.get('error')}")
+
+
+# ---- Kubernetes node prerequisites (seed 002)
+
+
+@rule("swap_off")
+def swap_off(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """No active swap in /proc/swaps."""
+    swaps = list(facts.get("swaps") or [])
+    if swaps:
+        return Finding(FAILED, f"swap is on: {', '.join(swaps)} (/proc/swaps)")
+    return Finding(PASSED, "no active swap")
+
+
+@rule("sysctl", needs=lambda p, c: {"sysctls": [p["key"]]})
+def sysctl(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """A sysctl has the expected value."""
+    key, want = str(params["key"]), str(params["value"])
+    value = dict(facts.get("sysctl") or {}).get(key)
+    if value is None:
+        return Finding(FAILED, f"{key} does not exist on this kernel")
+    if str(value) != want:
+        return Finding(FAILED, f"{key} = {value}", f"sysctl -w {key}={want} && echo '{key} = {want}' > "
+                                                  f"/etc/sysctl.d/99-kubernetes.conf")
+    return Finding(PASSED, f"{key} = {value}")
+
+
+@rule("br_netfilter", needs=lambda p, c: {"sysctls": [p["key"]], "modules": [p["module"]]})
+def br_netfilter(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """br_netfilter is loaded (its sysctl exists) and bridged traffic passes iptables."""
+    key, want, module = str(params["key"]), str(params["value"]), str(params["module"])
+    value = dict(facts.get("sysctl") or {}).get(key)
+    if value is None:
+        return Finding(FAILED, f"{module} is not loaded ({key} does not exist)")
+    if str(value) != want:
+        return Finding(FAILED, f"{module} is loaded but {key} = {value}")
+    return Finding(PASSED, f"{module} loaded, {key} = {value}")
+
+
+def _peer_values(ctx: Context, pick: Callable[[Facts], str | None]) -> tuple[dict[str, str], list[str]]:
+    values: dict[str, str] = {}
+    unknown: list[str] = []
+    for name, facts in ctx.peers().items():
+        value = None if isinstance(facts, HostError) else pick(facts)
+        if value is None:
+            unknown.append(name)
+        else:
+            values[name] = value
+    return values, unknown
+
+
+def _unique(what: str, mine: str, ctx: Context, pick: Callable[[Facts], str | None]) -> Finding:
+    values, unknown = _peer_values(ctx, pick)
+    same = sorted(name for name, v in values.items() if v == mine)
+    note = f" (not compared: {', '.join(sorted(unknown))})" if unknown else ""
+    if same:
+        return Finding(FAILED, f"{what} {mine} is also the {what} of {', '.join(same)}{note}")
+    return Finding(PASSED, f"{what} {mine} differs from the other {len(values)} nodes'{note}")
+
+
+@rule("hostname_unique")
+def hostname_unique(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """The node's hostname is not another node's."""
+    mine = str(facts.get("hostname") or "")
+    if not mine:
+        return Finding(ERROR, "the hostname could not be read")
+    return _unique("hostname", mine, ctx, lambda f: str(f.get("hostname") or "") or None)
+
+
+def product_uuid(facts: Facts, path: str) -> tuple[str | None, dict[str, Any]]:
+    """The node's product_uuid (lower case) and the raw read result."""
+    got = dict((facts.get("read") or {}).get(path) or {"error": "not gathered"})
+    text = str(got.get("text") or "").strip().lower()
+    return (text or None), got
+
+
+@rule("product_uuid_unique", needs=lambda p, c: {"read": [p.get("path", "/sys/class/dmi/id/product_uuid")]})
+def product_uuid_unique(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """The node's product_uuid is not another node's."""
+    path = str(params.get("path", "/sys/class/dmi/id/product_uuid"))
+    mine, got = product_uuid(facts, path)
+    if mine is None:
+        if _missing(got):
+            return Finding(SKIPPED, f"{path} does not exist on this host: nothing to compare")
+        return Finding(ERROR, f"cannot read {path}: {got.get('error')} (it is root-only; sudo -n was refused)")
+    return _unique("product_uuid", mine, ctx, lambda f: product_uuid(f, path)[0])
+
+
+@rule("container_runtime", needs=lambda p, c: {"sockets": list(p.get("sockets", []))})
+def container_runtime(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """One of the CRI sockets accepts a connection."""
+    socks = dict(facts.get("sockets") or {})
+    for path in params.get("sockets", []):
+        if dict(socks.get(path) or {}).get("ok"):
+            return Finding(PASSED, f"the CRI socket {path} accepts connections")
+    seen = [f"{p}: {dict(socks.get(p) or {}).get('error', 'not probed')}" for p in params.get("sockets", [])]
+    return Finding(FAILED, "no CRI socket answers (" + "; ".join(seen) + ")")
+
+
+@rule("kubelet_healthz", needs=lambda p, c: {"http": [p["url"]]})
+def kubelet_healthz(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """The kubelet's healthz endpoint answers 200 ok."""
+    url = str(params["url"])
+    got = dict((facts.get("http") or {}).get(url) or {"error": "no answer in time"})
+    if got.get("status") == 200 and str(got.get("body", "")).strip() == "ok":
+        return Finding(PASSED, f"{url} answered ok")
+    if "status" in got:
+        return Finding(FAILED, f"{url} answered HTTP {got['status']}: {str(got.get('body') or got.get('error'))[:80]}")
+    return Finding(FAILED, f"{url}: {got.get('error')} (the kubelet is not running)")
+
+
+@rule("binaries_installed", needs=lambda p, c: {"binaries": list(p.get("binaries", []))})
+def binaries_installed(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """Each binary is on the PATH and prints its version."""
+    bins = dict(facts.get("binaries") or {})
+    missing, broken, ok = [], [], []
+    for name in params.get("binaries", []):
+        got = dict(bins.get(name) or {})
+        if not got.get("found"):
+            missing.append(name)
+        elif got.get("rc") != 0:
+            broken.append(f"{name} ({got.get('path')}: exit {got.get('rc')})")
+        else:
+            ok.append(f"{name} {str(got.get('version', '')).splitlines()[0] if got.get('version') else ''}".strip())
+    if missing or broken:
+        parts = ([f"not installed: {', '.join(missing)}"] if missing else []) + (
+            [f"does not run: {', '.join(broken)}"] if broken else [])
+        return Finding(FAILED, "; ".join(parts))
+    return Finding(PASSED, "; ".join(ok))
+
+
+@rule("cni_configured", needs=lambda p, c: {"dirs": [p.get("path", "/etc/cni/net.d")]})
+def cni_configured(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """The CNI config directory holds a network config."""
+    path = str(params.get("path", "/etc/cni/net.d"))
+    got = dict((facts.get("dirs") or {}).get(path) or {"error": "not gathered"})
+    if "error" in got:
+        return Finding(FAILED, f"{path}: {got['error']}")
+    confs = [n for n in got.get("entries", []) if n.endswith((".conf", ".conflist", ".json"))]
+    if not confs:
+        return Finding(FAILED, f"{path} holds no CNI config (.conf, .conflist or .json)")
+    return Finding(PASSED, f"{path}: {', '.join(confs)}")
+
+
+# ---- names and endpoints from the node
+
+
+def judge_name(facts: Facts, name: str, allowed: Iterable[str]) -> Finding:
+    """Whether ``name`` resolved on the node, and only to ``allowed`` addresses."""
+    ok = set(allowed)
+    got = dict((facts.get("names") or {}).get(name) or {"status": "unresolved", "error": "not looked up"})
+    if got.get("status") != "ok":
+        return Finding(FAILED, f"name not resolved: {name} through the node's resolver: {got.get('error')}")
+    addrs = list(got.get("addresses") or [])
+    wrong = [a for a in addrs if a not in ok]
+    if wrong:
+        return Finding(FAILED, f"{name} resolves to {', '.join(wrong)}, not an allowed address "
+                               f"({', '.join(sorted(ok))})",
+                       f"point {name} at {', '.join(sorted(ok))} only, on every DNS server the node uses")
+    return Finding(PASSED, f"{name} resolves to {', '.join(addrs)}")
+
+
+def judge_endpoint(facts: Facts, name: str, port: int) -> Finding:
+    """The node's TCP connect and TLS handshake to name:port, with the cause of a failure."""
+    got = dict((facts.get("endpoints") or {}).get(f"{name}:{port}") or {"status": "error", "error": "not probed"})
+    status = str(got.get("status"))
+    if status == "ok":
+        via = f" via proxy {got['via']}" if got.get("via") else f" at {got.get('address')}"
+        return Finding(PASSED, f"TLS to {name}:{port}{via} verified ({got.get('tls')}, issuer {got.get('issuer')})")
+    cause = CAUSES.get(status, status)
+    via = f" (via proxy {got['via']})" if got.get("via") else ""
+    return Finding(FAILED, f"{cause}: {name}:{port}{via}: {got.get('error')}")
+
+
+def endpoint_fix(status_message: str, name: str, port: int, ctx: Context, default: str) -> str:
+    """The fix for an endpoint failure, by its cause."""
+    inv = ctx.inventory
+    if status_message.startswith("name not resolved"):
+        return (f"add an A record for {name} on the DNS servers the node uses ({', '.join(inv.dns_servers)}), "
+                "or point the node's resolver at them")
+    if status_message.startswith("TLS not trusted"):
+        if inv.universe and name.endswith("." + inv.universe.dns_base_domain):
+            return ctx.fill("install the Universe root CA on the node: curl -kfo "
+                            "/etc/pki/ca-trust/source/anchors/universe-ca.crt https://repo.<universe domain>/ca/"
+                            "ca.crt && update-ca-trust")
+        return (f"add the CA that signed {name}'s certificate to the node's trust store (update-ca-trust or "
+                "update-ca-certificates), or stop the proxy from intercepting TLS")
+    if status_message.startswith("refused by the proxy"):
+        return f"allow CONNECT to {name}:{port} on the proxy {inv.http_proxy}, or list {name} in network.noProxy"
+    if status_message.startswith("proxy unreachable"):
+        return f"allow outbound traffic from the node to the HTTP proxy {inv.http_proxy} (docs 2)"
+    return ctx.fill(default)
+
+
+# ---- names at the DNS servers, asked directly from the runner
+
+
+def judge_record(answer: dnscheck.Answer, name: str, server: str, allowed: Iterable[str]) -> Finding:
+    """Judge one server's answer for ``name`` against the allowed addresses."""
+    ok = set(allowed)
+    text = answer.describe(name, server)
+    if answer.status == dnscheck.OK:
+        wrong = [a for a in answer.addresses if a not in ok]
+        if wrong:
+            return Finding(FAILED, f"{text}; {', '.join(wrong)} is not an allowed address ({', '.join(sorted(ok))})",
+                           f"point {name} at {', '.join(sorted(ok))} only (remove the A record for "
+                           f"{', '.join(wrong)})")
+        return Finding(PASSED, text)
+    if answer.status in (dnscheck.TIMEOUT, dnscheck.ERROR) or (
+        answer.status == dnscheck.REFUSED and "listens" in answer.detail
+    ):
+        return Finding(FAILED, text, f"make DNS server {server} answer on port 53 (udp and tcp) from this host")
+    return Finding(FAILED, text, f"add an A record {name} -> {', '.join(sorted(ok))} on {server}")
+
+
+# ---- dispatch: one requirement's judge, one host's probe parameters
+
+
+def judge_requirement(req: Requirement, facts: Facts, ctx: Context) -> Finding:
+    """Judge one node requirement from the node's facts."""
+    if req.check not in RULES:
+        return Finding(ERROR, f"no rule implements check {req.check!r} (requirement {req.id})")
+    return RULES[str(req.check)].judge(facts, req.params, ctx)
+
+
+def needs_of(checks: Iterable[Check], ctx: Context) -> dict[str, Any]:
+    """The probe parameters that gather everything ``checks`` (all of one host) need."""
+    lists: dict[str, list[Any]] = {}
+    flags: dict[str, bool] = {}
+
+    def add(extra: dict[str, Any]) -> None:
+        for key, value in extra.items():
+            if isinstance(value, list):
+                bucket = lists.setdefault(key, [])
+                bucket.extend(v for v in value if v not in bucket)
+            else:
+                flags[key] = bool(value) or flags.get(key, False)
+
+    for c in checks:
+        if c.kind == "node_requirement" and c.requirement.check in RULES:
+            add(RULES[str(c.requirement.check)].needs(c.requirement.params, ctx))
+        elif c.kind == "dns_on_node":
+            add({"names": [n for n, _ in c.records]})
+        elif c.kind == "endpoint" and c.name and c.port:
+            add({"endpoints": [[c.name, c.port]]})
+    return {**lists, **flags}
