@@ -17,7 +17,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ import pytest
 
 from pytest_nova import shared
 from pytest_nova.hosts import HostError, Hosts, RemoteHost, Stream
+from pytest_nova.inventory import Inventory
 from pytest_nova.options import Settings
 from pytest_nova.plan import Check
 from pytest_nova.plugin import session_of
@@ -104,13 +105,26 @@ def probes_by_source(checks: Iterable[Check]) -> dict[str, list[Probe]]:
     return out
 
 
-def listen_requests(by_source: dict[str, list[Probe]], *, listeners: bool) -> dict[str, ListenRequest]:
-    """Per destination: the ports to serve (only when ``listeners``) and whether an IPIP receiver is needed."""
+def inventory_hosts(inv: Inventory) -> frozenset[tuple[str, str]]:
+    """(name, address) of every inventory host: the only targets the engine starts anything on."""
+    return frozenset((h.name, h.address) for h in (*inv.nodes, *inv.workstations))
+
+
+def listen_requests(
+    by_source: dict[str, list[Probe]], *, listeners: bool, known: Collection[tuple[str, str]] | None = None
+) -> dict[str, ListenRequest]:
+    """Per destination: the ports to serve (only when ``listeners``) and whether an IPIP receiver is needed.
+
+    With ``known`` (see :func:`inventory_hosts`) a target that is not one of them (the HTTP proxy) gets nothing:
+    it is probed as it is, the service already listening.
+    """
     ports: dict[str, set[tuple[int, str]]] = {}
     ipip: dict[str, bool] = {}
     address: dict[str, str] = {}
     for probes in by_source.values():
         for p in probes:
+            if known is not None and (p.target, p.address) not in known:
+                continue
             address[p.target] = p.address
             if p.protocol == "ipip":
                 ipip[p.target] = True
@@ -134,12 +148,14 @@ def judge_probe(
     """Outcome and message of one probe, from the probe script's status and what the target served.
 
     ``status`` is the probe script's word (open, refused, unreachable, blocked, filtered, silent, sent, seen,
-    error) or ``unreached`` with the source's HostError in ``detail``.
+    unresolved, error) or ``unreached`` with the source's HostError in ``detail``.
     """
     label = port_label(p.port, p.protocol)
     where = f"{p.target} {label}"
     if status == "unreached":
         return ERROR, f"error: cannot probe from {p.source}: {detail}"
+    if status == "unresolved":
+        return FAILED, f"name not resolved: {p.address} on {p.source}: {detail}"
     if p.protocol == "ipip":
         return _judge_ipip(p, status, detail, listening, timeout)
     taken = listening.taken.get(label) if listening else None
@@ -247,7 +263,9 @@ class MatrixRun:
         self.hosts, self.settings = hosts, settings
         self.listeners = settings.phase != "postinstall"
         self.by_source = probes_by_source(checks)
-        self.requests = listen_requests(self.by_source, listeners=self.listeners)
+        # Targets outside the inventory (the HTTP proxy) are probed as they are, with no listener.
+        self.known = inventory_hosts(hosts.inventory)
+        self.requests = listen_requests(self.by_source, listeners=self.listeners, known=self.known)
         # Per run, so a listener never echoes or records anything but this run's probes.
         self.magic = f"nova-probe-{secrets.token_hex(4)}"
         self.streams = Streams()
@@ -274,8 +292,8 @@ class MatrixRun:
                     p,
                     status,
                     detail,
-                    listening=self.listening.get(p.target),
-                    listeners=self.listeners,
+                    listening=self.listening.get(p.target) if (p.target, p.address) in self.known else None,
+                    listeners=self.listeners and (p.target, p.address) in self.known,
                     timeout=self.settings.probe_timeout,
                 )
                 verdicts[p.key] = [outcome, message]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from pytest_nova.catalog import Catalog, Requirement
 from pytest_nova.inventory import Host, Inventory
@@ -185,6 +186,36 @@ def _node_reqs(cat: Catalog, inv: Inventory) -> Iterator[Check]:
                 yield Check("node_requirement", f"{h.name}:{r.id}", r, (r.phase,), host=h.name, source=h.name)
 
 
+def http_proxy(inv: Inventory) -> tuple[str, int] | None:
+    """Host (a name or an address) and port of ``network.httpProxy``, or None when it is not set."""
+    if not inv.http_proxy:
+        return None
+    parts = urlsplit(inv.http_proxy)
+    return str(parts.hostname), parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _proxy_rule(r: Requirement, inv: Inventory) -> Iterator[Check]:
+    """One check per source of a rule to the HTTP proxy (docs 3.1.5); none without ``network.httpProxy``."""
+    proxy = http_proxy(inv)
+    if proxy is None:
+        return
+    host, port = proxy
+    wanted = {s.name for sel in r.sources for s in _select(inv, sel)}
+    for src in (h for h in (*inv.nodes, *inv.workstations) if h.name in wanted):
+        yield Check(
+            "port_rule",
+            f"{src.name}:proxy:{port}/tcp",
+            r,
+            BOTH_PHASES,
+            host=src.name,
+            source=src.name,
+            target="proxy",
+            port=port,
+            protocol="tcp",
+            targets=(Target("proxy", host),),
+        )
+
+
 def _select(inv: Inventory, selector: str) -> tuple[Host, ...]:
     if selector == "nodes":
         return inv.cluster_nodes
@@ -199,6 +230,9 @@ def _firewall(cat: Catalog, inv: Inventory) -> Iterator[Check]:
     claimed: set[tuple[str, str, int | None, str]] = set()
     order = {h.name: i for i, h in enumerate((*inv.nodes, *inv.workstations))}
     for r in cat.by_area("firewall"):
+        if "proxy" in r.targets:
+            yield from _proxy_rule(r, inv)
+            continue
         proto = str(r.protocol)
         pairs: dict[str, dict[str, tuple[Host, str]]] = {}
 

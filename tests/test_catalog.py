@@ -128,6 +128,26 @@ def test_catalog_covers_every_seed_row(capsys: pytest.CaptureFixture[str]) -> No
     assert cat_count == seed_count
 
 
+def test_firewall_sentences_outside_the_tables_are_covered() -> None:
+    """A rule stated in prose in 3.1.1-3.1.6 (the HTTP proxy, 3.1.5) is quoted by a firewall entry of its own."""
+    section, sentences = "", []
+    for line in read_seed(SEED_000).splitlines():
+        head = _HEADER.match(line)
+        if head:
+            if head.group(1) == "1" and section:
+                break
+            section = head.group(1)
+        elif section.startswith("3.1.") and "\t" not in line and "разрешающих правил" in line:
+            sentences.append((section, norm(line)))
+    assert sentences == [("3.1.5", norm(load_catalog().get("fw-http-proxy").rows[0].text))]
+    quoting = [r.id for r in load_catalog().by_area("firewall") if (sentences[0][0], sentences[0][1]) in
+               {(row.section, norm(row.text)) for row in r.rows}]
+    assert quoting == ["fw-http-proxy"]
+    proxy = load_catalog().get("fw-http-proxy")
+    assert (proxy.sources, proxy.targets, proxy.direction, proxy.protocol) == (
+        ("nova-ctl", "nodes"), ("proxy",), "outbound", "tcp")
+
+
 def test_missing_row_is_reported(tmp_path: Path) -> None:
     folder = tmp_path / "catalog"
     shutil.copytree(CATALOG_DIR, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
@@ -215,10 +235,10 @@ def test_phases_and_common_fields() -> None:
     assert {r.phase for r in load_catalog().by_area("firewall")} == {"preinstall"}
 
 
-def test_firewall_entries_have_ports_unless_icmp_or_ipip() -> None:
+def test_firewall_entries_have_ports_unless_icmp_ipip_or_to_the_proxy() -> None:
     for req in load_catalog().by_area("firewall"):
-        if req.protocol in ("icmp", "ipip"):
-            assert req.port is None, req.id
+        if req.protocol in ("icmp", "ipip") or req.targets == ("proxy",):
+            assert req.port is None, req.id  # the proxy rule takes the port of network.httpProxy
         else:
             assert isinstance(req.port, int) and 0 < req.port < 65536, req.id
         assert req.sources and req.targets and req.description, req.id
@@ -326,6 +346,19 @@ def test_loader_shape_errors(tmp_path: Path, old: str, new: str, where: str) -> 
     assert old in text
     with pytest.raises(SourceError, match=where):
         load_catalog(_write(tmp_path / "c", text.replace(old, new)))
+
+
+@pytest.mark.parametrize(("old", "new", "where"), [
+    ("    targets: [nodes]\n", "    targets: [proxy, nodes]\n", r"targets: proxy is only a rule's sole target"),
+    ("    targets: [nodes]\n", "    targets: [proxy]\n", r"a rule to the proxy is outbound tcp without a port"),
+])
+def test_loader_proxy_target_shape(tmp_path: Path, old: str, new: str, where: str) -> None:
+    text = _GOOD_ENTRY.format(protocol="tcp", extra="")
+    with pytest.raises(SourceError, match=where):
+        load_catalog(_write(tmp_path / "c", text.replace(old, new)))
+    good = text.replace(old, "    targets: [proxy]\n").replace("bidirectional", "outbound")
+    good = good.replace("    port: 179\n", "")
+    assert load_catalog(_write(tmp_path / "ok", good)).get("fw-test").targets == ("proxy",)
 
 
 def test_loader_duplicate_id_across_files(tmp_path: Path) -> None:

@@ -189,3 +189,61 @@ def test_an_interrupted_run_leaves_nothing_behind(fw_lab: Lab, sig: signal.Signa
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
     assert_nothing_left(fw_lab, before)
+
+
+@pytest.fixture(scope="module")
+def proxy_fw_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
+    """A 1/1/0/1 lab in proxy mode (the HTTP proxy on 3128 is not an inventory host)."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    lab = boot(LabSpec(name=f"fp{worker_id(pytestconfig)}", masters=1, infra=1, ingress=0, workers=1, proxy=True))
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def test_every_node_reaches_the_http_proxy_and_a_drop_fails_exactly_that_node(proxy_fw_lab: Lab) -> None:
+    lab = proxy_fw_lab
+    sources = {"nova-ctl", "master-1", "infra-1", "worker-1"}
+    proxy_addr = lab.hosts["proxy"].address
+    before = lab.exec("proxy", ["ss", "-Htln"]).stdout
+    rc, data, out = run_suite(lab, SUITE, "-n", "2")
+    assert rc == 0, out[-3000:]
+    got = records(data)
+    assert set(got) == planned(load_inventory(lab.inventory_path))
+    to_proxy = {p: r for p, r in got.items() if p[1] == "proxy"}
+    assert set(to_proxy) == {(s, "proxy", 3128, "tcp") for s in sources}
+    # Probed as it is: the proxy answered, no temporary listener was started there.
+    assert {r["message"] for r in to_proxy.values()} == {"open"}
+    assert {r["requirement"] for r in to_proxy.values()} == {"fw-http-proxy"}
+    assert "test_port[worker-1:proxy:3128/tcp]" in str([r["nodeid"] for r in to_proxy.values()])
+    assert lab.exec("proxy", ["ss", "-Htln"]).stdout == before
+
+    with lab.fault("fw-drop", source="worker-1", destination="proxy", port=3128, protocol="tcp"):
+        rc, data, out = run_suite(lab, SUITE, "-n", "2")
+    assert rc == 1, out[-3000:]
+    bad = {p: r for p, r in records(data).items() if r["outcome"] != "passed"}
+    assert set(bad) == {("worker-1", "proxy", 3128, "tcp")}
+    assert bad[("worker-1", "proxy", 3128, "tcp")]["message"] == FILTERED
+    assert f"Checked:  worker-1 -> proxy ({proxy_addr}) 3128/tcp" in out
+
+    # network.httpProxy as a host name: resolved on each source through its own resolver.
+    inv = lab.state_dir / "inventory-proxy-name.yaml"
+    text = lab.inventory_path.read_text()
+    assert f"http://{proxy_addr}:3128" in text
+    inv.write_text(text.replace(f"http://{proxy_addr}:3128", "http://proxy.nova.lab.local:3128"))
+    rc, data, out = run_suite(lab, SUITE, f"--nova-inventory={inv}", "-k", "proxy")
+    got = records(data)
+    assert rc == 0, out[-3000:]
+    assert data["inventory"]["path"] == str(inv)
+    assert set(got) == {(s, "proxy", 3128, "tcp") for s in sources}
+    assert {r["message"] for r in got.values()} == {"open"}
+    # A proxy name the nodes cannot resolve fails every proxy rule, saying so.
+    inv.write_text(text.replace(f"http://{proxy_addr}:3128", "http://no-proxy-here.nova.lab.local:3128"))
+    rc, data, out = run_suite(lab, SUITE, f"--nova-inventory={inv}", "-k", "proxy")
+    got = records(data)
+    assert rc == 1 and set(got) == {(s, "proxy", 3128, "tcp") for s in sources}, out[-3000:]
+    assert all(r["outcome"] == "failed" and r["message"].startswith(
+        f"name not resolved: no-proxy-here.nova.lab.local on {p[0]}: ") for p, r in got.items()), got

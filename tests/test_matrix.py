@@ -63,6 +63,42 @@ def test_preinstall_listens_on_every_probed_port_and_postinstall_only_receives_i
     assert post["worker-1"].ipip and set(post) <= set(pre)
 
 
+def test_the_proxy_is_probed_as_it_is_with_no_listener() -> None:
+    inv = load_inventory(PROD)  # httpProxy: http://proxy.mycompany.local:3128, not an inventory host
+    by_source = probes_by_source(_checks())
+    proxy = [p for ps in by_source.values() for p in ps if p.target == "proxy"]
+    assert {(p.address, p.port) for p in proxy} == {("proxy.mycompany.local", 3128)}
+    assert len(proxy) == 1 + len(inv.cluster_nodes)
+    pre = listen_requests(by_source, listeners=True, known=matrix.inventory_hosts(inv))
+    assert "proxy" not in pre and (2379, "tcp") in pre["master-2"].ports
+    # Judged like a real service: refused means nothing listens there, not a missing temporary listener.
+    outcome, message = _judge(proxy[0], "refused", listeners=False, listening=None)
+    assert outcome == FAILED and message.startswith("refused: nothing listens on proxy 3128/tcp")
+    assert _judge(proxy[0], "open", listeners=False, listening=None) == (PASSED, "open")
+
+
+def test_a_target_name_that_does_not_resolve_on_the_source_fails_saying_so() -> None:
+    p = Probe("worker-1", "proxy", "proxy.mycompany.local", 3128, "tcp")
+    outcome, message = _judge(p, "unresolved", "Name or service not known", listeners=False, listening=None)
+    assert (outcome, message) == (FAILED, "name not resolved: proxy.mycompany.local on worker-1: "
+                                          "Name or service not known")
+
+
+def test_portprobe_resolves_host_names_on_the_source() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        prober = portprobe.Prober({"timeout": 2})
+        probes = [portprobe.Probe("by-name", "localhost", port, "tcp", "t1"),
+                  portprobe.Probe("by-address", "127.0.0.1", port, "tcp", "t2"),
+                  portprobe.Probe("nowhere", "no-such-host.invalid", port, "tcp", "t3")]
+        results = prober.run(probes)
+    assert results["by-name"] == ("open", "") and results["by-address"] == ("open", "")
+    assert probes[0].address == "127.0.0.1"
+    assert results["nowhere"][0] == "unresolved" and results["nowhere"][1]
+
+
 def test_open_passes_and_names_the_process_of_a_taken_port() -> None:
     assert _judge(TCP, "open") == (PASSED, "open")
     taken = Listening(taken={"2379/tcp": "etcd (pid 7)"})

@@ -6,6 +6,7 @@ always torn down. pytest runs inside nova-ctl's namespace, like a user's run; th
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -179,3 +180,49 @@ def test_closed_mode_clean_then_public_resolver_and_untrusted_universe(closed_no
     assert set(bad) == expected, sorted(set(bad) ^ expected)
     assert all("TLS not trusted" in m for m in bad.values())
     assert "update-ca-trust" in str(results) or "update-ca-trust" in output
+
+
+@pytest.fixture(scope="module")
+def proxy_nodes_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
+    """A 1/1/0/1 lab in proxy mode: the vendor host accepts only the HTTP proxy."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    lab = boot(LabSpec(name=f"np{worker_id(pytestconfig)}", masters=1, infra=1, ingress=0, workers=1, proxy=True))
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+_DIRECT = ("import socket, sys\n"
+           "try:\n    socket.create_connection((sys.argv[1], 443), 2)\n    print('connected')\n"
+           "except OSError as exc:\n    print(type(exc).__name__)\n")
+
+
+def test_proxy_mode_endpoints_go_through_the_proxy_and_proxy_deny_fails_exactly_them(proxy_nodes_lab: Lab) -> None:
+    lab = proxy_nodes_lab
+    proxy = f"{lab.hosts['proxy'].address}:3128"
+    hosts = ("nova-ctl", "master-1", "infra-1", "worker-1")
+    endpoints = {f"{EXT}::test_endpoint[{h}:{e}]" for h in hosts for e in VENDOR}
+    # Without the proxy the vendor host is out of reach: a direct connection gets no answer.
+    vendor = lab.hosts["vendor"].address
+    assert lab.exec("worker-1", [sys.executable, "-c", _DIRECT, vendor]).stdout.strip() == "TimeoutError"
+
+    rc, results, output = run_suite(lab, EXT, "-n", "2")
+    assert rc == 0, output[-3000:]
+    records = {r["nodeid"]: r for r in results["results"]}
+    assert set(records) == endpoints
+    assert all(r["outcome"] == "passed" and f"via proxy {proxy} verified" in r["message"] for r in records.values())
+
+    with lab.fault("proxy-deny"):
+        rc, results, output = run_suite(lab, *SUITES, "-n", "2")
+    assert rc == 1, output[-3000:]
+    bad = _bad(results)
+    assert set(bad) == endpoints, sorted(set(bad) ^ endpoints)
+    assert all(m.startswith("refused by the proxy: ") and f"(via proxy {proxy}): HTTP/1.1 403 Forbidden" in m
+               for m in bad.values()), bad
+    assert f"Fix:      allow CONNECT to hub.nova-platform.io:443 on the proxy http://{proxy}" in output
+    # Reverted: the same checks pass again.
+    rc, results, output = run_suite(lab, EXT, "-k", "worker-1")
+    assert rc == 0 and not _bad(results) and results["results"], output[-3000:]

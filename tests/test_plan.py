@@ -11,7 +11,7 @@ import pytest
 
 from pytest_nova.catalog import load_catalog
 from pytest_nova.inventory import load_inventory
-from pytest_nova.plan import KINDS, Check, Plan, build
+from pytest_nova.plan import KINDS, Check, Plan, Target, build
 
 REPO = Path(__file__).resolve().parents[1]
 PROD = REPO / "inventories" / "example-prod.yaml"
@@ -96,6 +96,47 @@ def test_module_records_follow_the_inventory(tmp_path: Path) -> None:
     full = {c.name for c in _plan(PROD).checks if c.kind == "dns_record"}
     assert full - names == {"nova-neuvector-ui.nova.mycompany.local", "nova-neuvector-api-docs.nova.mycompany.local",
                             "nova-logs-main.nova.mycompany.local"}
+
+
+def _with_proxy(tmp_path: Path, proxy: str | None) -> Plan:
+    """The example-prod plan with ``network.httpProxy`` replaced (None: removed)."""
+    line = "  httpProxy: http://proxy.mycompany.local:3128"
+    text = PROD.read_text()
+    assert line in text
+    new = "" if proxy is None else f"  httpProxy: {proxy}"
+    path = tmp_path / "inv.yaml"
+    path.write_text(text.replace(line, new))
+    return build(load_catalog(), load_inventory(path))
+
+
+def _proxy_rules(plan: Plan) -> list[Check]:
+    return [c for c in plan.checks if c.kind == "port_rule" and c.requirement.id == "fw-http-proxy"]
+
+
+def test_proxy_rule_from_nova_ctl_and_every_node_only_with_http_proxy(tmp_path: Path) -> None:
+    plan = _plan(PROD)  # httpProxy: http://proxy.mycompany.local:3128
+    inv = load_inventory(PROD)
+    rules = _proxy_rules(plan)
+    assert [c.source for c in rules] == ["nova-ctl", *(n.name for n in inv.cluster_nodes)]
+    assert [c.id for c in rules][:2] == ["nova-ctl:proxy:3128/tcp", "master-1:proxy:3128/tcp"]
+    worker = _port_check(plan, "worker-1:proxy:3128/tcp")
+    assert (worker.host, worker.target, worker.port, worker.protocol) == ("worker-1", "proxy", 3128, "tcp")
+    assert worker.targets == (Target("proxy", "proxy.mycompany.local"),)
+    assert worker.requirement.section == "3.1.5" and set(worker.phases) == {"preinstall", "postinstall"}
+    assert all(SAFE_ID.match(c.id) for c in rules)
+    # Not for workstations (the docs say "all platform nodes").
+    assert not [c for c in rules if c.source == "ops-1"]
+
+    assert _proxy_rules(_with_proxy(tmp_path, None)) == []
+    assert _proxy_rules(_plan(CLOSED)) == []
+
+
+def test_proxy_rule_takes_the_proxys_address_and_port(tmp_path: Path) -> None:
+    rules = _proxy_rules(_with_proxy(tmp_path, "http://10.10.0.31:8080"))
+    assert rules and {(c.port, c.targets) for c in rules} == {(8080, (Target("proxy", "10.10.0.31"),))}
+    assert "worker-2:proxy:8080/tcp" in {c.id for c in rules}
+    default = _proxy_rules(_with_proxy(tmp_path, "http://proxy.mycompany.local"))
+    assert {c.port for c in default} == {80}
 
 
 def _collect(*args: str) -> list[str]:

@@ -17,8 +17,9 @@ AREAS = ("dns", "external", "firewall", "os", "lb", "k8s")
 PHASES = ("preinstall", "postinstall")
 PROTOCOLS = ("tcp", "udp", "icmp", "ipip")
 DIRECTIONS = ("inbound", "outbound", "bidirectional")
-# Who a firewall rule applies to, in the words of the docs' tables.
-SELECTORS = ("nova-ctl", "masters", "infra", "ingress", "workers", "nodes", "workstations")
+# Who a firewall rule applies to, in the words of the docs' tables; ``proxy`` is the host of network.httpProxy
+# (not an inventory host; a rule to it takes the proxy's port and applies only when the inventory sets one).
+SELECTORS = ("nova-ctl", "masters", "infra", "ingress", "workers", "nodes", "workstations", "proxy")
 MODES = ("internet", "closed")
 
 _HERE = Path(__file__).parent
@@ -156,7 +157,12 @@ def _entry(doc: Document, area: str, i: int, raw: Any) -> Requirement:
         kwargs.update(sources=many("sources", SELECTORS), targets=many("targets", SELECTORS),
                       direction=choice("direction", DIRECTIONS), protocol=choice("protocol", PROTOCOLS),
                       description=raw["description"])
-        if kwargs["protocol"] in ("tcp", "udp") and not isinstance(raw.get("port"), int):
+        to_proxy = kwargs["targets"] == ("proxy",)
+        if "proxy" in kwargs["sources"] or ("proxy" in kwargs["targets"] and not to_proxy):
+            raise _fail(doc, (*path, "targets"), "proxy is only a rule's sole target")
+        if to_proxy and (kwargs["protocol"] != "tcp" or kwargs["direction"] != "outbound" or "port" in raw):
+            raise _fail(doc, path, "a rule to the proxy is outbound tcp without a port (it takes network.httpProxy's)")
+        if kwargs["protocol"] in ("tcp", "udp") and not to_proxy and not isinstance(raw.get("port"), int):
             raise _fail(doc, path, "tcp and udp rules need a port")
     if area == "external":
         kwargs.update(mode=choice("mode", MODES), ips=tuple(raw.get("ips") or ()))

@@ -64,6 +64,7 @@ KINDS: dict[str, Kind] = {
     "sshd-down": Kind("stop sshd on a host", (("host", "worker-1"),)),
     "public-resolver": Kind("a host's resolv.conf points at a public resolver",
                             (("host", "worker-1"), ("nameserver", "8.8.8.8"))),
+    "proxy-deny": Kind("the HTTP proxy answers CONNECT to the vendor names with 403 Forbidden (proxy mode)", ()),
     "cni-missing": Kind("remove the CNI network config of a node (installed mode)", (("host", "worker-1"),)),
     "kubelet-down": Kind("kubelet's healthz (127.0.0.1:10248) refuses connections on a node (installed mode)",
                          (("host", "worker-1"),)),
@@ -73,7 +74,8 @@ KINDS: dict[str, Kind] = {
 
 DNS_KINDS = ("dns-missing-record", "dns-wrong-target")
 NFT_KINDS = ("fw-drop", "endpoint-unreachable", "kubelet-down", "dns53-down")
-FLAG_KINDS = ("untrusted-ca", "healthcheck-503", "tls-terminating-api-lb", "node-notready", "node-missing")
+FLAG_KINDS = ("untrusted-ca", "healthcheck-503", "tls-terminating-api-lb", "node-notready", "node-missing",
+              "proxy-deny")
 HOST_KINDS = ("sudoers-missing", "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing")
 
 
@@ -194,4 +196,6 @@ def flags(active: Sequence[Fault], servers: Sequence[str]) -> set[str]:
             out.add(f"notready-{f['node']}")
         elif f.kind == "node-missing":
             out.add(f"missing-{f['node']}")
+        elif f.kind == "proxy-deny":
+            out.add("proxy-deny")
     return out

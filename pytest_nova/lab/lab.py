@@ -386,7 +386,8 @@ class Lab:
                 "files": {"/ca/ca.crt": str(pk / "universe-ca.crt")}}))
         if "proxy" in h:
             ready.append(self._server("server:proxy", "proxy", "proxy",
-                                      {"address": h["proxy"].address, "port": 3128}))
+                                      {"address": h["proxy"].address, "port": 3128, "deny_flag": "proxy-deny",
+                                       "deny": list(VENDOR_NAMES)}))
         for lb, cfg in self._balancers().items():
             ready.append(self._server(f"lb:{lb}", lb, "lb", cfg))
         self._sync_nft()
@@ -573,6 +574,8 @@ class Lab:
         for key in ("host", "node"):
             if key in p and p[key] not in self.hosts:
                 raise LabError(f"fault {f.key}: lab {self.name!r} has no host {p[key]!r}")
+        if f.kind == "proxy-deny" and "proxy" not in self.hosts:
+            raise LabError(f"fault {f.key}: lab {self.name!r} has no HTTP proxy (boot it with proxy=True)")
         if f.kind in faults.HOST_KINDS and not self.hosts[p["host"]].is_full:
             raise LabError(f"fault {f.key}: {p['host']} is not a cluster host or workstation")
         return f

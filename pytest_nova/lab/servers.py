@@ -158,7 +158,10 @@ async def serve_tls(cfg: dict[str, Any]) -> None:
 
 
 async def serve_proxy(cfg: dict[str, Any]) -> None:
-    """An HTTP proxy that only tunnels (CONNECT), resolving names through the lab DNS."""
+    """An HTTP proxy that only tunnels (CONNECT), resolving names through the lab DNS.
+
+    While the ``deny_flag`` file exists it answers CONNECT to the ``deny`` names with 403 (the proxy-deny fault).
+    """
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await read_head(reader)
@@ -171,6 +174,11 @@ async def serve_proxy(cfg: dict[str, Any]) -> None:
             await close(writer)
             return
         host, _, port = target.rpartition(":")
+        if host.strip("[]").lower() in cfg.get("deny", ()) and flag(cfg, cfg.get("deny_flag", "proxy-deny")):
+            # The proxy-deny fault: an ACL that does not allow these destinations.
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            await close(writer)
+            return
         try:
             upstream = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), 10)
         except TimeoutError:

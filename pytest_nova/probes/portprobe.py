@@ -2,7 +2,8 @@
 
 Sent by pytest-nova to a source host and run there with the host's own python3 (stdlib only, 3.6+).
 Parameters: one JSON line on stdin after the script. Probes run concurrently, at most ``concurrency`` in flight,
-each bounded by ``timeout``:
+each bounded by ``timeout``. A destination given as a host name is resolved first, here (``unresolved`` if it
+does not resolve):
 
 - tcp:  a non-blocking connect: ``open``, ``refused`` (RST or ICMP port unreachable), ``unreachable``, ``filtered``;
 - udp:  a datagram carrying the run's token, resent twice; ``open`` when it comes back (the temporary echo
@@ -109,8 +110,37 @@ class Prober:
                 continue
         return "ping"
 
+    def resolve(self, probes: List[Probe]) -> List[Probe]:
+        """Give every probe an IPv4 address: a host name (the HTTP proxy) is resolved here, on the source, once.
+
+        A name that does not resolve is that probe's result (``unresolved``); the others are returned.
+        """
+        found = {}  # type: Dict[str, Result]
+        ready = []
+        for p in probes:
+            try:
+                socket.inet_pton(socket.AF_INET, p.address)
+                ready.append(p)
+                continue
+            except OSError:
+                pass
+            if p.address not in found:
+                try:
+                    infos = socket.getaddrinfo(p.address, None, socket.AF_INET, socket.SOCK_STREAM)
+                    found[p.address] = ("ok", str(infos[0][4][0]))
+                except (socket.gaierror, UnicodeError, IndexError) as exc:
+                    found[p.address] = ("unresolved", getattr(exc, "strerror", None) or str(exc) or "no address")
+            status, value = found[p.address]
+            if status == "ok":
+                p.address = value
+                ready.append(p)
+            else:
+                self.results[p.id] = (status, value)
+        return ready
+
     def run(self, probes: List[Probe]) -> Dict[str, Result]:
         """Probe everything, at most ``limit`` at a time; IPIP packets first, they need no waiting."""
+        probes = self.resolve(probes)
         pending = [p for p in probes if p.proto == "ipip"] + [p for p in probes if p.proto != "ipip"]
         pending.reverse()
         while pending or self.active:
