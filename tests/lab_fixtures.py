@@ -79,31 +79,29 @@ def boot(spec: LabSpec) -> Lab:
     return Lab.up(spec)
 
 
-@pytest.fixture(scope="session")
-def lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
-    """The default lab (3 masters, 2 infra, 1 ingress, 3 workers, internet mode), pre-install state."""
+def booted(spec: LabSpec) -> Iterator[Lab]:
+    """The body of a lab fixture: skip where labs cannot run, boot ``spec``, always tear it down."""
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    the_lab = boot(LabSpec(name=lab_name("t", pytestconfig)))
+    lab = boot(spec)
     try:
-        yield the_lab
+        yield lab
     finally:
-        the_lab.down()
+        lab.down()
+
+
+@pytest.fixture(scope="session")
+def lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
+    """The default lab (3 masters, 2 infra, 1 ingress, 3 workers, internet mode), pre-install state."""
+    yield from booted(LabSpec(name=lab_name("t", pytestconfig)))
 
 
 @pytest.fixture(scope="session")
 def closed_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
     """A small closed-mode lab (1/1/1/1) whose nodes install from the Nova Universe host."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    the_lab = boot(LabSpec(name=lab_name("c", pytestconfig), masters=1, infra=1, ingress=1, workers=1,
+    yield from booted(LabSpec(name=lab_name("c", pytestconfig), masters=1, infra=1, ingress=1, workers=1,
                            mode="closed"))
-    try:
-        yield the_lab
-    finally:
-        the_lab.down()
 
 
 @pytest.fixture

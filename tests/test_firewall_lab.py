@@ -17,7 +17,7 @@ import pytest
 from pytest_nova.catalog import load_catalog
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.lab import Lab, LabSpec
-from tests.lab_fixtures import REPO, boot, lab_skip_reason, run_suite, worker_id
+from tests.lab_fixtures import REPO, booted, run_suite, worker_id
 
 pytestmark = pytest.mark.lab
 
@@ -52,14 +52,7 @@ _INSPECT = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def fw_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
     """A default-size lab (3 masters, 2 infra, 1 ingress, 3 workers, ops-1) of this module's own."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab = boot(LabSpec(name=f"fw{worker_id(pytestconfig)}"))
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from booted(LabSpec(name=f"fw{worker_id(pytestconfig)}"))
 
 
 def _hosts(lab: Lab) -> list[str]:
@@ -81,7 +74,7 @@ def assert_nothing_left(lab: Lab, before: dict[str, dict[str, Any]]) -> None:
         if time.monotonic() > deadline:
             left = {h: a["scripts"] for h, a in after.items() if a["scripts"]}
             bound = {h: sorted(set(a["ports"]) - set(before[h]["ports"])) for h, a in after.items()}
-            pytest.fail(f"left behind: scripts {left}, ports {({h: p for h, p in bound.items() if p})}")
+            pytest.fail(f"left behind: scripts {left}, ports { ({h: p for h, p in bound.items() if p}) }")
         time.sleep(0.5)
 
 
@@ -108,8 +101,9 @@ def test_clean_lab_is_all_open_with_one_record_per_probe_and_nothing_left(fw_lab
     got = records(data)
     assert set(got) == planned(load_inventory(fw_lab.inventory_path))
     assert {r["outcome"] for r in got.values()} == {"passed"}
-    assert all(r["message"] == "open" or r["message"].startswith("open: port already in use by sshd")
-               for r in got.values())
+    assert all(
+        r["message"] == "open" or r["message"].startswith("open: port already in use by sshd") for r in got.values()
+    )
     assert {p[3] for p in got} == {"tcp", "udp", "icmp", "ipip"}
     assert "test_port[worker-1:masters:2379/tcp]" in str([r["nodeid"] for r in got.values()])
     assert_nothing_left(fw_lab, before)
@@ -120,7 +114,8 @@ def test_dropped_tcp_udp_and_icmp_are_exactly_the_filtered_ones(fw_lab: Lab) -> 
     roles = {h.name: set(h.roles) for h in inv.nodes}
     nodes = {h.name for h in inv.cluster_nodes}
     expected = {
-        p for p in planned(inv)
+        p
+        for p in planned(inv)
         if (p[2:] == (2379, "tcp") and "worker" in roles.get(p[0], ()) and "master" in roles[p[1]])
         or (p[2:] == (4789, "udp") and p[0] in nodes and p[1] == "worker-1")
         or (p[2:] == (None, "icmp") and p[0] in nodes and p[1] == "worker-1")
@@ -168,13 +163,29 @@ def test_postinstall_probes_the_real_services_without_listeners(fw_lab: Lab) -> 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
 def test_an_interrupted_run_leaves_nothing_behind(fw_lab: Lab, sig: signal.Signals) -> None:
     before = inspect(fw_lab)
-    argv = [sys.executable, "-m", "pytest", f"--nova-inventory={fw_lab.inventory_path}", "-p", "no:cacheprovider",
-            "--nova-timeout=30", "-n", "2", SUITE]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"--nova-inventory={fw_lab.inventory_path}",
+        "-p",
+        "no:cacheprovider",
+        "--nova-timeout=30",
+        "-n",
+        "2",
+        SUITE,
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
     # Every ICMP probe to worker-1 waits 30 s: the interrupt lands while listeners and probes are running.
     with fw_lab.fault("fw-drop-icmp"):
-        proc = subprocess.Popen(fw_lab.runner_cmd(argv), cwd=REPO, env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            fw_lab.runner_cmd(argv),
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 60
             while not inspect(fw_lab)["worker-1"]["scripts"]:
@@ -194,14 +205,9 @@ def test_an_interrupted_run_leaves_nothing_behind(fw_lab: Lab, sig: signal.Signa
 @pytest.fixture(scope="module")
 def proxy_fw_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
     """A 1/1/0/1 lab in proxy mode (the HTTP proxy on 3128 is not an inventory host)."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab = boot(LabSpec(name=f"fp{worker_id(pytestconfig)}", masters=1, infra=1, ingress=0, workers=1, proxy=True))
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from booted(
+        LabSpec(name=f"fp{worker_id(pytestconfig)}", masters=1, infra=1, ingress=0, workers=1, proxy=True)
+    )
 
 
 def test_every_node_reaches_the_http_proxy_and_a_drop_fails_exactly_that_node(proxy_fw_lab: Lab) -> None:
@@ -245,5 +251,8 @@ def test_every_node_reaches_the_http_proxy_and_a_drop_fails_exactly_that_node(pr
     rc, data, out = run_suite(lab, SUITE, f"--nova-inventory={inv}", "-k", "proxy")
     got = records(data)
     assert rc == 1 and set(got) == {(s, "proxy", 3128, "tcp") for s in sources}, out[-3000:]
-    assert all(r["outcome"] == "failed" and r["message"].startswith(
-        f"name not resolved: no-proxy-here.nova.lab.local on {p[0]}: ") for p, r in got.items()), got
+    assert all(
+        r["outcome"] == "failed"
+        and r["message"].startswith(f"name not resolved: no-proxy-here.nova.lab.local on {p[0]}: ")
+        for p, r in got.items()
+    ), got

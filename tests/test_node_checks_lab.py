@@ -14,28 +14,27 @@ from typing import Any
 import pytest
 
 from pytest_nova.lab import Lab, LabSpec
-from tests.lab_fixtures import boot, lab_skip_reason, run_suite, worker_id
+from tests.lab_fixtures import booted, run_suite, worker_id
 
 pytestmark = pytest.mark.lab
 SUITES = ("suites/test_dns.py", "suites/test_external.py", "suites/test_os.py", "suites/test_k8s_nodes.py")
 NODES = ("master-1", "infra-1", "ingress-1", "worker-1")
 HOSTS = ("nova-ctl", *NODES)
-VENDOR = ("hub.nova-platform.io:443", "storage.cloud.croc.ru:443", "access.nova-platform.io:443",
-          "code.nova-platform.io:443", "sun.nova-platform.io:8140")
+VENDOR = (
+    "hub.nova-platform.io:443",
+    "storage.cloud.croc.ru:443",
+    "access.nova-platform.io:443",
+    "code.nova-platform.io:443",
+    "sun.nova-platform.io:8140",
+)
 UNIVERSE = tuple(f"{n}.universe.lab.local:443" for n in ("hub", "sun", "repo", "uploads"))
 DNS, EXT, OS, K8S = (f"suites/test_{s}.py" for s in ("dns", "external", "os", "k8s_nodes"))
 
 
 def _lab(pytestconfig: pytest.Config, prefix: str, mode: str) -> Iterator[Lab]:
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab = boot(LabSpec(name=f"{prefix}{worker_id(pytestconfig)}", masters=1, infra=1, ingress=1, workers=1,
-                       mode=mode))
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from booted(
+        LabSpec(name=f"{prefix}{worker_id(pytestconfig)}", masters=1, infra=1, ingress=1, workers=1, mode=mode)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +58,7 @@ def _bad(results: dict[str, Any]) -> dict[str, str]:
 
 def _dns_ids(lab: Lab, fqdn: str) -> set[str]:
     servers = (lab.hosts["dns-1"].address, lab.hosts["dns-2"].address)
-    return {f"{DNS}::test_dns_record[{fqdn}:{s}]" for s in servers} | {
-        f"{DNS}::test_dns_on_node[{h}]" for h in HOSTS}
+    return {f"{DNS}::test_dns_record[{fqdn}:{s}]" for s in servers} | {f"{DNS}::test_dns_on_node[{h}]" for h in HOSTS}
 
 
 def test_clean_lab_passes_every_node_and_name_check(nodes_lab: Lab) -> None:
@@ -70,9 +68,12 @@ def test_clean_lab_passes_every_node_and_name_check(nodes_lab: Lab) -> None:
     assert {r["check"] for r in records} == {"dns", "external", "os", "k8s"}
     assert not _bad(results)
     ids = {r["nodeid"] for r in records}
-    assert {f"{OS}::test_os[worker-1:os-sudoers-file]", f"{OS}::test_os[nova-ctl:os-private-key]",
-            f"{EXT}::test_endpoint[master-1:sun.nova-platform.io:8140]",
-            f"{K8S}::test_k8s_node[infra-1:k8s-product-uuid-unique]"} <= ids
+    assert {
+        f"{OS}::test_os[worker-1:os-sudoers-file]",
+        f"{OS}::test_os[nova-ctl:os-private-key]",
+        f"{EXT}::test_endpoint[master-1:sun.nova-platform.io:8140]",
+        f"{K8S}::test_k8s_node[infra-1:k8s-product-uuid-unique]",
+    } <= ids
     # One fact-gathering login per node, however many checks read the facts.
     for host in NODES:
         assert nodes_lab.sshd_logins(host) >= 1
@@ -85,8 +86,10 @@ def _expect(lab: Lab, fault: str) -> dict[str, str]:
     if fault == "dns-wrong-target":
         return dict.fromkeys(_dns_ids(lab, "nova-oauth.nova.lab.local"), "not an allowed address")
     if fault == "sudoers-missing":
-        return {f"{OS}::test_os[worker-1:os-sudoers-file]": "/etc/sudoers.d/99-nova-installer-user is missing",
-                f"{OS}::test_os[worker-1:os-sudo-nopasswd]": "sudo -n true failed: sudo: a password is required"}
+        return {
+            f"{OS}::test_os[worker-1:os-sudoers-file]": "/etc/sudoers.d/99-nova-installer-user is missing",
+            f"{OS}::test_os[worker-1:os-sudo-nopasswd]": "sudo -n true failed: sudo: a password is required",
+        }
     if fault == "wrong-mode":
         return {f"{OS}::test_os[infra-1:os-authorized-keys-mode]": "authorized_keys has mode 0644"}
     if fault == "wrong-mode-ssh-dir":
@@ -113,8 +116,9 @@ FAULTS = [
 
 
 @pytest.mark.parametrize(("fault", "params", "suites"), FAULTS)
-def test_fault_fails_exactly_its_checks(nodes_lab: Lab, fault: str, params: dict[str, str],
-                                        suites: tuple[str, ...]) -> None:
+def test_fault_fails_exactly_its_checks(
+    nodes_lab: Lab, fault: str, params: dict[str, str], suites: tuple[str, ...]
+) -> None:
     with nodes_lab.fault(fault, **params):
         rc, results, output = run_suite(nodes_lab, *suites, "-n", "2")
     assert rc == 1, output[-3000:]
@@ -151,8 +155,9 @@ def test_sshd_down_is_one_clear_error_per_check(nodes_lab: Lab) -> None:
     assert rc == 1
     bad = _bad(results)
     assert bad and all(k.split("[")[1].startswith("ingress-1:") for k in bad), sorted(bad)
-    assert set(bad.values()) == {"ingress-1: ssh: connection refused by "
-                                 f"{nodes_lab.hosts['ingress-1'].address}:22 (is sshd running?)"}
+    assert set(bad.values()) == {
+        f"ingress-1: ssh: connection refused by {nodes_lab.hosts['ingress-1'].address}:22 (is sshd running?)"
+    }
     errors = [r for r in results["results"] if r["outcome"] == "error"]
     assert len(errors) == len([r for r in results["results"] if r["source"] == "ingress-1"])
 
@@ -174,9 +179,11 @@ def test_closed_mode_clean_then_public_resolver_and_untrusted_universe(closed_no
     with lab.fault("untrusted-ca", server="universe"):
         rc, results, output = run_suite(lab, OS, EXT, "-n", "2")
     bad = _bad(results)
-    expected = {f"{OS}::test_os[{h}:os-universe-ca]" for h in NODES} | {
-        f"{OS}::test_os[nova-ctl:os-universe-ca-nova-ctl]"} | {
-        f"{EXT}::test_endpoint[{h}:{e}]" for h in HOSTS for e in UNIVERSE}
+    expected = (
+        {f"{OS}::test_os[{h}:os-universe-ca]" for h in NODES}
+        | {f"{OS}::test_os[nova-ctl:os-universe-ca-nova-ctl]"}
+        | {f"{EXT}::test_endpoint[{h}:{e}]" for h in HOSTS for e in UNIVERSE}
+    )
     assert set(bad) == expected, sorted(set(bad) ^ expected)
     assert all("TLS not trusted" in m for m in bad.values())
     assert "update-ca-trust" in str(results) or "update-ca-trust" in output
@@ -185,19 +192,16 @@ def test_closed_mode_clean_then_public_resolver_and_untrusted_universe(closed_no
 @pytest.fixture(scope="module")
 def proxy_nodes_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
     """A 1/1/0/1 lab in proxy mode: the vendor host accepts only the HTTP proxy."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab = boot(LabSpec(name=f"np{worker_id(pytestconfig)}", masters=1, infra=1, ingress=0, workers=1, proxy=True))
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from booted(
+        LabSpec(name=f"np{worker_id(pytestconfig)}", masters=1, infra=1, ingress=0, workers=1, proxy=True)
+    )
 
 
-_DIRECT = ("import socket, sys\n"
-           "try:\n    socket.create_connection((sys.argv[1], 443), 2)\n    print('connected')\n"
-           "except OSError as exc:\n    print(type(exc).__name__)\n")
+_DIRECT = (
+    "import socket, sys\n"
+    "try:\n    socket.create_connection((sys.argv[1], 443), 2)\n    print('connected')\n"
+    "except OSError as exc:\n    print(type(exc).__name__)\n"
+)
 
 
 def test_proxy_mode_endpoints_go_through_the_proxy_and_proxy_deny_fails_exactly_them(proxy_nodes_lab: Lab) -> None:
@@ -220,8 +224,10 @@ def test_proxy_mode_endpoints_go_through_the_proxy_and_proxy_deny_fails_exactly_
     assert rc == 1, output[-3000:]
     bad = _bad(results)
     assert set(bad) == endpoints, sorted(set(bad) ^ endpoints)
-    assert all(m.startswith("refused by the proxy: ") and f"(via proxy {proxy}): HTTP/1.1 403 Forbidden" in m
-               for m in bad.values()), bad
+    assert all(
+        m.startswith("refused by the proxy: ") and f"(via proxy {proxy}): HTTP/1.1 403 Forbidden" in m
+        for m in bad.values()
+    ), bad
     assert f"Fix:      allow CONNECT to hub.nova-platform.io:443 on the proxy http://{proxy}" in output
     # Reverted: the same checks pass again.
     rc, results, output = run_suite(lab, EXT, "-k", "worker-1")

@@ -17,14 +17,16 @@ import pytest
 import yaml
 
 from pytest_nova.lab import Lab, LabSpec
-from tests.lab_fixtures import boot, lab_name, lab_skip_reason, run_suite
+from tests.lab_fixtures import booted, lab_name, run_suite
 
 pytestmark = [
     pytest.mark.lab,
     # The cluster checks read the API with kubectl, as on a user's nova-ctl; it is not a Debian package.
     # CI installs kubectl (.ci/install-deps), so there a missing kubectl fails instead of skipping.
-    pytest.mark.skipif(shutil.which("kubectl") is None and not os.environ.get("CI"),
-                       reason="kubectl is not on the PATH of this machine"),
+    pytest.mark.skipif(
+        shutil.which("kubectl") is None and not os.environ.get("CI"),
+        reason="kubectl is not on the PATH of this machine",
+    ),
 ]
 SUITES = ("suites/test_lb.py", "suites/test_cluster.py", "--nova-phase=postinstall")
 LB = "suites/test_lb.py::test_balancer"
@@ -35,14 +37,9 @@ SETTLE = 3.0
 
 @pytest.fixture(scope="module")
 def post_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab = boot(LabSpec(name=lab_name("p", pytestconfig), masters=1, infra=2, ingress=1, workers=1, installed=True))
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from booted(
+        LabSpec(name=lab_name("p", pytestconfig), masters=1, infra=2, ingress=1, workers=1, installed=True)
+    )
 
 
 def _by_outcome(results: dict[str, Any], outcome: str) -> dict[str, str]:
@@ -56,9 +53,13 @@ def test_installed_lab_passes_every_postinstall_check(post_lab: Lab) -> None:
     assert {r["check"] for r in records} == {"lb", "k8s"}
     assert results["summary"]["failed"] == results["summary"]["error"] == 0
     ids = {r["nodeid"] for r in records}
-    assert {f"{LB}[api:6443/tcp:passthrough]", f"{LB}[infra:443/tcp:infra-2]", f"{LB}[ingress:80/tcp:ingress]",
-            f"{NODE}[worker-1:k8s-nodes-ready]", "suites/test_cluster.py::test_cluster[cluster:k8s-system-pods-running]"
-            } <= ids
+    assert {
+        f"{LB}[api:6443/tcp:passthrough]",
+        f"{LB}[infra:443/tcp:infra-2]",
+        f"{LB}[ingress:80/tcp:ingress]",
+        f"{NODE}[worker-1:k8s-nodes-ready]",
+        "suites/test_cluster.py::test_cluster[cluster:k8s-system-pods-running]",
+    } <= ids
     token = yaml.safe_load(post_lab.kubeconfig_path.read_text())["users"][0]["user"]["token"]
     assert token not in output and token not in str(results)
     # The lab's own inventory resolves through dns-1/dns-2: DNS is external, so there are no 53 checks.
@@ -79,13 +80,15 @@ def _dns_internal(lab: Lab) -> Path:
 
 
 def test_internal_dns_answers_53_through_the_infra_balancer_and_on_each_infra_node(post_lab: Lab) -> None:
-    rc, results, output = run_suite(post_lab, "suites/test_lb.py", "--nova-phase=postinstall",
-                                    f"--nova-inventory={_dns_internal(post_lab)}")
+    rc, results, output = run_suite(
+        post_lab, "suites/test_lb.py", "--nova-phase=postinstall", f"--nova-inventory={_dns_internal(post_lab)}"
+    )
     assert rc == 0, output[-3000:]
     passed = _by_outcome(results, "passed")
     assert DNS53 <= set(passed), output[-3000:]
     assert passed[f"{LB}[infra:53/udp:infra]"].startswith(
-        f"the infra balancer ({post_lab.hosts['lb-infra'].address}) 53/udp answered NOERROR ")
+        f"the infra balancer ({post_lab.hosts['lb-infra'].address}) 53/udp answered NOERROR "
+    )
     for nodeid in DNS53:
         assert " answered NOERROR " in passed[nodeid], passed[nodeid]
 
@@ -94,8 +97,9 @@ def test_dns53_down_fails_exactly_that_backends_53_checks(post_lab: Lab) -> None
     inventory = _dns_internal(post_lab)
     with post_lab.fault("dns53-down", host="infra-1"):
         time.sleep(SETTLE)  # the balancer's TCP check of 53 takes infra-1 out for udp and tcp
-        rc, results, output = run_suite(post_lab, "suites/test_lb.py", "--nova-phase=postinstall",
-                                        f"--nova-inventory={inventory}")
+        rc, results, output = run_suite(
+            post_lab, "suites/test_lb.py", "--nova-phase=postinstall", f"--nova-inventory={inventory}"
+        )
     assert rc == 1, output[-3000:]
     failed = _by_outcome(results, "failed")
     assert set(failed) == {f"{LB}[infra:53/udp:infra-1]", f"{LB}[infra:53/tcp:infra-1]"}, output[-3000:]
@@ -109,26 +113,49 @@ def test_dns53_down_fails_exactly_that_backends_53_checks(post_lab: Lab) -> None
 
 
 FAULTS = [
-    pytest.param("healthcheck-503", {"host": "infra-1"},
-                 {f"{LB}[infra:80/tcp:infra-1]": "infra-1 (", f"{LB}[infra:443/tcp:infra-1]": "answered 503 Service "
-                  "Unavailable ('unhealthy') on GET https://"}, id="503-backend-behind-a-balancer"),
-    pytest.param("healthcheck-503", {"host": "master-1"},
-                 {f"{LB}[api:6443/tcp:master-1]": "master-1 (", f"{LB}[api:6443/tcp:api]": "the api balancer ("},
-                 id="503-only-master"),
-    pytest.param("tls-terminating-api-lb", {},
-                 {f"{LB}[api:6443/tcp:passthrough]": "api balancer terminates TLS: it presents O=Nova Lab, "
-                  "CN=nova-api-lb"}, id="tls-terminating-api-lb"),
-    pytest.param("node-notready", {"node": "worker-1"},
-                 {f"{NODE}[worker-1:k8s-nodes-ready]": "worker-1 is NotReady: Ready=Unknown"}, id="node-notready"),
-    pytest.param("node-missing", {"node": "worker-1"},
-                 {f"{NODE}[worker-1:k8s-nodes-ready]": "worker-1 is not registered in the cluster (kubectl get "
-                  "nodes lists 4 of 5 inventory nodes)"}, id="node-missing"),
+    pytest.param(
+        "healthcheck-503",
+        {"host": "infra-1"},
+        {
+            f"{LB}[infra:80/tcp:infra-1]": "infra-1 (",
+            f"{LB}[infra:443/tcp:infra-1]": "answered 503 Service Unavailable ('unhealthy') on GET https://",
+        },
+        id="503-backend-behind-a-balancer",
+    ),
+    pytest.param(
+        "healthcheck-503",
+        {"host": "master-1"},
+        {f"{LB}[api:6443/tcp:master-1]": "master-1 (", f"{LB}[api:6443/tcp:api]": "the api balancer ("},
+        id="503-only-master",
+    ),
+    pytest.param(
+        "tls-terminating-api-lb",
+        {},
+        {f"{LB}[api:6443/tcp:passthrough]": "api balancer terminates TLS: it presents O=Nova Lab, CN=nova-api-lb"},
+        id="tls-terminating-api-lb",
+    ),
+    pytest.param(
+        "node-notready",
+        {"node": "worker-1"},
+        {f"{NODE}[worker-1:k8s-nodes-ready]": "worker-1 is NotReady: Ready=Unknown"},
+        id="node-notready",
+    ),
+    pytest.param(
+        "node-missing",
+        {"node": "worker-1"},
+        {
+            f"{NODE}[worker-1:k8s-nodes-ready]": "worker-1 is not registered in the cluster (kubectl get "
+            "nodes lists 4 of 5 inventory nodes)"
+        },
+        id="node-missing",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("fault", "params", "expected"), FAULTS)
-def test_fault_fails_exactly_its_checks(post_lab: Lab, fault: str, params: dict[str, str],
-                                        expected: dict[str, str]) -> None:
+def test_fault_fails_exactly_its_checks(
+    post_lab: Lab, fault: str, params: dict[str, str], expected: dict[str, str]
+) -> None:
     with post_lab.fault(fault, **params):
         time.sleep(SETTLE)
         rc, results, output = run_suite(post_lab, *SUITES)
@@ -144,10 +171,16 @@ def test_fault_fails_exactly_its_checks(post_lab: Lab, fault: str, params: dict[
 
 K8S_NODE = "suites/test_k8s_nodes.py::test_k8s_node"
 NODE_FAULTS = [
-    pytest.param("kubelet-down", {f"{K8S_NODE}[worker-1:k8s-kubelet-active]": "Connection refused (the kubelet is "
-                                  "not running)"}, id="kubelet-down"),
-    pytest.param("cni-missing", {f"{K8S_NODE}[worker-1:k8s-cni-configured]": "/etc/cni/net.d holds no CNI config"},
-                 id="cni-missing"),
+    pytest.param(
+        "kubelet-down",
+        {f"{K8S_NODE}[worker-1:k8s-kubelet-active]": "Connection refused (the kubelet is not running)"},
+        id="kubelet-down",
+    ),
+    pytest.param(
+        "cni-missing",
+        {f"{K8S_NODE}[worker-1:k8s-cni-configured]": "/etc/cni/net.d holds no CNI config"},
+        id="cni-missing",
+    ),
 ]
 
 
@@ -155,8 +188,12 @@ def test_installed_nodes_pass_their_postinstall_checks(post_lab: Lab) -> None:
     rc, results, output = run_suite(post_lab, "suites/test_k8s_nodes.py", "--nova-phase=postinstall")
     assert rc == 0, output[-3000:]
     checks = {r["requirement"] for r in results["results"]}
-    assert {"k8s-kubelet-active", "k8s-container-runtime-active", "k8s-packages-installed",
-            "k8s-cni-configured"} <= checks
+    assert {
+        "k8s-kubelet-active",
+        "k8s-container-runtime-active",
+        "k8s-packages-installed",
+        "k8s-cni-configured",
+    } <= checks
     assert results["summary"]["passed"] == len(results["results"])
 
 

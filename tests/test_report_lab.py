@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_nova.lab import Lab, LabSpec
-from tests.lab_fixtures import boot, lab_name, lab_skip_reason, run_suite
+from tests.lab_fixtures import booted, lab_name, run_suite
 
 pytestmark = pytest.mark.lab
 OS = "suites/test_os.py"
@@ -30,14 +30,7 @@ FIXES = {"os-sudoers-file": "99-", "os-sudo-nopasswd": "NOPASSWD:ALL", "os-user-
 
 @pytest.fixture(scope="module")
 def report_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab = boot(LabSpec(name=lab_name("r", pytestconfig), masters=1, infra=1, ingress=1, workers=1))
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from booted(LabSpec(name=lab_name("r", pytestconfig), masters=1, infra=1, ingress=1, workers=1))
 
 
 def _failed(results: dict[str, Any], outcome: str) -> set[tuple[str, str]]:
