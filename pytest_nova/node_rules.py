@@ -128,6 +128,15 @@ def universe_hub(ctx: Context) -> tuple[str, int]:
     return f"hub.{domain}", 443
 
 
+def _unusable(path: str, st: dict[str, Any], *, label: str = "", hint: str = "", fix: str = "") -> Finding | None:
+    """The finding for a file that is missing or cannot be examined; None when its stat is there to judge."""
+    if _missing(st):
+        return Finding(FAILED, f"{label}{path} is missing", fix)
+    if "error" in st:
+        return Finding(ERROR, f"cannot stat {path}: {st['error']}{hint}")
+    return None
+
+
 # ---- OS account (docs "account 1", "account 2")
 
 
@@ -156,10 +165,9 @@ def sudoers_dropin(facts: Facts, params: dict[str, Any], ctx: Context) -> Findin
     path = sudoers_path(params, ctx)
     st = dict((facts.get("stat") or {}).get(path) or {"error": "not gathered"})
     mode, owner = str(params.get("mode", "0440")), str(params.get("owner", "root"))
-    if _missing(st):
-        return Finding(FAILED, f"{path} is missing")
-    if "error" in st:
-        return Finding(ERROR, f"cannot stat {path}: {st['error']} (sudo -n was refused too)")
+    unusable = _unusable(path, st, hint=" (sudo -n was refused too)")
+    if unusable:
+        return unusable
     if st.get("type") != "file":
         return Finding(FAILED, f"{path} is not a regular file")
     if st.get("mode") != mode or st.get("owner") != owner:
@@ -187,10 +195,9 @@ def ssh_dir(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
     path = f"{acct.get('home')}/.ssh"
     st = dict(acct.get("ssh_dir") or {})
     mode = str(params.get("mode", "0700"))
-    if _missing(st):
-        return Finding(FAILED, f"{path} is missing")
-    if "error" in st:
-        return Finding(ERROR, f"cannot stat {path}: {st['error']}")
+    unusable = _unusable(path, st)
+    if unusable:
+        return unusable
     if st.get("type") != "dir" or st.get("mode") != mode or st.get("owner") != ctx.user:
         what = "is not a directory" if st.get("type") != "dir" else f"has {_mode_text(st)}"
         return Finding(FAILED, f"{path} {what}; expected a directory, mode {mode}, owner {ctx.user}")
@@ -206,10 +213,9 @@ def authorized_keys_mode(facts: Facts, params: dict[str, Any], ctx: Context) -> 
     path = str(acct.get("authorized_keys_path"))
     st = dict(acct.get("authorized_keys") or {})
     mode = str(params.get("mode", "0600"))
-    if _missing(st):
-        return Finding(FAILED, f"{path} is missing")
-    if "error" in st:
-        return Finding(ERROR, f"cannot stat {path}: {st['error']}")
+    unusable = _unusable(path, st)
+    if unusable:
+        return unusable
     if st.get("mode") != mode or st.get("owner") != ctx.user:
         return Finding(FAILED, f"{path} has {_mode_text(st)}; expected mode {mode}, owner {ctx.user}")
     return Finding(PASSED, f"{path} has {_mode_text(st)}")
@@ -247,10 +253,9 @@ def private_key(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
                                                                               p.endswith(raw[1:]))),
                     (raw, {"error": "not gathered"}))
     modes = [str(m) for m in params.get("modes", ["0600", "0400"])]
-    if _missing(st):
-        return Finding(FAILED, f"private key {path} is missing", f"ssh-keygen -f {path}")
-    if "error" in st:
-        return Finding(ERROR, f"cannot stat {path}: {st['error']}")
+    unusable = _unusable(path, st, label="private key ", fix=f"ssh-keygen -f {path}")
+    if unusable:
+        return unusable
     if st.get("type") != "file" or st.get("mode") not in modes:
         return Finding(FAILED, f"private key {path} has {_mode_text(st)}; expected mode {' or '.join(modes)}",
                        f"chmod 600 {path}")
