@@ -5,7 +5,8 @@ For each N it boots a lab, then measures, from inside nova-ctl's namespace, with
 1. the full pre-install matrix (``suites/test_firewall.py``: temporary listeners, TCP/UDP/ICMP/IPIP);
 2. on the installed lab, the same suite limited to the TCP rules (``-k tcp``, post-install: real services);
 3. on the installed lab, a plain testinfra implementation of those TCP rules: one test per source, destination
-   and port asserting ``host.addr(addr).port(port).is_reachable``, with a shared SSH ControlPath (its best case).
+   and port asserting ``host.addr(addr).port(port).is_reachable`` — once as testinfra runs by default (a new
+   SSH login per command) and once given a shared SSH ControlPath (its best case).
 
 Wall time includes pytest's start, collection and xdist workers: what a user waits for. SSH logins are counted
 from the lab hosts' sshd logs. ``--plain-limit K`` runs an evenly spread sample of K plain tests and extrapolates
@@ -106,8 +107,11 @@ def plain_cases(inv: Inventory) -> list[list[Any]]:
     return cases
 
 
-def run_plain(lab: Lab, limit: int) -> tuple[Run, int]:
-    """The plain testinfra run over (a sample of) the TCP cases; returns the run and the number of all cases."""
+def run_plain(lab: Lab, limit: int, mux: bool) -> tuple[Run, int]:
+    """The plain testinfra run over (a sample of) the TCP cases; returns the run and the number of all cases.
+
+    ``mux``: share one SSH connection per host through a ControlPath; without it, testinfra's default.
+    """
     inv = load_inventory(lab.inventory_path)
     cases = plain_cases(inv)
     chosen = cases if not limit or limit >= len(cases) else cases[:: max(1, len(cases) // limit)][:limit]
@@ -118,8 +122,9 @@ def run_plain(lab: Lab, limit: int) -> tuple[Run, int]:
         (work / "cases.json").write_text(json.dumps(chosen))
         sd = lab.state_dir
         # ControlPath here, not as testinfra's controlpath=: testinfra %-formats that one, which breaks on %C.
-        opts = (f"-o UserKnownHostsFile={sd / 'known_hosts'} -o StrictHostKeyChecking=yes -o BatchMode=yes "
-                f"-o ControlPath={control}/%C")
+        opts = f"-o UserKnownHostsFile={sd / 'known_hosts'} -o StrictHostKeyChecking=yes -o BatchMode=yes"
+        if mux:
+            opts += f" -o ControlPath={control}/%C"
         env = {"PLAIN_CASES": str(work / "cases.json"), "PLAIN_SSH_OPTS": opts, "PLAIN_KEY": str(sd / "id_nova")}
         logins = _logins(lab)
         start = time.monotonic()
@@ -146,12 +151,13 @@ def bench(n: int, limit: int) -> dict[str, Any]:
         full = run_matrix(lab)
         lab.set_installed(True)
         tcp = run_matrix(lab, "--nova-phase=postinstall", "-k", "tcp")
-        plain, total = run_plain(lab, limit)
+        plain, total = run_plain(lab, limit, mux=False)
+        mux, _ = run_plain(lab, limit, mux=True)
     finally:
         lab.down()
-    plain_full = plain.seconds * total / plain.probes
     return {"n": n, "hosts": len([h for h in lab.hosts.values() if h.kind in ("runner", "node", "workstation")]),
-            "full": full, "tcp": tcp, "plain": plain, "plain_total": total, "plain_full": plain_full,
+            "full": full, "tcp": tcp, "plain": plain, "mux": mux, "plain_total": total,
+            "plain_full": plain.seconds * total / plain.probes, "mux_full": mux.seconds * total / mux.probes,
             "sampled": plain.probes < total}
 
 
@@ -159,8 +165,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table of the results."""
     lines = [
         "| workers (hosts) | matrix wall | probes | probes/s | SSH logins | TCP rules, installed: nova | "
-        "plain testinfra | plain logins | ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "plain testinfra (default) | its logins | ratio | plain testinfra + ControlPath | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         f, t, p = r["full"], r["tcp"], r["plain"]
@@ -169,7 +175,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['n']} ({r['hosts']}) | {f.seconds:.1f} s | {f.probes} | {f.probes / f.seconds:.0f} | {f.logins} | "
             f"{t.seconds:.1f} s for {t.probes} | {est}{r['plain_full']:.0f} s for {r['plain_total']}{sample} | "
-            f"{p.logins} | {est}{r['plain_full'] / t.seconds:.0f}× |"
+            f"{p.logins} | {est}{r['plain_full'] / t.seconds:.0f}× | {est}{r['mux_full']:.0f} s | "
+            f"{est}{r['mux_full'] / t.seconds:.1f}× |"
         )
     return "\n".join(lines)
 
