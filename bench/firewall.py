@@ -10,9 +10,10 @@ For each N it boots a lab, then measures, from inside nova-ctl's namespace, with
 
 Wall time includes pytest's start, collection and xdist workers: what a user waits for. SSH logins are counted
 from the lab hosts' sshd logs. ``--plain-limit K`` runs an evenly spread sample of K plain tests and extrapolates
-the plain time from their rate (marked ``~`` in the table). Run as root on a quiet machine:
+the plain time from their rate (marked ``~`` in the table; ``--mux-limit`` likewise for the ControlPath run).
+Run as root on a quiet machine:
 
-    python bench/firewall.py --sizes 10 30 60
+    python bench/firewall.py --sizes 10 30 60 --plain-limit 300
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def run_plain(lab: Lab, limit: int, mux: bool) -> tuple[Run, int]:
         shutil.rmtree(control, ignore_errors=True)
 
 
-def bench(n: int, limit: int) -> dict[str, Any]:
+def bench(n: int, limit: int, mux_limit: int) -> dict[str, Any]:
     """Boot the 3/2/1/n lab, measure, tear it down."""
     spec = LabSpec(name=f"fwb{n}", workers=n)
     if state_dir(spec.name).exists():
@@ -152,13 +153,13 @@ def bench(n: int, limit: int) -> dict[str, Any]:
         lab.set_installed(True)
         tcp = run_matrix(lab, "--nova-phase=postinstall", "-k", "tcp")
         plain, total = run_plain(lab, limit, mux=False)
-        mux, _ = run_plain(lab, limit, mux=True)
+        mux, _ = run_plain(lab, mux_limit, mux=True)
     finally:
         lab.down()
     return {"n": n, "hosts": len([h for h in lab.hosts.values() if h.kind in ("runner", "node", "workstation")]),
             "full": full, "tcp": tcp, "plain": plain, "mux": mux, "plain_total": total,
             "plain_full": plain.seconds * total / plain.probes, "mux_full": mux.seconds * total / mux.probes,
-            "sampled": plain.probes < total}
+            "sampled": plain.probes < total, "mux_sampled": mux.probes < total}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -171,12 +172,13 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         f, t, p = r["full"], r["tcp"], r["plain"]
         est = "~" if r["sampled"] else ""
+        mest = "~" if r["mux_sampled"] else ""
         sample = f" ({p.probes} of {r['plain_total']} run)" if r["sampled"] else ""
         lines.append(
             f"| {r['n']} ({r['hosts']}) | {f.seconds:.1f} s | {f.probes} | {f.probes / f.seconds:.0f} | {f.logins} | "
             f"{t.seconds:.1f} s for {t.probes} | {est}{r['plain_full']:.0f} s for {r['plain_total']}{sample} | "
-            f"{p.logins} | {est}{r['plain_full'] / t.seconds:.0f}× | {est}{r['mux_full']:.0f} s | "
-            f"{est}{r['mux_full'] / t.seconds:.1f}× |"
+            f"{p.logins} | {est}{r['plain_full'] / t.seconds:.0f}× | {mest}{r['mux_full']:.0f} s | "
+            f"{mest}{r['mux_full'] / t.seconds:.1f}× |"
         )
     return "\n".join(lines)
 
@@ -185,13 +187,16 @@ def main() -> None:
     """Parse the arguments, run every size, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 60])
-    parser.add_argument("--plain-limit", type=int, default=0, help="run at most K plain tests per size (0: all)")
+    parser.add_argument("--plain-limit", type=int, default=0,
+                        help="run at most K plain tests (testinfra's default connection) per size (0: all)")
+    parser.add_argument("--mux-limit", type=int, default=0,
+                        help="run at most K plain tests with a shared ControlPath per size (0: all)")
     a = parser.parse_args()
     rows = []
     for n in a.sizes:
-        row = bench(n, a.plain_limit)
+        row = bench(n, a.plain_limit, a.mux_limit)
         rows.append(row)
-        print(f"N={n}: {row['full']} tcp={row['tcp']} plain={row['plain']} of {row['plain_total']}",
+        print(f"N={n}: {row['full']} tcp={row['tcp']} plain={row['plain']} mux={row['mux']} of {row['plain_total']}",
               file=sys.stderr, flush=True)
     print(table(rows))
 
