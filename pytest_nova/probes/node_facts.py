@@ -314,6 +314,16 @@ def unix_connect(path: str, timeout: float) -> Facts:
         s.close()
 
 
+def _gather(paths: List[str], look: Callable[[str], Facts], denied: List[str]) -> Dict[str, Facts]:
+    """``look`` at each path; paths the user may not see are added to ``denied`` for the one sudo pass."""
+    out: Dict[str, Facts] = {}
+    for path in paths:
+        out[path] = got = look(path)
+        if got.get("errno") == errno.EACCES:
+            denied.append(path)
+    return out
+
+
 def binary(name: str, timeout: float) -> Facts:
     """Where ``name`` is and whether it prints a version."""
     path: Optional[str] = None
@@ -403,21 +413,10 @@ def main() -> None:
     priv_stat: List[str] = []
     priv_read: List[str] = []
     priv_connect: List[str] = []
-    stats: Dict[str, Facts] = {}
+    stats = _gather([os.path.expanduser(p) for p in params.get("stat", [])], stat_path, priv_stat)
     facts["stat"] = stats
-    for given in params.get("stat", []):
-        path = os.path.expanduser(given)
-        got = stat_path(path)
-        stats[path] = got
-        if got.get("errno") == errno.EACCES:
-            priv_stat.append(path)
-    reads: Dict[str, Facts] = {}
+    reads = _gather(list(params.get("read", [])), lambda p: read_file(p, 4096), priv_read)
     facts["read"] = reads
-    for path in params.get("read", []):
-        got = read_file(path, 4096)
-        reads[path] = got
-        if got.get("errno") == errno.EACCES:
-            priv_read.append(path)
     sockets: Dict[str, Facts] = {}
     facts["sockets"] = sockets
     for path in params.get("sockets", []):
