@@ -59,6 +59,7 @@ class Context:
         node = inv.host(self.host).address if self.host in _names(inv) else self.host
         values = {
             "<user>": self.user,
+            "<node name>": self.host,
             "<node>": node,
             "<ssh.identityFile>": inv.ssh.identity_file,
             "<dnsBaseDomain>": inv.dns_base_domain,

@@ -410,3 +410,10 @@ def test_dns_record_verdict(tmp_path: Path, dns_server: int, monkeypatch: pytest
     [v] = names.verdicts(check)
     assert (v.check, v.source, v.target) == ("dns", check.server, check.name)
     assert v.outcome == FAILED and "NXDOMAIN" in v.message
+
+
+def test_fix_texts_name_the_node_for_kubectl_and_its_address_for_ssh(inv: Inventory) -> None:
+    cni = load_catalog().get("k8s-cni-configured")
+    address = inv.host("master-1").address
+    assert "spec.nodeName=master-1)" in ctx(inv).fill(cni.fix)
+    assert f"nova-installer@{address}" in ctx(inv).fill("ssh-copy-id -i <ssh.identityFile>.pub <user>@<node>")
