@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytest_nova.yamlsource import Document, KeyPath, load
+from pytest_nova.yamlsource import Document, KeyPath, format_path, load
 
 ROLES = ("nova-ctl", "master", "infra", "ingress", "worker")
 MODES = ("internet", "closed")
@@ -227,8 +227,6 @@ def _unique(r: _Reader, hosts: Iterator[tuple[KeyPath, Host]]) -> None:
 
 
 def _at(r: _Reader, path: KeyPath) -> str:
-    from pytest_nova.yamlsource import format_path
-
     return f"{format_path(path)}, line {r.doc.line(path)}"
 
 
