@@ -31,7 +31,7 @@ from pytest_nova.inventory import Inventory
 from pytest_nova.options import Settings
 from pytest_nova.plan import Check
 from pytest_nova.plugin import session_of
-from pytest_nova.remote_scripts import Script, run_script, start_and_read, sudo_refused
+from pytest_nova.remote_scripts import SUDO_REFUSED, Script, run_script, start_and_read, sudo_refused
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
 
 CACHE_KEY = "firewall-matrix"
@@ -180,7 +180,7 @@ def judge_probe(
     if status == "unresolved":
         return FAILED, f"name not resolved: {p.address} on {p.source}: {detail}"
     if status == "unprovable":
-        why = f" ({source_sudo}: running it as root needs it)" if source_sudo else ""
+        why = f"; {source_sudo}" if source_sudo else ""
         return SKIPPED, f"skipped: cannot be proven: {p.source}: {detail}{why}"
     if p.protocol == "ipip":
         return _judge_ipip(p, status, detail, listening, timeout, source_sudo)
@@ -368,9 +368,9 @@ class MatrixRun:
                 if not sudo_refused(exc):
                     raise
                 # Without sudo: unprivileged ports still work; the rest are reported as unprovable, and why.
-                privilege = exc.cause
+                privilege = SUDO_REFUSED
                 with self.lock:
-                    self.no_sudo[req.host] = exc.cause
+                    self.no_sudo[req.host] = SUDO_REFUSED
                 ready, script = self._start(host, "listener", params, sudo=False)
         except HostError as exc:
             self.listening[req.host] = Listening(error=f"{exc.host}: {exc.cause}")
@@ -431,7 +431,7 @@ class MatrixRun:
             if not (sudo and sudo_refused(exc)):
                 raise
             with self.lock:
-                self.no_sudo[host.name] = exc.cause
+                self.no_sudo[host.name] = SUDO_REFUSED
             answer, script = self._start(host, "portprobe", params, sudo=False)
         self.streams.done(script.stream, timeout=5)
         return answer
