@@ -294,9 +294,15 @@ def staggered(probes: Sequence[Probe], offset: int) -> list[Probe]:
 
 
 def suspect(status: str, listening: Listening | None, p: Probe) -> bool:
-    """Whether a first-pass answer would be judged a drop, so it gets a second, slower look first."""
-    if status in ("filtered", "sent"):
+    """Whether a first-pass answer would be judged a drop, so it gets a second, slower look first.
+
+    Only where a drop is what would be reported: a target without a listener or receiver is judged
+    unprovable or an error whatever the probe saw, so probing it again would only cost time.
+    """
+    if status == "filtered":
         return True
+    if status == "sent":
+        return bool(listening and listening.ipip == "ready")
     return status == "silent" and p.protocol == "udp" and bool(listening and port_label(p.port, p.protocol)
                                                                 in listening.bound)
 
@@ -456,7 +462,9 @@ class MatrixRun:
 
     def _collect_ipip(self, timeout: float | None = None) -> None:
         """Ask each IPIP receiver which probe packets arrived; wait out the timeout only if some are missing."""
-        sent = [k for k, (status, _) in self.raw.items() if status == "sent"]
+        ready = {h for h, r in self.receivers.items() if self.listening.get(h, Listening()).ipip == "ready"}
+        targets = {p.key: p.target for ps in self.by_source.values() for p in ps}
+        sent = [k for k, (status, _) in self.raw.items() if status == "sent" and targets.get(k) in ready]
         if not sent:
             return
         probes_sent_by = time.monotonic()

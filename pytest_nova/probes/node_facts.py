@@ -2,10 +2,10 @@
 
 Runs on the checked host with python3 (3.6+, standard library only). The script arrives on stdin, followed by
 one JSON line of parameters; it prints one JSON line after the frame marker of the parameters. It changes
-nothing and writes no file: it only reads, resolves and connects. Privileged reads (a sudoers drop-in behind a 0750 directory, product_uuid, a root-only
-CRI socket) go through one ``sudo -n`` call, made only when an unprivileged attempt was refused.
-Every step has its own timeout; name lookups and endpoint probes run in threads, so one slow endpoint costs
-one timeout, not one per endpoint.
+nothing and writes no file: it only reads, resolves and connects. Privileged reads (a sudoers drop-in behind a
+0750 directory, product_uuid, a root-only CRI socket) go through one ``sudo -n`` call, made only when an
+unprivileged attempt was refused. Every step has its own timeout; name lookups and endpoint probes run in
+threads, so one slow endpoint costs one timeout, not one per endpoint.
 """
 # ruff: noqa: UP006, UP007, UP035, UP041, UP045
 # (typing.Dict, List, Optional, Tuple, Union, and socket.timeout, not TimeoutError before 3.10: this file runs on
