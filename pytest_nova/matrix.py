@@ -337,6 +337,7 @@ class MatrixRun:
             _parallel([(i, s, self.by_source[s], False) for i, s in enumerate(sources)], self._probe)
             self._collect_ipip()
             self._second_pass()
+            self._still_listening()
         finally:
             self.streams.close_all()
         verdicts: dict[str, list[str]] = {}
@@ -459,6 +460,19 @@ class MatrixRun:
                   limit=SECOND_PASS_HOSTS)
         if any(p.protocol == "ipip" for ps in again.values() for p in ps):
             self._collect_ipip(self.settings.probe_timeout * SECOND_PASS_SLOWER)
+
+    def _still_listening(self) -> None:
+        """Make sure every listener outlived the probes: one that died mid-way would pass for a rejecting firewall."""
+
+        def ask(host: str) -> None:
+            script = self.receivers[host]
+            try:
+                script.send("seen")
+                script.read(self.settings.connect_timeout + 5)
+            except HostError as exc:
+                self.listening[host] = Listening(error=f"{host}: the listener ended during the probes: {exc.cause}")
+
+        _parallel(sorted(self.receivers), ask)
 
     def _collect_ipip(self, timeout: float | None = None) -> None:
         """Ask each IPIP receiver which probe packets arrived; wait out the timeout only if some are missing."""

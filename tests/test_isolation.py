@@ -14,7 +14,7 @@ from pytest_nova.hosts import Access, HostError, RemoteHost, explain_ssh_failure
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.matrix import Listening, Probe, judge_probe, staggered, suspect
 from pytest_nova.probes import portprobe
-from pytest_nova.remote_scripts import Script, framed, new_marker
+from pytest_nova.remote_scripts import Script, framed, new_marker, start_and_read
 from pytest_nova.unreached import lines
 from pytest_nova.verdicts import SKIPPED
 
@@ -177,3 +177,17 @@ def test_the_terminal_names_each_unreachable_host_once(tmp_path: Path) -> None:
         {"outcome": "error", "message": "worker-1: python3 is not installed", "source": "worker-1"},
     ]
     assert lines(tmp_path, records) == [f"master-3: {cause}; 3 checks not run"]
+
+
+def test_a_listener_that_dies_mid_way_is_a_host_error_not_a_traceback(local: RemoteHost) -> None:
+    params = {"address": "127.0.0.1", "ports": [], "ipip": False, "magic": "nova-probe-x", "max_seconds": 30}
+    ready, script = start_and_read(local, "listener", params, 10)
+    assert ready["ready"] is True and ready["bound"] == []
+    script.send("seen")
+    assert script.read(5) == {"seen": []}
+    script.stream.kill()  # the script and its ssh are gone, as if the host crashed
+    with pytest.raises(HostError) as caught:
+        script.send("seen")
+        script.read(5)
+    assert caught.value.host == "nova-ctl" and "listener script" in caught.value.cause
+    script.stream.close(timeout=2)
