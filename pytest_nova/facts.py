@@ -24,7 +24,7 @@ import pytest
 
 from pytest_nova import dnscheck, shared
 from pytest_nova.catalog import Requirement
-from pytest_nova.hosts import HostError, Hosts
+from pytest_nova.hosts import HostError, Hosts, host_fix
 from pytest_nova.node_rules import (
     PEER_CHECKS,
     RULES,
@@ -230,11 +230,7 @@ class NodeFacts:
 
 
 def _host_fix(exc: HostError) -> str:
-    if "timed out" in exc.cause or "no route" in exc.cause:
-        return "make the host reachable over SSH from where the checks run, then run them again"
-    if "refused by" in exc.cause:
-        return "start sshd on the host (systemctl start sshd)"
-    return "fix the host access above, then run the checks again"
+    return host_fix(exc.cause)
 
 
 def read_public_key(path: Path) -> tuple[str | None, str]:

@@ -27,6 +27,11 @@ from pytest_nova.inventory import Host, Inventory
 
 RUN_DIR_ENV = "PYTEST_NOVA_RUN_DIR"
 SSH_FAILED = 255
+# Says the shared connection is fine but sshd allows no further session on it (MaxSessions).
+_SESSION_REFUSED = ("session open refused", "administratively prohibited", "session request failed")
+# Said when sshd dropped a connection before authentication (MaxStartups): worth one more try.
+_DROPPED_EARLY = ("kex_exchange_identification", "connection closed by remote host", "connection reset by peer")
+_NO_MUX = "-o ControlMaster=no -o ControlPath=none"
 
 
 @cache
@@ -104,8 +109,17 @@ def explain_ssh_failure(stderr: str, host: Host, user: str, port: int, access: A
         return f"ssh: login as {user!r} with key {key} refused (is the public key in ~{user}/.ssh/authorized_keys?)"
     if "could not resolve" in text:
         return f"ssh: cannot resolve {host.address}"
-    last = [line for line in stderr.strip().splitlines() if line.strip()]
-    return f"ssh: {last[-1] if last else 'failed without a message'}"
+    if any(s in text for s in _SESSION_REFUSED):
+        return f"ssh: {host.address} refused another session on the connection (sshd MaxSessions too low)"
+    last = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    message = last[-1] if last else "failed without a message"
+    # ssh prefixes its own messages with "ssh: "; say it once.
+    return "ssh: " + (message[len("ssh: "):] if message.startswith("ssh: ") else message)
+
+
+def session_refused(exc: HostError) -> bool:
+    """Whether ``exc`` says sshd refused one more session on the shared connection (a fresh one may work)."""
+    return "refused another session" in exc.cause
 
 
 class RemoteHost:
@@ -120,6 +134,8 @@ class RemoteHost:
         self.key = str(inv.resolve_file(host.identity_file or inv.ssh.identity_file))
         self.connection = host.connection or "ssh"
         self._lock = threading.Lock()
+        self._login_lock = threading.Lock()
+        self._login: HostError | bool = False
         self._backend: Any = None
         self._ssh_options = self._options(inv)
 
@@ -176,20 +192,66 @@ class RemoteHost:
             return {"ssh_identity_file": self.key, "timeout": max(1, round(self.access.connect_timeout))}
         return {}
 
-    def command(self, remote: str) -> list[str] | None:
-        """The local argv that runs ``remote`` here, as testinfra builds it; None where only testinfra can."""
+    def command(self, remote: str, *, multiplex: bool = True) -> list[str] | None:
+        """The local argv that runs ``remote`` here, as testinfra builds it; None where only testinfra can.
+
+        ``multiplex=False`` opens a connection of its own instead of a session on the shared one (for an sshd
+        whose MaxSessions is used up); ssh keeps the first value of each option, so these go first.
+        """
         backend = self.backend.backend
         if isinstance(backend, SshBackend):
             cmd, args = backend._build_ssh_command(remote)  # testinfra's own ssh command line
+            if not multiplex:
+                cmd.insert(cmd.index("ssh") + 1, _NO_MUX)
             return ["/bin/sh", "-c", backend.quote(" ".join(cmd), *args)]
         if isinstance(backend, LocalBackend):
             return ["/bin/sh", "-c", backend.get_command(remote)]
         return None
 
+    def login(self) -> None:
+        """Log in once per run (shared by every process of the run); raise the cached HostError if that failed.
+
+        The first login opens the shared connection every later command multiplexes over, so an unreachable
+        host costs one connect timeout per run, and sshd sees one authentication per host, not one per script.
+        """
+        if self.connection == "local":
+            return
+        with self._login_lock:
+            if self._login is False:
+                from pytest_nova import shared  # shared imports this module
+
+                try:
+                    shared.once(self.access.run_dir, f"login-{self.name}", self._first_login)
+                    self._login = True
+                except HostError as exc:
+                    self._login = exc
+            if isinstance(self._login, HostError):
+                raise self._login
+
+    def _first_login(self) -> bool:
+        limit = self.access.connect_timeout + 10
+        try:
+            self._run("true", stdin=None, limit=limit)
+        except HostError as exc:
+            if not any(s in exc.cause.lower() for s in _DROPPED_EARLY):
+                raise
+            # sshd drops excess unauthenticated connections at random (MaxStartups): one more try.
+            self._run("true", stdin=None, limit=limit)
+        return True
+
     def run(self, remote: str, *, stdin: bytes | None = None, timeout: float | None = None) -> Result:
         """Run a shell command; raise :class:`HostError` when the host cannot be reached or it hangs."""
+        self.login()
         limit = timeout or self.access.command_timeout
-        argv = self.command(remote)
+        try:
+            return self._run(remote, stdin=stdin, limit=limit)
+        except HostError as exc:
+            if not session_refused(exc):
+                raise
+            return self._run(remote, stdin=stdin, limit=limit, multiplex=False)
+
+    def _run(self, remote: str, *, stdin: bytes | None, limit: float, multiplex: bool = True) -> Result:
+        argv = self.command(remote, multiplex=multiplex)
         if argv is None:
             return self._run_testinfra(remote, stdin, limit)
         try:
@@ -231,18 +293,30 @@ class RemoteHost:
         out = box["out"]
         return Result(out.rc, out.stdout, out.stderr)
 
-    def start(self, remote: str, stdin: bytes) -> Stream:
-        """Start a long-lived command fed ``stdin``; it ends when :meth:`Stream.close` closes its input."""
-        argv = self.command(remote)
+    def start(self, remote: str, stdin: bytes, *, multiplex: bool = True) -> Stream:
+        """Start a long-lived command fed ``stdin``; it ends when :meth:`Stream.close` closes its input.
+
+        Raises :class:`HostError` when the host cannot be reached or the command ended before reading its input.
+        """
+        self.login()
+        argv = self.command(remote, multiplex=multiplex)
         if argv is None:
             raise HostError(self.name, f"temporary listeners need an ssh or local connection, not {self.url}")
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(stdin)
-        proc.stdin.flush()
-        return Stream(self, proc)
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+            )
+        except OSError as exc:
+            raise HostError(self.name, f"cannot start {argv[0]}: {exc.strerror}") from None
+        stream = Stream(self, proc)
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(stdin)
+            proc.stdin.flush()
+        except OSError:
+            # ssh (or the remote shell) ended before it read the script: say why it ended.
+            stream.failed()
+        return stream
 
     def close(self) -> None:
         """End the shared SSH connection of this host, if one is open."""
@@ -257,6 +331,8 @@ class Stream:
 
     def __init__(self, remote: RemoteHost, proc: subprocess.Popen[bytes]) -> None:
         self.remote, self.proc = remote, proc
+        self._closed = False
+        self._close_lock = threading.Lock()
 
     @property
     def stdout(self) -> IO[bytes]:
@@ -273,25 +349,50 @@ class Stream:
         if reader.is_alive():
             self.kill()
             raise HostError(self.remote.name, f"no answer within {timeout:g} s")
-        line = box[0].decode(errors="replace")
+        line = box[0].decode(errors="replace") if box else ""
         if not line:
-            self.proc.wait(timeout=5)
-            assert self.proc.stderr is not None
-            err = self.proc.stderr.read().decode(errors="replace")
-            self.remote._raise_for_login(Result(self.proc.returncode, "", err))
-            raise HostError(self.remote.name, err.strip().splitlines()[-1] if err.strip() else "exited early")
+            self.failed()
         return line
+
+    def failed(self) -> None:
+        """The command ended early (no more output): raise :class:`HostError` with the reason from stderr."""
+        try:
+            self.proc.wait(timeout=self.remote.access.connect_timeout + 5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        err = ""
+        if self.proc.stderr is not None:
+            try:
+                err = self.proc.stderr.read().decode(errors="replace")
+            except (OSError, ValueError):
+                pass
+        self.remote._raise_for_login(Result(self.proc.returncode, "", err))
+        lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
+        status = self.proc.returncode
+        raise HostError(self.remote.name, lines[-1] if lines else f"exited early (exit status {status})")
+
+    def close_input(self) -> None:
+        """Close the command's input (the remote script exits); safe to call more than once."""
+        stdin, self.proc.stdin = self.proc.stdin, None
+        if stdin is not None:
+            try:
+                stdin.close()
+            except OSError:
+                pass  # the command is gone already
 
     def close(self, timeout: float = 10) -> str:
         """Close the command's input and return the rest of its output; kill it if it lingers."""
-        try:
-            if self.proc.stdin:
-                self.proc.stdin.close()
-            out, _ = self.proc.communicate(timeout=timeout)
-            return out.decode(errors="replace")
-        except (subprocess.TimeoutExpired, OSError, ValueError):
-            self.kill()
-            return ""
+        with self._close_lock:
+            if self._closed:
+                return ""
+            self._closed = True
+            self.close_input()
+            try:
+                out, _ = self.proc.communicate(timeout=timeout)
+                return out.decode(errors="replace")
+            except (subprocess.TimeoutExpired, OSError, ValueError):
+                self.kill()
+                return ""
 
     def kill(self) -> None:
         """Stop the local side; the remote side exits when its input closes."""
@@ -299,7 +400,10 @@ class Stream:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        self.proc.wait(timeout=5)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass  # unkillable only in theory; nothing more to do locally
 
 
 class Hosts:
@@ -327,3 +431,22 @@ def close_control_sockets(folder: Path) -> None:
                 timeout=10,
                 check=False,
             )
+
+
+def host_fix(cause: str) -> str:
+    """What to do about a host that could not run the checks, from the cause of its :class:`HostError`."""
+    if "timed out" in cause or "no route" in cause:
+        return "make the host reachable over SSH from where the checks run, then run them again"
+    if "refused by" in cause:
+        return "start sshd on the host (systemctl start sshd)"
+    if "authorized_keys" in cause:
+        return "add the public key of the SSH identity to the user's ~/.ssh/authorized_keys on the host"
+    if "host key" in cause:
+        return "add the host key to the known_hosts file (ssh-keyscan) or set ssh.hostKeyPolicy: accept-new"
+    if "python3" in cause:
+        return "install python3 on the host"
+    if "sudo" in cause:
+        return "give the user passwordless sudo (an /etc/sudoers.d drop-in with NOPASSWD, docs: account 1)"
+    if "MaxSessions" in cause:
+        return "raise MaxSessions in the host's sshd_config (10 is the default), then run the checks again"
+    return "make the host accept the SSH login and run python3 scripts (the observed error says why not)"

@@ -31,7 +31,7 @@ from pytest_nova.inventory import Inventory
 from pytest_nova.options import Settings
 from pytest_nova.plan import Check
 from pytest_nova.plugin import session_of
-from pytest_nova.remote_scripts import parse_line, run_script, start_script
+from pytest_nova.remote_scripts import SUDO_REFUSED, Script, run_script, start_and_read, sudo_refused
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
 
 CACHE_KEY = "firewall-matrix"
@@ -39,7 +39,12 @@ LISTEN_PROTOCOLS = ("tcp", "udp")
 # Controller threads: every source and destination at once, up to this many (each is one ssh session).
 MAX_PARALLEL_HOSTS = 128
 READY_MARGIN = 15.0  # on top of the connect timeout: python3 start and binding a few dozen ports
-_SUDO_REFUSED = ("password is required", "a terminal is required", "sudo:")
+# Probes one source keeps in flight to any one destination: bounds the load the batches put on a host.
+PER_TARGET = 8
+# The second pass over apparent drops: this many times the timeout, this many times fewer probes at once,
+# and at most this many sources at a time.
+SECOND_PASS_SLOWER = 2
+SECOND_PASS_HOSTS = 16
 
 T = TypeVar("T")
 
@@ -89,6 +94,21 @@ class Listening:
     failed: dict[str, str] = field(default_factory=dict)
     ipip: str | None = None  # "ready", or why there is no receiver
     error: str | None = None  # the listener could not start at all
+    privilege: str | None = None  # why the listener runs without root (sudo -n refused), if it does
+
+    def needs_root(self) -> str:
+        """What, on this host, could not be served without root: for the "cannot be proven" message."""
+        parts = []
+        if self.ipip and self.ipip != "ready":
+            parts.append("the IPIP receiver")
+        low = sorted({int(k.split("/")[0]) for k, why in self.failed.items() if "needs root" in why})
+        if low:
+            start = next((why.rsplit(" ", 1)[-1].rstrip(")") for why in self.failed.values()
+                          if "unprivileged_port_start" in why), "1024")
+            parts.append(f"listeners on ports below {start}")
+        if not parts:
+            return "the listener needs it"
+        return " and ".join(parts) + (" need it" if len(parts) > 1 else " needs it")
 
 
 def probes_by_source(checks: Iterable[Check]) -> dict[str, list[Probe]]:
@@ -144,11 +164,14 @@ def judge_probe(
     listening: Listening | None,
     listeners: bool,
     timeout: float,
+    source_sudo: str | None = None,
 ) -> tuple[str, str]:
     """Outcome and message of one probe, from the probe script's status and what the target served.
 
     ``status`` is the probe script's word (open, refused, unreachable, blocked, filtered, silent, sent, seen,
-    unresolved, error) or ``unreached`` with the source's HostError in ``detail``.
+    unresolved, unprovable, error) or ``unreached`` with the source's HostError in ``detail``. A probe that
+    looked dropped has been probed a second time, slower, before it gets here. ``source_sudo`` is why sudo
+    was refused on the source, if it was.
     """
     label = port_label(p.port, p.protocol)
     where = f"{p.target} {label}"
@@ -156,8 +179,11 @@ def judge_probe(
         return ERROR, f"error: cannot probe from {p.source}: {detail}"
     if status == "unresolved":
         return FAILED, f"name not resolved: {p.address} on {p.source}: {detail}"
+    if status == "unprovable":
+        why = f"; {source_sudo}" if source_sudo else ""
+        return SKIPPED, f"skipped: cannot be proven: {p.source}: {detail}{why}"
     if p.protocol == "ipip":
-        return _judge_ipip(p, status, detail, listening, timeout)
+        return _judge_ipip(p, status, detail, listening, timeout, source_sudo)
     taken = listening.taken.get(label) if listening else None
     ours = bool(listening and label in listening.bound)
     missing = None  # why the temporary listener this probe needed is not there
@@ -168,11 +194,13 @@ def judge_probe(
         return PASSED, f"open: port already in use by {taken}" if taken else "open"
     # TCP and ICMP always answer when the path is open (an RST, a reply); UDP only when our echo listener is there.
     if status == "filtered" or (status == "silent" and ours):
-        return FAILED, f"filtered: no answer within {timeout} s"
+        return FAILED, f"filtered: no answer within {timeout} s (nor on a second, slower try)"
     if status == "blocked":
         return FAILED, f"filtered: blocked on {p.source} itself ({detail}: a local firewall drops outgoing packets)"
     if status == "unreachable":
         return FAILED, f"unreachable: {detail} (a router or firewall rejected it, or {p.target} is down)"
+    if missing and listening is not None and listening.privilege and "needs root" in missing:
+        return SKIPPED, f"skipped: cannot be proven: {p.target}: {listening.privilege}: {listening.needs_root()}"
     if missing:
         return ERROR, f"error: no temporary listener on {where} ({missing}); the probe saw: {status}"
     if status == "refused":
@@ -187,19 +215,22 @@ def judge_probe(
 
 
 def _judge_ipip(
-    p: Probe, status: str, detail: str, listening: Listening | None, timeout: float
+    p: Probe, status: str, detail: str, listening: Listening | None, timeout: float, source_sudo: str | None
 ) -> tuple[str, str]:
     if listening is None or listening.error:
         reason = listening.error if listening else "no receiver was requested"
         return ERROR, f"error: no IPIP receiver on {p.target} ({reason})"
     if listening.ipip != "ready":
+        if listening.privilege:
+            return SKIPPED, f"skipped: cannot be proven: {p.target}: {listening.privilege}: {listening.needs_root()}"
         return SKIPPED, f"skipped: cannot be proven: {listening.ipip} on {p.target}"
     if status == "seen":
         return PASSED, "open"
     if status == "sent":
-        return FAILED, f"filtered: the IPIP packet did not reach {p.target} within {timeout} s"
+        return FAILED, f"filtered: the IPIP packet did not reach {p.target} within {timeout} s (nor on a second try)"
     if status == "error" and "raw socket" in detail:
-        return SKIPPED, f"skipped: cannot be proven: {detail} on {p.source} (sending IPIP needs root: sudo -n)"
+        cause = source_sudo or "sudo -n"
+        return SKIPPED, f"skipped: cannot be proven: {p.source}: {cause}: sending IPIP needs it ({detail})"
     return judge_probe(p, status, detail, listening=None, listeners=False, timeout=timeout)
 
 
@@ -231,20 +262,16 @@ class Streams:
             self._closed = True
             streams, self._open = list(self._open), set()
         for s in streams:
-            try:
-                if s.proc.stdin:
-                    s.proc.stdin.close()
-            except OSError:
-                pass
+            s.close_input()
         for s in streams:
             s.close(timeout=5)
 
 
-def _parallel(items: Sequence[T], work: Callable[[T], None]) -> None:
+def _parallel(items: Sequence[T], work: Callable[[T], None], limit: int = MAX_PARALLEL_HOSTS) -> None:
     """Run ``work`` on every item at once; on Ctrl-C stop waiting (the caller's cleanup ends the scripts)."""
     if not items:
         return
-    pool = ThreadPoolExecutor(max_workers=min(len(items), MAX_PARALLEL_HOSTS), thread_name_prefix="nova-matrix")
+    pool = ThreadPoolExecutor(max_workers=min(len(items), limit), thread_name_prefix="nova-matrix")
     try:
         for future in [pool.submit(work, item) for item in items]:
             future.result()
@@ -252,12 +279,36 @@ def _parallel(items: Sequence[T], work: Callable[[T], None]) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _sudo_refused(exc: HostError) -> bool:
-    return any(s in exc.cause for s in _SUDO_REFUSED)
+def staggered(probes: Sequence[Probe], offset: int) -> list[Probe]:
+    """``probes`` grouped by destination, the destinations rotated by ``offset``.
+
+    Every source starts on a different destination, so the batches running at once spread their load over
+    the hosts instead of all hitting the first one together.
+    """
+    targets = list(dict.fromkeys(p.target for p in probes))
+    if not targets:
+        return []
+    k = offset % len(targets)
+    order = {t: i for i, t in enumerate(targets[k:] + targets[:k])}
+    return sorted(probes, key=lambda p: order[p.target])
+
+
+def suspect(status: str, listening: Listening | None, p: Probe) -> bool:
+    """Whether a first-pass answer would be judged a drop, so it gets a second, slower look first.
+
+    Only where a drop is what would be reported: a target without a listener or receiver is judged
+    unprovable or an error whatever the probe saw, so probing it again would only cost time.
+    """
+    if status == "filtered":
+        return True
+    if status == "sent":
+        return bool(listening and listening.ipip == "ready")
+    return status == "silent" and p.protocol == "udp" and bool(listening and port_label(p.port, p.protocol)
+                                                                in listening.bound)
 
 
 class MatrixRun:
-    """One computation of the matrix: listeners, probes, IPIP collection, cleanup."""
+    """One computation of the matrix: listeners, probes, a second pass over apparent drops, cleanup."""
 
     def __init__(self, hosts: Hosts, checks: Sequence[Check], settings: Settings) -> None:
         self.hosts, self.settings = hosts, settings
@@ -272,7 +323,9 @@ class MatrixRun:
         self.listening: dict[str, Listening] = {}
         self.raw: dict[str, tuple[str, str]] = {}
         self.tokens: dict[str, str] = {}
-        self.receivers: dict[str, Stream] = {}
+        self.receivers: dict[str, Script] = {}
+        self.no_sudo: dict[str, str] = {}  # host -> why sudo -n was refused there
+        self.second_pass = 0
         self.lock = threading.Lock()
 
     def compute(self) -> dict[str, Any]:
@@ -280,25 +333,31 @@ class MatrixRun:
         started = time.monotonic()
         try:
             _parallel(sorted(self.requests.values(), key=lambda r: r.host), self._listen)
-            _parallel(sorted(self.by_source), self._probe)
+            sources = sorted(self.by_source)
+            _parallel([(i, s, self.by_source[s], False) for i, s in enumerate(sources)], self._probe)
             self._collect_ipip()
+            self._second_pass()
+            self._still_listening()
         finally:
             self.streams.close_all()
         verdicts: dict[str, list[str]] = {}
         for probes in self.by_source.values():
             for p in probes:
                 status, detail = self.raw.get(p.key, ("error", "not probed"))
+                inside = (p.target, p.address) in self.known
                 outcome, message = judge_probe(
                     p,
                     status,
                     detail,
-                    listening=self.listening.get(p.target) if (p.target, p.address) in self.known else None,
-                    listeners=self.listeners and (p.target, p.address) in self.known,
+                    listening=self.listening.get(p.target) if inside else None,
+                    listeners=self.listeners and inside,
                     timeout=self.settings.probe_timeout,
+                    source_sudo=self.no_sudo.get(p.source),
                 )
                 verdicts[p.key] = [outcome, message]
         return {"verdicts": verdicts, "probes": len(verdicts), "sources": len(self.by_source),
-                "destinations": len(self.requests), "seconds": round(time.monotonic() - started, 3)}
+                "destinations": len(self.requests), "seconds": round(time.monotonic() - started, 3),
+                "second_pass": self.second_pass}
 
     def _lifetime(self) -> float:
         # A safety net only: normally the listener ends when its stdin closes.
@@ -308,14 +367,18 @@ class MatrixRun:
         host = self.hosts[req.host]
         params = {"address": req.address, "ports": req.ports, "ipip": req.ipip, "magic": self.magic,
                   "max_seconds": self._lifetime()}
+        privilege = None
         try:
             try:
-                ready, stream = self._start(host, "listener", params, sudo=True)
+                ready, script = self._start(host, "listener", params, sudo=True)
             except HostError as exc:
-                if not _sudo_refused(exc):
+                if not sudo_refused(exc):
                     raise
-                # Without sudo: ports above 1023 still work; the rest say why they could not be served.
-                ready, stream = self._start(host, "listener", params, sudo=False)
+                # Without sudo: unprivileged ports still work; the rest are reported as unprovable, and why.
+                privilege = SUDO_REFUSED
+                with self.lock:
+                    self.no_sudo[req.host] = SUDO_REFUSED
+                ready, script = self._start(host, "listener", params, sudo=False)
         except HostError as exc:
             self.listening[req.host] = Listening(error=f"{exc.host}: {exc.cause}")
             return
@@ -324,45 +387,45 @@ class MatrixRun:
             taken=dict(ready.get("taken", {})),
             failed=dict(ready.get("failed", {})),
             ipip=ready.get("ipip"),
+            privilege=privilege,
         )
         with self.lock:
-            self.receivers[req.host] = stream
+            self.receivers[req.host] = script
 
-    def _start(self, host: RemoteHost, name: str, params: dict[str, Any], *, sudo: bool) -> tuple[Any, Stream]:
-        stream = start_script(host, name, params, sudo=sudo)
-        self.streams.add(stream)
-        try:
-            limit = self.settings.connect_timeout + READY_MARGIN
-            if name == "portprobe":
-                limit = self.settings.command_timeout
-            return parse_line(host, name, stream.readline(limit)), stream
-        except HostError:
-            self.streams.done(stream, timeout=2)
-            raise
+    def _start(self, host: RemoteHost, name: str, params: dict[str, Any], *, sudo: bool) -> tuple[Any, Script]:
+        limit = self.settings.connect_timeout + READY_MARGIN
+        if name == "portprobe":
+            limit = self.settings.command_timeout
+        return start_and_read(host, name, params, limit, sudo=sudo, on_start=self.streams.add)
 
-    def _probe(self, source: str) -> None:
-        probes = self.by_source[source]
+    def _probe(self, job: tuple[int, str, Sequence[Probe], bool]) -> None:
+        index, source, probes, again = job
         host = self.hosts[source]
         rows = []
-        for i, p in enumerate(probes):
-            token = f"{source}/{i}"
-            self.tokens[token] = p.key
+        for i, p in enumerate(staggered(probes, index)):
+            token = f"{source}/{i}{'b' if again else ''}"
+            with self.lock:
+                self.tokens[token] = p.key
             rows.append([p.key, p.address, p.port, p.protocol, token])
         src = self.hosts.inventory.host(source).address
-        params: dict[str, Any] = {"timeout": self.settings.probe_timeout, "concurrency": self.settings.concurrency,
+        timeout = self.settings.probe_timeout * (SECOND_PASS_SLOWER if again else 1)
+        concurrency = max(1, self.settings.concurrency // SECOND_PASS_SLOWER) if again else self.settings.concurrency
+        params: dict[str, Any] = {"timeout": timeout, "concurrency": concurrency, "per_target": PER_TARGET,
                                   "probes": rows, "magic": self.magic, "source_address": src, "lifeline": True,
                                   "deadline": self.settings.command_timeout + 5}
-        sudo = any(p.protocol == "ipip" for p in probes)
+        sudo = any(p.protocol == "ipip" for p in probes) and source not in self.no_sudo
         try:
             answer = self._run_probe(host, params, sudo)
         except HostError as exc:
             cause = f"{exc.host}: {exc.cause}" if exc.host != source else exc.cause
-            with self.lock:
-                self.raw.update({p.key: ("unreached", cause) for p in probes})
+            if not again:
+                with self.lock:
+                    self.raw.update({p.key: ("unreached", cause) for p in probes})
             return
         with self.lock:
             for key, (status, detail) in answer.get("results", {}).items():
-                self.raw[key] = (str(status), str(detail))
+                if not again or str(status) not in ("filtered", "silent", "sent"):
+                    self.raw[key] = (str(status), str(detail))
 
     def _run_probe(self, host: RemoteHost, params: dict[str, Any], sudo: bool) -> Any:
         if host.command("true") is None:
@@ -370,34 +433,68 @@ class MatrixRun:
             return run_script(host, "portprobe", params | {"lifeline": False},
                               timeout=self.settings.command_timeout, sudo=sudo)
         try:
-            answer, stream = self._start(host, "portprobe", params, sudo=sudo)
+            answer, script = self._start(host, "portprobe", params, sudo=sudo)
         except HostError as exc:
-            if not (sudo and _sudo_refused(exc)):
+            if not (sudo and sudo_refused(exc)):
                 raise
-            answer, stream = self._start(host, "portprobe", params, sudo=False)
-        self.streams.done(stream, timeout=5)
+            with self.lock:
+                self.no_sudo[host.name] = SUDO_REFUSED
+            answer, script = self._start(host, "portprobe", params, sudo=False)
+        self.streams.done(script.stream, timeout=5)
         return answer
 
-    def _collect_ipip(self) -> None:
+    def _second_pass(self) -> None:
+        """Probe again, slower and fewer at a time, everything that looked dropped: only a repeat is a drop."""
+        again: dict[str, list[Probe]] = {}
+        for source, probes in self.by_source.items():
+            for p in probes:
+                status = self.raw.get(p.key, ("", ""))[0]
+                inside = (p.target, p.address) in self.known
+                if suspect(status, self.listening.get(p.target) if inside else None, p):
+                    again.setdefault(source, []).append(p)
+        self.second_pass = sum(len(v) for v in again.values())
+        if not again:
+            return
+        sources = sorted(again)
+        _parallel([(i, s, again[s], True) for i, s in enumerate(sources)], self._probe,
+                  limit=SECOND_PASS_HOSTS)
+        if any(p.protocol == "ipip" for ps in again.values() for p in ps):
+            self._collect_ipip(self.settings.probe_timeout * SECOND_PASS_SLOWER)
+
+    def _still_listening(self) -> None:
+        """Make sure every listener outlived the probes: one that died mid-way would pass for a rejecting firewall."""
+
+        def ask(host: str) -> None:
+            script = self.receivers[host]
+            try:
+                script.send("seen")
+                script.read(self.settings.connect_timeout + 5)
+            except HostError as exc:
+                self.listening[host] = Listening(error=f"{host}: the listener ended during the probes: {exc.cause}")
+
+        _parallel(sorted(self.receivers), ask)
+
+    def _collect_ipip(self, timeout: float | None = None) -> None:
         """Ask each IPIP receiver which probe packets arrived; wait out the timeout only if some are missing."""
-        sent = [k for k, (status, _) in self.raw.items() if status == "sent"]
+        ready = {h for h, r in self.receivers.items() if self.listening.get(h, Listening()).ipip == "ready"}
+        targets = {p.key: p.target for ps in self.by_source.values() for p in ps}
+        sent = [k for k, (status, _) in self.raw.items() if status == "sent" and targets.get(k) in ready]
         if not sent:
             return
         probes_sent_by = time.monotonic()
         self._ask_seen()
         if any(self.raw[k][0] == "sent" for k in sent):
-            time.sleep(max(0.0, probes_sent_by + self.settings.probe_timeout - time.monotonic()))
+            wait = self.settings.probe_timeout if timeout is None else timeout
+            time.sleep(max(0.0, probes_sent_by + wait - time.monotonic()))
             self._ask_seen()
 
     def _ask_seen(self) -> None:
         def ask(host: str) -> None:
-            stream = self.receivers[host]
+            script = self.receivers[host]
             try:
-                assert stream.proc.stdin is not None
-                stream.proc.stdin.write(b"seen\n")
-                stream.proc.stdin.flush()
-                seen = parse_line(stream.remote, "listener", stream.readline(self.settings.connect_timeout + 5))
-            except (HostError, OSError):
+                script.send("seen")
+                seen = script.read(self.settings.connect_timeout + 5)
+            except HostError:
                 return
             with self.lock:
                 for _addr, token in seen.get("seen", []):
@@ -431,6 +528,7 @@ class PortMatrix:
     def __init__(self, stored: dict[str, Any]) -> None:
         self.verdicts_by_key: dict[str, list[str]] = stored["verdicts"]
         self.probes = int(stored.get("probes", 0))
+        self.second_pass = int(stored.get("second_pass", 0))
         self.seconds = float(stored.get("seconds", 0.0))
 
     def verdicts(self, check: Check) -> list[Verdict]:
@@ -482,5 +580,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if value:
         terminalreporter.write_line(
             f"nova firewall matrix: {value['probes']} probes from {value.get('sources', '?')} sources to "
-            f"{value.get('destinations', '?')} listening hosts in {value['seconds']:.2f} s"
+            f"{value.get('destinations', '?')} listening hosts in {value['seconds']:.2f} s; "
+            f"{value.get('second_pass', 0)} probed a second time before being called dropped"
         )

@@ -51,7 +51,7 @@ class NovaSession:
 SESSION = pytest.StashKey[NovaSession]()
 # Modules holding fixtures for the suites, loaded as plugins; each engine keeps its fixtures beside its code.
 FIXTURE_MODULES = ("pytest_nova.fixtures", "pytest_nova.facts", "pytest_nova.matrix", "pytest_nova.cluster",
-                   "pytest_nova.balancers", "pytest_nova.report")
+                   "pytest_nova.balancers", "pytest_nova.report", "pytest_nova.unreached")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

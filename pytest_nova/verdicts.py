@@ -83,12 +83,32 @@ def judge(item_props: list[tuple[str, object]], nodeid: str, verdicts: list[Verd
         pytest.fail("nothing was checked: the plan produced no assertions for this item", pytrace=False)
     if bad:
         head = f"{len(bad)} of {len(verdicts)} failed" if len(verdicts) > 1 else ""
-        body = "\n\n".join(_label(v, len(verdicts) > 1) + v.explain() for v in bad[:20])
-        more = f"\n\n… and {len(bad) - 20} more (see the results JSON)" if len(bad) > 20 else ""
+        blocks = _blocks(bad, len(verdicts) > 1)
+        body = "\n\n".join(blocks[:20])
+        more = f"\n\n… and {len(blocks) - 20} more (see the results JSON)" if len(blocks) > 20 else ""
         pytest.fail((head + "\n" if head else "") + body + more, pytrace=False)
     skipped = [v for v in verdicts if v.outcome == SKIPPED]
     if skipped and len(skipped) == len(verdicts):
         pytest.skip(skipped[0].message)
+
+
+def _blocks(bad: list[Verdict], many: bool) -> list[str]:
+    """One block per failure; errors with the same cause (an unreachable host) share one block."""
+    blocks: list[str] = []
+    errors: dict[tuple[str, str], list[Verdict]] = {}
+    for v in bad:
+        if v.outcome == ERROR:
+            errors.setdefault((v.message, v.fix), []).append(v)
+        else:
+            blocks.append(_label(v, many) + v.explain())
+    for (message, fix), same in errors.items():
+        if len(same) == 1:
+            blocks.append(_label(same[0], many) + same[0].explain())
+            continue
+        where = ", ".join(_label(v, True).strip()[1:-1] for v in same[:3])
+        where += f" and {len(same) - 3} more" if len(same) > 3 else ""
+        blocks.append(f"[{where}]\nObserved: {message}" + (f"\nFix:      {fix}" if fix else ""))
+    return blocks
 
 
 def _label(v: Verdict, many: bool) -> str:

@@ -61,7 +61,16 @@ KINDS: dict[str, Kind] = {
     "tls-terminating-api-lb": Kind("the api balancer terminates TLS with its own certificate", ()),
     "node-notready": Kind("the API reports a node NotReady (installed mode)", (("node", "worker-1"),)),
     "node-missing": Kind("the API omits a node (installed mode)", (("node", "worker-1"),)),
+    "fw-reject": Kind("nftables reject in the destination's input chain (tcp: a TCP reset, udp/icmp: ICMP port "
+                      "unreachable); parameters as fw-drop",
+                      (("destination", "master-1"), ("port", "2379"), ("protocol", "tcp"), ("source", "workers"))),
     "sshd-down": Kind("stop sshd on a host", (("host", "worker-1"),)),
+    "noisy-shell": Kind("nova-installer's ~/.bashrc prints a banner on stdout and stderr, also for ssh commands",
+                        (("host", "worker-1"), ("text", "*** authorized use only ***"))),
+    "sshd-limits": Kind("restart a host's sshd with few sessions per connection and few unauthenticated "
+                        "connections", (("host", "worker-1"), ("max_sessions", "1"), ("max_startups", "2"))),
+    "no-icmp": Kind("an ordinary user cannot send ICMP on a host: ping_group_range excludes everyone and the "
+                    "ping binary is hidden", (("host", "worker-1"),)),
     "public-resolver": Kind("a host's resolv.conf points at a public resolver",
                             (("host", "worker-1"), ("nameserver", "8.8.8.8"))),
     "proxy-deny": Kind("the HTTP proxy answers CONNECT to the vendor names with 403 Forbidden (proxy mode)", ()),
@@ -73,10 +82,11 @@ KINDS: dict[str, Kind] = {
 }
 
 DNS_KINDS = ("dns-missing-record", "dns-wrong-target")
-NFT_KINDS = ("fw-drop", "endpoint-unreachable", "kubelet-down", "dns53-down")
+NFT_KINDS = ("fw-drop", "fw-reject", "endpoint-unreachable", "kubelet-down", "dns53-down")
 FLAG_KINDS = ("untrusted-ca", "healthcheck-503", "tls-terminating-api-lb", "node-notready", "node-missing",
               "proxy-deny")
-HOST_KINDS = ("sudoers-missing", "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing")
+HOST_KINDS = ("sudoers-missing", "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing",
+              "noisy-shell", "sshd-limits", "no-icmp")
 
 
 def get(kind: str, **params: object) -> Fault:
@@ -99,6 +109,8 @@ REGISTRY.update({
     "fw-drop-vxlan": get("fw-drop", port=4789, protocol="udp", source="nodes", destination="worker-1"),
     "fw-drop-icmp": get("fw-drop", port=0, protocol="icmp", source="nodes", destination="worker-1"),
     "wrong-mode-ssh-dir": get("wrong-mode", path="/home/nova-installer/.ssh", mode="0755"),
+    "fw-reject-etcd": get("fw-reject", port=2379, protocol="tcp", source="workers", destination="master-2"),
+    "fw-reject-vxlan": get("fw-reject", port=8472, protocol="udp", source="nodes", destination="worker-2"),
 })
 
 
@@ -157,7 +169,7 @@ def nft_rules(active: Sequence[Fault], hosts: Sequence[Host], base: Mapping[str,
     """Nftables input-chain rules per host name: the lab's ``base`` rules plus the active faults'."""
     rules: dict[str, list[str]] = {k: list(v) for k, v in base.items()}
     for f in active:
-        if f.kind == "fw-drop":
+        if f.kind in ("fw-drop", "fw-reject"):
             src = ", ".join(h.address for h in select(f["source"], hosts))
             proto = f["protocol"]
             if proto == "icmp":
@@ -165,9 +177,12 @@ def nft_rules(active: Sequence[Fault], hosts: Sequence[Host], base: Mapping[str,
             elif proto in ("tcp", "udp"):
                 match = f"{proto} dport {int(f['port'])}"
             else:
-                raise ValueError(f"fw-drop: protocol {proto!r} is not tcp, udp or icmp")
+                raise ValueError(f"{f.kind}: protocol {proto!r} is not tcp, udp or icmp")
+            verdict = "drop"
+            if f.kind == "fw-reject":
+                verdict = "reject with tcp reset" if proto == "tcp" else "reject with icmp type port-unreachable"
             for dst in select(f["destination"], hosts):
-                rules.setdefault(dst.name, []).append(f"ip saddr {{ {src} }} {match} drop")
+                rules.setdefault(dst.name, []).append(f"ip saddr {{ {src} }} {match} {verdict}")
         elif f.kind == "kubelet-down":
             for h in select(f["host"], hosts):
                 rules.setdefault(h.name, []).append("iif lo tcp dport 10248 reject with tcp reset")

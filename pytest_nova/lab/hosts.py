@@ -138,10 +138,13 @@ exec sleep infinity
 """
 
 
-def sshd_argv(log_file: Path) -> list[str]:
-    """Sshd in the foreground with the host's own ed25519 key, logging logins to ``log_file``."""
+def sshd_argv(log_file: Path, extra: Sequence[str] = ()) -> list[str]:
+    """Sshd in the foreground with the host's own ed25519 key, logging logins to ``log_file``.
+
+    ``extra`` options come first: sshd keeps the first value it is given for an option.
+    """
     return [
-        SSHD, "-D", "-h", HOST_KEY, "-E", str(log_file),
+        SSHD, "-D", "-h", HOST_KEY, "-E", str(log_file), *extra,
         "-o", "LogLevel=INFO", "-o", "PidFile=none", "-o", "UseDNS=no", "-o", "ListenAddress=0.0.0.0",
         # Many xdist workers open sessions at once; the default 10:30:100 would drop some.
         "-o", "MaxStartups=200:30:400", "-o", "MaxSessions=200",

@@ -8,6 +8,7 @@ import fcntl
 import os
 import secrets
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -324,9 +325,9 @@ class Lab:
             raise LabError(f"host {h.name} did not start: {log[-1] if log else 'no output'}")
         self._start_sshd(h.name)
 
-    def _start_sshd(self, host: str) -> None:
+    def _start_sshd(self, host: str, extra: Sequence[str] = ()) -> None:
         log = self.state_dir / "logs" / f"{host}.sshd.log"
-        self._spawn(f"sshd:{host}", in_host(self.holder(host), hosts.sshd_argv(log)), f"{host}.sshd.out")
+        self._spawn(f"sshd:{host}", in_host(self.holder(host), hosts.sshd_argv(log, extra)), f"{host}.sshd.out")
 
     def _write_files(self) -> None:
         sd = self.state_dir
@@ -589,6 +590,33 @@ class Lab:
             else:
                 self._start_sshd(host)
                 self._wait(f"sshd of {host}", lambda: _listening(self.holder(host), "tcp", 22))
+            return {}
+        if f.kind == "noisy-shell":
+            rc = f"{hosts.HOME}/.bashrc"
+            if on:
+                old = self.exec(host, f"cat {rc} 2>/dev/null || true").stdout
+                banner = shlex.quote(f["text"])
+                # At the top, before the usual "not interactive: return", as corporate banners are.
+                new = f"echo {banner}\necho {banner} >&2\n{old}"
+                run(in_host(self.holder(host), ["sh", "-c", f"cat > {rc}; chown {hosts.USER}: {rc}"]), input=new)
+                return {"bashrc": old}
+            run(in_host(self.holder(host), ["sh", "-c", f"cat > {rc}"]), input=undo["bashrc"])
+            return {}
+        if f.kind == "sshd-limits":
+            self._stop(f"sshd:{host}")
+            extra = (["-o", f"MaxSessions={int(f['max_sessions'])}", "-o", f"MaxStartups={int(f['max_startups'])}"]
+                     if on else [])
+            self._start_sshd(host, extra)
+            self._wait(f"sshd of {host}", lambda: _listening(self.holder(host), "tcp", 22))
+            return {}
+        if f.kind == "no-icmp":
+            if on:
+                old = self.exec(host, "cat /proc/sys/net/ipv4/ping_group_range").stdout.strip()
+                self.exec(host, "echo '1 0' > /proc/sys/net/ipv4/ping_group_range; for p in /usr/bin/ping /bin/ping;"
+                                " do [ -e $p ] && mount --bind /dev/null $p; done; true")
+                return {"range": old}
+            self.exec(host, f"echo {shlex.quote(undo['range'])} > /proc/sys/net/ipv4/ping_group_range; "
+                            "for p in /usr/bin/ping /bin/ping; do umount $p 2>/dev/null; done; true")
             return {}
         if f.kind == "sudoers-missing":
             if on:

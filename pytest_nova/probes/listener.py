@@ -7,8 +7,9 @@ UDP socket that echoes datagrams carrying the run's magic word; a port already i
 process that holds it and left alone. With ``ipip`` it also opens a raw IP protocol 4 socket and records the
 tokens of the probe packets that arrive (a raw socket takes a copy of each packet; it binds nothing).
 
-Prints one JSON line ``{"ready": ...}``, then serves. Each ``seen`` line on stdin prints
-``{"seen": [[source address, token], ...]}``. The script exits, releasing everything, when stdin closes (the
+Prints one message ``{"ready": ...}``, then serves. Each ``seen`` line on stdin prints
+``{"seen": [[source address, token], ...]}``. Every message is one line, ``<frame> <json>``, ``frame`` being
+the marker of the parameters. The script exits, releasing everything, when stdin closes (the
 SSH session ended: normal end, Ctrl-C or a lost connection), when its parent changes, or after ``max_seconds``.
 """
 # ruff: noqa: UP006, UP035, UP045
@@ -79,6 +80,15 @@ def process_of(inodes: List[str]) -> str:
     return "unknown process (naming it needs root: sudo -n was refused)"
 
 
+def unprivileged_port_start() -> int:
+    """The lowest port an ordinary user may bind here."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 1024
+
+
 def bind(address: str, port: int, proto: str) -> socket.socket:
     """A TCP listener or UDP socket on ``address`` (the probed one) or, if not local, on every address."""
     last = None  # type: Optional[OSError]
@@ -121,8 +131,9 @@ class Listener:
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
                     self.taken[key] = process_of(owners_of(int(port), proto))
-                elif exc.errno == errno.EACCES and int(port) < 1024:
-                    self.failed[key] = "binding a port below 1024 needs root (sudo -n was refused)"
+                elif exc.errno == errno.EACCES and int(port) < unprivileged_port_start():
+                    self.failed[key] = ("binding it needs root (net.ipv4.ip_unprivileged_port_start " +
+                                        str(unprivileged_port_start()) + ")")
                 else:
                     self.failed[key] = "cannot bind: " + os.strerror(exc.errno or 0)
                 continue
@@ -198,9 +209,12 @@ class Listener:
         os.write(self.wake_w, b"c" if line is not None else b"x")
 
 
+FRAME = [""]  # the run's frame marker, from the parameters
+
+
 def emit(obj: Dict[str, Any]) -> None:
-    """Print one JSON line."""
-    sys.stdout.write(json.dumps(obj) + "\n")
+    """Print one message: the frame marker and one JSON line (the controller ignores every other line)."""
+    sys.stdout.write(FRAME[0] + " " + json.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
@@ -208,6 +222,7 @@ def main() -> None:
     """Bind, report, serve, and release everything on the way out."""
     parent = os.getppid()
     params = json.loads(sys.stdin.buffer.readline().decode())
+    FRAME[0] = str(params.get("frame", ""))
     listener = Listener(params)
     emit(listener.ready())
 

@@ -1,11 +1,11 @@
 """Gather one host's facts in a single run: account, sudo, kernel, resolver, names, endpoints, node agents.
 
 Runs on the checked host with python3 (3.6+, standard library only). The script arrives on stdin, followed by
-one JSON line of parameters; it prints one JSON line. It changes nothing and writes no file: it only reads,
-resolves and connects. Privileged reads (a sudoers drop-in behind a 0750 directory, product_uuid, a root-only
-CRI socket) go through one ``sudo -n`` call, made only when an unprivileged attempt was refused.
-Every step has its own timeout; name lookups and endpoint probes run in threads, so one slow endpoint costs
-one timeout, not one per endpoint.
+one JSON line of parameters; it prints one JSON line after the frame marker of the parameters. It changes
+nothing and writes no file: it only reads, resolves and connects. Privileged reads (a sudoers drop-in behind a
+0750 directory, product_uuid, a root-only CRI socket) go through one ``sudo -n`` call, made only when an
+unprivileged attempt was refused. Every step has its own timeout; name lookups and endpoint probes run in
+threads, so one slow endpoint costs one timeout, not one per endpoint.
 """
 # ruff: noqa: UP006, UP007, UP035, UP041, UP045
 # (typing.Dict, List, Optional, Tuple, Union, and socket.timeout, not TimeoutError before 3.10: this file runs on
@@ -459,7 +459,8 @@ def main() -> None:
             reads.update(answer.get("read", {}))
             sockets.update(answer.get("connect", {}))
     facts["elapsed"] = round(time.time() - started, 3)
-    sys.stdout.write(json.dumps(facts) + "\n")
+    # Framed: the controller reads only the line that starts with the run's marker, never a banner.
+    sys.stdout.write(str(params.get("frame", "")) + " " + json.dumps(facts) + "\n")
     sys.stdout.flush()
 
 

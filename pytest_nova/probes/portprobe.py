@@ -1,4 +1,4 @@
-"""Probe many (address, port, protocol) destinations from this host at once; print one JSON line.
+"""Probe many (address, port, protocol) destinations from this host at once; print one framed JSON line.
 
 Sent by pytest-nova to a source host and run there with the host's own python3 (stdlib only, 3.6+).
 Parameters: one JSON line on stdin after the script. Probes run concurrently, at most ``concurrency`` in flight,
@@ -87,6 +87,9 @@ class Prober:
     def __init__(self, params: Dict[str, Any]) -> None:
         self.timeout = float(params["timeout"])
         self.limit = max(1, int(params.get("concurrency", 64)))
+        # At most this many probes in flight to one destination: the batches of all sources run at once.
+        self.per_target = max(1, int(params.get("per_target", 8)))
+        self.in_flight = {}  # type: Dict[str, int]
         self.source = params.get("source_address") or ""
         self.magic = str(params.get("magic", "nova-probe")).encode()
         self.results = {}  # type: Dict[str, Result]
@@ -142,16 +145,29 @@ class Prober:
         """Probe everything, at most ``limit`` at a time; IPIP packets first, they need no waiting."""
         probes = self.resolve(probes)
         pending = [p for p in probes if p.proto == "ipip"] + [p for p in probes if p.proto != "ipip"]
-        pending.reverse()
         while pending or self.active:
-            while pending and len(self.active) < self.limit:
-                self._start(pending.pop())
+            if len(self.active) < self.limit:
+                pending = self._start_some(pending)
             self._poll()
         for t in self.ping_threads:
             t.join()
         return self.results
 
+    def _start_some(self, pending: List[Probe]) -> List[Probe]:
+        """Start probes in order while slots are free, skipping destinations that have enough in flight."""
+        waiting = []  # type: List[Probe]
+        for i, p in enumerate(pending):
+            if len(self.active) >= self.limit:
+                return waiting + pending[i:]
+            if self.in_flight.get(p.address, 0) >= self.per_target:
+                waiting.append(p)
+                continue
+            self._start(p)
+        return waiting
+
     def _finish(self, p: Probe, result: Result) -> None:
+        if p.sock is not None and p.sock.fileno() in self.active:
+            self.in_flight[p.address] = self.in_flight.get(p.address, 1) - 1
         if p.sock is not None:
             self.active.pop(p.sock.fileno(), None)
             try:
@@ -182,6 +198,7 @@ class Prober:
     def _watch(self, p: Probe, sock: socket.socket, events: int) -> None:
         p.sock = sock
         self.active[sock.fileno()] = p
+        self.in_flight[p.address] = self.in_flight.get(p.address, 0) + 1
         self.sel.register(sock, events, p)
 
     def _start_tcp(self, p: Probe) -> None:
@@ -235,8 +252,8 @@ class Prober:
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
-                except OSError as exc:
-                    result = ("error", "no ICMP socket and no ping binary: " + str(exc))
+                except OSError:
+                    result = ("unprovable", no_icmp())
                 else:
                     result = ("open", "echo reply") if rc == 0 else ("filtered", "no echo reply (ping)")
             with self.lock:
@@ -320,6 +337,17 @@ class Prober:
             self._finish(p, ("open", ""))
 
 
+def no_icmp() -> str:
+    """Why this host cannot send an ICMP echo request at all."""
+    try:
+        with open("/proc/sys/net/ipv4/ping_group_range") as f:
+            low, high = f.read().split()[:2]
+    except (OSError, ValueError):
+        low, high = "?", "?"
+    return ("no ICMP socket and no usable ping binary: an unprivileged ICMP socket needs the group " +
+            str(os.getegid()) + " in net.ipv4.ping_group_range (" + low + " " + high + "), a raw one needs root")
+
+
 def lifeline(stop_after: float) -> None:
     """Exit when stdin closes (the controller is gone) or the deadline passes."""
 
@@ -348,7 +376,8 @@ def main() -> None:
     started = time.monotonic()
     results = Prober(params).run(probes)
     out = {"results": results, "seconds": round(time.monotonic() - started, 3), "uid": os.geteuid()}
-    sys.stdout.write(json.dumps(out) + "\n")
+    # Framed: the controller reads only lines that start with the run's marker.
+    sys.stdout.write(str(params.get("frame", "")) + " " + json.dumps(out) + "\n")
     sys.stdout.flush()
 
 

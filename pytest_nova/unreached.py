@@ -1,0 +1,62 @@
+"""The terminal's one line per host that could not be reached, however many checks it cost.
+
+Every check of such a host keeps its own error record (results JSON, JUnit); this summary says once per host
+what went wrong: ``master-3: ssh: connection timed out after 5 s; 36 checks not run``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_nova.plugin import session_of
+
+LOGIN_PREFIX = "login-"
+
+
+def failed_logins(run_dir: Path) -> dict[str, str]:
+    """Host -> cause, for every host whose one login of the run failed."""
+    out: dict[str, str] = {}
+    for path in sorted(run_dir.glob(f"{LOGIN_PREFIX}*.json")):
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if "error" in stored:
+            host, cause = stored["error"]
+            out[str(host)] = str(cause)
+    return out
+
+
+def not_run(records: Iterable[dict[str, Any]], host: str, cause: str) -> int:
+    """How many records are errors because of ``host``'s failed login."""
+    needle = f"{host}: {cause}"
+    count = 0
+    for r in records:
+        message = str(r.get("message", ""))
+        if r.get("outcome") == "error" and (needle in message or (cause in message and host in (
+                r.get("source"), r.get("target")))):
+            count += 1
+    return count
+
+
+def lines(run_dir: Path, records: list[dict[str, Any]]) -> list[str]:
+    """One line per unreachable host."""
+    return [f"{host}: {cause}; {not_run(records, host, cause)} checks not run"
+            for host, cause in failed_logins(run_dir).items()]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """On the controller: the unreachable hosts, once each."""
+    state = session_of(config)
+    if state.run_dir is None or not state.run_dir.is_dir():
+        return
+    out = lines(state.run_dir, state.collector.records())
+    if out:
+        terminalreporter.write_sep("-", "hosts the checks could not use")
+        for line in out:
+            terminalreporter.write_line(line, red=True)
