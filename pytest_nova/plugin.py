@@ -246,7 +246,7 @@ class ResultsWriter:
         except OutputError as exc:
             # After the run: the verdict still prints; the gate must not pass without its JSON.
             sys.stderr.write(f"ERROR: --nova-json: {exc}\n")
-            if session.exitstatus == pytest.ExitCode.OK:
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
                 session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
     def _write(self, inv: Inventory) -> None:

@@ -24,7 +24,7 @@ ENV = "NOVA_SECRETS"
 MIN_LENGTH = 4  # shorter values would mask ordinary words and numbers
 
 _secrets: set[str] = set()
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?P<password>[^/\s@]+)(?=@)")
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?!\$\{)(?P<password>[^/\s@]+)(?=@)")
 _PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S)
 _KUBE_SECRET_KEYS = ("token", "password", "client-key-data", "client-key")
 

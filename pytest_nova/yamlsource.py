@@ -89,9 +89,12 @@ class _Converter:
     def convert(self, node: yaml.Node, path: KeyPath) -> Any:
         self.budget -= 1
         if self.budget < 0:
-            raise self.fail(
-                node, path, f"the document expands to more than {MAX_VALUES} values through aliases; "
-                "write the values out instead of nesting aliases"
+            # Named at the top-level key being expanded: an alias's own mark is where its anchor was defined.
+            top = path[:1]
+            raise SourceError(
+                str(self.doc), self.lines.get(top, 1), format_path(top),
+                f"the document expands to more than {MAX_VALUES} values through aliases; "
+                "write the values out instead of nesting aliases",
             )
         self.lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
