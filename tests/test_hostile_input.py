@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_nova import secrets
+from pytest_nova.inventory import load_inventory
 from tests.test_inventory import GOOD
 
 SUITE = "def test_x(node_requirement):\n    pass\n"
@@ -113,6 +115,12 @@ TABLE: dict[str, tuple[Setup, str]] = {
                    "values are read); remove the tag"),
     "proxy-port-99999": (inventory(PROXY_99999), "inv.yaml:7: network.httpProxy: 'http://proxy:99999' has an "
                          "invalid port; write http://host:port with a port 1-65535"),
+    "proxy-password-in-error": (inventory(PROXY_99999.replace("http://proxy", "http://nova:hunter2-pw@proxy")),
+                                "inv.yaml:7: network.httpProxy: 'http://nova:***@proxy:99999' has an invalid port; "
+                                "write http://host:port with a port 1-65535"),
+    "proxy-env-unset": (inventory(PROXY_99999.replace("http://proxy:99999", "http://nova:${NOVA_UNSET_9F2}@p:3128")),
+                        "inv.yaml:7: network.httpProxy: environment variable NOVA_UNSET_9F2 is not set; export it "
+                        "before running pytest"),
     "waiver-2026-02-30": (waivers, "--nova-waivers: waivers.yaml:5: waivers[0].expires: '2026-02-30' is not a valid "
                           "date (day is out of range for month); write a real date as YYYY-MM-DD"),
     "no-inventory": (no_inventory, "pytest-nova: no inventory given; pass --nova-inventory=PATH, set "
@@ -214,3 +222,14 @@ def test_collect_only_prints_no_verdict_and_writes_no_json(pytester: pytest.Pyte
     assert "worker-1:os-sudo-nopasswd" in result.stdout.str()
     assert "verdict" not in result.stdout.str() and "ACCEPTED" not in result.stdout.str()
     assert not (pytester.path / "out.json").exists()
+
+
+def test_proxy_password_from_the_environment_is_used_and_masked(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOVA_PROXY_PASSWORD", "s3cret-from-env")
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(PROXY_99999.replace("http://proxy:99999", "http://nova:${NOVA_PROXY_PASSWORD}@proxy:3128"))
+    loaded = load_inventory(inv)
+    assert loaded.http_proxy == "http://nova:***@proxy:3128"
+    assert "s3cret-from-env" in secrets.registered()
+    assert secrets.mask("proxy said s3cret-from-env") == "proxy said ***"
