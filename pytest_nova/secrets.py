@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import stat
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -84,14 +85,23 @@ def register_environment(environ: dict[str, str] | None = None) -> None:
         register(env.get(name.strip()) if name.strip() else None)
 
 
+def _read_small(path: Path, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of a regular file; None for anything else (a FIFO would block the run)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except OSError:
+        return None
+
+
 def register_key_file(path: Path) -> None:
     """Register each body line of a private key file, so a key printed anywhere is masked line by line."""
-    try:
-        with open(path, "rb") as f:
-            text = f.read(1 << 16).decode("ascii", "replace")
-    except OSError:
+    raw = _read_small(path, 1 << 16)
+    if raw is None:
         return
-    for line in text.splitlines():
+    for line in raw.decode("ascii", "replace").splitlines():
         line = line.strip()
         if len(line) >= 16 and not line.startswith("-----"):
             register(line)
@@ -99,10 +109,10 @@ def register_key_file(path: Path) -> None:
 
 def register_kubeconfig(path: Path) -> None:
     """Register the tokens, passwords and client keys of every user of a kubeconfig."""
+    raw = _read_small(path, 1 << 20)
     try:
-        with open(path, "rb") as f:
-            data = yaml.safe_load(f.read(1 << 20))
-    except (OSError, yaml.YAMLError, ValueError, RecursionError):
+        data = yaml.safe_load(raw) if raw else None
+    except (yaml.YAMLError, ValueError, RecursionError):
         return
     users = data.get("users") if isinstance(data, dict) else None
     for entry in users if isinstance(users, list) else []:
@@ -128,7 +138,7 @@ _FILTER = _MaskingFilter()
 
 
 def install_log_filter() -> None:
-    """Mask log records of every logger: a filter on each handler of the root logger, present and future."""
+    """Mask every log record as it is created (a record factory), so every handler sees it masked."""
     factory = logging.getLogRecordFactory()
     if getattr(factory, "_nova_masking", False):
         return

@@ -6,14 +6,16 @@ twice: plainly and under ``-n 2`` (the errors must be raised on the xdist contro
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pytest_nova import secrets
+from pytest_nova import outputs, secrets
 from pytest_nova.inventory import load_inventory
 from tests.test_inventory import GOOD
 
@@ -233,3 +235,39 @@ def test_proxy_password_from_the_environment_is_used_and_masked(tmp_path: Path,
     assert loaded.http_proxy == "http://nova:***@proxy:3128"
     assert "s3cret-from-env" in secrets.registered()
     assert secrets.mask("proxy said s3cret-from-env") == "proxy said ***"
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "results.json"
+    target.write_text("previous run\n")
+    target.chmod(0o640)
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(outputs.OutputError, match=r"^cannot write .*results.json: No space left on device$"):
+        outputs.write_text(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "previous run\n" and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    outputs.write_text(target, "new\n")
+    assert target.read_text() == "new\n" and stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_block_devices_sockets_and_directories_are_refused(tmp_path: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "s.sock"))
+    try:
+        with pytest.raises(outputs.OutputError, match=r"s.sock is a socket; name a file$"):
+            outputs.check_writable(tmp_path / "s.sock")
+    finally:
+        sock.close()
+    with pytest.raises(outputs.OutputError, match=r"is a directory; name a file in it$"):
+        outputs.write_text(tmp_path, "x")
+    block = tmp_path / "disk"  # a device node of our own: refused by its type, never opened
+    os.mknod(block, stat.S_IFBLK | 0o600, os.makedev(7, 254))
+    for call in (outputs.check_writable, lambda p: outputs.write_text(p, "x")):
+        with pytest.raises(outputs.OutputError, match=r"disk is a block device; refusing to write over it, name a"):
+            call(block)
+    assert block.is_block_device()
