@@ -132,6 +132,7 @@ def mask_report(report: pytest.TestReport | pytest.CollectReport) -> None:
         report.user_properties = [(k, secrets.mask_data(v)) for k, v in report.user_properties]
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest-nova also runs with -p no:xdist
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     """On the xdist controller: a worker that found suites but no inventory ends the run with the one line."""
     if any(NO_INVENTORY_ID in i for i in ids):
