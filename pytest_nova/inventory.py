@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pytest_nova import secrets
 from pytest_nova.yamlsource import Document, KeyPath, format_path, load
 
 ROLES = ("nova-ctl", "master", "infra", "ingress", "worker")
@@ -21,6 +23,21 @@ MODULES = ("opensearch", "neuvector")
 BALANCERS = ("api", "infra", "ingress")
 HOST_KEY_POLICIES = ("strict", "accept-new")
 CONNECTIONS = ("ssh", "paramiko", "local")
+
+# Nova Universe: "does not support IPv6" (docs 2.1). Nodes: the firewall rules every node must pass include
+# IP-in-IP (protocol 4) between all nodes (docs 3.1), and IP-in-IP carries IPv4; the docs give no IPv6 setup.
+_V4_UNIVERSE = "Nova Universe supports IPv4 only (docs 2.1); write its IPv4 address"
+_V4_NODES = (
+    "nodes, balancers and workstations need IPv4 addresses: the nodes talk IP-in-IP (protocol 4, docs 3.1), "
+    "which carries IPv4 only; write the host's IPv4 address"
+)
+_NOT_A_HOST: tuple[tuple[Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool], str], ...] = (
+    (lambda ip: ip.is_unspecified, "the unspecified address"),
+    (lambda ip: ip.is_loopback, "a loopback address"),
+    (lambda ip: ip == ipaddress.IPv4Address("255.255.255.255"), "the broadcast address"),
+    (lambda ip: ip.is_multicast, "a multicast address"),
+)
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{1,63}$")
@@ -157,15 +174,22 @@ class _Reader:
             raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
         return value
 
-    def address(self, value: Any, path: KeyPath, *, v4_only: bool = False) -> str:
+    def address(self, value: Any, path: KeyPath, *, v4_only: bool = False, why_v4: str = _V4_UNIVERSE) -> str:
         text = self.string(value, path)
         try:
             ip = ipaddress.ip_address(text)
         except ValueError:
-            raise self.fail(path, f"'{text}' is not an IP address") from None
+            raise self.fail(path, f"'{text}' is not an IP address; write the host's IPv4 address") from None
         if v4_only and ip.version != 4:
-            raise self.fail(path, f"'{text}' is IPv6; Nova Universe supports IPv4 only (docs 2.1)")
+            raise self.fail(path, f"'{text}' is IPv6; {why_v4}")
+        for test, what in _NOT_A_HOST:
+            if test(ip):
+                raise self.fail(path, f"{ip} is {what}, not a host's address; write the address other hosts reach")
         return str(ip)
+
+    def host_address(self, value: Any, path: KeyPath) -> str:
+        """A node's, workstation's or balancer's address: IPv4 (see :data:`_V4_NODES`)."""
+        return self.address(value, path, v4_only=True, why_v4=_V4_NODES)
 
     def strings(self, value: Any, path: KeyPath, check: Callable[[Any, KeyPath], str]) -> tuple[str, ...]:
         if not isinstance(value, list):
@@ -206,7 +230,7 @@ def _host(r: _Reader, raw: Any, path: KeyPath, *, node: bool) -> Host:
             )
     return Host(
         name=r.string(m["name"], (*path, "name"), _NAME, "name (letters, digits, '-', '_', '.')"),
-        address=r.address(m["address"], (*path, "address")),
+        address=r.host_address(m["address"], (*path, "address")),
         roles=roles,
         connection=connection,
         user=r.string(m["user"], (*path, "user")) if m.get("user") is not None else None,
@@ -215,7 +239,7 @@ def _host(r: _Reader, raw: Any, path: KeyPath, *, node: bool) -> Host:
     )
 
 
-def _unique(r: _Reader, hosts: Iterator[tuple[KeyPath, Host]]) -> None:
+def _unique(r: _Reader, hosts: Iterator[tuple[KeyPath, Host]], balancers: dict[str, str]) -> None:
     names: dict[str, KeyPath] = {}
     addresses: dict[str, KeyPath] = {}
     for path, h in hosts:
@@ -224,6 +248,13 @@ def _unique(r: _Reader, hosts: Iterator[tuple[KeyPath, Host]]) -> None:
         if h.address in addresses:
             raise r.fail((*path, "address"), f"duplicate address {h.address} (also at {_at(r, addresses[h.address])})")
         names[h.name], addresses[h.address] = path, path
+    for role, address in balancers.items():
+        if address in addresses:
+            raise r.fail(
+                ("loadBalancers", role, "address"),
+                f"{address} is also the address of {_at(r, addresses[address])}; a balancer is a host of its own "
+                "(docs 3.2): write the balancer's address",
+            )
 
 
 def _at(r: _Reader, path: KeyPath) -> str:
@@ -268,10 +299,7 @@ def parse(doc: Document) -> Inventory:
         dns_mode = r.choice(dns_mode, ("network", "dnsMode"), DNS_MODES, "DNS mode")
     proxy = net.get("httpProxy")
     if proxy is not None:
-        proxy = r.string(proxy, ("network", "httpProxy"))
-        parts = urlsplit(proxy)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise r.fail(("network", "httpProxy"), f"'{proxy}' is not an http://host:port proxy URL")
+        proxy = _proxy_url(r, r.string(proxy, ("network", "httpProxy")))
     no_proxy = r.strings(net.get("noProxy") or [], ("network", "noProxy"), r.string)
 
     universe = None
@@ -317,7 +345,7 @@ def parse(doc: Document) -> Inventory:
     lbs = r.mapping(top.get("loadBalancers") or {}, ("loadBalancers",), dict.fromkeys(BALANCERS, False))
     for key, value in lbs.items():
         lb = r.mapping(value, ("loadBalancers", key), {"address": True})
-        balancers[key] = r.address(lb["address"], ("loadBalancers", key, "address"))
+        balancers[key] = r.host_address(lb["address"], ("loadBalancers", key, "address"))
 
     raw_nodes = top["nodes"]
     if not isinstance(raw_nodes, list) or not raw_nodes:
@@ -335,10 +363,17 @@ def parse(doc: Document) -> Inventory:
                 *((("workstations", i), w) for i, w in enumerate(workstations)),
             ]
         ),
+        balancers,
     )
     ctl = [i for i, n in enumerate(nodes) if n.has("nova-ctl")]
     if len(ctl) > 1:
         raise r.fail(("nodes", ctl[1], "roles"), "only one node may have the nova-ctl role")
+    if not ctl:
+        raise r.fail(
+            ("nodes",),
+            "no node has the nova-ctl role; add the host the installer runs on, usually this machine: "
+            "{name: nova-ctl, address: <its IPv4>, roles: [nova-ctl], connection: local}",
+        )
     if not any(n.has("master") for n in nodes):
         raise r.fail(("nodes",), "no node has the master role; a cluster needs at least one master")
 
@@ -350,7 +385,7 @@ def parse(doc: Document) -> Inventory:
     kubeconfig = top.get("kubeconfig")
     return Inventory(
         path=doc.path,
-        sha256=hashlib.sha256(doc.path.read_bytes()).hexdigest(),
+        sha256=doc.sha256 or hashlib.sha256(doc.path.read_bytes()).hexdigest(),
         name=name,
         dns_base_domain=domain,
         modules=modules,
@@ -366,6 +401,34 @@ def parse(doc: Document) -> Inventory:
         workstations=workstations,
         kubeconfig=r.string(kubeconfig, ("kubeconfig",)) if kubeconfig is not None else None,
     )
+
+
+def _proxy_url(r: _Reader, raw: str) -> str:
+    """``network.httpProxy`` checked, ``${VAR}`` taken from the environment, its password masked.
+
+    The password is registered as a secret and never kept: the checks only need the proxy's host and port.
+    """
+    at = ("network", "httpProxy")
+
+    def env(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1))
+        if value is None:
+            raise r.fail(at, f"environment variable {m.group(1)} is not set; export it before running pytest")
+        secrets.register(value)
+        return value
+
+    url = _ENV_REF.sub(env, raw)
+    parts = urlsplit(url)
+    if parts.password:
+        secrets.register(parts.password)
+    shown = secrets.mask_url(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise r.fail(at, f"'{shown}' has an invalid port; write http://host:port with a port 1-65535") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise r.fail(at, f"'{shown}' is not a proxy URL; write http://host:port")
+    return shown
 
 
 def load_inventory(path: Path) -> Inventory:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from pytest_nova import outputs
 
 PHASES = ("preinstall", "postinstall", "all")
 NO_INVENTORY = (
@@ -30,24 +32,30 @@ class Settings:
     waivers: Path | None
 
 
-def _positive(kind: type[float] | type[int]) -> type[float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-        return value
+def number(flag: str, text: object, kind: type[float] | type[int], limit: float) -> float:
+    """The value of a numeric option: finite, greater than 0 and at most ``limit``; else a one-line UsageError."""
+    unit = "seconds" if kind is float else "a whole number"
+    example = {"--nova-concurrency": 64, "--nova-connect-timeout": 5, "--nova-command-timeout": 120}.get(flag, 2)
+    wanted = (
+        f"{flag}: expected {unit} greater than 0 and at most {limit:g}, got {str(text)[:40]!r}; "
+        f"write e.g. {flag}={example}"
+    )
+    try:
+        value = kind(str(text).strip())
+    except (ValueError, OverflowError):
+        raise pytest.UsageError(wanted) from None
+    if not math.isfinite(value) or not 0 < value <= limit:
+        raise pytest.UsageError(wanted)
+    return value
 
-    return parse  # type: ignore[return-value]
 
-
-_NUMBERS: tuple[tuple[str, str, type[float] | type[int], float, str], ...] = (
-    ("--nova-timeout", "SECONDS", float, 2.0, "timeout of one network probe (connect, DNS query, handshake)"),
-    ("--nova-connect-timeout", "SECONDS", float, 5.0, "timeout of an SSH login to a host"),
-    ("--nova-command-timeout", "SECONDS", float, 120.0, "longest a remote fact-gathering or probe run may take"),
-    ("--nova-concurrency", "N", int, 64, "probes a host runs at once"),
+DAY = 86400.0
+# flag, metavar, type, default, upper limit, help
+_NUMBERS: tuple[tuple[str, str, type[float] | type[int], float, float, str], ...] = (
+    ("--nova-timeout", "SECONDS", float, 2.0, DAY, "timeout of one network probe (connect, DNS query, handshake)"),
+    ("--nova-connect-timeout", "SECONDS", float, 5.0, DAY, "timeout of an SSH login to a host"),
+    ("--nova-command-timeout", "SECONDS", float, 120.0, DAY, "longest a remote fact-gathering or probe run may take"),
+    ("--nova-concurrency", "N", int, 64, 4096, "probes a host runs at once"),
 )
 
 
@@ -67,11 +75,23 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--nova-json", metavar="PATH", help="write the results JSON (format v1) to PATH")
     group.addoption("--nova-waivers", metavar="PATH", help="waivers file: accepted deviations with expiry")
-    for flag, metavar, kind, default, text in _NUMBERS:
-        help_text = f"{text}; default {default:g}"
-        group.addoption(flag, metavar=metavar, type=_positive(kind), default=default, help=help_text)
+    for flag, metavar, _, default, _, text in _NUMBERS:
+        # Checked in read_settings rather than by argparse, whose error adds a usage line.
+        group.addoption(flag, metavar=metavar, default=str(default), help=f"{text}; default {default:g}")
     parser.addini("nova_inventory", "inventory file used when --nova-inventory is not given")
     parser.addini("nova_phase", "default for --nova-phase", default="preinstall")
+
+
+def check_outputs(config: pytest.Config) -> None:
+    """Prove at start-up that every output file can be written, rather than fail after the run."""
+    for flag, dest in (("--nova-json", "nova_json"), ("--junitxml", "xmlpath"), ("--html", "htmlpath")):
+        value = getattr(config.option, dest, None)
+        if not value:
+            continue
+        try:
+            outputs.check_writable(Path(os.path.expanduser(str(value))))
+        except outputs.OutputError as exc:
+            raise pytest.UsageError(f"{flag}: {exc}") from None
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -80,15 +100,19 @@ def read_settings(config: pytest.Config) -> Settings:
     phase = config.getoption("nova_phase") or os.environ.get("NOVA_PHASE") or config.getini("nova_phase")
     if phase not in PHASES:
         raise pytest.UsageError(f"--nova-phase: {phase!r} is not one of {', '.join(PHASES)}")
+    numbers = {
+        flag: number(flag, config.getoption(flag[2:].replace("-", "_")), kind, limit)
+        for flag, _, kind, _, limit, _ in _NUMBERS
+    }
     json_path = config.getoption("nova_json")
     waivers = config.getoption("nova_waivers")
     return Settings(
         inventory=Path(str(raw)) if raw else None,
         phase=str(phase),
         json_path=Path(json_path) if json_path else None,
-        probe_timeout=float(config.getoption("nova_timeout")),
-        connect_timeout=float(config.getoption("nova_connect_timeout")),
-        command_timeout=float(config.getoption("nova_command_timeout")),
-        concurrency=int(config.getoption("nova_concurrency")),
+        probe_timeout=numbers["--nova-timeout"],
+        connect_timeout=numbers["--nova-connect-timeout"],
+        command_timeout=numbers["--nova-command-timeout"],
+        concurrency=int(numbers["--nova-concurrency"]),
         waivers=Path(waivers) if waivers else None,
     )

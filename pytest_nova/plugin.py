@@ -5,18 +5,21 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_nova import __version__
+from pytest_nova import __version__, secrets
 from pytest_nova.catalog import Catalog, load_catalog
 from pytest_nova.errors import SourceError
 from pytest_nova.hosts import RUN_DIR_ENV, close_control_sockets, run_dir
 from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.options import NO_INVENTORY, Settings, add_options, read_settings
+from pytest_nova.options import NO_INVENTORY, Settings, add_options, check_outputs, read_settings
+from pytest_nova.outputs import OutputError
 from pytest_nova.plan import KINDS, Check, Plan, build
 from pytest_nova.results import CHECK_PROPERTY, Collector, write
 from pytest_nova.verdicts import Verdict, judge
@@ -49,6 +52,7 @@ class NovaSession:
 
 
 SESSION = pytest.StashKey[NovaSession]()
+NO_INVENTORY_ID = "nova-no-inventory"
 # Modules holding fixtures for the suites, loaded as plugins; each engine keeps its fixtures beside its code.
 FIXTURE_MODULES = ("pytest_nova.fixtures", "pytest_nova.facts", "pytest_nova.matrix", "pytest_nova.cluster",
                    "pytest_nova.balancers", "pytest_nova.report", "pytest_nova.unreached")
@@ -66,6 +70,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "nova_check: an item generated from the pytest-nova plan")
     config.addinivalue_line("markers", "nova_empty: a placeholder for a kind with no checks in this phase")
     config.addinivalue_line("markers", "nova_area(*areas): parametrize this test only with checks of these areas")
+    secrets.install_log_filter()
+    secrets.register_environment()
     settings = read_settings(config)
     try:
         state = NovaSession(settings=settings, catalog=load_catalog())
@@ -73,9 +79,12 @@ def pytest_configure(config: pytest.Config) -> None:
             state.inventory = load_inventory(settings.inventory)
             state.plan = build(state.catalog, state.inventory)
     except SourceError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(secrets.mask(str(exc))) from None
     config.stash[SESSION] = state
+    if state.inventory is not None:
+        register_secrets(state.inventory)
     if not hasattr(config, "workerinput"):
+        check_outputs(config)
         config.pluginmanager.register(ResultsWriter(state), "nova-results")
         if state.inventory is not None:
             # Created before xdist starts its workers, which inherit it through the environment.
@@ -83,6 +92,51 @@ def pytest_configure(config: pytest.Config) -> None:
     for module in FIXTURE_MODULES:
         if not config.pluginmanager.has_plugin(module) and importlib.util.find_spec(module) is not None:
             config.pluginmanager.import_plugin(module)
+
+
+def register_secrets(inv: Inventory) -> None:
+    """Mask the contents of the SSH keys and the kubeconfig's credentials in everything the run writes."""
+    for key in {inv.ssh.identity_file, *(n.identity_file for n in inv.nodes if n.identity_file)}:
+        secrets.register_key_file(inv.resolve_file(key))
+    from pytest_nova.cluster import kubeconfig_path  # the cluster module loads as a plugin after this one
+
+    secrets.register_kubeconfig(kubeconfig_path(inv))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> Generator[None, None, None]:
+    """Mask secrets in a report before the terminal, JUnit, pytest-html or the results JSON see it."""
+    mask_report(report)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collectreport(report: pytest.CollectReport) -> Generator[None, None, None]:
+    """Mask secrets in a collection report (an error while importing a suite)."""
+    mask_report(report)
+    return (yield)
+
+
+def mask_report(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Replace secrets in the failure text, captured output and properties of ``report``."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):
+        report.longrepr = (longrepr[0], longrepr[1], secrets.mask(longrepr[2]))
+    elif longrepr is not None:
+        text = str(longrepr)
+        masked = secrets.mask(text)
+        if masked != text:
+            report.longrepr = masked
+    report.sections = [(title, secrets.mask(content)) for title, content in report.sections]
+    if isinstance(report, pytest.TestReport):
+        report.user_properties = [(k, secrets.mask_data(v)) for k, v in report.user_properties]
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest-nova also runs with -p no:xdist
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """On the xdist controller: a worker that found suites but no inventory ends the run with the one line."""
+    if any(NO_INVENTORY_ID in i for i in ids):
+        raise pytest.UsageError(NO_INVENTORY)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -116,7 +170,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if state.plan is None:
         # Raised after collection: a usage error during collection would print as a collection error.
         state.needs_inventory = True
-        metafunc.parametrize(kinds[0], [])
+        # A placeholder the xdist controller recognises among the ids a worker collected.
+        skip = pytest.mark.skip(reason=NO_INVENTORY)
+        metafunc.parametrize(kinds[0], [pytest.param(None, id=NO_INVENTORY_ID, marks=skip)])
         return
     if len(kinds) > 1:
         raise pytest.UsageError(f"{metafunc.function.__name__}: a test takes one kind of check, not {kinds}")
@@ -138,7 +194,7 @@ def _param(check: Check) -> Any:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Attach each item's check description, which travels with its reports to the controller."""
-    if session_of(config).needs_inventory:
+    if session_of(config).needs_inventory and not hasattr(config, "workerinput"):
         raise pytest.UsageError(NO_INVENTORY)
     empty = [item for item in items if item.get_closest_marker("nova_empty")]
     if empty:
@@ -181,11 +237,22 @@ class ResultsWriter:
         """Take the verdict records of one report."""
         self.state.collector.add(report)
 
-    def pytest_sessionfinish(self) -> None:
-        """Write the results JSON, whatever the outcome."""
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Write the results JSON, whatever the outcome (not for --collect-only: nothing was checked)."""
         state, inv = self.state, self.state.inventory
-        if inv is None or state.settings.json_path is None:
+        if inv is None or state.settings.json_path is None or session.config.option.collectonly:
             return
+        try:
+            self._write(inv)
+        except OutputError as exc:
+            # After the run: the verdict still prints; the gate must not pass without its JSON.
+            sys.stderr.write(f"ERROR: --nova-json: {exc}\n")
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+                session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+    def _write(self, inv: Inventory) -> None:
+        state = self.state
+        assert state.settings.json_path is not None
         write(
             state.settings.json_path,
             cluster=inv.name,

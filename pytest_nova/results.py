@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_nova import outputs
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED
 
 SCHEMA = "pytest-nova/results/v1"
@@ -117,7 +117,4 @@ def write(
         **{k: v for k, v in (extra or {}).items() if k not in ("schema", "summary", "results")},
         "results": [public(r) for r in records],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    outputs.write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")

@@ -56,7 +56,8 @@ BROKEN = {
                              "inv.yaml:16: universe.dnsBaseDomain: 'nova.example.local' equals cluster.dnsBaseDomain;"
                              " Universe needs its own domain (docs 2.4)"),
     "universe-ipv6": (CLOSED_HEAD + UNIVERSE.replace("10.20.0.10", "fd00::10"),
-                      "inv.yaml:17: universe.address: 'fd00::10' is IPv6; Nova Universe supports IPv4 only (docs 2.1)"),
+                      "inv.yaml:17: universe.address: 'fd00::10' is IPv6; Nova Universe supports IPv4 only (docs 2.1); "
+                      "write its IPv4 address"),
     "closed-public-dns": (_broken("[10.10.0.53]", "[10.10.0.53, 8.8.8.8]", CLOSED_HEAD) + UNIVERSE,
                           "inv.yaml:6: network.dnsServers[1]: 8.8.8.8 is a public resolver; closed mode needs an "
                           "internal DNS server (docs 2.1)"),
@@ -66,7 +67,7 @@ BROKEN = {
                  "inv.yaml:10: ssh.port: expected a port number 1-65535, got 70000"),
     "bad-yaml": (_broken("roles: [master]}", "roles: [master}"), "inv.yaml:12: invalid YAML: *"),
     "bad-address": (_broken("10.10.1.41", "10.10.1.400"),
-                    "inv.yaml:14: nodes[3].address: '10.10.1.400' is not an IP address"),
+                    "inv.yaml:14: nodes[3].address: '10.10.1.400' is not an IP address; write the host's IPv4 address"),
     "unknown-mode": (_broken("mode: internet", "mode: offline"),
                      "inv.yaml:5: network.mode: unknown network mode 'offline' (expected one of: internet, closed)"),
     "bad-host-key-policy": (_broken("  user: nova-installer\n", "  user: nova-installer\n  hostKeyPolicy: no\n"),
@@ -87,9 +88,9 @@ BROKEN = {
                          "inv.yaml:7: network.dnsMode: unknown DNS mode 'inside' (expected one of: external, "
                          "internal, hybrid)"),
     "bad-proxy": (_broken("  dnsServers: [10.10.0.53]\n", "  dnsServers: [10.10.0.53]\n  httpProxy: proxy:3128\n"),
-                  "inv.yaml:7: network.httpProxy: 'proxy:3128' is not an http://host:port proxy URL"),
+                  "inv.yaml:7: network.httpProxy: 'proxy:3128' is not a proxy URL; write http://host:port"),
     "duplicate-key": (_broken("  name: prod\n", "  name: prod\n  name: test\n"),
-                      "inv.yaml:3: cluster.name: duplicate key"),
+                      "inv.yaml:3: cluster.name: duplicate key; keep only one of them"),
     "empty": ("# nothing yet\n", "inv.yaml:1: the inventory is empty"),
     "unknown-connection": (_broken("connection: local", "connection: telnet"),
                            "inv.yaml:11: nodes[0].connection: unknown connection 'telnet' (expected ssh, paramiko, "

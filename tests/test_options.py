@@ -12,8 +12,10 @@ SUITE = "def test_x(node_requirement, nova):\n    pass\n"
 @pytest.mark.parametrize(
     "args,expected",
     [
-        (["--nova-timeout=-1"], "*argument --nova-timeout: expected a positive number, got '-1'"),
-        (["--nova-concurrency=many"], "*argument --nova-concurrency: expected a positive number, got 'many'"),
+        (["--nova-timeout=-1"], "ERROR: --nova-timeout: expected seconds greater than 0 and at most 86400, got "
+                                 "'-1'; write e.g. --nova-timeout=2"),
+        (["--nova-concurrency=many"], "ERROR: --nova-concurrency: expected a whole number greater than 0 and at "
+                                       "most 4096, got 'many'; write e.g. --nova-concurrency=64"),
         (["--nova-phase=later"], "*argument --nova-phase: invalid choice: 'later'*"),
     ],
 )

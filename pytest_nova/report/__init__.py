@@ -145,7 +145,7 @@ class SignOff:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """The verdict, the waivers applied, and expired or unused waivers."""
         outcome = self.config.stash.get(OUTCOME, None)
-        if outcome is None or self.state.inventory is None:
+        if outcome is None or self.state.inventory is None or self.config.option.collectonly:
             return
         tr = terminalreporter
         colour = {ACCEPTED: "green", ACCEPTED_WITH_WAIVERS: "yellow"}.get(outcome.verdict, "red")

@@ -1,0 +1,142 @@
+"""Property tests: any bytes or any YAML document fed to the inventory and waiver loaders, and any text fed to
+the option parser, gives a valid object or a one-line usage error, never another exception, within a time bound.
+
+The profile is fixed-seed (derandomized) and bounded so it runs in CI on every commit in well under a minute.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pytest_nova import outputs
+from pytest_nova.errors import SourceError
+from pytest_nova.inventory import Inventory, load_inventory
+from pytest_nova.options import DAY, number
+from pytest_nova.waivers import Waivers, load_waivers
+from tests.test_inventory import GOOD
+from tests.test_waivers import GOOD as GOOD_WAIVERS
+from tests.test_waivers import HOSTS, REQS
+
+CI = settings(
+    derandomize=True,
+    max_examples=200,
+    deadline=timedelta(seconds=2),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,
+)
+LIMIT = 2.0  # seconds one input may take, also where the deadline does not apply (the first example)
+FOLDER = Path(tempfile.mkdtemp(prefix="nova-fuzz-"))
+
+# Values that reach the validators' edges; drawn more often than arbitrary ones.
+edges = st.sampled_from([
+    "10.10.1.41", "fd00::1", "0.0.0.0", "127.0.0.1", "255.255.255.255", "http://u:p@h:99999", "http://h:0",
+    "nova-ctl", "master", "worker", "", " ", "2026-02-30", "!vault", "*", "${X}", "two\nlines", "a\x1b[2Jb",
+])
+scalars = st.one_of(
+    edges, edges, edges, st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30), st.dates(),
+)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: str) -> bytes:
+    """A valid document with one value replaced by anything (or deleted): reaches the validation code."""
+    data = yaml.safe_load(base)
+    path = draw(st.sampled_from(_paths(data)[1:]))
+    parent = data
+    for part in path[:-1]:
+        parent = parent[part]
+    if draw(st.integers(0, 4)) == 0 and isinstance(parent, dict):
+        del parent[path[-1]]
+    elif draw(st.integers(0, 4)):  # mostly a scalar: the document keeps its shape and reaches deeper checks
+        parent[path[-1]] = draw(scalars)
+    else:
+        parent[path[-1]] = draw(values)
+    return yaml.safe_dump(data, allow_unicode=True).encode()
+
+
+def _documents(base: str) -> st.SearchStrategy[bytes]:
+    return st.one_of(
+        st.binary(max_size=2000),
+        st.text(max_size=500).map(str.encode),
+        values.map(lambda v: yaml.safe_dump(v, allow_unicode=True).encode()),
+        # Most examples are near-valid documents: bytes and random shapes stop at the first checks.
+        mutated(base), mutated(base), mutated(base), mutated(base), mutated(base),
+    )
+
+
+def _holds(loader: Callable[[Path], object], kind: type, raw: bytes) -> None:
+    path = FOLDER / "input.yaml"
+    path.write_bytes(raw)
+    started = time.monotonic()
+    try:
+        result = loader(path)
+    except SourceError as exc:
+        text = str(exc)
+        assert "\n" not in text and "\r" not in text and text.startswith(str(path)), text
+    else:
+        assert isinstance(result, kind)
+    assert time.monotonic() - started < LIMIT
+
+
+@CI
+@given(_documents(GOOD))
+def test_inventory_loader_gives_an_inventory_or_one_line(raw: bytes) -> None:
+    _holds(load_inventory, Inventory, raw)
+
+
+@CI
+@given(_documents(GOOD_WAIVERS))
+def test_waiver_loader_gives_waivers_or_one_line(raw: bytes) -> None:
+    _holds(lambda p: load_waivers(p, requirements=REQS, hosts=HOSTS, on=date(2026, 1, 1)), Waivers, raw)
+
+
+@CI
+@given(st.one_of(st.text(max_size=40), st.floats().map(repr), st.integers().map(str)),
+       st.sampled_from([("--nova-timeout", float, DAY), ("--nova-concurrency", int, 4096.0)]))
+def test_option_parser_gives_a_number_or_one_line(text: str, option: tuple[str, type, float]) -> None:
+    flag, kind, limit = option
+    try:
+        value = number(flag, text, kind, limit)
+    except pytest.UsageError as exc:
+        message = str(exc)
+        assert message.startswith(f"{flag}: expected ") and "\n" not in message
+    else:
+        assert isinstance(value, kind) and math.isfinite(value) and 0 < value <= limit
+
+
+@CI
+@given(st.text(alphabet=st.characters(blacklist_characters="\x00/"), min_size=1, max_size=60))
+def test_output_path_check_gives_ok_or_one_line(name: str) -> None:
+    """Any --nova-json value is accepted or refused in one line; the check itself leaves nothing behind."""
+    before = set(FOLDER.iterdir())
+    try:
+        outputs.check_writable(FOLDER / name)
+    except outputs.OutputError as exc:
+        assert "\n" not in str(exc).replace(name, "")
+    assert set(FOLDER.iterdir()) == before

@@ -1,0 +1,273 @@
+"""Hostile and careless input: every class is exactly one line ``file:line: key: what, what instead``, exit 4.
+
+The table below is the reference of the messages (docs/hostile-input.md repeats it). Each row runs in-process
+twice: plainly and under ``-n 2`` (the errors must be raised on the xdist controller, before workers start).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_nova import outputs, secrets
+from pytest_nova.inventory import load_inventory
+from tests.test_inventory import GOOD
+
+SUITE = "def test_x(node_requirement):\n    pass\n"
+WAIVER = """\
+waivers:
+  - requirement: os-sudo-nopasswd
+    justification: by policy
+    approver: J. Smith
+    expires: 2026-02-30
+"""
+BOMB = "".join(
+    f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join([f'*{chr(96 + i)}'] * 9) if i else ', '.join(['x'] * 9)}]\n"
+    for i in range(8)
+)
+PROXY_99999 = GOOD.replace("  dnsServers: [10.10.0.53]\n", "  dnsServers: [10.10.0.53]\n  httpProxy: http://proxy:99999\n")
+LB_ON_NODE = GOOD + "loadBalancers:\n  api: {address: 10.10.1.11}\n"
+NO_CTL = GOOD.replace("  - {name: nova-ctl, address: 10.10.0.5, roles: [nova-ctl], connection: local}\n", "")
+
+
+def _node(address: str) -> str:
+    return GOOD.replace("10.10.1.41", address)
+
+
+Setup = Callable[[Path], list[str]]
+
+
+def inventory(text: str | bytes) -> Setup:
+    def setup(folder: Path) -> list[str]:
+        (folder / "inv.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
+        return ["--nova-inventory=inv.yaml"]
+
+    return setup
+
+
+def args(*extra: str, inv: str = GOOD) -> Setup:
+    def setup(folder: Path) -> list[str]:
+        (folder / "inv.yaml").write_text(inv)
+        return ["--nova-inventory=inv.yaml", *extra]
+
+    return setup
+
+
+def big_file(folder: Path) -> list[str]:
+    with open(folder / "big.yaml", "wb") as f:
+        f.truncate(50 * 1024 * 1024)  # 50 MB (sparse): the reader must stop after its limit
+    return ["--nova-inventory=big.yaml"]
+
+
+def waivers(folder: Path) -> list[str]:
+    (folder / "inv.yaml").write_text(GOOD)
+    (folder / "waivers.yaml").write_text(WAIVER)
+    return ["--nova-inventory=inv.yaml", "--nova-waivers=waivers.yaml"]
+
+
+def no_inventory(folder: Path) -> list[str]:
+    return []
+
+
+def json_under_a_file(folder: Path) -> list[str]:
+    (folder / "inv.yaml").write_text(GOOD)
+    return ["--nova-inventory=inv.yaml", "--nova-json=inv.yaml/results.json"]
+
+
+def json_in_proc(folder: Path) -> list[str]:
+    (folder / "inv.yaml").write_text(GOOD)
+    return ["--nova-inventory=inv.yaml", "--nova-json=/proc/nova-results.json"]
+
+
+def json_is_directory(folder: Path) -> list[str]:
+    (folder / "inv.yaml").write_text(GOOD)
+    (folder / "out").mkdir()
+    return ["--nova-inventory=inv.yaml", "--nova-json=out"]
+
+
+TIMEOUT = "expected seconds greater than 0 and at most 86400, got {!r}; write e.g. --nova-connect-timeout=5"
+NOT_HOST = "inv.yaml:14: nodes[3].address: {} is {}, not a host's address; write the address other hosts reach"
+
+# class -> (setup, the exact line after "ERROR: ")
+TABLE: dict[str, tuple[Setup, str]] = {
+    "alias-bomb": (inventory(BOMB), "inv.yaml:6: f: the document expands to more than 100000 "
+                   "values through aliases; write the values out instead of nesting aliases"),
+    "nesting-20000": (inventory("a: " + "[" * 20000 + "]" * 20000 + "\n"),
+                      "inv.yaml:1: nested deeper than 64 levels; flatten the file"),
+    "dev-zero": (lambda f: ["--nova-inventory=/dev/zero"], "/dev/zero: is a device, not a file; name a YAML file"),
+    "50-MB-file": (big_file, "big.yaml: larger than 1024 KiB; is this the right file?"),
+    "not-utf8": (inventory(GOOD.replace("prod", "pr\xffod").encode("latin-1")),
+                 "inv.yaml:2: not UTF-8 text; save the file as UTF-8"),
+    "tag-vault": (inventory(GOOD.replace("user: nova-installer", "user: !vault |\n    $ANSIBLE_VAULT;1.1;AES256\n"
+                                         "    6162636465\n")),
+                  "inv.yaml:8: ssh.user: unknown tag '!vault': the file must not be Ansible-vault encrypted; write "
+                  "the value in clear, or for a proxy password write httpProxy: "
+                  "http://user:${NOVA_PROXY_PASSWORD}@host:port and export NOVA_PROXY_PASSWORD"),
+    "tag-int-x": (inventory(GOOD.replace("  identityFile: ~/.ssh/id_nova\n",
+                                         "  identityFile: ~/.ssh/id_nova\n  port: !!int 'x'\n")),
+                  "inv.yaml:10: ssh.port: 'x' is not a valid int; write a plain int or drop the tag"),
+    "tag-python": (inventory(GOOD.replace("name: prod", "name: !!python/object/apply:os.system ['true']")),
+                   "inv.yaml:2: cluster.name: unknown tag '!!python/object/apply:os.system' (only plain YAML "
+                   "values are read); remove the tag"),
+    "proxy-port-99999": (inventory(PROXY_99999), "inv.yaml:7: network.httpProxy: 'http://proxy:99999' has an "
+                         "invalid port; write http://host:port with a port 1-65535"),
+    "proxy-password-in-error": (inventory(PROXY_99999.replace("http://proxy", "http://nova:hunter2-pw@proxy")),
+                                "inv.yaml:7: network.httpProxy: 'http://nova:***@proxy:99999' has an invalid port; "
+                                "write http://host:port with a port 1-65535"),
+    "proxy-env-unset": (inventory(PROXY_99999.replace("http://proxy:99999", "http://nova:${NOVA_UNSET_9F2}@p:3128")),
+                        "inv.yaml:7: network.httpProxy: environment variable NOVA_UNSET_9F2 is not set; export it "
+                        "before running pytest"),
+    "waiver-2026-02-30": (waivers, "--nova-waivers: waivers.yaml:5: waivers[0].expires: '2026-02-30' is not a valid "
+                          "date (day is out of range for month); write a real date as YYYY-MM-DD"),
+    "no-inventory": (no_inventory, "pytest-nova: no inventory given; pass --nova-inventory=PATH, set "
+                     "NOVA_INVENTORY=PATH, or add 'nova_inventory = PATH' to the [pytest] ini section"),
+    "timeout-inf": (args("--nova-connect-timeout=inf"), "--nova-connect-timeout: " + TIMEOUT.format("inf")),
+    "timeout-nan": (args("--nova-connect-timeout=nan"), "--nova-connect-timeout: " + TIMEOUT.format("nan")),
+    "timeout-0": (args("--nova-connect-timeout=0"), "--nova-connect-timeout: " + TIMEOUT.format("0")),
+    "timeout-minus-1": (args("--nova-connect-timeout=-1"), "--nova-connect-timeout: " + TIMEOUT.format("-1")),
+    "timeout-1e999": (args("--nova-connect-timeout=1e999"), "--nova-connect-timeout: " + TIMEOUT.format("1e999")),
+    "json-under-a-file": (json_under_a_file,
+                          "--nova-json: cannot write inv.yaml/results.json: Not a directory"),
+    "json-unwritable": (json_in_proc, "--nova-json: cannot write /proc/nova-results.json: /proc: No such file or "
+                        "directory"),
+    "json-directory": (json_is_directory, "--nova-json: out is a directory; name a file in it"),
+    "ipv6-node": (inventory(_node("fd00::41")), "inv.yaml:14: nodes[3].address: 'fd00::41' is IPv6; nodes, "
+                  "balancers and workstations need IPv4 addresses: the nodes talk IP-in-IP (protocol 4, docs 3.1), "
+                  "which carries IPv4 only; write the host's IPv4 address"),
+    "no-nova-ctl": (inventory(NO_CTL), "inv.yaml:10: nodes: no node has the nova-ctl role; add the host the "
+                    "installer runs on, usually this machine: {name: nova-ctl, address: <its IPv4>, roles: "
+                    "[nova-ctl], connection: local}"),
+    "address-0.0.0.0": (inventory(_node("0.0.0.0")), NOT_HOST.format("0.0.0.0", "the unspecified address")),
+    "address-127.0.0.1": (inventory(_node("127.0.0.1")), NOT_HOST.format("127.0.0.1", "a loopback address")),
+    "address-broadcast": (inventory(_node("255.255.255.255")),
+                          NOT_HOST.format("255.255.255.255", "the broadcast address")),
+    "address-duplicate": (inventory(_node("10.10.1.21")), "inv.yaml:14: nodes[3].address: duplicate address "
+                          "10.10.1.21 (also at nodes[2], line 13)"),
+    "balancer-on-node": (inventory(LB_ON_NODE), "inv.yaml:16: loadBalancers.api.address: 10.10.1.11 is also the "
+                         "address of nodes[1], line 12; a balancer is a host of its own (docs 3.2): write the "
+                         "balancer's address"),
+}
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["plain", "n2"])
+@pytest.mark.parametrize("setup,expected", list(TABLE.values()), ids=list(TABLE))
+def test_bad_input_is_one_line_exit_4(pytester: pytest.Pytester, setup: Setup, expected: str, xdist: bool) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    argv = setup(pytester.path)
+    if xdist:
+        argv += ["-n", "2"]
+    result = pytester.runpytest(*argv, "-p", "no:cacheprovider")
+    out, err = result.stdout.str(), result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out + err
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert errors == [f"ERROR: {expected}"]
+    assert "Traceback" not in out + err and "INTERNALERROR" not in out + err
+    assert not list(pytester.path.glob("**/*.tmp"))
+
+
+def test_fifo_symlink_and_device_are_written_through(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """--nova-json through a symlink keeps the link; a FIFO with a reader stays a FIFO; /dev/null stays a device."""
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makefile(".yaml", inv=GOOD)
+    target = tmp_path / "real.json"
+    target.write_text("old\n")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    result = pytester.runpytest("--nova-inventory=inv.yaml", f"--nova-json={link}", "-k", "nothing")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert link.is_symlink() and '"schema": "pytest-nova/results/v1"' in target.read_text()
+
+    fifo = tmp_path / "results.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        result = pytester.runpytest("--nova-inventory=inv.yaml", f"--nova-json={fifo}", "-k", "nothing")
+        assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+        assert b'"schema": "pytest-nova/results/v1"' in os.read(reader, 1 << 20)
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+    before = os.stat("/dev/null")
+    result = pytester.runpytest("--nova-inventory=inv.yaml", "--nova-json=/dev/null", "-k", "nothing")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    after = os.stat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
+    assert not list(tmp_path.glob(".*.tmp")) and not list(Path("/dev").glob(".null.*"))
+
+
+def test_fifo_without_reader_is_refused_not_replaced(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makefile(".yaml", inv=GOOD)
+    fifo = tmp_path / "results.fifo"
+    os.mkfifo(fifo)
+    result = pytester.runpytest("--nova-inventory=inv.yaml", f"--nova-json={fifo}", "-k", "nothing")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: --nova-json: cannot write {fifo}: it is a FIFO nobody reads; start its reader first" in (
+        result.stderr.str().splitlines()
+    )
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_collect_only_prints_no_verdict_and_writes_no_json(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makefile(".yaml", inv=GOOD)
+    result = pytester.runpytest("--nova-inventory=inv.yaml", "--nova-json=out.json", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    assert "worker-1:os-sudo-nopasswd" in result.stdout.str()
+    assert "verdict" not in result.stdout.str() and "ACCEPTED" not in result.stdout.str()
+    assert not (pytester.path / "out.json").exists()
+
+
+def test_proxy_password_from_the_environment_is_used_and_masked(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOVA_PROXY_PASSWORD", "s3cret-from-env")
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(PROXY_99999.replace("http://proxy:99999", "http://nova:${NOVA_PROXY_PASSWORD}@proxy:3128"))
+    loaded = load_inventory(inv)
+    assert loaded.http_proxy == "http://nova:***@proxy:3128"
+    assert "s3cret-from-env" in secrets.registered()
+    assert secrets.mask("proxy said s3cret-from-env") == "proxy said ***"
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "results.json"
+    target.write_text("previous run\n")
+    target.chmod(0o640)
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(outputs.OutputError, match=r"^cannot write .*results.json: No space left on device$"):
+        outputs.write_text(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "previous run\n" and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    outputs.write_text(target, "new\n")
+    assert target.read_text() == "new\n" and stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_block_devices_sockets_and_directories_are_refused(tmp_path: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "s.sock"))
+    try:
+        with pytest.raises(outputs.OutputError, match=r"s.sock is a socket; name a file$"):
+            outputs.check_writable(tmp_path / "s.sock")
+    finally:
+        sock.close()
+    with pytest.raises(outputs.OutputError, match=r"is a directory; name a file in it$"):
+        outputs.write_text(tmp_path, "x")
+    block = tmp_path / "disk"  # a device node of our own: refused by its type, never opened
+    os.mknod(block, stat.S_IFBLK | 0o600, os.makedev(7, 254))
+    for call in (outputs.check_writable, lambda p: outputs.write_text(p, "x")):
+        with pytest.raises(outputs.OutputError, match=r"disk is a block device; refusing to write over it, name a"):
+            call(block)
+    assert block.is_block_device()
