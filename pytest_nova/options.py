@@ -28,6 +28,7 @@ class Settings:
     command_timeout: float
     concurrency: int
     waivers: Path | None
+    strict: bool = False  # advisory requirements gate too
 
 
 def _positive(kind: type[float] | type[int]) -> type[float]:
@@ -67,11 +68,14 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--nova-json", metavar="PATH", help="write the results JSON (format v1) to PATH")
     group.addoption("--nova-waivers", metavar="PATH", help="waivers file: accepted deviations with expiry")
+    group.addoption("--nova-strict", action="store_true", default=None,
+                    help="advisory requirements gate too (a warning fails); also NOVA_STRICT=1 or nova_strict = true")
     for flag, metavar, kind, default, text in _NUMBERS:
         help_text = f"{text}; default {default:g}"
         group.addoption(flag, metavar=metavar, type=_positive(kind), default=default, help=help_text)
     parser.addini("nova_inventory", "inventory file used when --nova-inventory is not given")
     parser.addini("nova_phase", "default for --nova-phase", default="preinstall")
+    parser.addini("nova_strict", "default for --nova-strict", type="bool", default=False)
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -91,4 +95,19 @@ def read_settings(config: pytest.Config) -> Settings:
         command_timeout=float(config.getoption("nova_command_timeout")),
         concurrency=int(config.getoption("nova_concurrency")),
         waivers=Path(waivers) if waivers else None,
+        strict=_strict(config),
     )
+
+
+def _strict(config: pytest.Config) -> bool:
+    """--nova-strict, else NOVA_STRICT (1/true/yes or 0/false/no), else the nova_strict ini option."""
+    if config.getoption("nova_strict"):
+        return True
+    env = os.environ.get("NOVA_STRICT", "").strip().lower()
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if env in ("0", "false", "no", "off"):
+        return False
+    if env:
+        raise pytest.UsageError(f"NOVA_STRICT: {env!r} is not one of 1, true, yes, on, 0, false, no, off")
+    return bool(config.getini("nova_strict"))

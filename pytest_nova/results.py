@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED, WARNING
 
 SCHEMA = "pytest-nova/results/v1"
 CHECK_PROPERTY = "nova_check"
-OUTCOMES = (PASSED, FAILED, SKIPPED, ERROR, WAIVED)
+OUTCOMES = (PASSED, FAILED, SKIPPED, ERROR, WAIVED, WARNING)
 
 
 def now() -> str:

@@ -27,7 +27,8 @@ VERSION = "nova-77cdbd3f"
 _HEADER = re.compile(r"^(\d+(?:\.\d+)*)\.\s+\S")
 _TABLE_HEADS = ("Источник\t", "Ресурс\t", "Порт\t")
 _DNS_ITEM = re.compile(r"^- (`[^`]+`)\s*$")
-_ID_PREFIX = {"dns": "dns-", "external": "ext-", "firewall": "fw-", "lb": "lb-", "os": "os-", "k8s": "k8s-"}
+_ID_PREFIX = {"dns": "dns-", "external": "ext-", "firewall": "fw-", "lb": "lb-", "os": "os-", "k8s": "k8s-",
+              "inventory": "inv-"}
 # Sections of the first document of seed 000 whose rows the catalog must cover, and their catalog area.
 COVERED = {
     "1": "dns", "2": "external", "2.1": "external",
@@ -144,8 +145,8 @@ def test_firewall_sentences_outside_the_tables_are_covered() -> None:
                {(row.section, norm(row.text)) for row in r.rows}]
     assert quoting == ["fw-http-proxy"]
     proxy = load_catalog().get("fw-http-proxy")
-    assert (proxy.sources, proxy.targets, proxy.direction, proxy.protocol) == (
-        ("nova-ctl", "nodes"), ("proxy",), "outbound", "tcp")
+    assert (proxy.sources, proxy.targets, proxy.bidirectional, proxy.protocol) == (
+        ("nova-ctl", "nodes"), ("proxy",), False, "tcp")
 
 
 def test_missing_row_is_reported(tmp_path: Path) -> None:
@@ -287,9 +288,11 @@ requirements:
   - id: fw-test
     section: "3.1.5"
     phase: preinstall
+    severity: required
+    basis: docs 3.1
     sources: [nodes]
     targets: [nodes]
-    direction: bidirectional
+    bidirectional: true
     port: 179
     protocol: {protocol}
     description: BGP
@@ -350,13 +353,13 @@ def test_loader_shape_errors(tmp_path: Path, old: str, new: str, where: str) -> 
 
 @pytest.mark.parametrize(("old", "new", "where"), [
     ("    targets: [nodes]\n", "    targets: [proxy, nodes]\n", r"targets: proxy is only a rule's sole target"),
-    ("    targets: [nodes]\n", "    targets: [proxy]\n", r"a rule to the proxy is outbound tcp without a port"),
+    ("    targets: [nodes]\n", "    targets: [proxy]\n", r"a rule to the proxy is one-way tcp without a port"),
 ])
 def test_loader_proxy_target_shape(tmp_path: Path, old: str, new: str, where: str) -> None:
     text = _GOOD_ENTRY.format(protocol="tcp", extra="")
     with pytest.raises(SourceError, match=where):
         load_catalog(_write(tmp_path / "c", text.replace(old, new)))
-    good = text.replace(old, "    targets: [proxy]\n").replace("bidirectional", "outbound")
+    good = text.replace(old, "    targets: [proxy]\n").replace("    bidirectional: true\n", "")
     good = good.replace("    port: 179\n", "")
     assert load_catalog(_write(tmp_path / "ok", good)).get("fw-test").targets == ("proxy",)
 
