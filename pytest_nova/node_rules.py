@@ -174,7 +174,7 @@ def sudoers_dropin(facts: Facts, params: dict[str, Any], ctx: Context) -> Findin
         return unusable
     if st.get("type") != "file":
         return Finding(FAILED, f"{path} is not a regular file", f"rm -rf {path} && " + ctx.fill(
-            "printf '%s\\n' '<user> ALL=(ALL) NOPASSWD:ALL' > " + path))
+            "echo '<user> ALL=(ALL) NOPASSWD:ALL' > " + path))
     problems = _unsafe(st, (owner,))
     if problems:
         return Finding(FAILED, f"{path} has {_mode_text(st)}: {problems}; sudo ignores it (it must be owned by "
@@ -242,7 +242,8 @@ def ssh_dir(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
     if home_problems:
         return Finding(FAILED, f"home {home} has {_mode_text(hst)}: {home_problems}; sshd (StrictModes) then "
                                "ignores authorized_keys", f"chown {ctx.user}: {home} && chmod go-w {home}")
-    return Finding(PASSED, f"{path} has {_mode_text(st)}; home {home} has {_mode_text(hst)}")
+    seen = _mode_text(hst) if hst.get("type") == "dir" else f"not examined ({hst.get('error') or 'not a directory'})"
+    return Finding(PASSED, f"{path} has {_mode_text(st)}; home {home}: {seen}")
 
 
 @rule("authorized_keys_mode")

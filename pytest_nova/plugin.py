@@ -167,6 +167,7 @@ def describe(check: Check) -> dict[str, Any]:
         "protocol": check.protocol,
         "fix": r.fix,
         "summary": r.summary,
+        "severity": r.severity,
         "kind": check.kind,
     }
 

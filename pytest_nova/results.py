@@ -64,6 +64,7 @@ def _synth(meta: dict[str, Any], report: pytest.TestReport, outcome: str) -> dic
         **{k: meta.get(k) for k in ("check", "requirement", "section", "source", "target", "port", "protocol")},
         "outcome": outcome,
         "message": message,
+        "severity": meta.get("severity", "required"),
         "_explain": message,
         "_fix": meta.get("fix", ""),
     }

@@ -54,6 +54,7 @@ def good_facts() -> dict[str, Any]:
                     "authorized_keys": {"mode": "0600", "owner": "nova-installer", "type": "file"},
                     "authorized_keys_path": "/home/nova-installer/.ssh/authorized_keys", "keys": ["other", KEY]},
         "stat": {"/etc/sudoers.d/99-nova-installer-user": {"mode": "0440", "owner": "root", "type": "file"},
+                 "/home/nova-installer": {"mode": "0700", "owner": "nova-installer", "type": "dir"},
                  "~/.ssh/id_nova": {"mode": "0600", "owner": "root", "type": "file"}},
         "sudo": {"rc": 0, "err": ""},
         "resolver": {"resolv_conf": ["10.10.0.53", "10.10.0.54"]},
@@ -109,8 +110,11 @@ BROKEN = [
      "echo 'nova-installer ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/99-nova-installer-user"),
     ("os-sudo-nopasswd", "sudo", {"rc": 1, "err": "sudo: a password is required\n"},
      "sudo -n true failed: sudo: a password is required", "NOPASSWD:ALL"),
-    ("os-ssh-dir", "account/ssh_dir", {"mode": "0755", "owner": "nova-installer", "type": "dir"},
-     "/home/nova-installer/.ssh has mode 0755", "chmod 700"),
+    ("os-ssh-dir", "account/ssh_dir", {"mode": "0775", "owner": "nova-installer", "type": "dir"},
+     "/home/nova-installer/.ssh has mode 0775, owner nova-installer: writable by group; sshd (StrictModes)",
+     "chmod go-w /home/nova-installer/.ssh"),
+    ("os-ssh-dir", "account/ssh_dir", {"mode": "0700", "owner": "admin", "type": "dir"},
+     "owned by admin, not nova-installer or root", "chown nova-installer: /home/nova-installer/.ssh"),
     ("os-authorized-keys-mode", "account/authorized_keys", {"mode": "0644", "owner": "root", "type": "file"},
      "authorized_keys has mode 0644, owner root; expected mode 0600, owner nova-installer", "chmod 600"),
     ("os-authorized-keys-has-key", "account/keys", ["other"], "holds 1 keys, none of them the public key",
@@ -148,10 +152,42 @@ def test_each_fault_fails_with_what_to_fix(inv: Inventory, req_id: str, path: st
 
 def test_sudoers_wrong_mode_and_unreadable(inv: Inventory) -> None:
     path = "/etc/sudoers.d/99-nova-installer-user"
-    bad = judge(inv, "os-sudoers-file", _with("stat", {path: {"mode": "0644", "owner": "root", "type": "file"}}))
-    assert (bad.outcome, bad.fix) == (FAILED, f"sudo chown root:root {path} && sudo chmod 0440 {path}")
+    bad = judge(inv, "os-sudoers-file", _with("stat", {path: {"mode": "0664", "owner": "root", "type": "file"}}))
+    assert (bad.outcome, bad.fix) == (FAILED, f"chown root:root {path} && chmod go-w {path}")
+    assert "writable by group; sudo ignores it" in bad.message
+    other = judge(inv, "os-sudoers-file", _with("stat", {path: {"mode": "0440", "owner": "admin", "type": "file"}}))
+    assert other.outcome == FAILED and "owned by admin, not root" in other.message
     denied = judge(inv, "os-sudoers-file", _with("stat", {path: {"error": "Permission denied", "errno": 13}}))
     assert denied.outcome == ERROR and "sudo -n was refused" in denied.message
+
+
+def test_docs_literal_modes_pass(inv: Inventory) -> None:
+    """What the docs' own commands leave under umask 022 is what sudo and sshd accept: it passes."""
+    path = "/etc/sudoers.d/99-nova-installer-user"
+    facts = _with("stat", {path: {"mode": "0644", "owner": "root", "type": "file"},
+                           "/home/nova-installer": {"mode": "0755", "owner": "nova-installer", "type": "dir"}})
+    facts["account"]["ssh_dir"] = {"mode": "0755", "owner": "nova-installer", "type": "dir"}
+    for req_id in ("os-sudoers-file", "os-ssh-dir"):
+        assert judge(inv, req_id, facts).outcome == PASSED, req_id
+    # authorized_keys keeps the exact mode the docs state.
+    facts["account"]["authorized_keys"] = {"mode": "0644", "owner": "nova-installer", "type": "file"}
+    assert judge(inv, "os-authorized-keys-mode", facts).outcome == FAILED
+
+
+def test_writable_home_fails_ssh_dir(inv: Inventory) -> None:
+    facts = good_facts()
+    facts["stat"]["/home/nova-installer"] = {"mode": "0777", "owner": "nova-installer", "type": "dir"}
+    bad = judge(inv, "os-ssh-dir", facts)
+    assert bad.outcome == FAILED
+    assert bad.message.startswith("home /home/nova-installer has mode 0777, owner nova-installer: writable by group "
+                                  "and others; sshd (StrictModes)")
+    assert bad.fix == "chown nova-installer: /home/nova-installer && chmod go-w /home/nova-installer"
+
+
+def test_no_fix_chmods_a_directory_to_600() -> None:
+    for req in load_catalog().requirements:
+        assert "chmod 600 ~<user>/.ssh " not in req.fix + " ", req.id
+        assert "chmod 700" not in req.fix or ".ssh" not in req.fix or req.id == "os-ssh-dir", req.id
 
 
 def test_private_key_mode_on_nova_ctl(inv: Inventory) -> None:
@@ -161,6 +197,9 @@ def test_private_key_mode_on_nova_ctl(inv: Inventory) -> None:
     bad = judge(inv, "os-private-key", _with("stat", {"/root/.ssh/id_nova": {"mode": "0644", "owner": "root",
                                                                              "type": "file"}}), host="nova-ctl")
     assert bad.outcome == FAILED and bad.fix == "chmod 600 /root/.ssh/id_nova"
+    group = judge(inv, "os-private-key", _with("stat", {"/root/.ssh/id_nova": {"mode": "0640", "owner": "root",
+                                                                               "type": "file"}}), host="nova-ctl")
+    assert group.outcome == FAILED and "group or others can access" in group.message
 
 
 def test_closed_mode_resolver_and_universe_ca() -> None:
