@@ -336,6 +336,21 @@ def _is_public(address: str) -> bool:
         return False
 
 
+def universe_ca_fix(facts: Facts, ctx: Context) -> str:
+    """The docs' CA download and trust-store update, for the host's OS family (universe 2.7)."""
+    from pytest_nova.fixes import DEBIAN, RHEL, os_family
+
+    url = ctx.fill("https://repo.<universe domain>/ca/ca.crt")
+    rhel = f"curl -kfo /etc/pki/ca-trust/source/anchors/universe-ca.crt {url} && update-ca-trust"
+    debian = f"curl -kfo /usr/local/share/ca-certificates/universe-ca.crt {url} && update-ca-certificates"
+    family = os_family(facts)
+    if family == RHEL:
+        return rhel
+    if family == DEBIAN:
+        return debian
+    return f"{rhel}  (Debian-like: {debian})"
+
+
 @rule("universe_ca_trusted", needs=lambda p, c: {"endpoints": [list(universe_hub(c))]})
 def universe_ca_trusted(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
     """A TLS handshake with the Universe hub verifies against the node's own trust store."""
@@ -346,7 +361,7 @@ def universe_ca_trusted(facts: Facts, params: dict[str, Any], ctx: Context) -> F
         issuer = got.get("issuer")
         return Finding(PASSED, f"TLS to {name}:{port} verifies with the node's trust store (issuer {issuer})")
     if status == "untrusted":
-        return Finding(FAILED, f"TLS not trusted: {name}:{port}: {got.get('error')}")
+        return Finding(FAILED, f"TLS not trusted: {name}:{port}: {got.get('error')}", universe_ca_fix(facts, ctx))
     # Unreachable: the endpoint check reports why; the trust store cannot be judged.
     return Finding(SKIPPED, f"not checked: {name}:{port} {CAUSES.get(str(status), status)}: {got.get('error')}")
 

@@ -305,6 +305,36 @@ def _balancers(cat: Catalog, inv: Inventory) -> Iterator[Check]:
             )
 
 
+def _balancer_reach(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    """Docs 3.2 "Внутренний доступ / Внешний доступ": each balancer port from every node and every workstation.
+
+    Probed like a port rule (the firewall engine, from each source host); a balancer is not an inventory host, so
+    nothing is started on it: its own listener answers.
+    """
+    seen: set[tuple[str, int | None, str | None]] = set()
+    for r in cat.by_area("lb"):
+        lb = str(r.balancer)
+        if lb not in inv.balancers or (r.condition == "internal-dns" and not internal_dns(inv)):
+            continue
+        if (lb, r.port, r.protocol) in seen or not (r.internal or r.external):
+            continue
+        seen.add((lb, r.port, r.protocol))
+        sources = [*(inv.cluster_nodes if r.internal else ()), *(inv.workstations if r.external else ())]
+        for src in sources:
+            yield Check(
+                "port_rule",
+                f"{src.name}:{lb}-lb:{r.port}/{r.protocol}",
+                r,
+                ("postinstall",),
+                host=src.name,
+                source=src.name,
+                target=lb,
+                port=r.port,
+                protocol=r.protocol,
+                targets=(Target(lb, inv.balancers[lb]),),
+            )
+
+
 def _cluster(cat: Catalog, inv: Inventory) -> Iterator[Check]:
     for r in cat.by_area("k8s"):
         if r.scope != "cluster":
@@ -331,6 +361,7 @@ def build(cat: Catalog, inv: Inventory) -> Plan:
         *_node_reqs(cat, inv),
         *_firewall(cat, inv),
         *_balancers(cat, inv),
+        *_balancer_reach(cat, inv),
         *_cluster(cat, inv),
         *_inventory_checks(cat, inv),
     ]

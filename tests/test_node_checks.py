@@ -456,3 +456,17 @@ def test_fix_texts_name_the_node_for_kubectl_and_its_address_for_ssh(inv: Invent
     address = inv.host("master-1").address
     assert "spec.nodeName=master-1)" in ctx(inv).fill(cni.fix)
     assert f"nova-installer@{address}" in ctx(inv).fill("ssh-copy-id -i <ssh.identityFile>.pub <user>@<node>")
+
+
+def test_node_fixes_have_no_placeholder_left(inv: Inventory) -> None:
+    """Every node requirement's fix, filled for a real host, names real values only."""
+    import re
+
+    closed = load_inventory(CLOSED)
+    for req in load_catalog().requirements:
+        if req.area in ("os", "k8s", "external") and req.scope in ("nodes", "nova-ctl", "hosts"):
+            for i in (inv, closed):
+                if req.params.get("mode") in ("internet", "closed") and req.params["mode"] != i.mode:
+                    continue
+                filled = ctx(i).fill(req.fix)
+                assert not re.search(r"<[a-zA-Z. ]+>", filled), (req.id, filled)
