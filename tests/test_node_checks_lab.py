@@ -92,8 +92,6 @@ def _expect(lab: Lab, fault: str) -> dict[str, str]:
         }
     if fault == "wrong-mode":
         return {f"{OS}::test_os[infra-1:os-authorized-keys-mode]": "authorized_keys has mode 0644"}
-    if fault == "wrong-mode-ssh-dir":
-        return {f"{OS}::test_os[worker-1:os-ssh-dir]": "/home/nova-installer/.ssh has mode 0755"}
     if fault == "wrong-shell":
         return {f"{OS}::test_os[master-1:os-user-exists]": "login shell is /bin/sh, not /bin/bash"}
     if fault == "endpoint-unreachable":
@@ -108,7 +106,6 @@ FAULTS = [
     pytest.param("dns-wrong-target", {"record": "nova-oauth", "target": "worker-1"}, (DNS,), id="dns-wrong-target"),
     pytest.param("sudoers-missing", {"host": "worker-1"}, (OS,), id="sudoers-missing"),
     pytest.param("wrong-mode", {"host": "infra-1"}, (OS,), id="authorized-keys-0644"),
-    pytest.param("wrong-mode-ssh-dir", {"host": "worker-1"}, (OS,), id="ssh-dir-0755"),
     pytest.param("wrong-shell", {"host": "master-1"}, (OS,), id="wrong-shell"),
     pytest.param("endpoint-unreachable", {"host": "master-1"}, (EXT,), id="endpoint-unreachable"),
     pytest.param("untrusted-ca", {}, (EXT,), id="untrusted-ca"),
@@ -179,14 +176,15 @@ def test_closed_mode_clean_then_public_resolver_and_untrusted_universe(closed_no
     with lab.fault("untrusted-ca", server="universe"):
         rc, results, output = run_suite(lab, OS, EXT, "-n", "2")
     bad = _bad(results)
-    expected = (
-        {f"{OS}::test_os[{h}:os-universe-ca]" for h in NODES}
-        | {f"{OS}::test_os[nova-ctl:os-universe-ca-nova-ctl]"}
-        | {f"{EXT}::test_endpoint[{h}:{e}]" for h in HOSTS for e in UNIVERSE}
-    )
+    expected = {f"{EXT}::test_endpoint[{h}:{e}]" for h in HOSTS for e in UNIVERSE}
     assert set(bad) == expected, sorted(set(bad) ^ expected)
     assert all("TLS not trusted" in m for m in bad.values())
-    assert "update-ca-trust" in str(results) or "update-ca-trust" in output
+    # Trusting the Universe CA is a recommendation of universe 2.7: an advisory, reported as a warning.
+    warned = {r["nodeid"]: r["message"] for r in results["results"] if r["outcome"] == "warning"}
+    assert set(warned) == ({f"{OS}::test_os[{h}:os-universe-ca]" for h in NODES}
+                           | {f"{OS}::test_os[nova-ctl:os-universe-ca-nova-ctl]"}), sorted(warned)
+    assert all("TLS not trusted" in m for m in warned.values())
+    assert "update-ca-certificates" in output  # the lab hosts are Debian: the Debian-like command
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +213,10 @@ def test_proxy_mode_endpoints_go_through_the_proxy_and_proxy_deny_fails_exactly_
 
     rc, results, output = run_suite(lab, EXT, "-n", "2")
     assert rc == 0, output[-3000:]
-    records = {r["nodeid"]: r for r in results["results"]}
+    records = {r["nodeid"]: r for r in results["results"] if "::test_endpoint[" in r["nodeid"]}
     assert set(records) == endpoints
+    # Through the proxy the nodes do not resolve the vendor names themselves: the address list is not compared.
+    assert {r["outcome"] for r in results["results"] if r["requirement"] == "ext-documented-ips"} == {"skipped"}
     assert all(r["outcome"] == "passed" and f"via proxy {proxy} verified" in r["message"] for r in records.values())
 
     with lab.fault("proxy-deny"):
