@@ -470,3 +470,20 @@ def test_node_fixes_have_no_placeholder_left(inv: Inventory) -> None:
                     continue
                 filled = ctx(i).fill(req.fix)
                 assert not re.search(r"<[a-zA-Z. ]+>", filled), (req.id, filled)
+
+
+def test_vendor_addresses_against_the_documented_list(inv: Inventory) -> None:
+    documented = r.documented_ips()
+    assert set(documented) == {"hub.nova-platform.io", "storage.cloud.croc.ru", "access.nova-platform.io",
+                               "code.nova-platform.io", "sun.nova-platform.io"}
+    names = {n: {"status": "ok", "addresses": ["217.73.57.4"]} for n in documented}
+    ok = judge(inv, "ext-documented-ips", _with("names", names))
+    assert ok.outcome == PASSED
+    names["hub.nova-platform.io"] = {"status": "ok", "addresses": ["217.73.57.4", "203.0.113.9"]}
+    off = judge(inv, "ext-documented-ips", _with("names", names))
+    assert off.outcome == FAILED
+    assert "hub.nova-platform.io -> 203.0.113.9 (docs: 217.73.63.211/32" in off.message
+    assert "a firewall allow-list built from the docs' IP column would block these addresses" in off.message
+    none = judge(inv, "ext-documented-ips", _with("names", {}))
+    assert none.outcome == SKIPPED
+    assert load_catalog().get("ext-documented-ips").severity == "advisory"
