@@ -587,17 +587,16 @@ def judge_endpoint(facts: Facts, name: str, port: int) -> Finding:
     return Finding(FAILED, f"{cause}: {name}:{port}{via}: {got.get('error')}")
 
 
-def endpoint_fix(status_message: str, name: str, port: int, ctx: Context, default: str) -> str:
-    """The fix for an endpoint failure, by its cause."""
+def endpoint_fix(status_message: str, name: str, port: int, ctx: Context, default: str,
+                 facts: Facts | None = None) -> str:
+    """The fix for an endpoint failure, by its cause (and the host's OS family, from ``facts``)."""
     inv = ctx.inventory
     if status_message.startswith("name not resolved"):
         return (f"add an A record for {name} on the DNS servers the node uses ({', '.join(inv.dns_servers)}), "
                 "or point the node's resolver at them")
     if status_message.startswith("TLS not trusted"):
         if inv.universe and name.endswith("." + inv.universe.dns_base_domain):
-            return ctx.fill("install the Universe root CA on the node: curl -kfo "
-                            "/etc/pki/ca-trust/source/anchors/universe-ca.crt https://repo.<universe domain>/ca/"
-                            "ca.crt && update-ca-trust")
+            return "install the Universe root CA on the node: " + universe_ca_fix(facts or {}, ctx)
         return (f"add the CA that signed {name}'s certificate to the node's trust store (update-ca-trust or "
                 "update-ca-certificates), or stop the proxy from intercepting TLS")
     if status_message.startswith("refused by the proxy"):
