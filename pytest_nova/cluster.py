@@ -279,8 +279,13 @@ def judge_roles(check: Check, host: Host, state: ClusterState) -> Verdict:
         parts += [f"also has {', '.join(extra)}"] if extra else []
         return _verdict(check, FAILED, f"{node.name} has roles {shown} in the cluster, inventory says "
                                        f"{', '.join(sorted(expected))}: it {' and '.join(parts)}",
-                        fix=_fix(check, node.name))
+                        fix=_roles_fix(node.name, missing, extra))
     return _verdict(check, PASSED, f"{node.name} has roles {shown} (inventory: {', '.join(sorted(expected))})")
+
+
+def _roles_fix(node: str, missing: list[str], extra: list[str]) -> str:
+    labels = [f"node-role.kubernetes.io/{r}=" for r in missing] + [f"node-role.kubernetes.io/{r}-" for r in extra]
+    return f"fix the inventory's roles for {node}, or label the node: kubectl label node {node} {' '.join(labels)}"
 
 
 def judge_versions(check: Check, state: ClusterState) -> Verdict:
@@ -310,8 +315,11 @@ def judge_pods(check: Check, state: ClusterState) -> Verdict:
             f"{p.name} {p.phase} {p.ready}/{p.total} ready" + (f" ({', '.join(p.reasons)})" if p.reasons else "")
             + (f" on {p.node}" if p.node else "") for p in bad[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        first = bad[0]
         return _verdict(check, FAILED, f"{len(bad)} of {len(state.pods)} {ns} pods are not running: {shown}{more}",
-                        target=ns, fix=check.requirement.fix)
+                        target=ns, fix=f"kubectl -n {ns} describe pod {first.name}"
+                        + (f" (and the other {len(bad) - 1})" if len(bad) > 1 else "")
+                        + f"; kubectl -n {ns} get pods -o wide")
     return _verdict(check, PASSED, f"all {len(state.pods)} {ns} pods are Running and ready", target=ns)
 
 

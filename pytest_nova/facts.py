@@ -211,7 +211,7 @@ class NodeFacts:
             finding = judge_endpoint(facts, name, port)
             if finding.outcome != PASSED:
                 finding = Finding(finding.outcome, finding.message,
-                                  endpoint_fix(finding.message, name, port, ctx, req.fix))
+                                  endpoint_fix(finding.message, name, port, ctx, req.fix, facts))
             return [_verdict(check, req, finding, ctx, f"{host}: TCP + TLS to {name}:{port}")]
         raise ValueError(f"node_facts does not judge checks of kind {check.kind}")
 

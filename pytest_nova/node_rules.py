@@ -162,19 +162,40 @@ def user_account(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
 
 @rule("sudoers_dropin", needs=lambda p, c: {"stat": [sudoers_path(p, c)]})
 def sudoers_dropin(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
-    """The sudoers drop-in exists, owned by root, with the expected mode."""
+    """The sudoers drop-in is a regular file sudo will read: owned by root, not writable by group or others.
+
+    The docs write it with ``cat << EOF >`` and give no mode (0644 under umask 022): sudo's own rule decides.
+    """
     path = sudoers_path(params, ctx)
     st = dict((facts.get("stat") or {}).get(path) or {"error": "not gathered"})
-    mode, owner = str(params.get("mode", "0440")), str(params.get("owner", "root"))
+    owner = str(params.get("owner", "root"))
     unusable = _unusable(path, st, hint=" (sudo -n was refused too)")
     if unusable:
         return unusable
     if st.get("type") != "file":
-        return Finding(FAILED, f"{path} is not a regular file")
-    if st.get("mode") != mode or st.get("owner") != owner:
-        fix = f"sudo chown {owner}:{owner} {path} && sudo chmod {mode} {path}"
-        return Finding(FAILED, f"{path} has {_mode_text(st)}; expected mode {mode}, owner {owner}", fix)
+        return Finding(FAILED, f"{path} is not a regular file", f"rm -rf {path} && " + ctx.fill(
+            "echo '<user> ALL=(ALL) NOPASSWD:ALL' > " + path))
+    problems = _unsafe(st, (owner,))
+    if problems:
+        return Finding(FAILED, f"{path} has {_mode_text(st)}: {problems}; sudo ignores it (it must be owned by "
+                               f"{owner} and not writable by group or others)",
+                       f"chown {owner}:{owner} {path} && chmod go-w {path}")
     return Finding(PASSED, f"{path} has {_mode_text(st)}")
+
+
+def _unsafe(st: dict[str, Any], owners: tuple[str, ...]) -> str:
+    """Why a file or directory fails the rule sudo and sshd share: a wrong owner, or writable by group/others."""
+    problems = []
+    if st.get("owner") not in owners:
+        problems.append(f"owned by {st.get('owner')}, not {' or '.join(owners)}")
+    try:
+        writable = int(str(st.get("mode")), 8) & 0o022
+    except ValueError:
+        writable = 0o022
+    if writable:
+        who = {0o020: "group", 0o002: "others", 0o022: "group and others"}[writable]
+        problems.append(f"writable by {who}")
+    return "; ".join(problems)
 
 
 @rule("sudo_nopasswd", needs=lambda p, c: {"sudo": True})
@@ -187,22 +208,42 @@ def sudo_nopasswd(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding
     return Finding(FAILED, f"sudo -n true failed: {err}")
 
 
-@rule("ssh_dir")
+def _home_stat(facts: Facts, ctx: Context) -> tuple[str, dict[str, Any]]:
+    home = str(_account(facts).get("home"))
+    stats = dict(facts.get("stat") or {})
+    return home, dict(stats.get(home) or stats.get(f"~{ctx.user}") or {"error": "not gathered"})
+
+
+@rule("ssh_dir", needs=lambda p, c: {"stat": [f"~{c.user}"]})
 def ssh_dir(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
-    """~/.ssh is a directory owned by the user with the expected mode."""
+    """~/.ssh and the home pass sshd's StrictModes: owned by the user or root, not writable by group or others.
+
+    The docs give no mode for either (a plain mkdir leaves 0755); OpenSSH's auth_secure_path is the rule.
+    """
     acct = _account(facts)
     if not acct.get("exists"):
         return Finding(FAILED, f"user {ctx.user} does not exist")
     path = f"{acct.get('home')}/.ssh"
     st = dict(acct.get("ssh_dir") or {})
-    mode = str(params.get("mode", "0700"))
-    unusable = _unusable(path, st)
+    unusable = _unusable(path, st, fix=f"install -d -o {ctx.user} -g {ctx.user} {path}")
     if unusable:
         return unusable
-    if st.get("type") != "dir" or st.get("mode") != mode or st.get("owner") != ctx.user:
-        what = "is not a directory" if st.get("type") != "dir" else f"has {_mode_text(st)}"
-        return Finding(FAILED, f"{path} {what}; expected a directory, mode {mode}, owner {ctx.user}")
-    return Finding(PASSED, f"{path} has {_mode_text(st)}")
+    owners = (ctx.user, "root")
+    if st.get("type") != "dir":
+        return Finding(FAILED, f"{path} is not a directory", f"mv {path} {path}.old && install -d -o {ctx.user} "
+                                                             f"-g {ctx.user} {path}")
+    problems = _unsafe(st, owners)
+    if problems:
+        return Finding(FAILED, f"{path} has {_mode_text(st)}: {problems}; sshd (StrictModes) then ignores "
+                               "authorized_keys", f"chown {ctx.user}: {path} && chmod go-w {path}")
+    home, hst = _home_stat(facts, ctx)
+    # A symlinked home (lstat sees the link) is left to sshd; only a real directory is judged here.
+    home_problems = _unsafe(hst, owners) if hst.get("type") == "dir" else ""
+    if home_problems:
+        return Finding(FAILED, f"home {home} has {_mode_text(hst)}: {home_problems}; sshd (StrictModes) then "
+                               "ignores authorized_keys", f"chown {ctx.user}: {home} && chmod go-w {home}")
+    seen = _mode_text(hst) if hst.get("type") == "dir" else f"not examined ({hst.get('error') or 'not a directory'})"
+    return Finding(PASSED, f"{path} has {_mode_text(st)}; home {home}: {seen}")
 
 
 @rule("authorized_keys_mode")
@@ -253,13 +294,15 @@ def private_key(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
     path, st = next(((p, dict(s)) for p, s in stats.items() if p == raw or (raw.startswith("~") and
                                                                               p.endswith(raw[1:]))),
                     (raw, {"error": "not gathered"}))
-    modes = [str(m) for m in params.get("modes", ["0600", "0400"])]
     unusable = _unusable(path, st, label="private key ", fix=f"ssh-keygen -f {path}")
     if unusable:
         return unusable
-    if st.get("type") != "file" or st.get("mode") not in modes:
-        return Finding(FAILED, f"private key {path} has {_mode_text(st)}; expected mode {' or '.join(modes)}",
-                       f"chmod 600 {path}")
+    if st.get("type") != "file":
+        return Finding(FAILED, f"private key {path} is not a regular file", f"ssh-keygen -f {path}")
+    # ssh refuses a private key that group or others may access at all (mode & 077).
+    if int(str(st.get("mode") or "777"), 8) & 0o077:
+        return Finding(FAILED, f"private key {path} has {_mode_text(st)}; ssh refuses a key that group or others "
+                               "can access", f"chmod 600 {path}")
     return Finding(PASSED, f"private key {path} has {_mode_text(st)}")
 
 
@@ -293,6 +336,21 @@ def _is_public(address: str) -> bool:
         return False
 
 
+def universe_ca_fix(facts: Facts, ctx: Context) -> str:
+    """The docs' CA download and trust-store update, for the host's OS family (universe 2.7)."""
+    from pytest_nova.fixes import DEBIAN, RHEL, os_family
+
+    url = ctx.fill("https://repo.<universe domain>/ca/ca.crt")
+    rhel = f"curl -kfo /etc/pki/ca-trust/source/anchors/universe-ca.crt {url} && update-ca-trust"
+    debian = f"curl -kfo /usr/local/share/ca-certificates/universe-ca.crt {url} && update-ca-certificates"
+    family = os_family(facts)
+    if family == RHEL:
+        return rhel
+    if family == DEBIAN:
+        return debian
+    return f"{rhel}  (Debian-like: {debian})"
+
+
 @rule("universe_ca_trusted", needs=lambda p, c: {"endpoints": [list(universe_hub(c))]})
 def universe_ca_trusted(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
     """A TLS handshake with the Universe hub verifies against the node's own trust store."""
@@ -303,9 +361,58 @@ def universe_ca_trusted(facts: Facts, params: dict[str, Any], ctx: Context) -> F
         issuer = got.get("issuer")
         return Finding(PASSED, f"TLS to {name}:{port} verifies with the node's trust store (issuer {issuer})")
     if status == "untrusted":
-        return Finding(FAILED, f"TLS not trusted: {name}:{port}: {got.get('error')}")
+        return Finding(FAILED, f"TLS not trusted: {name}:{port}: {got.get('error')}", universe_ca_fix(facts, ctx))
     # Unreachable: the endpoint check reports why; the trust store cannot be judged.
     return Finding(SKIPPED, f"not checked: {name}:{port} {CAUSES.get(str(status), status)}: {got.get('error')}")
+
+
+# ---- vendor addresses (docs 2)
+
+
+def documented_ips() -> dict[str, tuple[str, ...]]:
+    """Each internet-mode vendor name of docs 2 and the networks its row lists."""
+    from pytest_nova.catalog import load_catalog  # the packaged catalog; no I/O beyond reading it once
+
+    out: dict[str, tuple[str, ...]] = {}
+    for r in load_catalog().by_area("external"):
+        if r.mode == "internet" and r.host and r.ips:
+            for name in r.host.split():
+                out[name] = r.ips
+    return out
+
+
+def _in_networks(address: str, networks: Iterable[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+        return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
+    except ValueError:
+        return False
+
+
+@rule("documented_ips", needs=lambda p, c: {"names": sorted(documented_ips())})
+def documented_ips_match(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+    """Every vendor name resolves, through the host's resolver, only to the addresses its docs row lists."""
+    names = dict(facts.get("names") or {})
+    off: list[str] = []
+    unresolved: list[str] = []
+    for name, networks in documented_ips().items():
+        got = dict(names.get(name) or {})
+        if got.get("status") != "ok":
+            unresolved.append(name)
+            continue
+        extra = [a for a in got.get("addresses") or [] if not _in_networks(str(a), networks)]
+        if extra:
+            off.append(f"{name} -> {', '.join(extra)} (docs: {', '.join(networks)})")
+    if off:
+        via = " (the host goes through the HTTP proxy, whose own allow-list matters)" if ctx.inventory.http_proxy \
+            else ""
+        return Finding(FAILED, "resolves outside the documented IP list: " + "; ".join(off) + ": a firewall "
+                       "allow-list built from the docs' IP column would block these addresses" + via)
+    if len(unresolved) == len(documented_ips()):
+        return Finding(SKIPPED, "not compared: the host resolves none of the vendor names itself"
+                       + (" (it reaches them through the HTTP proxy)" if ctx.inventory.http_proxy else ""))
+    note = f" ({', '.join(unresolved)} not resolved here: not compared)" if unresolved else ""
+    return Finding(PASSED, f"every resolved vendor name is inside the documented IP list{note}")
 
 
 # ---- Kubernetes node prerequisites (seed 002)
@@ -480,17 +587,16 @@ def judge_endpoint(facts: Facts, name: str, port: int) -> Finding:
     return Finding(FAILED, f"{cause}: {name}:{port}{via}: {got.get('error')}")
 
 
-def endpoint_fix(status_message: str, name: str, port: int, ctx: Context, default: str) -> str:
-    """The fix for an endpoint failure, by its cause."""
+def endpoint_fix(status_message: str, name: str, port: int, ctx: Context, default: str,
+                 facts: Facts | None = None) -> str:
+    """The fix for an endpoint failure, by its cause (and the host's OS family, from ``facts``)."""
     inv = ctx.inventory
     if status_message.startswith("name not resolved"):
         return (f"add an A record for {name} on the DNS servers the node uses ({', '.join(inv.dns_servers)}), "
                 "or point the node's resolver at them")
     if status_message.startswith("TLS not trusted"):
         if inv.universe and name.endswith("." + inv.universe.dns_base_domain):
-            return ctx.fill("install the Universe root CA on the node: curl -kfo "
-                            "/etc/pki/ca-trust/source/anchors/universe-ca.crt https://repo.<universe domain>/ca/"
-                            "ca.crt && update-ca-trust")
+            return "install the Universe root CA on the node: " + universe_ca_fix(facts or {}, ctx)
         return (f"add the CA that signed {name}'s certificate to the node's trust store (update-ca-trust or "
                 "update-ca-certificates), or stop the proxy from intercepting TLS")
     if status_message.startswith("refused by the proxy"):

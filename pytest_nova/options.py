@@ -30,6 +30,7 @@ class Settings:
     command_timeout: float
     concurrency: int
     waivers: Path | None
+    strict: bool = False  # advisory requirements gate too
 
 
 def number(flag: str, text: object, kind: type[float] | type[int], limit: float) -> float:
@@ -75,11 +76,14 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--nova-json", metavar="PATH", help="write the results JSON (format v1) to PATH")
     group.addoption("--nova-waivers", metavar="PATH", help="waivers file: accepted deviations with expiry")
+    group.addoption("--nova-strict", action="store_true", default=None,
+                    help="advisory requirements gate too (a warning fails); also NOVA_STRICT=1 or nova_strict = true")
     for flag, metavar, _, default, _, text in _NUMBERS:
         # Checked in read_settings rather than by argparse, whose error adds a usage line.
         group.addoption(flag, metavar=metavar, default=str(default), help=f"{text}; default {default:g}")
     parser.addini("nova_inventory", "inventory file used when --nova-inventory is not given")
     parser.addini("nova_phase", "default for --nova-phase", default="preinstall")
+    parser.addini("nova_strict", "default for --nova-strict", type="bool", default=False)
 
 
 def check_outputs(config: pytest.Config) -> None:
@@ -115,4 +119,19 @@ def read_settings(config: pytest.Config) -> Settings:
         command_timeout=numbers["--nova-command-timeout"],
         concurrency=int(numbers["--nova-concurrency"]),
         waivers=Path(waivers) if waivers else None,
+        strict=_strict(config),
     )
+
+
+def _strict(config: pytest.Config) -> bool:
+    """--nova-strict, else NOVA_STRICT (1/true/yes or 0/false/no), else the nova_strict ini option."""
+    if config.getoption("nova_strict"):
+        return True
+    env = os.environ.get("NOVA_STRICT", "").strip().lower()
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if env in ("0", "false", "no", "off"):
+        return False
+    if env:
+        raise pytest.UsageError(f"NOVA_STRICT: {env!r} is not one of 1, true, yes, on, 0, false, no, off")
+    return bool(config.getini("nova_strict"))

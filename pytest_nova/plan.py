@@ -23,6 +23,7 @@ KINDS = (
     "balancer_check",
     "cluster_node",
     "cluster_check",
+    "inventory_check",
 )
 BOTH_PHASES = ("preinstall", "postinstall")
 _ROLE_OF_SELECTOR = {"masters": "master", "infra": "infra", "ingress": "ingress", "workers": "worker"}
@@ -150,7 +151,7 @@ def _probe_hosts(inv: Inventory) -> list[Host]:
 
 
 def _external(cat: Catalog, inv: Inventory) -> Iterator[Check]:
-    reqs = [r for r in cat.by_area("external") if r.mode == inv.mode]
+    reqs = [r for r in cat.by_area("external") if r.mode == inv.mode and r.check is None]
     for node in _probe_hosts(inv):
         for r in reqs:
             host = endpoint_host(r, inv)
@@ -170,16 +171,20 @@ def _external(cat: Catalog, inv: Inventory) -> Iterator[Check]:
 
 
 def _node_reqs(cat: Catalog, inv: Inventory) -> Iterator[Check]:
-    for area in ("os", "k8s"):
+    for area in ("os", "k8s", "external"):
         for r in cat.by_area(area):
             # params.mode names a network mode (internet/closed) in some entries and a file mode ("0440") in
             # others; only the former limits where a requirement applies.
             if r.params.get("mode") in ("internet", "closed") and r.params["mode"] != inv.mode:
                 continue
+            if area == "external" and (r.check is None or r.mode != inv.mode):
+                continue  # endpoints are expanded by _external
             if r.scope == "nodes":
                 hosts = list(inv.cluster_nodes)
             elif r.scope == "nova-ctl":
                 hosts = [inv.nova_ctl] if inv.nova_ctl else []
+            elif r.scope == "hosts":
+                hosts = _probe_hosts(inv)
             else:
                 continue
             for h in hosts:
@@ -237,7 +242,7 @@ def _firewall(cat: Catalog, inv: Inventory) -> Iterator[Check]:
         pairs: dict[str, dict[str, tuple[Host, str]]] = {}
 
         directions = [(r.sources, r.targets)]
-        if r.direction == "bidirectional":
+        if r.bidirectional:
             directions.append((r.targets, r.sources))
         for srcs, dsts in directions:
             for dsel in dsts:
@@ -300,6 +305,36 @@ def _balancers(cat: Catalog, inv: Inventory) -> Iterator[Check]:
             )
 
 
+def _balancer_reach(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    """Docs 3.2 "Внутренний доступ / Внешний доступ": each balancer port from every node and every workstation.
+
+    Probed like a port rule (the firewall engine, from each source host); a balancer is not an inventory host, so
+    nothing is started on it: its own listener answers.
+    """
+    seen: set[tuple[str, int | None, str | None]] = set()
+    for r in cat.by_area("lb"):
+        lb = str(r.balancer)
+        if lb not in inv.balancers or (r.condition == "internal-dns" and not internal_dns(inv)):
+            continue
+        if (lb, r.port, r.protocol) in seen or not (r.internal or r.external):
+            continue
+        seen.add((lb, r.port, r.protocol))
+        sources = [*(inv.cluster_nodes if r.internal else ()), *(inv.workstations if r.external else ())]
+        for src in sources:
+            yield Check(
+                "port_rule",
+                f"{src.name}:{lb}-lb:{r.port}/{r.protocol}",
+                r,
+                ("postinstall",),
+                host=src.name,
+                source=src.name,
+                target=lb,
+                port=r.port,
+                protocol=r.protocol,
+                targets=(Target(lb, inv.balancers[lb]),),
+            )
+
+
 def _cluster(cat: Catalog, inv: Inventory) -> Iterator[Check]:
     for r in cat.by_area("k8s"):
         if r.scope != "cluster":
@@ -311,6 +346,13 @@ def _cluster(cat: Catalog, inv: Inventory) -> Iterator[Check]:
             yield Check("cluster_check", f"cluster:{r.id}", r, (r.phase,))
 
 
+def _inventory_checks(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    for r in cat.by_area("inventory"):
+        if r.params.get("mode") in ("internet", "closed") and r.params["mode"] != inv.mode:
+            continue
+        yield Check("inventory_check", f"inventory:{r.id}", r, (r.phase,), target="inventory")
+
+
 def build(cat: Catalog, inv: Inventory) -> Plan:
     """Expand ``cat`` over ``inv``: every check, grouped by kind, each kind in a stable order."""
     checks = [
@@ -319,6 +361,8 @@ def build(cat: Catalog, inv: Inventory) -> Plan:
         *_node_reqs(cat, inv),
         *_firewall(cat, inv),
         *_balancers(cat, inv),
+        *_balancer_reach(cat, inv),
         *_cluster(cat, inv),
+        *_inventory_checks(cat, inv),
     ]
     return Plan(tuple(checks))

@@ -31,6 +31,7 @@ MARKERS = {
     "os": "the OS account, sudo and SSH key (account preparation)",
     "lb": "load balancers and their healthchecks (docs 3.2)",
     "k8s": "Kubernetes node prerequisites and cluster state",
+    "inventory": "the inventory's own values the docs constrain (Nova Universe, 2.1 and universe 2.4)",
     "preinstall": "checks to run before installing the platform",
     "postinstall": "checks to run on the installed platform",
 }
@@ -222,6 +223,7 @@ def describe(check: Check) -> dict[str, Any]:
         "protocol": check.protocol,
         "fix": r.fix,
         "summary": r.summary,
+        "severity": r.severity,
         "kind": check.kind,
     }
 
@@ -290,4 +292,5 @@ class NovaItem:
 
     def judge(self, verdicts: list[Verdict]) -> None:
         """Record every verdict; fail once, listing those that did not pass."""
-        judge(self._item.user_properties, self._item.nodeid, verdicts)
+        judge(self._item.user_properties, self._item.nodeid, verdicts, advisory=self.catalog.advisory,
+              strict=self.settings.strict)

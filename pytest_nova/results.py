@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from pytest_nova import outputs
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED, WARNING
 
 SCHEMA = "pytest-nova/results/v1"
 CHECK_PROPERTY = "nova_check"
-OUTCOMES = (PASSED, FAILED, SKIPPED, ERROR, WAIVED)
+OUTCOMES = (PASSED, FAILED, SKIPPED, ERROR, WAIVED, WARNING)
 
 
 def now() -> str:
@@ -64,6 +64,7 @@ def _synth(meta: dict[str, Any], report: pytest.TestReport, outcome: str) -> dic
         **{k: meta.get(k) for k in ("check", "requirement", "section", "source", "target", "port", "protocol")},
         "outcome": outcome,
         "message": message,
+        "severity": meta.get("severity", "required"),
         "_explain": message,
         "_fix": meta.get("fix", ""),
     }

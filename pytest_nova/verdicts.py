@@ -7,14 +7,18 @@ failed ones in the Checked / Expected / Observed / Fix form.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import pytest
 
 PASSED, FAILED, SKIPPED, ERROR, WAIVED = "passed", "failed", "skipped", "error", "waived"
+# An advisory requirement (good practice the Nova docs do not demand) that does not hold: reported, not gating.
+WARNING = "warning"
 USER_PROPERTY = "nova_result"
+# One JUnit property per warning, "<requirement> [<where>]: <message>", so CI shows it without failing the case.
+WARNING_PROPERTY = "nova_warning"
 
 
 @dataclass(frozen=True)
@@ -67,17 +71,41 @@ class Verdict:
         return "\n".join(lines)
 
 
-def attach(item_props: list[tuple[str, object]], verdicts: Iterable[Verdict], nodeid: str) -> None:
+def attach(item_props: list[tuple[str, object]], verdicts: Iterable[Verdict], nodeid: str,
+           advisory: Collection[str] = ()) -> None:
     """Store verdicts on the item's user properties, which pytest-xdist carries to the controller."""
     for v in verdicts:
+        severity = "advisory" if v.requirement in advisory else "required"
         item_props.append(
-            (USER_PROPERTY, v.record(nodeid) | {"_explain": v.explain() if v.outcome != PASSED else "", "_fix": v.fix})
+            (USER_PROPERTY, v.record(nodeid) | {"severity": severity, "_explain": v.explain() if v.outcome != PASSED
+                                                else "", "_fix": v.fix})
         )
+        if v.outcome == WARNING:
+            where = _label(v, True).strip()[1:-1]
+            item_props.append((WARNING_PROPERTY, f"{v.requirement}{f' [{where}]' if where else ''}: {v.message}"))
 
 
-def judge(item_props: list[tuple[str, object]], nodeid: str, verdicts: list[Verdict]) -> None:
-    """Record ``verdicts``; fail the test (without a traceback) when any of them did not pass."""
-    attach(item_props, verdicts, nodeid)
+def soften(verdicts: list[Verdict], advisory: Collection[str]) -> list[Verdict]:
+    """Advisory requirements that failed (or could not be checked) become warnings; the rest stays as it is."""
+    out = []
+    for v in verdicts:
+        if v.requirement in advisory and v.outcome in (FAILED, ERROR):
+            message = v.message if v.outcome == FAILED else f"could not be checked: {v.message}"
+            v = replace(v, outcome=WARNING, message=message)
+        out.append(v)
+    return out
+
+
+def judge(item_props: list[tuple[str, object]], nodeid: str, verdicts: list[Verdict], *,
+          advisory: Collection[str] = (), strict: bool = False) -> None:
+    """Record ``verdicts``; fail the test (without a traceback) when any of them did not pass.
+
+    A failed (or unverifiable) verdict of an ``advisory`` requirement is recorded as a warning and does not fail
+    the test, unless ``strict``.
+    """
+    if not strict:
+        verdicts = soften(verdicts, advisory)
+    attach(item_props, verdicts, nodeid, advisory)
     bad = [v for v in verdicts if v.outcome in (FAILED, ERROR)]
     if not verdicts:
         pytest.fail("nothing was checked: the plan produced no assertions for this item", pytrace=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pytest_nova.facts import NodeFacts
 from pytest_nova.plan import Check
 from pytest_nova.plugin import NovaItem
@@ -14,3 +16,9 @@ def test_endpoint(endpoint: Check, node_facts: NodeFacts, nova: NovaItem) -> Non
     the node's own trust store. Closed mode: Universe's hub, sun, repo and uploads on 443 (docs 2.1).
     """
     nova.judge(node_facts.verdicts(endpoint))
+
+
+@pytest.mark.nova_area("external")
+def test_vendor_addresses(node_requirement: Check, node_facts: NodeFacts, nova: NovaItem) -> None:
+    """The vendor names resolve on the host only to the addresses docs 2 lists (advisory: allow-lists)."""
+    nova.judge(node_facts.verdicts(node_requirement))

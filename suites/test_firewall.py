@@ -1,12 +1,18 @@
-"""Docs 3.1.1–3.1.6: every documented port rule holds from each source host to each of its destinations."""
+"""Docs 3.1.1–3.1.6: every documented port rule holds from each source host to each of its destinations.
+
+Docs 3.2 (after installation): each balancer port is reached from the cluster nodes and the workstations.
+"""
 
 from __future__ import annotations
 
+from pytest_nova.facts import NodeFacts
+from pytest_nova.fixes import families, with_fixes
 from pytest_nova.matrix import PortMatrix
 from pytest_nova.plan import Check
 from pytest_nova.plugin import NovaItem
 
 
-def test_port(port_rule: Check, port_matrix: PortMatrix, nova: NovaItem) -> None:
+def test_port(port_rule: Check, port_matrix: PortMatrix, node_facts: NodeFacts, nova: NovaItem) -> None:
     """The source reaches every destination of the rule on its port and protocol (open, not refused/filtered)."""
-    nova.judge(port_matrix.verdicts(port_rule))
+    family_of = families(lambda host: node_facts.get(host, prefetch=False))
+    nova.judge(with_fixes(port_matrix.verdicts(port_rule), port_rule, nova.inventory, family_of))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_nova.catalog import AREAS, PHASES, Catalog, load_catalog
+from pytest_nova.catalog import AREAS, PHASES, SEVERITIES, Catalog, load_catalog
 from pytest_nova.errors import SourceError
 
 SEEDS = Path(__file__).parents[1].parent / "shared" / "seeds"
@@ -27,7 +27,8 @@ VERSION = "nova-77cdbd3f"
 _HEADER = re.compile(r"^(\d+(?:\.\d+)*)\.\s+\S")
 _TABLE_HEADS = ("Источник\t", "Ресурс\t", "Порт\t")
 _DNS_ITEM = re.compile(r"^- (`[^`]+`)\s*$")
-_ID_PREFIX = {"dns": "dns-", "external": "ext-", "firewall": "fw-", "lb": "lb-", "os": "os-", "k8s": "k8s-"}
+_ID_PREFIX = {"dns": "dns-", "external": "ext-", "firewall": "fw-", "lb": "lb-", "os": "os-", "k8s": "k8s-",
+              "inventory": "inv-"}
 # Sections of the first document of seed 000 whose rows the catalog must cover, and their catalog area.
 COVERED = {
     "1": "dns", "2": "external", "2.1": "external",
@@ -144,8 +145,8 @@ def test_firewall_sentences_outside_the_tables_are_covered() -> None:
                {(row.section, norm(row.text)) for row in r.rows}]
     assert quoting == ["fw-http-proxy"]
     proxy = load_catalog().get("fw-http-proxy")
-    assert (proxy.sources, proxy.targets, proxy.direction, proxy.protocol) == (
-        ("nova-ctl", "nodes"), ("proxy",), "outbound", "tcp")
+    assert (proxy.sources, proxy.targets, proxy.bidirectional, proxy.protocol) == (
+        ("nova-ctl", "nodes"), ("proxy",), False, "tcp")
 
 
 def test_missing_row_is_reported(tmp_path: Path) -> None:
@@ -260,13 +261,14 @@ def test_dns_records() -> None:
 
 def test_external_endpoints() -> None:
     ext = load_catalog().by_area("external")
-    internet = {(r.host, r.port) for r in ext if r.mode == "internet"}
+    internet = {(r.host, r.port) for r in ext if r.mode == "internet" and r.check is None}
     assert internet == {("hub.nova-platform.io", 443), ("storage.cloud.croc.ru", 443),
                         ("access.nova-platform.io", 443), ("code.nova-platform.io", 443),
                         ("sun.nova-platform.io", 8140)}
     closed = {(r.host, r.port) for r in ext if r.mode == "closed"}
     assert closed == {(f"{h}.{{universe}}", 443) for h in ("hub", "sun", "repo", "uploads")}
-    assert all(r.ips for r in ext if r.mode == "internet")
+    assert all(r.ips for r in ext if r.mode == "internet" and r.check is None)
+    assert [r.id for r in ext if r.check] == ["ext-documented-ips"]
     assert not any(r.ips for r in ext if r.mode == "closed")
 
 
@@ -287,9 +289,11 @@ requirements:
   - id: fw-test
     section: "3.1.5"
     phase: preinstall
+    severity: required
+    basis: docs 3.1
     sources: [nodes]
     targets: [nodes]
-    direction: bidirectional
+    bidirectional: true
     port: 179
     protocol: {protocol}
     description: BGP
@@ -316,15 +320,15 @@ def test_loader_unknown_key_names_file_line_and_key(tmp_path: Path) -> None:
     folder = _write(tmp_path / "c", _GOOD_ENTRY.format(protocol="tcp", extra="    colour: blue\n"))
     with pytest.raises(SourceError) as err:
         load_catalog(folder)
-    assert err.value.line == 17 and err.value.key == "requirements[0].colour"
-    assert str(err.value).startswith(f"{folder / 'firewall.yaml'}:17: requirements[0].colour: unknown key")
+    assert err.value.line == 19 and err.value.key == "requirements[0].colour"
+    assert str(err.value).startswith(f"{folder / 'firewall.yaml'}:19: requirements[0].colour: unknown key")
 
 
 def test_loader_bad_protocol_names_file_line_and_key(tmp_path: Path) -> None:
     folder = _write(tmp_path / "c", _GOOD_ENTRY.format(protocol="sctp", extra=""))
     with pytest.raises(SourceError) as err:
         load_catalog(folder)
-    assert str(err.value) == (f"{folder / 'firewall.yaml'}:11: requirements[0].protocol: "
+    assert str(err.value) == (f"{folder / 'firewall.yaml'}:13: requirements[0].protocol: "
                               "'sctp' is not one of tcp, udp, icmp, ipip")
 
 
@@ -335,10 +339,10 @@ def test_loader_tcp_rule_without_port(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("old", "new", "where"), [
-    ("    targets: [nodes]\n", "    targets: nodes\n", r":8: requirements\[0\]\.targets: expected a list"),
-    ('{section: "3.1.5", text: "x"}', '{text: "x"}', r":16: requirements\[0\]\.rows\[0\]: a row is"),
+    ("    targets: [nodes]\n", "    targets: nodes\n", r":10: requirements\[0\]\.targets: expected a list"),
+    ('{section: "3.1.5", text: "x"}', '{text: "x"}', r":18: requirements\[0\]\.rows\[0\]: a row is"),
     ("    rows:\n      - {section: \"3.1.5\", text: \"x\"}\n", "    rows: []\n",
-     r":15: requirements\[0\]\.rows: list at least one row"),
+     r":17: requirements\[0\]\.rows: list at least one row"),
     ("requirements:", "requirement:", r":1: a catalog file has the keys"),
 ])
 def test_loader_shape_errors(tmp_path: Path, old: str, new: str, where: str) -> None:
@@ -350,13 +354,13 @@ def test_loader_shape_errors(tmp_path: Path, old: str, new: str, where: str) -> 
 
 @pytest.mark.parametrize(("old", "new", "where"), [
     ("    targets: [nodes]\n", "    targets: [proxy, nodes]\n", r"targets: proxy is only a rule's sole target"),
-    ("    targets: [nodes]\n", "    targets: [proxy]\n", r"a rule to the proxy is outbound tcp without a port"),
+    ("    targets: [nodes]\n", "    targets: [proxy]\n", r"a rule to the proxy is one-way tcp without a port"),
 ])
 def test_loader_proxy_target_shape(tmp_path: Path, old: str, new: str, where: str) -> None:
     text = _GOOD_ENTRY.format(protocol="tcp", extra="")
     with pytest.raises(SourceError, match=where):
         load_catalog(_write(tmp_path / "c", text.replace(old, new)))
-    good = text.replace(old, "    targets: [proxy]\n").replace("bidirectional", "outbound")
+    good = text.replace(old, "    targets: [proxy]\n").replace("    bidirectional: true\n", "")
     good = good.replace("    port: 179\n", "")
     assert load_catalog(_write(tmp_path / "ok", good)).get("fw-test").targets == ("proxy",)
 
@@ -366,3 +370,60 @@ def test_loader_duplicate_id_across_files(tmp_path: Path) -> None:
     (folder / "more.yaml").write_text(_GOOD_ENTRY.format(protocol="udp", extra=""), encoding="utf-8")
     with pytest.raises(SourceError, match="duplicate requirement id 'fw-test'"):
         load_catalog(folder)
+
+
+# ---- severity -------------------------------------------------------------------------------------------
+
+_QUOTE = re.compile(r"«([^»]+)»")
+
+
+def test_every_entry_has_a_severity_and_the_docs_wording_it_rests_on() -> None:
+    """required rests on a quote of the Nova docs (verbatim, … marks a cut); advisory says why it is not demanded."""
+    seed = " ".join(read_seed(SEED_000).replace("`", "").replace("**", "").split())
+    for req in load_catalog().requirements:
+        assert req.severity in SEVERITIES, req.id
+        assert req.basis and "\n" not in req.basis, req.id
+        quotes = _QUOTE.findall(req.basis)
+        if req.severity == "required":
+            assert quotes, f"{req.id}: a required entry quotes the docs' demand"
+        for quote in quotes:
+            for fragment in quote.replace("`", "").split("…"):
+                fragment = " ".join(fragment.split()).strip(" ,.")
+                if fragment:
+                    assert fragment in seed, f"{req.id}: «{fragment}» is not in the Nova docs"
+
+
+def test_what_the_nova_docs_do_not_demand_is_advisory() -> None:
+    catalog = load_catalog()
+    advisory = {r.id for r in catalog.requirements if r.severity == "advisory"}
+    # Kubernetes-guide and kubeadm-preflight practice: every k8s entry; docs recommendations (universe 2.7).
+    assert {r.id for r in catalog.by_area("k8s")} <= advisory
+    assert {"k8s-ip-forward", "k8s-br-netfilter", "k8s-swap-off", "k8s-packages-installed", "k8s-node-roles",
+            "os-universe-ca", "os-universe-ca-nova-ctl", "ext-documented-ips"} <= advisory
+    assert catalog.advisory == frozenset(advisory)
+    # Everything the Nova docs state as a rule or a command stays required.
+    for area in ("dns", "firewall", "lb", "inventory"):
+        assert all(r.severity == "required" for r in catalog.by_area(area)), area
+    for req_id in ("os-user-exists", "os-sudoers-file", "os-sudo-nopasswd", "os-ssh-dir", "os-authorized-keys-mode",
+                   "os-authorized-keys-has-key", "os-private-key", "os-resolver-internal",
+                   "os-resolver-internal-nova-ctl", "ext-image-registry-hub", "ext-universe-hub"):
+        assert catalog.get(req_id).severity == "required", req_id
+    for req in catalog.requirements:
+        if req.severity == "advisory" and req.area == "k8s":
+            assert "seed 002" in req.basis, req.id
+
+
+def test_loader_rejects_unknown_severity(tmp_path: Path) -> None:
+    text = _GOOD_ENTRY.format(protocol="tcp", extra="").replace("severity: required", "severity: optional")
+    with pytest.raises(SourceError, match=r"firewall\.yaml:7: requirements\[0\]\.severity: 'optional' is not one "
+                                          "of required, advisory"):
+        load_catalog(_write(tmp_path / "c", text))
+
+
+def test_balancer_ports_carry_the_access_columns() -> None:
+    for req in load_catalog().by_area("lb"):
+        row = req.rows[0].text.split("\t")
+        if req.id == "lb-api-l4-passthrough":
+            assert not (req.internal or req.external)
+            continue
+        assert (req.internal, req.external) == (row[2] == "Да", row[3] == "Да"), req.id

@@ -54,6 +54,7 @@ def good_facts() -> dict[str, Any]:
                     "authorized_keys": {"mode": "0600", "owner": "nova-installer", "type": "file"},
                     "authorized_keys_path": "/home/nova-installer/.ssh/authorized_keys", "keys": ["other", KEY]},
         "stat": {"/etc/sudoers.d/99-nova-installer-user": {"mode": "0440", "owner": "root", "type": "file"},
+                 "/home/nova-installer": {"mode": "0700", "owner": "nova-installer", "type": "dir"},
                  "~/.ssh/id_nova": {"mode": "0600", "owner": "root", "type": "file"}},
         "sudo": {"rc": 0, "err": ""},
         "resolver": {"resolv_conf": ["10.10.0.53", "10.10.0.54"]},
@@ -109,8 +110,11 @@ BROKEN = [
      "echo 'nova-installer ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/99-nova-installer-user"),
     ("os-sudo-nopasswd", "sudo", {"rc": 1, "err": "sudo: a password is required\n"},
      "sudo -n true failed: sudo: a password is required", "NOPASSWD:ALL"),
-    ("os-ssh-dir", "account/ssh_dir", {"mode": "0755", "owner": "nova-installer", "type": "dir"},
-     "/home/nova-installer/.ssh has mode 0755", "chmod 700"),
+    ("os-ssh-dir", "account/ssh_dir", {"mode": "0775", "owner": "nova-installer", "type": "dir"},
+     "/home/nova-installer/.ssh has mode 0775, owner nova-installer: writable by group; sshd (StrictModes)",
+     "chmod go-w /home/nova-installer/.ssh"),
+    ("os-ssh-dir", "account/ssh_dir", {"mode": "0700", "owner": "admin", "type": "dir"},
+     "owned by admin, not nova-installer or root", "chown nova-installer: /home/nova-installer/.ssh"),
     ("os-authorized-keys-mode", "account/authorized_keys", {"mode": "0644", "owner": "root", "type": "file"},
      "authorized_keys has mode 0644, owner root; expected mode 0600, owner nova-installer", "chmod 600"),
     ("os-authorized-keys-has-key", "account/keys", ["other"], "holds 1 keys, none of them the public key",
@@ -148,10 +152,42 @@ def test_each_fault_fails_with_what_to_fix(inv: Inventory, req_id: str, path: st
 
 def test_sudoers_wrong_mode_and_unreadable(inv: Inventory) -> None:
     path = "/etc/sudoers.d/99-nova-installer-user"
-    bad = judge(inv, "os-sudoers-file", _with("stat", {path: {"mode": "0644", "owner": "root", "type": "file"}}))
-    assert (bad.outcome, bad.fix) == (FAILED, f"sudo chown root:root {path} && sudo chmod 0440 {path}")
+    bad = judge(inv, "os-sudoers-file", _with("stat", {path: {"mode": "0664", "owner": "root", "type": "file"}}))
+    assert (bad.outcome, bad.fix) == (FAILED, f"chown root:root {path} && chmod go-w {path}")
+    assert "writable by group; sudo ignores it" in bad.message
+    other = judge(inv, "os-sudoers-file", _with("stat", {path: {"mode": "0440", "owner": "admin", "type": "file"}}))
+    assert other.outcome == FAILED and "owned by admin, not root" in other.message
     denied = judge(inv, "os-sudoers-file", _with("stat", {path: {"error": "Permission denied", "errno": 13}}))
     assert denied.outcome == ERROR and "sudo -n was refused" in denied.message
+
+
+def test_docs_literal_modes_pass(inv: Inventory) -> None:
+    """What the docs' own commands leave under umask 022 is what sudo and sshd accept: it passes."""
+    path = "/etc/sudoers.d/99-nova-installer-user"
+    facts = _with("stat", {path: {"mode": "0644", "owner": "root", "type": "file"},
+                           "/home/nova-installer": {"mode": "0755", "owner": "nova-installer", "type": "dir"}})
+    facts["account"]["ssh_dir"] = {"mode": "0755", "owner": "nova-installer", "type": "dir"}
+    for req_id in ("os-sudoers-file", "os-ssh-dir"):
+        assert judge(inv, req_id, facts).outcome == PASSED, req_id
+    # authorized_keys keeps the exact mode the docs state.
+    facts["account"]["authorized_keys"] = {"mode": "0644", "owner": "nova-installer", "type": "file"}
+    assert judge(inv, "os-authorized-keys-mode", facts).outcome == FAILED
+
+
+def test_writable_home_fails_ssh_dir(inv: Inventory) -> None:
+    facts = good_facts()
+    facts["stat"]["/home/nova-installer"] = {"mode": "0777", "owner": "nova-installer", "type": "dir"}
+    bad = judge(inv, "os-ssh-dir", facts)
+    assert bad.outcome == FAILED
+    assert bad.message.startswith("home /home/nova-installer has mode 0777, owner nova-installer: writable by group "
+                                  "and others; sshd (StrictModes)")
+    assert bad.fix == "chown nova-installer: /home/nova-installer && chmod go-w /home/nova-installer"
+
+
+def test_no_fix_chmods_a_directory_to_600() -> None:
+    for req in load_catalog().requirements:
+        assert "chmod 600 ~<user>/.ssh " not in req.fix + " ", req.id
+        assert "chmod 700" not in req.fix or ".ssh" not in req.fix or req.id == "os-ssh-dir", req.id
 
 
 def test_private_key_mode_on_nova_ctl(inv: Inventory) -> None:
@@ -161,6 +197,9 @@ def test_private_key_mode_on_nova_ctl(inv: Inventory) -> None:
     bad = judge(inv, "os-private-key", _with("stat", {"/root/.ssh/id_nova": {"mode": "0644", "owner": "root",
                                                                              "type": "file"}}), host="nova-ctl")
     assert bad.outcome == FAILED and bad.fix == "chmod 600 /root/.ssh/id_nova"
+    group = judge(inv, "os-private-key", _with("stat", {"/root/.ssh/id_nova": {"mode": "0640", "owner": "root",
+                                                                               "type": "file"}}), host="nova-ctl")
+    assert group.outcome == FAILED and "group or others can access" in group.message
 
 
 def test_closed_mode_resolver_and_universe_ca() -> None:
@@ -417,3 +456,34 @@ def test_fix_texts_name_the_node_for_kubectl_and_its_address_for_ssh(inv: Invent
     address = inv.host("master-1").address
     assert "spec.nodeName=master-1)" in ctx(inv).fill(cni.fix)
     assert f"nova-installer@{address}" in ctx(inv).fill("ssh-copy-id -i <ssh.identityFile>.pub <user>@<node>")
+
+
+def test_node_fixes_have_no_placeholder_left(inv: Inventory) -> None:
+    """Every node requirement's fix, filled for a real host, names real values only."""
+    import re
+
+    closed = load_inventory(CLOSED)
+    for req in load_catalog().requirements:
+        if req.area in ("os", "k8s", "external") and req.scope in ("nodes", "nova-ctl", "hosts"):
+            for i in (inv, closed):
+                if req.params.get("mode") in ("internet", "closed") and req.params["mode"] != i.mode:
+                    continue
+                filled = ctx(i).fill(req.fix)
+                assert not re.search(r"<[a-zA-Z. ]+>", filled), (req.id, filled)
+
+
+def test_vendor_addresses_against_the_documented_list(inv: Inventory) -> None:
+    documented = r.documented_ips()
+    assert set(documented) == {"hub.nova-platform.io", "storage.cloud.croc.ru", "access.nova-platform.io",
+                               "code.nova-platform.io", "sun.nova-platform.io"}
+    names = {n: {"status": "ok", "addresses": ["217.73.57.4"]} for n in documented}
+    ok = judge(inv, "ext-documented-ips", _with("names", names))
+    assert ok.outcome == PASSED
+    names["hub.nova-platform.io"] = {"status": "ok", "addresses": ["217.73.57.4", "203.0.113.9"]}
+    off = judge(inv, "ext-documented-ips", _with("names", names))
+    assert off.outcome == FAILED
+    assert "hub.nova-platform.io -> 203.0.113.9 (docs: 217.73.63.211/32" in off.message
+    assert "a firewall allow-list built from the docs' IP column would block these addresses" in off.message
+    none = judge(inv, "ext-documented-ips", _with("names", {}))
+    assert none.outcome == SKIPPED
+    assert load_catalog().get("ext-documented-ips").severity == "advisory"

@@ -92,8 +92,6 @@ def _expect(lab: Lab, fault: str) -> dict[str, str]:
         }
     if fault == "wrong-mode":
         return {f"{OS}::test_os[infra-1:os-authorized-keys-mode]": "authorized_keys has mode 0644"}
-    if fault == "wrong-mode-ssh-dir":
-        return {f"{OS}::test_os[worker-1:os-ssh-dir]": "/home/nova-installer/.ssh has mode 0755"}
     if fault == "wrong-shell":
         return {f"{OS}::test_os[master-1:os-user-exists]": "login shell is /bin/sh, not /bin/bash"}
     if fault == "endpoint-unreachable":
@@ -108,7 +106,6 @@ FAULTS = [
     pytest.param("dns-wrong-target", {"record": "nova-oauth", "target": "worker-1"}, (DNS,), id="dns-wrong-target"),
     pytest.param("sudoers-missing", {"host": "worker-1"}, (OS,), id="sudoers-missing"),
     pytest.param("wrong-mode", {"host": "infra-1"}, (OS,), id="authorized-keys-0644"),
-    pytest.param("wrong-mode-ssh-dir", {"host": "worker-1"}, (OS,), id="ssh-dir-0755"),
     pytest.param("wrong-shell", {"host": "master-1"}, (OS,), id="wrong-shell"),
     pytest.param("endpoint-unreachable", {"host": "master-1"}, (EXT,), id="endpoint-unreachable"),
     pytest.param("untrusted-ca", {}, (EXT,), id="untrusted-ca"),
@@ -141,9 +138,13 @@ def test_unreachable_host_fails_its_checks_within_one_timeout(nodes_lab: Lab) ->
         broken = time.monotonic() - t0
     assert rc == 1, output[-3000:]
     bad = _bad(results)
-    mine = {r["nodeid"] for r in results["results"] if r["source"] == "worker-1"}
+    mine = {r["nodeid"] for r in results["results"] if r["source"] == "worker-1" and r["severity"] == "required"}
     assert mine and set(bad) == mine, sorted(set(bad) ^ mine)[:10]
     assert all(m.startswith("worker-1: ssh: connection timed out after 5 s") for m in bad.values()), bad
+    # Advisories that could not be checked are warnings saying so; the required errors already block.
+    advisory = [r for r in results["results"] if r["source"] == "worker-1" and r["severity"] == "advisory"]
+    assert advisory and all(r["outcome"] == "warning" and r["message"].startswith(
+        "could not be checked: worker-1: ssh: connection timed out after 5 s") for r in advisory), advisory
     assert "Traceback" not in output
     # The others are not held up by more than the one login timeout (plus this busy machine's noise).
     assert broken < clean + 5 + 10, (clean, broken)
@@ -159,7 +160,9 @@ def test_sshd_down_is_one_clear_error_per_check(nodes_lab: Lab) -> None:
         f"ingress-1: ssh: connection refused by {nodes_lab.hosts['ingress-1'].address}:22 (is sshd running?)"
     }
     errors = [r for r in results["results"] if r["outcome"] == "error"]
-    assert len(errors) == len([r for r in results["results"] if r["source"] == "ingress-1"])
+    mine = [r for r in results["results"] if r["source"] == "ingress-1"]
+    assert len(errors) == len([r for r in mine if r["severity"] == "required"])
+    assert {r["outcome"] for r in mine if r["severity"] == "advisory"} == {"warning"}
 
 
 def test_closed_mode_clean_then_public_resolver_and_untrusted_universe(closed_nodes_lab: Lab) -> None:
@@ -179,14 +182,15 @@ def test_closed_mode_clean_then_public_resolver_and_untrusted_universe(closed_no
     with lab.fault("untrusted-ca", server="universe"):
         rc, results, output = run_suite(lab, OS, EXT, "-n", "2")
     bad = _bad(results)
-    expected = (
-        {f"{OS}::test_os[{h}:os-universe-ca]" for h in NODES}
-        | {f"{OS}::test_os[nova-ctl:os-universe-ca-nova-ctl]"}
-        | {f"{EXT}::test_endpoint[{h}:{e}]" for h in HOSTS for e in UNIVERSE}
-    )
+    expected = {f"{EXT}::test_endpoint[{h}:{e}]" for h in HOSTS for e in UNIVERSE}
     assert set(bad) == expected, sorted(set(bad) ^ expected)
     assert all("TLS not trusted" in m for m in bad.values())
-    assert "update-ca-trust" in str(results) or "update-ca-trust" in output
+    # Trusting the Universe CA is a recommendation of universe 2.7: an advisory, reported as a warning.
+    warned = {r["nodeid"]: r["message"] for r in results["results"] if r["outcome"] == "warning"}
+    assert set(warned) == ({f"{OS}::test_os[{h}:os-universe-ca]" for h in NODES}
+                           | {f"{OS}::test_os[nova-ctl:os-universe-ca-nova-ctl]"}), sorted(warned)
+    assert all("TLS not trusted" in m for m in warned.values())
+    assert "update-ca-certificates" in output  # the lab hosts are Debian: the Debian-like command
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +219,13 @@ def test_proxy_mode_endpoints_go_through_the_proxy_and_proxy_deny_fails_exactly_
 
     rc, results, output = run_suite(lab, EXT, "-n", "2")
     assert rc == 0, output[-3000:]
-    records = {r["nodeid"]: r for r in results["results"]}
+    records = {r["nodeid"]: r for r in results["results"] if "::test_endpoint[" in r["nodeid"]}
     assert set(records) == endpoints
+    # The lab's vendor names resolve to the lab's vendor host, outside docs 2's IP list: an advisory warning that
+    # names the allow-list consequence (and that the proxy's own allow-list is the one that matters here).
+    documented = [r for r in results["results"] if r["requirement"] == "ext-documented-ips"]
+    assert len(documented) == len(hosts) and {r["outcome"] for r in documented} == {"warning"}
+    assert all("would block these addresses" in r["message"] and "HTTP proxy" in r["message"] for r in documented)
     assert all(r["outcome"] == "passed" and f"via proxy {proxy} verified" in r["message"] for r in records.values())
 
     with lab.fault("proxy-deny"):

@@ -38,8 +38,13 @@ def test_plan_is_deterministic() -> None:
 
 def test_every_kind_and_area_is_planned_for_the_example() -> None:
     plan = _plan(PROD)
-    assert {c.kind for c in plan.checks} == set(KINDS)
+    # The inventory's own values (Nova Universe) are checked only in closed mode.
+    assert {c.kind for c in plan.checks} == set(KINDS) - {"inventory_check"}
     assert {c.area for c in plan.checks} == {"dns", "external", "firewall", "os", "lb", "k8s"}
+    closed = _plan(CLOSED)
+    assert [c.id for c in closed.checks if c.kind == "inventory_check"] == [
+        "inventory:inv-universe-ipv4", "inventory:inv-universe-domain-distinct"]
+    assert "nova-ctl:os-resolver-internal-nova-ctl" in {c.id for c in closed.checks}
 
 
 @pytest.mark.parametrize("path", [PROD, CLOSED], ids=["prod", "closed"])

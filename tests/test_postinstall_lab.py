@@ -158,7 +158,8 @@ def test_fault_fails_exactly_its_checks(
 ) -> None:
     with post_lab.fault(fault, **params):
         time.sleep(SETTLE)
-        rc, results, output = run_suite(post_lab, *SUITES)
+        # Strict: the cluster checks are advisory (Kubernetes guide), and these faults must fail them.
+        rc, results, output = run_suite(post_lab, *SUITES, "--nova-strict")
     assert rc == 1, output[-3000:]
     failed = _by_outcome(results, "failed")
     assert set(failed) == set(expected), output[-3000:]
@@ -200,7 +201,8 @@ def test_installed_nodes_pass_their_postinstall_checks(post_lab: Lab) -> None:
 @pytest.mark.parametrize(("fault", "expected"), NODE_FAULTS)
 def test_node_fault_fails_exactly_its_postinstall_check(post_lab: Lab, fault: str, expected: dict[str, str]) -> None:
     with post_lab.fault(fault, host="worker-1"):
-        rc, results, output = run_suite(post_lab, "suites/test_k8s_nodes.py", "--nova-phase=postinstall")
+        rc, results, output = run_suite(post_lab, "suites/test_k8s_nodes.py", "--nova-phase=postinstall",
+                                        "--nova-strict")
     assert rc == 1, output[-3000:]
     failed = _by_outcome(results, "failed")
     assert set(failed) == set(expected), output[-3000:]

@@ -67,6 +67,9 @@ def make_suite(pytester: pytest.Pytester, faults: dict[str, Any] | None = None) 
     """Write the inventory, the synthetic test module and its faults; returns the inventory path."""
     pytester.makefile(".yaml", inv=INVENTORY)
     pytester.makepyfile(test_synthetic=SUITE)
+    # The synthetic faults exercise the report's mechanics, so every requirement gates here (advisories too);
+    # the warning tests below turn strictness off with NOVA_STRICT=0.
+    pytester.makeini("[pytest]\nnova_strict = true\n")
     (pytester.path / "faults.json").write_text(json.dumps(FAULTS if faults is None else faults))
     return pytester.path / "inv.yaml"
 
@@ -216,3 +219,53 @@ def test_verdict(outcomes: list[str], verdict: str) -> None:
 
 def test_interrupted_run_is_not_accepted() -> None:
     assert decide([{"outcome": "passed"}], [], complete=False).verdict == NOT_ACCEPTED
+
+
+def test_only_advisories_failing_is_accepted_with_warnings(pytester: pytest.Pytester,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """k8s-swap-off is advisory: its failures are warnings in the JSON, terminal, report and JUnit, exit 0."""
+    monkeypatch.setenv("NOVA_STRICT", "0")
+    make_suite(pytester, faults={SWAP: FAULTS[SWAP]})
+    result = run(pytester, "--html=report.html", "--self-contained-html")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([
+        "*= nova verdict: ACCEPTED =*",
+        "lab1: every required check passed (* passed); 2 advisory warnings (not gating)",
+        "advisory warnings (not gating; --nova-strict makes them fail): 2",
+        "  warning: k8s-swap-off (docs k8s-basics): 2 result(s) at master-1 -> nova-ctl, master-1 -> worker-1: *",
+    ])
+    data = results(pytester)
+    assert data["verdict"] == ACCEPTED
+    assert data["summary"]["warning"] == 2 and data["summary"]["failed"] == 0
+    swap = [r for r in data["results"] if r["nodeid"].endswith(f"[{SWAP}]")]
+    assert {(r["outcome"], r["severity"]) for r in swap} == {("warning", "advisory")}
+    assert {r["severity"] for r in data["results"] if r["requirement"] == "os-sudo-nopasswd"} == {"required"}
+    page, _ = report_data(pytester.path / "report.html")
+    assert 'id="nova-warnings"' in page and 'id="nova-problems"' not in page
+    assert "swap is on: /dev/sda2" in page.split('id="nova-warnings"')[1]
+    case = next(c for c in ET.parse(pytester.path / "junit.xml").iter("testcase") if SWAP in c.get("name", ""))
+    assert case.find("failure") is None and case.find("error") is None
+    warnings = [p.get("value") for p in case.iter("property") if p.get("name") == "nova_warning"]
+    assert warnings == ["k8s-swap-off [master-1 -> worker-1]: swap is on: /dev/sda2",
+                        "k8s-swap-off [master-1 -> nova-ctl]: swap on"]
+
+
+@pytest.mark.parametrize("how", ["option", "env", "ini"])
+def test_strict_makes_advisories_gate(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    monkeypatch.setenv("NOVA_STRICT", "1" if how == "env" else "0")
+    make_suite(pytester, faults={SWAP: FAULTS[SWAP]})
+    if how == "ini":
+        monkeypatch.delenv("NOVA_STRICT")
+    result = run(pytester, *(["--nova-strict"] if how == "option" else []))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*= nova verdict: NOT ACCEPTED =*", "lab1: 2 failed: fix them and run again"])
+    data = results(pytester)
+    assert data["summary"]["warning"] == 0 and data["summary"]["failed"] == 2
+
+
+def test_bad_strict_environment_is_one_line(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOVA_STRICT", "maybe")
+    make_suite(pytester, faults={})
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: NOVA_STRICT: 'maybe' is not one of *"])

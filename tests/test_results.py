@@ -48,7 +48,7 @@ def test_results_json_records_every_assertion(pytester: pytest.Pytester, xdist: 
     assert data["started"] <= data["finished"]
     records = data["results"]
     keys = {"nodeid", "check", "requirement", "section", "source", "target", "port", "protocol", "outcome",
-            "message"}
+            "message", "severity"}
     assert all(set(r) == keys for r in records)
     failed = [r for r in records if r["outcome"] == "failed"]
     assert [(r["source"], r["requirement"]) for r in failed] == [("worker-1", "os-user-exists")]
@@ -56,7 +56,7 @@ def test_results_json_records_every_assertion(pytester: pytest.Pytester, xdist: 
     errors = [r for r in records if r["outcome"] == "error"]
     assert len(errors) == 1 and "resolver exploded" in errors[0]["message"]
     summary = data["summary"]
-    assert set(summary) == {"passed", "failed", "skipped", "error", "waived"}
+    assert set(summary) == {"passed", "failed", "skipped", "error", "waived", "warning"}
     assert sum(summary.values()) == len(records)
     assert summary["failed"] == 1
 

@@ -7,16 +7,18 @@ so a broken catalog fails loudly with file, line and key, like a broken inventor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 from pytest_nova.yamlsource import Document, KeyPath, load
 
-AREAS = ("dns", "external", "firewall", "os", "lb", "k8s")
+AREAS = ("dns", "external", "firewall", "os", "lb", "k8s", "inventory")
 PHASES = ("preinstall", "postinstall")
 PROTOCOLS = ("tcp", "udp", "icmp", "ipip")
-DIRECTIONS = ("inbound", "outbound", "bidirectional")
+# required: the Nova docs demand it (a failure blocks acceptance); advisory: good practice (the Kubernetes guide,
+# kubeadm preflight, a docs recommendation) that the Nova docs do not demand (a failure is a warning unless strict).
+SEVERITIES = ("required", "advisory")
 # Who a firewall rule applies to, in the words of the docs' tables; ``proxy`` is the host of network.httpProxy
 # (not an inventory host; a rule to it takes the proxy's port and applies only when the inventory sets one).
 SELECTORS = ("nova-ctl", "masters", "infra", "ingress", "workers", "nodes", "workstations", "proxy")
@@ -49,6 +51,8 @@ class Requirement:
     summary: str
     fix: str
     rows: tuple[Row, ...]
+    severity: str = "required"
+    basis: str = ""  # why this severity: the docs' wording it rests on
     note: str | None = None
     # dns
     record: str | None = None
@@ -60,7 +64,7 @@ class Requirement:
     # firewall
     sources: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
-    direction: str | None = None
+    bidirectional: bool = False  # the docs' "Двунаправленный": also probed from each target to each source
     port: int | None = None
     protocol: str | None = None
     description: str | None = None
@@ -70,7 +74,9 @@ class Requirement:
     scheme: str | None = None
     path: str | None = None
     condition: str | None = None
-    # os, k8s
+    internal: bool = False  # 3.2 "Внутренний доступ": reached from the cluster nodes
+    external: bool = False  # 3.2 "Внешний доступ": reached from the workstations
+    # os, k8s, inventory (and external entries judged per host)
     check: str | None = None
     scope: str | None = None
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
@@ -92,6 +98,11 @@ class Catalog:
         """Requirements of one area, in catalog order."""
         return tuple(r for r in self.requirements if r.area == area)
 
+    @cached_property
+    def advisory(self) -> frozenset[str]:
+        """Ids of the advisory requirements: a failure of theirs is a warning unless the run is strict."""
+        return frozenset(r.id for r in self.requirements if r.severity == "advisory")
+
     def get(self, req_id: str) -> Requirement:
         """The requirement with id ``req_id``."""
         for r in self.requirements:
@@ -100,18 +111,23 @@ class Catalog:
         raise KeyError(req_id)
 
 
-_COMMON = {"id": True, "section": True, "phase": True, "summary": True, "fix": True, "rows": True, "note": False}
+_COMMON = {"id": True, "section": True, "phase": True, "severity": True, "basis": True, "summary": True, "fix": True,
+           "rows": True, "note": False}
 _AREA_KEYS: dict[str, dict[str, bool]] = {
     "dns": {"record": True, "module": False},
-    "external": {"mode": True, "host": True, "port": True, "ips": False},
-    "firewall": {"sources": True, "targets": True, "direction": True, "port": False, "protocol": True,
+    # An external entry with ``check`` is judged per host from its facts (like os), not probed as an endpoint.
+    "external": {"mode": True, "host": False, "port": False, "ips": False, "check": False, "scope": False,
+                 "params": False},
+    "firewall": {"sources": True, "targets": True, "bidirectional": False, "port": False, "protocol": True,
                  "description": True},
     "lb": {"balancer": True, "port": True, "protocol": True, "backends": True, "scheme": False, "path": False,
-           "condition": False, "description": False},
+           "condition": False, "description": False, "internal": False, "external": False},
     "os": {"check": True, "scope": True, "params": False},
     "k8s": {"check": True, "scope": True, "params": False},
+    "inventory": {"check": True, "params": False},
 }
-_SCOPES = ("nodes", "nova-ctl", "cluster")
+# hosts: nova-ctl and every cluster node; runner: judged on the machine that runs pytest (inventory values).
+_SCOPES = ("nodes", "nova-ctl", "hosts", "cluster", "runner")
 
 
 def _fail(doc: Document, path: KeyPath, msg: str) -> Exception:
@@ -136,6 +152,12 @@ def _entry(doc: Document, area: str, i: int, raw: Any) -> Requirement:
             raise _fail(doc, (*path, key), f"{value!r} is not one of {', '.join(options)}")
         return str(value)
 
+    def flag(key: str) -> bool:
+        value = raw.get(key, False)
+        if not isinstance(value, bool):
+            raise _fail(doc, (*path, key), f"{value!r} is not true or false")
+        return value
+
     def many(key: str, options: tuple[str, ...]) -> tuple[str, ...]:
         value = raw.get(key) or []
         if not isinstance(value, list):
@@ -155,25 +177,31 @@ def _entry(doc: Document, area: str, i: int, raw: Any) -> Requirement:
     kwargs: dict[str, Any] = {}
     if area == "firewall":
         kwargs.update(sources=many("sources", SELECTORS), targets=many("targets", SELECTORS),
-                      direction=choice("direction", DIRECTIONS), protocol=choice("protocol", PROTOCOLS),
+                      bidirectional=flag("bidirectional"), protocol=choice("protocol", PROTOCOLS),
                       description=raw["description"])
         to_proxy = kwargs["targets"] == ("proxy",)
         if "proxy" in kwargs["sources"] or ("proxy" in kwargs["targets"] and not to_proxy):
             raise _fail(doc, (*path, "targets"), "proxy is only a rule's sole target")
-        if to_proxy and (kwargs["protocol"] != "tcp" or kwargs["direction"] != "outbound" or "port" in raw):
-            raise _fail(doc, path, "a rule to the proxy is outbound tcp without a port (it takes network.httpProxy's)")
+        if to_proxy and (kwargs["protocol"] != "tcp" or kwargs["bidirectional"] or "port" in raw):
+            raise _fail(doc, path, "a rule to the proxy is one-way tcp without a port (it takes network.httpProxy's)")
         if kwargs["protocol"] in ("tcp", "udp") and not to_proxy and not isinstance(raw.get("port"), int):
             raise _fail(doc, path, "tcp and udp rules need a port")
     if area == "external":
         kwargs.update(mode=choice("mode", MODES), ips=tuple(raw.get("ips") or ()))
+        if "check" in raw and "scope" not in raw:
+            raise _fail(doc, path, "an external entry with a check needs a scope")
+        if "check" not in raw and ("host" not in raw or "port" not in raw):
+            raise _fail(doc, path, "an endpoint needs a host and a port")
     if area == "lb":
-        kwargs.update(protocol=choice("protocol", PROTOCOLS))
-    if area in ("external", "lb") and (not isinstance(raw["port"], int) or isinstance(raw["port"], bool)):
+        kwargs.update(protocol=choice("protocol", PROTOCOLS), internal=flag("internal"), external=flag("external"))
+    if area in ("external", "lb") and "port" in raw and (not isinstance(raw["port"], int)
+                                                         or isinstance(raw["port"], bool)):
         raise _fail(doc, (*path, "port"), f"{raw['port']!r} is not a port number")
-    if area in ("os", "k8s"):
+    if area in ("os", "k8s", "external", "inventory") and "check" in raw:
         if not isinstance(raw.get("params") or {}, dict):
             raise _fail(doc, (*path, "params"), "expected a mapping")
-        kwargs.update(scope=choice("scope", _SCOPES), params=dict(raw.get("params") or {}))
+        kwargs.update(scope=choice("scope", _SCOPES) if area != "inventory" else "runner",
+                      params=dict(raw.get("params") or {}))
     for key in ("record", "module", "host", "port", "balancer", "backends", "scheme", "path", "condition",
                 "check", "description"):
         if key in raw and key not in kwargs:
@@ -181,7 +209,7 @@ def _entry(doc: Document, area: str, i: int, raw: Any) -> Requirement:
     return Requirement(
         id=str(raw["id"]), area=area, section=str(raw["section"]), phase=choice("phase", PHASES),
         summary=str(raw["summary"]).strip(), fix=str(raw["fix"]).strip(), rows=tuple(rows),
-        note=raw.get("note"), **kwargs,
+        severity=choice("severity", SEVERITIES), basis=str(raw["basis"]).strip(), note=raw.get("note"), **kwargs,
     )
 
 

@@ -77,6 +77,11 @@ KINDS: dict[str, Kind] = {
     "cni-missing": Kind("remove the CNI network config of a node (installed mode)", (("host", "worker-1"),)),
     "kubelet-down": Kind("kubelet's healthz (127.0.0.1:10248) refuses connections on a node (installed mode)",
                          (("host", "worker-1"),)),
+    "docs-literal": Kind("re-prepare the installation account with the docs' own commands, word for word, under "
+                         "umask 022: the sudoers drop-in by cat << EOF (0644), ~/.ssh by a plain mkdir (0755), the "
+                         "key appended to authorized_keys and chmod 600 on it", (("host", "worker-1"),)),
+    "ip-forward-off": Kind("net.ipv4.ip_forward = 0 in a host's network namespace (an advisory k8s check fails)",
+                           (("host", "worker-1"),)),
     "dns53-down": Kind("an infra node's DNS (53 udp and tcp) does not answer: nftables drop in the node "
                        "(installed mode)", (("host", "infra-1"),)),
 }
@@ -86,7 +91,7 @@ NFT_KINDS = ("fw-drop", "fw-reject", "endpoint-unreachable", "kubelet-down", "dn
 FLAG_KINDS = ("untrusted-ca", "healthcheck-503", "tls-terminating-api-lb", "node-notready", "node-missing",
               "proxy-deny")
 HOST_KINDS = ("sudoers-missing", "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing",
-              "noisy-shell", "sshd-limits", "no-icmp")
+              "noisy-shell", "sshd-limits", "no-icmp", "docs-literal", "ip-forward-off")
 
 
 def get(kind: str, **params: object) -> Fault:
@@ -108,7 +113,9 @@ REGISTRY.update({
     "fw-drop-ssh": get("fw-drop", port=22, protocol="tcp", source="nova-ctl", destination="worker-1"),
     "fw-drop-vxlan": get("fw-drop", port=4789, protocol="udp", source="nodes", destination="worker-1"),
     "fw-drop-icmp": get("fw-drop", port=0, protocol="icmp", source="nodes", destination="worker-1"),
-    "wrong-mode-ssh-dir": get("wrong-mode", path="/home/nova-installer/.ssh", mode="0755"),
+    # 0757: writable by others, which sshd's StrictModes refuses (0755 is fine, see docs-literal). Debian's sshd
+    # accepts a group-writable ~/.ssh when the group is the user's own, upstream OpenSSH does not.
+    "wrong-mode-ssh-dir": get("wrong-mode", path="/home/nova-installer/.ssh", mode="0757"),
     "fw-reject-etcd": get("fw-reject", port=2379, protocol="tcp", source="workers", destination="master-2"),
     "fw-reject-vxlan": get("fw-reject", port=8472, protocol="udp", source="nodes", destination="worker-2"),
 })

@@ -646,6 +646,26 @@ class Lab:
                 return {"resolv": old}
             run(in_host(self.holder(host), ["sh", "-c", "cat > /etc/resolv.conf"]), input=undo["resolv"])
             return {}
+        if f.kind == "docs-literal":
+            if on:
+                # Account 1 step 2 and account 2 step 2 of the docs, as they are written (umask 022 as on a stock
+                # host); the key arrives on stdin where the docs have ~/.ssh/id_nova.pub on the machine.
+                script = (f"umask 022\nrm -rf {hosts.HOME}/.ssh {hosts.SUDOERS_FILE}\n"
+                          f"cat << EOF > {hosts.SUDOERS_FILE}\n{hosts.SUDOERS_LINE}EOF\n"
+                          f"runuser -u {hosts.USER} -- sh -c 'umask 022; cd; mkdir ~/.ssh && "
+                          "cat >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys'\n")
+                key = (self.state_dir / "id_nova.pub").read_text()
+                run(self.host_cmd(host, ["sh", "-ec", script]), input=key)
+            else:
+                self.exec(host, f"chmod 0700 {hosts.HOME}/.ssh && chmod 0440 {hosts.SUDOERS_FILE}")
+            return {}
+        if f.kind == "ip-forward-off":
+            if on:
+                old = self.exec(host, ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip()
+                self.exec(host, ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+                return {"value": old}
+            self.exec(host, ["sysctl", "-qw", f"net.ipv4.ip_forward={undo['value']}"])
+            return {}
         if f.kind == "cni-missing":
             if on:
                 self.exec(host, "mkdir -p /etc/cni/net.d.nova-fault && mv /etc/cni/net.d/* /etc/cni/net.d.nova-fault/")

@@ -340,6 +340,16 @@ def binary(name: str, timeout: float) -> Facts:
     return {"found": True, "path": path, "rc": got["rc"], "version": (got["out"] or got["err"]).strip()[:200]}
 
 
+def os_release() -> Dict[str, str]:
+    """ID and ID_LIKE of /etc/os-release: which firewall commands a fix should name."""
+    out: Dict[str, str] = {}
+    for line in (read_file("/etc/os-release").get("text") or "").splitlines():
+        key, _, value = line.partition("=")
+        if key in ("ID", "ID_LIKE"):
+            out[key.lower()] = value.strip().strip("'\"")
+    return out
+
+
 def list_dir(path: str) -> Facts:
     """Names in a directory, or the error."""
     try:
@@ -399,6 +409,7 @@ def main() -> None:
         pool.add(("sudo",), run, ["sudo", "-n", "true"], max(timeout, 5.0))
 
     facts["hostname"] = socket.gethostname()
+    facts["os_release"] = os_release()
     facts["account"] = account(user)
     facts["resolver"] = nameservers()
     facts["swaps"] = [ln.split()[0] for ln in (read_file("/proc/swaps").get("text") or "").splitlines()[1:]

@@ -21,7 +21,7 @@ from pytest_nova.plugin import NovaSession, session_of
 from pytest_nova.report import html
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Outcome, decide
 from pytest_nova.results import CHECK_PROPERTY, now
-from pytest_nova.verdicts import ERROR, FAILED, USER_PROPERTY
+from pytest_nova.verdicts import ERROR, FAILED, USER_PROPERTY, WARNING
 from pytest_nova.waivers import Waiver, Waivers, load_waivers, usage, waive
 
 WAIVERS = pytest.StashKey["Waivers | None"]()
@@ -151,6 +151,7 @@ class SignOff:
         colour = {ACCEPTED: "green", ACCEPTED_WITH_WAIVERS: "yellow"}.get(outcome.verdict, "red")
         tr.write_sep("=", f"nova verdict: {outcome.verdict}", **{colour: True, "bold": True})
         tr.write_line(f"{self.state.inventory.name}: {outcome.reason}")
+        self._warnings(tr)
         waivers = self.waivers
         for u in outcome.usage:
             w = u.waiver
@@ -168,6 +169,23 @@ class SignOff:
                 )
             else:
                 tr.write_line(f"unused waiver: {where}: {w.label} matched no failure", yellow=True)
+
+
+    def _warnings(self, tr: Any) -> None:
+        """Advisory requirements that do not hold, one line per requirement with where and what was seen."""
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in self.state.collector.records():
+            if r.get("outcome") == WARNING:
+                groups.setdefault(str(r.get("requirement")), []).append(r)
+        if not groups:
+            return
+        n = sum(len(rs) for rs in groups.values())
+        tr.write_line(f"advisory warnings (not gating; --nova-strict makes them fail): {n}", yellow=True)
+        for req, rs in groups.items():
+            places = sorted({html.where(r) or str(r.get("nodeid")) for r in rs})
+            shown = ", ".join(places[:6]) + (f" and {len(places) - 6} more" if len(places) > 6 else "")
+            tr.write_line(f"  warning: {req} (docs {rs[0].get('section')}): {len(rs)} result(s) at {shown}: "
+                          f"{rs[0].get('message')}", yellow=True)
 
 
 class HtmlReport:
@@ -243,6 +261,7 @@ class HtmlReport:
         prefix.append(html.CSS)
         prefix.append(html.signoff_html(outcome, self.signoff.waivers, inv.name if inv else ""))
         prefix.append(html.problems_html(records))
+        prefix.append(html.warnings_html(records))
         prefix.append(html.matrix_html(records, html.roles_of(inv)))
         prefix.append(html.signature_html(inv.sha256 if inv else ""))
         postfix.append(html.passed_table(self.passed_rows))

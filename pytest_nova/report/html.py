@@ -14,7 +14,7 @@ from typing import Any
 
 from pytest_nova.inventory import Inventory
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Outcome
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, WAIVED
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, WAIVED, WARNING
 from pytest_nova.waivers import Usage, Waivers
 
 AREAS = ("dns", "external", "firewall", "os", "lb", "k8s", "inventory")
@@ -29,7 +29,8 @@ AREA_TITLES = {
 }
 ROLE_ORDER = ("nova-ctl", "master", "infra", "ingress", "worker", "workstation", "load balancer", "cluster-wide")
 # Outcomes in the order a reader cares about them.
-SHOWN = ((FAILED, "failed"), (ERROR, "error"), (WAIVED, "waived"), (SKIPPED, "skipped"), (PASSED, "passed"))
+SHOWN = ((FAILED, "failed"), (ERROR, "error"), (WAIVED, "waived"), (WARNING, "warning"), (SKIPPED, "skipped"),
+         (PASSED, "passed"))
 LABELS = ("Checked", "Expected", "Observed", "Fix")
 MAX_PLACES = 12  # places listed per problem at the top; the rest are counted
 MAX_DETAIL = 200  # non-passed records detailed per row; the rest are in the results JSON
@@ -45,7 +46,7 @@ CSS = """<style>
 .nova .c-failed{background:#ffcdd2}.nova .c-waived{background:#ffe0b2}.nova .c-passed{background:#c8e6c9}
 .nova .c-none{color:#999}
 .nova .n-failed,.nova .n-error{color:#c62828;font-weight:bold}.nova .n-waived{color:#b26a00;font-weight:bold}
-.nova .n-passed{color:#1e7d32}
+.nova .n-passed{color:#1e7d32}.nova .n-warning{color:#8d6e00;font-weight:bold}.nova .c-warning{background:#fff9c4}
 .nova .fix{font-family:monospace;white-space:pre-wrap}
 .nova .sign td{height:2em;min-width:14em}
 .nova-detail{white-space:normal;font-family:sans-serif}
@@ -117,6 +118,8 @@ def _cell_class(counter: Counter[str]) -> str:
         return "c-failed"
     if counter[WAIVED]:
         return "c-waived"
+    if counter[WARNING]:
+        return "c-warning"
     return "c-passed" if sum(counter.values()) else "c-none"
 
 
@@ -198,9 +201,19 @@ def _waiver_table(usage: list[Usage], waivers: Waivers | None, count_label: str 
 
 def problems_html(records: Iterable[Mapping[str, Any]]) -> str:
     """Failures grouped by requirement and fix: what to fix, and where."""
+    return _grouped(records, (FAILED, ERROR), "nova-problems", "What to fix")
+
+
+def warnings_html(records: Iterable[Mapping[str, Any]]) -> str:
+    """Advisory requirements that do not hold: listed on their own, they do not change the verdict."""
+    return _grouped(records, (WARNING,), "nova-warnings",
+                    "Advisory warnings, not gating (good practice the Nova docs do not demand; --nova-strict gates)")
+
+
+def _grouped(records: Iterable[Mapping[str, Any]], outcomes: tuple[str, ...], div: str, title: str) -> str:
     groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     for r in records:
-        if r.get("outcome") in (FAILED, ERROR):
+        if r.get("outcome") in outcomes:
             parts = explain_parts(r)
             key = (str(r.get("requirement")), str(r.get("section")), parts.get("Fix", ""))
             groups.setdefault(key, []).append(r)
@@ -219,7 +232,7 @@ def problems_html(records: Iterable[Mapping[str, Any]]) -> str:
         )
     n = sum(len(rs) for rs in groups.values())
     return (
-        f'<div class="nova" id="nova-problems"><h2>What to fix ({n} result{"s" if n > 1 else ""})</h2>'
+        f'<div class="nova" id="{div}"><h2>{esc(title)} ({n} result{"s" if n > 1 else ""})</h2>'
         "<table><tr><th>requirement</th><th>expected, and where it failed</th><th>fix</th></tr>"
         f"{''.join(items)}</table></div>"
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_nova.results import summarize
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, WAIVED
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, WAIVED, WARNING
 from pytest_nova.waivers import Usage
 
 ACCEPTED = "ACCEPTED"
@@ -64,12 +64,22 @@ def decide(
         return Outcome(NOT_ACCEPTED, f"{', '.join(parts)}: fix them and run again", summary, usage)
     if total == 0:
         return Outcome(NOT_ACCEPTED, "nothing was checked", summary, usage)
+    # Advisories that do not hold are listed, never counted against the verdict (--nova-strict makes them failures).
+    warned = f"; {_n(summary[WARNING], 'advisory warning')} (not gating)" if summary[WARNING] else ""
     if summary[WAIVED]:
         return Outcome(
             ACCEPTED_WITH_WAIVERS,
-            f"{summary[WAIVED]} failure{'s' if summary[WAIVED] > 1 else ''} accepted by waivers, the rest passed",
+            f"{summary[WAIVED]} failure{'s' if summary[WAIVED] > 1 else ''} accepted by waivers, the rest passed"
+            + warned,
             summary,
             usage,
         )
     skipped = f"; {summary[SKIPPED]} not applicable (skipped)" if summary[SKIPPED] else ""
+    if warned:
+        return Outcome(ACCEPTED, f"every required check passed ({summary[PASSED]} passed){warned}{skipped}", summary,
+                       usage)
     return Outcome(ACCEPTED, f"all {summary[PASSED]} checks passed{skipped}", summary, usage)
+
+
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'s' if count != 1 else ''}"

@@ -1,0 +1,13 @@
+"""Docs 2.1 and universe 2.4: the inventory's Nova Universe values, verified on the sign-off."""
+
+from __future__ import annotations
+
+from pytest_nova import inventory_checks
+from pytest_nova.inventory import Inventory
+from pytest_nova.plan import Check
+from pytest_nova.plugin import NovaItem
+
+
+def test_inventory_value(inventory_check: Check, nova_inventory: Inventory, nova: NovaItem) -> None:
+    """The Universe address is IPv4 (2.1) and its domain is not the cluster's (universe 2.4)."""
+    nova.judge(inventory_checks.verdicts(inventory_check, nova_inventory))
