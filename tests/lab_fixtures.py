@@ -6,6 +6,7 @@ where a lab cannot run: not root, or no ``ip`` command.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -79,12 +80,18 @@ def boot(spec: LabSpec) -> Lab:
     return Lab.up(spec)
 
 
+def unique(spec: LabSpec) -> LabSpec:
+    """``spec`` with this process's pid in its name, so concurrent test sessions never share a lab."""
+    suffix = f"x{os.getpid()}"
+    return spec if spec.name.endswith(suffix) else dataclasses.replace(spec, name=spec.name + suffix)
+
+
 def booted(spec: LabSpec) -> Iterator[Lab]:
     """The body of a lab fixture: skip where labs cannot run, boot ``spec``, always tear it down."""
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    lab = boot(spec)
+    lab = boot(unique(spec))
     try:
         yield lab
     finally:
