@@ -1,4 +1,4 @@
-"""Repository root: lets ``pytest --nova-inventory=...`` run ``suites/`` from a checkout that is not installed."""
+"""Repository root: lets ``pytest --nova-inventory=...`` run the plan from a checkout that is not installed."""
 
 from __future__ import annotations
 

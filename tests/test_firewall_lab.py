@@ -22,7 +22,7 @@ from tests.lab_fixtures import REPO, booted, run_suite, worker_id
 pytestmark = pytest.mark.lab
 
 Probe = tuple[str, str, "int | None", str]
-SUITE = "suites/test_firewall.py"
+SUITE = "pytest_nova/suites/test_firewall.py"
 FILTERED = "filtered: no answer within 2.0 s"
 # Lists, from inside one lab host, our scripts still running there and the ports its network namespace holds.
 _INSPECT = textwrap.dedent("""

@@ -78,10 +78,10 @@ def _up(a: argparse.Namespace) -> Lab:
 
 
 def suites_dir() -> Path:
-    """The project's suites: the ``suites/`` folder beside the ``pytest_nova`` package."""
-    import pytest_nova
+    """The plan's suites, shipped in the pytest_nova package."""
+    from pytest_nova.collect import SUITES
 
-    return Path(pytest_nova.__file__).resolve().parent.parent / "suites"
+    return SUITES
 
 
 def _demo(a: argparse.Namespace) -> int:
