@@ -33,10 +33,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from nova_lab import Lab, LabSpec, teardown  # noqa: E402
+from nova_lab.state import state_dir  # noqa: E402
 from pytest_nova.catalog import load_catalog  # noqa: E402
 from pytest_nova.inventory import Inventory, load_inventory  # noqa: E402
-from pytest_nova.lab import Lab, LabSpec, teardown  # noqa: E402
-from pytest_nova.lab.state import state_dir  # noqa: E402
 from pytest_nova.plan import build  # noqa: E402
 
 PLAIN_TEST = '''

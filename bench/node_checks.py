@@ -29,9 +29,9 @@ from statistics import mean
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pytest_nova.lab import Lab, LabSpec, teardown  # noqa: E402
-from pytest_nova.lab.addresses import DOMAIN, VENDOR_NAMES  # noqa: E402
-from pytest_nova.lab.state import state_dir  # noqa: E402
+from nova_lab import Lab, LabSpec, teardown  # noqa: E402
+from nova_lab.addresses import DOMAIN, VENDOR_NAMES  # noqa: E402
+from nova_lab.state import state_dir  # noqa: E402
 
 SUITES = [f"pytest_nova/suites/test_{s}.py" for s in ("dns", "external", "os", "k8s_nodes")]
 RECORDS = ["nova-cilium-hubble", "nova-release-git-main", "nova-console", "nova-oauth", "nova-alertmanager-main",

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 import pytest_nova
-from pytest_nova.lab import Fault, Lab, LabSpec, teardown
-from pytest_nova.lab.state import ROOT as STATE_ROOT
+from nova_lab import Fault, Lab, LabSpec, teardown
+from nova_lab.state import ROOT as STATE_ROOT
 
 REPO = Path(pytest_nova.__file__).resolve().parent.parent
 FaultFactory = Callable[..., Fault]

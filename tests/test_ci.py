@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pytest_nova.lab import DEBIAN_PACKAGES
+from nova_lab import DEBIAN_PACKAGES
 
 REPO = Path(__file__).resolve().parents[1]
 

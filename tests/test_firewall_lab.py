@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from nova_lab import Lab, LabSpec
 from pytest_nova.catalog import load_catalog
 from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.lab import Lab, LabSpec
 from tests.lab_fixtures import REPO, booted, run_suite, worker_id
 
 pytestmark = pytest.mark.lab

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_nova.lab import Lab, LabSpec
+from nova_lab import Lab, LabSpec
 from tests.lab_fixtures import booted, run_suite, worker_id
 
 pytestmark = pytest.mark.lab

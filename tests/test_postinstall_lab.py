@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_nova.lab import Lab, LabSpec
+from nova_lab import Lab, LabSpec
 from tests.lab_fixtures import booted, lab_name, run_suite
 
 pytestmark = [

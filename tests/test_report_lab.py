@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_nova.lab import Lab, LabSpec
+from nova_lab import Lab, LabSpec
 from tests.lab_fixtures import booted, lab_name, run_suite
 
 pytestmark = pytest.mark.lab
