@@ -2,7 +2,7 @@
 
 For each N it boots a lab, then measures, from inside nova-ctl's namespace, with ``-n auto``:
 
-1. the full pre-install matrix (``suites/test_firewall.py``: temporary listeners, TCP/UDP/ICMP/IPIP);
+1. the full pre-install matrix (``pytest_nova/suites/test_firewall.py``: temporary listeners, TCP/UDP/ICMP/IPIP);
 2. on the installed lab, the same suite limited to the TCP rules (``-k tcp``, post-install: real services);
 3. on the installed lab, a plain testinfra implementation of those TCP rules: one test per source, destination
    and port asserting ``host.addr(addr).port(port).is_reachable`` — once as testinfra runs by default (a new
@@ -33,10 +33,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from nova_lab import Lab, LabSpec, teardown  # noqa: E402
+from nova_lab.state import state_dir  # noqa: E402
 from pytest_nova.catalog import load_catalog  # noqa: E402
 from pytest_nova.inventory import Inventory, load_inventory  # noqa: E402
-from pytest_nova.lab import Lab, LabSpec, teardown  # noqa: E402
-from pytest_nova.lab.state import state_dir  # noqa: E402
 from pytest_nova.plan import build  # noqa: E402
 
 PLAIN_TEST = '''
@@ -86,7 +86,7 @@ def run_matrix(lab: Lab, *extra: str) -> Run:
     logins = _logins(lab)
     start = time.monotonic()
     rc, out = _pytest(lab, [f"--nova-inventory={lab.inventory_path}", f"--nova-json={results}",
-                            "suites/test_firewall.py", *extra])
+                            "pytest_nova/suites/test_firewall.py", *extra])
     seconds = time.monotonic() - start
     data: dict[str, Any] = json.loads(results.read_text()) if results.exists() else {"results": []}
     results.unlink(missing_ok=True)

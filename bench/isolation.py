@@ -32,9 +32,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from nova_lab import Lab, LabSpec  # noqa: E402
 from pytest_nova.catalog import load_catalog  # noqa: E402
 from pytest_nova.inventory import load_inventory  # noqa: E402
-from pytest_nova.lab import Lab, LabSpec  # noqa: E402
 from pytest_nova.plan import build  # noqa: E402
 
 Probe = tuple[str, str, "int | None", str]
@@ -98,7 +98,7 @@ def large(workers: int, repo: Path) -> None:
         planned = {(str(c.source), t.name, c.port, str(c.protocol)) for c in checks for t in c.targets}
         roles = {h.name: set(h.roles) for h in inv.nodes}
         nodes = {h.name for h in inv.cluster_nodes}
-        clean = run(lab, repo, "suites/test_firewall.py", "-n", "2")
+        clean = run(lab, repo, "pytest_nova/suites/test_firewall.py", "-n", "2")
         print(f"clean 3/2/1/{workers}: {len(inv.nodes)} hosts, {len(clean['records'])} records, wall "
               f"{clean['wall']:.1f} s, second pass {clean['second_pass']}, not passed {len(bad(clean['records']))}, "
               f"rc {clean['rc']}")
@@ -111,7 +111,7 @@ def large(workers: int, repo: Path) -> None:
                     if (p[2:] == (2379, "tcp") and "worker" in roles.get(p[0], ()) and "master" in roles[p[1]])
                     or (p[2:] == (8472, "udp") and p[0] in nodes and p[1] == "worker-1")
                     or p == ("master-1", "master-2", 2380, "tcp")}
-        dropped = run(lab, repo, "suites/test_firewall.py", "-n", "2")
+        dropped = run(lab, repo, "pytest_nova/suites/test_firewall.py", "-n", "2")
         got = bad(dropped["records"])
         print(f"planted drops: expected {len(expected)}, reported {len(got)}, exactly: {set(got) == expected}, "
               f"wall {dropped['wall']:.1f} s, second pass {dropped['second_pass']}")

@@ -2,7 +2,8 @@
 
 From inside nova-ctl's namespace, with ``-n auto``, it measures:
 
-1. pytest-nova: ``suites/test_dns.py test_external.py test_os.py test_k8s_nodes.py`` (one facts probe per host);
+1. pytest-nova: ``pytest_nova/suites/``: ``test_dns.py test_external.py test_os.py test_k8s_nodes.py`` (one facts
+   probe per host);
 2. in the same benchmark run, a plain testinfra file making the same node checks one property per round trip
    (``host.user``, ``host.file(...).mode``, ``host.sysctl``, ``host.addr(name)``, one ``host.run`` per TLS
    endpoint...), with testinfra's default ssh connection (no shared ControlPath).
@@ -28,11 +29,11 @@ from statistics import mean
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pytest_nova.lab import Lab, LabSpec, teardown  # noqa: E402
-from pytest_nova.lab.addresses import DOMAIN, VENDOR_NAMES  # noqa: E402
-from pytest_nova.lab.state import state_dir  # noqa: E402
+from nova_lab import Lab, LabSpec, teardown  # noqa: E402
+from nova_lab.addresses import DOMAIN, VENDOR_NAMES  # noqa: E402
+from nova_lab.state import state_dir  # noqa: E402
 
-SUITES = ["suites/test_dns.py", "suites/test_external.py", "suites/test_os.py", "suites/test_k8s_nodes.py"]
+SUITES = [f"pytest_nova/suites/test_{s}.py" for s in ("dns", "external", "os", "k8s_nodes")]
 RECORDS = ["nova-cilium-hubble", "nova-release-git-main", "nova-console", "nova-oauth", "nova-alertmanager-main",
            "nova-grafana-main", "nova-prometheus-main", "nova-neuvector-ui", "nova-neuvector-api-docs",
            "nova-logs-main"]

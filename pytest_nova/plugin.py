@@ -15,6 +15,7 @@ import pytest
 
 from pytest_nova import __version__, secrets
 from pytest_nova.catalog import Catalog, load_catalog
+from pytest_nova.collect import add_suites
 from pytest_nova.errors import SourceError
 from pytest_nova.hosts import RUN_DIR_ENV, close_control_sockets, run_dir
 from pytest_nova.inventory import Inventory, load_inventory
@@ -79,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if settings.inventory is not None:
             state.inventory = load_inventory(settings.inventory)
             state.plan = build(state.catalog, state.inventory)
+            add_suites(config)
     except SourceError as exc:
         raise pytest.UsageError(secrets.mask(str(exc))) from None
     config.stash[SESSION] = state

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 import pytest_nova
-from pytest_nova.lab import Fault, Lab, LabSpec, teardown
-from pytest_nova.lab.state import ROOT as STATE_ROOT
+from nova_lab import Fault, Lab, LabSpec, teardown
+from nova_lab.state import ROOT as STATE_ROOT
 
 REPO = Path(pytest_nova.__file__).resolve().parent.parent
 FaultFactory = Callable[..., Fault]
@@ -151,7 +151,7 @@ def ssh_argv(lab: Lab, host: str, command: str, timeout: int = 5) -> list[str]:
 def run_suite(lab: Lab, *pytest_args: str, timeout: float = 900) -> tuple[int, dict[str, Any], str]:
     """Run pytest inside nova-ctl's namespace against ``lab``; returns (exit code, results JSON, output).
 
-    Runs from the repository root, so without paths pytest collects the project's ``suites/``.
+    Runs from the repository root, so without paths pytest collects the plan's ``pytest_nova/suites/``.
     """
     results = lab.state_dir / f"results-{uuid.uuid4().hex}.json"
     argv = [sys.executable, "-m", "pytest", f"--nova-inventory={lab.inventory_path}", f"--nova-json={results}",

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from pytest_nova.lab import Lab, LabSpec
+from nova_lab import Lab, LabSpec
 from tests.lab_fixtures import booted, lab_name, run_suite
 
 pytestmark = pytest.mark.lab
-PORT = "suites/test_firewall.py::test_port"
+PORT = "pytest_nova/suites/test_firewall.py::test_port"
 SOURCES = ("master-1", "infra-1", "ingress-1", "worker-1", "ops-1")
-ARGS = ("suites/test_firewall.py", "-m", "lb", "--nova-phase=postinstall")
+ARGS = ("pytest_nova/suites/test_firewall.py", "-m", "lb", "--nova-phase=postinstall")
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import dns.message
 import dns.rrset
 import pytest
 
+from nova_lab import pki
 from pytest_nova import balancers as b
 from pytest_nova.catalog import load_catalog
 from pytest_nova.inventory import load_inventory
-from pytest_nova.lab import pki
 from pytest_nova.plan import Check, Target, build
 from pytest_nova.verdicts import FAILED, PASSED
 

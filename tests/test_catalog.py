@@ -1,8 +1,8 @@
 """The requirements catalog: schema, invariants, and coverage of the source documents.
 
-The coverage test reads the seed document itself (``../shared/seeds`` beside the repository) and proves that
-every data row of its tables (sections 2, 2.1, 3.1.1-3.1.6, 3.2) and every DNS name of section 1 is quoted in
-the ``rows`` of some catalog entry of the matching area.
+The coverage test reads the seed document itself (``tests/data/seeds/``, the source documents kept in the
+repository as test data) and proves that every data row of its tables (sections 2, 2.1, 3.1.1-3.1.6, 3.2) and
+every DNS name of section 1 is quoted in the ``rows`` of some catalog entry of the matching area.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import yaml
 from pytest_nova.catalog import AREAS, PHASES, SEVERITIES, Catalog, load_catalog
 from pytest_nova.errors import SourceError
 
-SEEDS = Path(__file__).parents[1].parent / "shared" / "seeds"
+SEEDS = Path(__file__).parent / "data" / "seeds"
 SEED_000 = SEEDS / "000_77cdbd3ff13b5fb9.txt"  # Nova installation requirements (Russian)
 SEED_002 = SEEDS / "002_da7ba6c094596acc.txt"  # Kubernetes basics guide
 CATALOG_DIR = Path(__file__).parents[1] / "pytest_nova" / "catalog"
@@ -45,7 +45,7 @@ def norm(text: str) -> str:
 def read_seed(path: Path) -> str:
     """The text of a seed document; a missing seed fails the test (it is the ground truth, never skipped)."""
     if not path.is_file():
-        pytest.fail(f"seed document not found: {path} (expected ../shared/seeds beside the repository)",
+        pytest.fail(f"seed document not found: {path} (the source documents live in tests/data/seeds/)",
                     pytrace=False)
     return path.read_text(encoding="utf-8")
 

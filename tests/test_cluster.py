@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from nova_lab import kubeapi
 from pytest_nova import cluster as c
 from pytest_nova.catalog import load_catalog
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.lab import kubeapi
 from pytest_nova.plan import Check, build
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
 

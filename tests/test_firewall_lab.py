@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
+from nova_lab import Lab, LabSpec
 from pytest_nova.catalog import load_catalog
 from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.lab import Lab, LabSpec
 from tests.lab_fixtures import REPO, booted, run_suite, worker_id
 
 pytestmark = pytest.mark.lab
 
 Probe = tuple[str, str, "int | None", str]
-SUITE = "suites/test_firewall.py"
+SUITE = "pytest_nova/suites/test_firewall.py"
 FILTERED = "filtered: no answer within 2.0 s (nor on a second, slower try)"
 # Lists, from inside one lab host, our scripts still running there and the ports its network namespace holds.
 _INSPECT = textwrap.dedent("""

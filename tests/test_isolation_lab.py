@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from nova_lab import Lab, LabSpec
 from pytest_nova.inventory import load_inventory
-from pytest_nova.lab import Lab, LabSpec
 from tests.lab_fixtures import booted, lab_name, run_suite, ssh_argv
 from tests.test_firewall_lab import FILTERED, planned
 
@@ -71,7 +71,9 @@ def test_the_lab_faults_are_real(faulty_lab: Lab) -> None:
 
 
 def test_every_planted_fault_is_reported_exactly_and_nothing_else(faulty_lab: Lab) -> None:
-    rc, data, out = run_suite(faulty_lab, "suites/test_firewall.py", "suites/test_os.py", "-n", "2")
+    rc, data, out = run_suite(
+        faulty_lab, "pytest_nova/suites/test_firewall.py", "pytest_nova/suites/test_os.py", "-n", "2"
+    )
     assert rc == 1, out[-3000:]
     inv = load_inventory(faulty_lab.inventory_path)
     roles = {h.name: set(h.roles) for h in inv.nodes}

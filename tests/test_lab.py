@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_nova.lab import DEBIAN_PACKAGES, REGISTRY, Lab, LabError, LabSpec, faults
-from pytest_nova.lab.addresses import LAB_RANGE, MAX_LABS, plan, subnet
-from pytest_nova.lab.dns import FALLBACK_RECORDS, platform_records
-from pytest_nova.lab.kubeapi import route
+from nova_lab import DEBIAN_PACKAGES, REGISTRY, Lab, LabError, LabSpec, faults
+from nova_lab.addresses import LAB_RANGE, MAX_LABS, plan, subnet
+from nova_lab.dns import FALLBACK_RECORDS, platform_records
+from nova_lab.kubeapi import route
 from tests.lab_fixtures import FaultFactory, boot, lab_name, ssh_argv
 
 lab_test = pytest.mark.lab
@@ -377,7 +377,7 @@ def test_proxy_mode_and_teardown_leaves_nothing(pytestconfig: pytest.Config) -> 
     finally:
         t0 = time.monotonic()
         # From a fresh process, from the records alone.
-        subprocess.run([sys.executable, "-m", "pytest_nova.lab.cli", "down", "--name", lab.name],
+        subprocess.run([sys.executable, "-m", "nova_lab.cli", "down", "--name", lab.name],
                        timeout=60, check=True)
         assert time.monotonic() - t0 < 15
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout

@@ -18,13 +18,13 @@ import dns.rcode
 import dns.rrset
 import pytest
 
+from nova_lab import pki
 from pytest_nova import dnscheck
 from pytest_nova import facts as f
 from pytest_nova import node_rules as r
 from pytest_nova.catalog import load_catalog
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.lab import pki
 from pytest_nova.plan import build
 from pytest_nova.remote_scripts import source
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from pytest_nova.lab import Lab, LabSpec
+from nova_lab import Lab, LabSpec
 from tests.lab_fixtures import booted, run_suite, worker_id
 
 pytestmark = pytest.mark.lab
-SUITES = ("suites/test_dns.py", "suites/test_external.py", "suites/test_os.py", "suites/test_k8s_nodes.py")
+SUITES = tuple(f"pytest_nova/suites/test_{s}.py" for s in ("dns", "external", "os", "k8s_nodes"))
 NODES = ("master-1", "infra-1", "ingress-1", "worker-1")
 HOSTS = ("nova-ctl", *NODES)
 VENDOR = (
@@ -28,7 +28,7 @@ VENDOR = (
     "sun.nova-platform.io:8140",
 )
 UNIVERSE = tuple(f"{n}.universe.lab.local:443" for n in ("hub", "sun", "repo", "uploads"))
-DNS, EXT, OS, K8S = (f"suites/test_{s}.py" for s in ("dns", "external", "os", "k8s_nodes"))
+DNS, EXT, OS, K8S = (f"pytest_nova/suites/test_{s}.py" for s in ("dns", "external", "os", "k8s_nodes"))
 
 
 def _lab(pytestconfig: pytest.Config, prefix: str, mode: str) -> Iterator[Lab]:

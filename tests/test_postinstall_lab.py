@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_nova.lab import Lab, LabSpec
+from nova_lab import Lab, LabSpec
 from tests.lab_fixtures import booted, lab_name, run_suite
 
 pytestmark = [
@@ -28,9 +28,9 @@ pytestmark = [
         reason="kubectl is not on the PATH of this machine",
     ),
 ]
-SUITES = ("suites/test_lb.py", "suites/test_cluster.py", "--nova-phase=postinstall")
-LB = "suites/test_lb.py::test_balancer"
-NODE = "suites/test_cluster.py::test_cluster_node"
+SUITES = ("pytest_nova/suites/test_lb.py", "pytest_nova/suites/test_cluster.py", "--nova-phase=postinstall")
+LB = "pytest_nova/suites/test_lb.py::test_balancer"
+NODE = "pytest_nova/suites/test_cluster.py::test_cluster_node"
 # A balancer checks its backends every second; give it time to take a sick one out.
 SETTLE = 3.0
 
@@ -58,7 +58,7 @@ def test_installed_lab_passes_every_postinstall_check(post_lab: Lab) -> None:
         f"{LB}[infra:443/tcp:infra-2]",
         f"{LB}[ingress:80/tcp:ingress]",
         f"{NODE}[worker-1:k8s-nodes-ready]",
-        "suites/test_cluster.py::test_cluster[cluster:k8s-system-pods-running]",
+        "pytest_nova/suites/test_cluster.py::test_cluster[cluster:k8s-system-pods-running]",
     } <= ids
     token = yaml.safe_load(post_lab.kubeconfig_path.read_text())["users"][0]["user"]["token"]
     assert token not in output and token not in str(results)
@@ -81,7 +81,8 @@ def _dns_internal(lab: Lab) -> Path:
 
 def test_internal_dns_answers_53_through_the_infra_balancer_and_on_each_infra_node(post_lab: Lab) -> None:
     rc, results, output = run_suite(
-        post_lab, "suites/test_lb.py", "--nova-phase=postinstall", f"--nova-inventory={_dns_internal(post_lab)}"
+        post_lab, "pytest_nova/suites/test_lb.py", "--nova-phase=postinstall",
+        f"--nova-inventory={_dns_internal(post_lab)}"
     )
     assert rc == 0, output[-3000:]
     passed = _by_outcome(results, "passed")
@@ -98,7 +99,7 @@ def test_dns53_down_fails_exactly_that_backends_53_checks(post_lab: Lab) -> None
     with post_lab.fault("dns53-down", host="infra-1"):
         time.sleep(SETTLE)  # the balancer's TCP check of 53 takes infra-1 out for udp and tcp
         rc, results, output = run_suite(
-            post_lab, "suites/test_lb.py", "--nova-phase=postinstall", f"--nova-inventory={inventory}"
+            post_lab, "pytest_nova/suites/test_lb.py", "--nova-phase=postinstall", f"--nova-inventory={inventory}"
         )
     assert rc == 1, output[-3000:]
     failed = _by_outcome(results, "failed")
@@ -170,7 +171,7 @@ def test_fault_fails_exactly_its_checks(
         assert set(_by_outcome(results, "skipped")) == {f"{NODE}[worker-1:k8s-node-roles]"}
 
 
-K8S_NODE = "suites/test_k8s_nodes.py::test_k8s_node"
+K8S_NODE = "pytest_nova/suites/test_k8s_nodes.py::test_k8s_node"
 NODE_FAULTS = [
     pytest.param(
         "kubelet-down",
@@ -186,7 +187,7 @@ NODE_FAULTS = [
 
 
 def test_installed_nodes_pass_their_postinstall_checks(post_lab: Lab) -> None:
-    rc, results, output = run_suite(post_lab, "suites/test_k8s_nodes.py", "--nova-phase=postinstall")
+    rc, results, output = run_suite(post_lab, "pytest_nova/suites/test_k8s_nodes.py", "--nova-phase=postinstall")
     assert rc == 0, output[-3000:]
     checks = {r["requirement"] for r in results["results"]}
     assert {
@@ -201,7 +202,7 @@ def test_installed_nodes_pass_their_postinstall_checks(post_lab: Lab) -> None:
 @pytest.mark.parametrize(("fault", "expected"), NODE_FAULTS)
 def test_node_fault_fails_exactly_its_postinstall_check(post_lab: Lab, fault: str, expected: dict[str, str]) -> None:
     with post_lab.fault(fault, host="worker-1"):
-        rc, results, output = run_suite(post_lab, "suites/test_k8s_nodes.py", "--nova-phase=postinstall",
+        rc, results, output = run_suite(post_lab, "pytest_nova/suites/test_k8s_nodes.py", "--nova-phase=postinstall",
                                         "--nova-strict")
     assert rc == 1, output[-3000:]
     failed = _by_outcome(results, "failed")

@@ -139,6 +139,15 @@ def test_clean_run_is_accepted(pytester: pytest.Pytester) -> None:
     assert 'id="nova-verdict">ACCEPTED<' in page and 'id="nova-problems"' not in page
 
 
+def test_collect_only_prints_the_plan_without_a_verdict_or_results(pytester: pytest.Pytester) -> None:
+    make_suite(pytester)
+    result = run(pytester, "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([f"test_synthetic.py::test_node[[]{SUDO}[]]"])
+    assert "verdict" not in result.stdout.str() and "ACCEPTED" not in result.stdout.str()
+    assert not (pytester.path / "results.json").exists()
+
+
 def test_environment_table_keeps_ci_and_extra_metadata_out(pytester: pytest.Pytester,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     make_suite(pytester, faults={})

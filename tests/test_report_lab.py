@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from pytest_nova.lab import Lab, LabSpec
+from nova_lab import Lab, LabSpec
 from tests.lab_fixtures import booted, lab_name, run_suite
 
 pytestmark = pytest.mark.lab
-OS = "suites/test_os.py"
+OS = "pytest_nova/suites/test_os.py"
 # The faults, and the checks each one fails (requirement, node).
 FAULTS = {
     ("sudoers-missing", "worker-1"): {("os-sudoers-file", "worker-1"), ("os-sudo-nopasswd", "worker-1")},

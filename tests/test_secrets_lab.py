@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nova_lab import Lab, LabSpec
 from pytest_nova import secrets
-from pytest_nova.lab import Lab, LabSpec
 from pytest_nova.plugin import mask_report
 from tests.lab_fixtures import REPO, booted, lab_name
 

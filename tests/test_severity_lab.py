@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from pytest_nova.lab import Lab, LabSpec
+from nova_lab import Lab, LabSpec
 from tests.lab_fixtures import booted, run_suite, ssh_argv, worker_id
 
 pytestmark = pytest.mark.lab
 NODES = ("master-1", "infra-1", "ingress-1", "worker-1")
-OS, K8S = "suites/test_os.py", "suites/test_k8s_nodes.py"
+OS, K8S = "pytest_nova/suites/test_os.py", "pytest_nova/suites/test_k8s_nodes.py"
 
 
 @pytest.fixture(scope="module")

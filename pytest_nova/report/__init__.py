@@ -7,6 +7,7 @@ the controller from the records every report carries.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import socket
@@ -131,6 +132,10 @@ class SignOff:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Decide the verdict before the results JSON and the HTML report are written."""
+        if self.config.option.collectonly:
+            # Listing the plan checks nothing: no verdict and no results JSON that could read NOT ACCEPTED.
+            self.state.settings = dataclasses.replace(self.state.settings, json_path=None)
+            return
         records = self.state.collector.records()
         used = usage(self.waivers, records) if self.waivers is not None else []
         complete = exitstatus not in _INCOMPLETE and not session.shouldstop and not session.shouldfail

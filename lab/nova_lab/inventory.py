@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from pytest_nova.lab.addresses import DOMAIN, UNIVERSE_DOMAIN, Host, LabSpec
+from nova_lab.addresses import DOMAIN, UNIVERSE_DOMAIN, Host, LabSpec
 
 
 def inventory(spec: LabSpec, hosts: Sequence[Host], state: Path, kubeconfig: Path) -> dict[str, Any]:

@@ -12,11 +12,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_nova.lab.addresses import LabSpec
-from pytest_nova.lab.faults import KINDS, REGISTRY, resolve
-from pytest_nova.lab.lab import Lab, teardown
-from pytest_nova.lab.netns import LabError
-from pytest_nova.lab.state import ROOT, state_dir
+from nova_lab.addresses import LabSpec
+from nova_lab.faults import KINDS, REGISTRY, resolve
+from nova_lab.lab import Lab, teardown
+from nova_lab.netns import LabError
+from nova_lab.state import ROOT, state_dir
 
 _LONG = 24 * 3600.0  # interactive commands and the demo's pytest run: a bound, but a generous one
 
@@ -78,10 +78,10 @@ def _up(a: argparse.Namespace) -> Lab:
 
 
 def suites_dir() -> Path:
-    """The project's suites: the ``suites/`` folder beside the ``pytest_nova`` package."""
-    import pytest_nova
+    """The plan's suites, shipped in the pytest_nova package."""
+    from pytest_nova.collect import SUITES
 
-    return Path(pytest_nova.__file__).resolve().parent.parent / "suites"
+    return SUITES
 
 
 def _demo(a: argparse.Namespace) -> int:

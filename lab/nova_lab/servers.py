@@ -1,4 +1,4 @@
-"""The lab's server programs, one asyncio process per host: ``python -m pytest_nova.lab.servers KIND CONFIG``.
+"""The lab's server programs, one asyncio process per host: ``python -m nova_lab.servers KIND CONFIG``.
 
 Kinds: ``tls`` (vendor endpoints or the Nova Universe server), ``proxy`` (HTTP CONNECT), ``lb`` (L4 TCP/UDP
 balancer with HTTP healthchecks) and ``node`` (the services of an installed node). CONFIG is a JSON file the
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
-from pytest_nova.lab import kubeapi
+from nova_lab import kubeapi
 
 Handler = Callable[[str, str, dict[str, str]], Awaitable[tuple[int, str, bytes]]]
 _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run server ``KIND`` with the JSON config file ``CONFIG`` until killed."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] not in _KINDS:
-        print(f"usage: python -m pytest_nova.lab.servers {{{','.join(_KINDS)}}} CONFIG", file=sys.stderr)
+        print(f"usage: python -m nova_lab.servers {{{','.join(_KINDS)}}} CONFIG", file=sys.stderr)
         return 2
     cfg = json.loads(Path(args[1]).read_text())
     with contextlib.suppress(KeyboardInterrupt):

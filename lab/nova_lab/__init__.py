@@ -1,6 +1,6 @@
 """nova-lab: a small Nova-like cluster on one machine, built from namespaces and real daemons.
 
-from pytest_nova.lab import Lab, LabSpec
+from nova_lab import Lab, LabSpec
 lab = Lab.up(LabSpec(workers=3))
 try:
 with lab.fault("dns-missing-record", record="nova-console"):
@@ -11,10 +11,10 @@ lab.down()
 
 from __future__ import annotations
 
-from pytest_nova.lab.addresses import Host, LabSpec
-from pytest_nova.lab.faults import KINDS, REGISTRY, Fault
-from pytest_nova.lab.lab import Lab, teardown
-from pytest_nova.lab.netns import LabError
+from nova_lab.addresses import Host, LabSpec
+from nova_lab.faults import KINDS, REGISTRY, Fault
+from nova_lab.lab import Lab, teardown
+from nova_lab.netns import LabError
 
 # What a fresh Debian/Ubuntu machine needs for the lab (CI: apt-get install -y $(python -c ...)).
 # dnsmasq-base is the daemon without the system service that would grab port 53 of the machine.

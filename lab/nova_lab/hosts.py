@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_nova.lab.addresses import PREFIXLEN, Host
-from pytest_nova.lab.netns import run
+from nova_lab.addresses import PREFIXLEN, Host
+from nova_lab.netns import run
 
 USER = "nova-installer"
 HOME = f"/home/{USER}"

@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pytest_nova.lab import dns, faults, hosts, inventory, pki
-from pytest_nova.lab.addresses import DOMAIN, UNIVERSE_NAMES, VENDOR_NAMES, Host, LabSpec, plan
-from pytest_nova.lab.kubeapi import K8S_VERSION
-from pytest_nova.lab.netns import LabError, in_host, in_netns, ip_batch, nft_sync, run
-from pytest_nova.lab.state import (
+from nova_lab import dns, faults, hosts, inventory, pki
+from nova_lab.addresses import DOMAIN, UNIVERSE_NAMES, VENDOR_NAMES, Host, LabSpec, plan
+from nova_lab.kubeapi import K8S_VERSION
+from nova_lab.netns import LabError, in_host, in_netns, ip_batch, nft_sync, run
+from nova_lab.state import (
     Records,
     proc_start_time,
     read_json,
@@ -360,7 +360,7 @@ class Lab:
         ready_file.unlink(missing_ok=True)
         cfg_file = sd / "servers" / f"{key.replace(':', '-')}.json"
         write_json(cfg_file, {**cfg, "flags": str(sd / "flags"), "ready": str(ready_file)})
-        argv = [sys.executable, "-m", "pytest_nova.lab.servers", kind, str(cfg_file)]
+        argv = [sys.executable, "-m", "nova_lab.servers", kind, str(cfg_file)]
         h = self._host(host)
         argv = in_host(self.holder(host), argv) if h.is_full else in_netns(self.netns(host), argv)
         self._spawn(key, argv, f"{key.replace(':', '-')}.log")

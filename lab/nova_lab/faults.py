@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pytest_nova.lab.addresses import Host
+from nova_lab.addresses import Host
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pytest_nova.lab.addresses import DOMAIN, UNIVERSE_NAMES, VENDOR_NAMES, Host, LabSpec
+from nova_lab.addresses import DOMAIN, UNIVERSE_NAMES, VENDOR_NAMES, Host, LabSpec
 
 # Docs section 1: seven base records, three more with the OpenSearch and NeuVector modules.
 FALLBACK_RECORDS: tuple[tuple[str, str | None], ...] = (
