@@ -17,7 +17,8 @@ from pytest_nova.inventory import Inventory, load_inventory
 DATA = Path(__file__).parent / "data" / "ansible"
 KUBESPRAY = DATA / "kubespray" / "hosts.ini"
 YAML_INV = DATA / "yaml" / "hosts.yaml"
-KUBESPRAY_ROLES = ["--role", "master=kube_control_plane", "--role", "worker=kube_node", "--role", "infra=infra"]
+KUBESPRAY_ROLES = ["--role", "master=kube_control_plane", "--role", "worker=kube_node", "--role", "infra=infra",
+                   "--role", "nova-ctl=bastion"]
 YAML_ROLES = ["--role", "master=control", "--role", "worker=workers", "--role", "ingress=edge",
               "--role", "nova-ctl=mgmt", "--role", "workstation=desks"]
 COMPLETE = ["--name", "lab", "--dns-base-domain", "nova.example.local", "--dns-server", "198.51.100.53"]
@@ -51,11 +52,12 @@ def ansible_list(source: Path, tmp_path: Path) -> Path:
 def test_ini_with_groups_of_groups_host_vars_and_host_vars_dir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, text = convert(tmp_path, KUBESPRAY, *KUBESPRAY_ROLES, "--skip", "bastion", *COMPLETE)
+    code, out, text = convert(tmp_path, KUBESPRAY, *KUBESPRAY_ROLES, *COMPLETE)
     assert code == 0, capsys.readouterr().err
     inv = load_inventory(out)
     assert inv.ssh.user == "nova-installer" and inv.ssh.identity_file == "~/.ssh/id_nova" and inv.ssh.port == 22
     assert nodes(inv) == {
+        "bastion": ("198.51.100.5", ("nova-ctl",), None, None, None),
         "master-1": ("198.51.100.11", ("master",), None, None, None),
         "master-2": ("198.51.100.12", ("master",), None, None, None),
         "master-3": ("198.51.100.13", ("master",), None, None, None),
@@ -65,7 +67,7 @@ def test_ini_with_groups_of_groups_host_vars_and_host_vars_dir(
         # ansible_user inline, ansible_port from host_vars/worker-2.yml.
         "worker-2": ("198.51.100.42", ("worker",), "admin", 2222, None),
     }
-    assert "name: bastion" not in text and "TODO:" not in text
+    assert "TODO:" not in text
     assert "valid inventory v1" in capsys.readouterr().err
 
 
@@ -94,7 +96,7 @@ def test_yaml_with_host_vars_leaves_todos_that_load_inventory_rejects(tmp_path: 
 
 
 @needs_ansible
-@pytest.mark.parametrize(("source", "roles"), [(KUBESPRAY, [*KUBESPRAY_ROLES, "--skip", "bastion"]),
+@pytest.mark.parametrize(("source", "roles"), [(KUBESPRAY, KUBESPRAY_ROLES),
                                                (YAML_INV, YAML_ROLES)], ids=["ini", "yaml"])
 def test_ansible_inventory_list_json_gives_the_same_inventory(
     source: Path, roles: list[str], tmp_path: Path
@@ -129,7 +131,7 @@ def _error(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
 
 @needs_ansible
 def test_unmapped_host_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _error(capsys, KUBESPRAY, *KUBESPRAY_ROLES) == (
+    assert _error(capsys, KUBESPRAY, *KUBESPRAY_ROLES[:-2]) == (
         f"nova-inventory-from-ansible: error: {KUBESPRAY}: bastion: in no mapped group (bastion); map one with "
         "--role ROLE=GROUP, or leave the host out with --skip HOST"
     )
