@@ -7,7 +7,6 @@ The profile is fixed-seed (derandomized) and bounded so it runs in CI on every c
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -36,7 +35,6 @@ CI = settings(
     database=None,
 )
 LIMIT = 2.0  # seconds one input may take, also where the deadline does not apply (the first example)
-FOLDER = Path(tempfile.mkdtemp(prefix="nova-fuzz-"))
 
 # Values that reach the validators' edges; drawn more often than arbitrary ones.
 edges = st.sampled_from([
@@ -90,8 +88,14 @@ def _documents(base: str) -> st.SearchStrategy[bytes]:
     )
 
 
-def _holds(loader: Callable[[Path], object], kind: type, raw: bytes) -> None:
-    path = FOLDER / "input.yaml"
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for every example (module scope: Hypothesis reruns a test body, not its fixtures)."""
+    return tmp_path_factory.mktemp("fuzz")
+
+
+def _holds(folder: Path, loader: Callable[[Path], object], kind: type, raw: bytes) -> None:
+    path = folder / "input.yaml"
     path.write_bytes(raw)
     started = time.monotonic()
     try:
@@ -106,14 +110,14 @@ def _holds(loader: Callable[[Path], object], kind: type, raw: bytes) -> None:
 
 @CI
 @given(_documents(GOOD))
-def test_inventory_loader_gives_an_inventory_or_one_line(raw: bytes) -> None:
-    _holds(load_inventory, Inventory, raw)
+def test_inventory_loader_gives_an_inventory_or_one_line(folder: Path, raw: bytes) -> None:
+    _holds(folder, load_inventory, Inventory, raw)
 
 
 @CI
 @given(_documents(GOOD_WAIVERS))
-def test_waiver_loader_gives_waivers_or_one_line(raw: bytes) -> None:
-    _holds(lambda p: load_waivers(p, requirements=REQS, hosts=HOSTS, on=date(2026, 1, 1)), Waivers, raw)
+def test_waiver_loader_gives_waivers_or_one_line(folder: Path, raw: bytes) -> None:
+    _holds(folder, lambda p: load_waivers(p, requirements=REQS, hosts=HOSTS, on=date(2026, 1, 1)), Waivers, raw)
 
 
 @CI
@@ -132,11 +136,11 @@ def test_option_parser_gives_a_number_or_one_line(text: str, option: tuple[str, 
 
 @CI
 @given(st.text(alphabet=st.characters(blacklist_characters="\x00/"), min_size=1, max_size=60))
-def test_output_path_check_gives_ok_or_one_line(name: str) -> None:
+def test_output_path_check_gives_ok_or_one_line(folder: Path, name: str) -> None:
     """Any --nova-json value is accepted or refused in one line; the check itself leaves nothing behind."""
-    before = set(FOLDER.iterdir())
+    before = set(folder.iterdir())
     try:
-        outputs.check_writable(FOLDER / name)
+        outputs.check_writable(folder / name)
     except outputs.OutputError as exc:
         assert "\n" not in str(exc).replace(name, "")
-    assert set(FOLDER.iterdir()) == before
+    assert set(folder.iterdir()) == before
