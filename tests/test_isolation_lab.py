@@ -70,9 +70,17 @@ def test_the_lab_faults_are_real(faulty_lab: Lab) -> None:
     assert down.returncode == 255 and "refused" in down.stderr
 
 
+def logins(lab: Lab, host: str) -> int:
+    """Successful SSH logins on ``host`` so far, from its sshd log."""
+    return (lab.state_dir / "logs" / f"{host}.sshd.log").read_text().count("Accepted publickey")
+
+
 def test_every_planted_fault_is_reported_exactly_and_nothing_else(faulty_lab: Lab) -> None:
+    before = {h: logins(faulty_lab, h) for h in ("worker-2", "worker-3", "infra-1")}
     rc, data, out = run_suite(faulty_lab, "suites/test_firewall.py", "suites/test_os.py", "-n", "2")
     assert rc == 1, out[-3000:]
+    # Facts, listener, probes and both xdist workers shared one login per host, noisy or sudo-less alike.
+    assert {h: logins(faulty_lab, h) - n for h, n in before.items()} == {"worker-2": 1, "worker-3": 1, "infra-1": 1}
     inv = load_inventory(faulty_lab.inventory_path)
     roles = {h.name: set(h.roles) for h in inv.nodes}
     probes = planned(inv)
