@@ -141,3 +141,21 @@ def test_every_planted_fault_is_reported_exactly_and_nothing_else(faulty_lab: La
     for word in ("Traceback", "BrokenPipeError", "_fileobj2output", "ssh: ssh:", "INTERNALERROR", "host access above"):
         assert word not in out, word
     assert out.count("checks not run") == 1
+
+
+def test_the_host_faults_revert(faulty_lab: Lab) -> None:
+    for f in FAULTS:
+        if f["name"] in ("noisy-shell", "no-icmp", "sshd-limits"):
+            faulty_lab.revert(f["name"], **{k: v for k, v in f.items() if k != "name"})
+    quiet = subprocess.run(ssh_argv(faulty_lab, "worker-3", "echo answer"), capture_output=True, text=True,
+                           timeout=30, check=False)
+    assert (quiet.stdout, quiet.stderr) == ("answer\n", "")
+    assert faulty_lab.exec("worker-2", "cat /proc/sys/net/ipv4/ping_group_range").stdout.split() == ["0",
+                                                                                                     "2147483647"]
+    icmp = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)"
+    unprivileged = faulty_lab.exec("worker-2", ["runuser", "-u", "nova-installer", "--", "python3", "-c", icmp],
+                                   check=False)
+    assert unprivileged.returncode == 0, unprivileged.stderr
+    back = subprocess.run(ssh_argv(faulty_lab, "worker-1", "echo up"), capture_output=True, text=True, timeout=30,
+                          check=False)
+    assert back.stdout == "up\n"
