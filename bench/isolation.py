@@ -54,9 +54,10 @@ def run(lab: Lab, repo: Path, *args: str, timeout: float = 3600) -> dict[str, An
     data = json.loads(results.read_text()) if results.exists() else {"results": []}
     out = proc.stdout + proc.stderr
     second = re.search(r"; (\d+) probed a second time", out)
+    matrix = next((line for line in out.splitlines() if line.startswith("nova firewall matrix:")), "")
     return {"rc": proc.returncode, "wall": wall, "lines": len(out.splitlines()), "out": out,
             "failed_lines": sum(1 for line in out.splitlines() if line.startswith("FAILED ")),
-            "records": data["results"], "second_pass": int(second.group(1)) if second else None}
+            "records": data["results"], "second_pass": int(second.group(1)) if second else None, "matrix": matrix}
 
 
 def bad(records: list[dict[str, Any]]) -> dict[Probe, str]:
@@ -101,7 +102,7 @@ def large(workers: int, repo: Path) -> None:
         clean = run(lab, repo, "pytest_nova/suites/test_firewall.py", "-n", "2")
         print(f"clean 3/2/1/{workers}: {len(inv.nodes)} hosts, {len(clean['records'])} records, wall "
               f"{clean['wall']:.1f} s, second pass {clean['second_pass']}, not passed {len(bad(clean['records']))}, "
-              f"rc {clean['rc']}")
+              f"rc {clean['rc']}\n  {clean['matrix']}")
         for k, m in list(bad(clean["records"]).items())[:20]:
             print("  ", k, m)
         planted = [lab.apply("fw-drop", port=2379, protocol="tcp", source="workers", destination="masters"),
@@ -114,7 +115,7 @@ def large(workers: int, repo: Path) -> None:
         dropped = run(lab, repo, "pytest_nova/suites/test_firewall.py", "-n", "2")
         got = bad(dropped["records"])
         print(f"planted drops: expected {len(expected)}, reported {len(got)}, exactly: {set(got) == expected}, "
-              f"wall {dropped['wall']:.1f} s, second pass {dropped['second_pass']}")
+              f"wall {dropped['wall']:.1f} s, second pass {dropped['second_pass']}\n  {dropped['matrix']}")
         for k in sorted(set(got) ^ expected, key=str)[:20]:
             print("   differs:", k, got.get(k, "(not reported)"))
         for f in planted:

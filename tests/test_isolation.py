@@ -14,7 +14,7 @@ from pytest_nova.hosts import Access, HostError, RemoteHost, explain_ssh_failure
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.matrix import Listening, Probe, judge_probe, staggered, suspect
 from pytest_nova.probes import portprobe
-from pytest_nova.remote_scripts import Script, framed, new_marker, start_and_read
+from pytest_nova.remote_scripts import NO_PYTHON, NO_SUDO, Script, _failure, framed, new_marker, start_and_read
 from pytest_nova.unreached import lines
 from pytest_nova.verdicts import SKIPPED
 
@@ -191,3 +191,13 @@ def test_a_listener_that_dies_mid_way_is_a_host_error_not_a_traceback(local: Rem
         script.read(5)
     assert caught.value.host == "nova-ctl" and "listener script" in caught.value.cause
     script.stream.close(timeout=2)
+
+
+@pytest.mark.parametrize(("rc", "stderr", "cause"), [
+    (127, "*** banner ***\nbash: line 1: python3: command not found\n", NO_PYTHON),
+    (1, "*** banner ***\nsudo: a password is required\n", NO_SUDO),
+    (1, "Traceback (most recent call last):\n  ...\nMemoryError\n", "listener script ended without an answer "
+                                                                       "(MemoryError)"),
+])
+def test_why_a_script_gave_no_answer(local: RemoteHost, rc: int, stderr: str, cause: str) -> None:
+    assert _failure(local, "listener", rc, "", stderr).cause == cause

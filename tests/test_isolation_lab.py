@@ -70,11 +70,19 @@ def test_the_lab_faults_are_real(faulty_lab: Lab) -> None:
     assert down.returncode == 255 and "refused" in down.stderr
 
 
+def logins(lab: Lab, host: str) -> int:
+    """Successful SSH logins on ``host`` so far, from its sshd log."""
+    return (lab.state_dir / "logs" / f"{host}.sshd.log").read_text().count("Accepted publickey")
+
+
 def test_every_planted_fault_is_reported_exactly_and_nothing_else(faulty_lab: Lab) -> None:
+    before = {h: logins(faulty_lab, h) for h in ("worker-2", "worker-3", "infra-1")}
     rc, data, out = run_suite(
         faulty_lab, "pytest_nova/suites/test_firewall.py", "pytest_nova/suites/test_os.py", "-n", "2"
     )
     assert rc == 1, out[-3000:]
+    # Facts, listener, probes and both xdist workers shared one login per host, noisy or sudo-less alike.
+    assert {h: logins(faulty_lab, h) - n for h, n in before.items()} == {"worker-2": 1, "worker-3": 1, "infra-1": 1}
     inv = load_inventory(faulty_lab.inventory_path)
     roles = {h.name: set(h.roles) for h in inv.nodes}
     probes = planned(inv)
@@ -135,3 +143,21 @@ def test_every_planted_fault_is_reported_exactly_and_nothing_else(faulty_lab: La
     for word in ("Traceback", "BrokenPipeError", "_fileobj2output", "ssh: ssh:", "INTERNALERROR", "host access above"):
         assert word not in out, word
     assert out.count("checks not run") == 1
+
+
+def test_the_host_faults_revert(faulty_lab: Lab) -> None:
+    for f in FAULTS:
+        if f["name"] in ("noisy-shell", "no-icmp", "sshd-limits"):
+            faulty_lab.revert(f["name"], **{k: v for k, v in f.items() if k != "name"})
+    quiet = subprocess.run(ssh_argv(faulty_lab, "worker-3", "echo answer"), capture_output=True, text=True,
+                           timeout=30, check=False)
+    assert (quiet.stdout, quiet.stderr) == ("answer\n", "")
+    assert faulty_lab.exec("worker-2", "cat /proc/sys/net/ipv4/ping_group_range").stdout.split() == ["0",
+                                                                                                     "2147483647"]
+    icmp = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)"
+    unprivileged = faulty_lab.exec("worker-2", ["runuser", "-u", "nova-installer", "--", "python3", "-c", icmp],
+                                   check=False)
+    assert unprivileged.returncode == 0, unprivileged.stderr
+    back = subprocess.run(ssh_argv(faulty_lab, "worker-1", "echo up"), capture_output=True, text=True, timeout=30,
+                          check=False)
+    assert back.stdout == "up\n"
