@@ -3,9 +3,11 @@
 Before installation nothing listens on the documented ports, so the engine starts one temporary listener
 script per destination host (``probes/listener.py``: TCP accept, UDP echo, an IPIP receiver) on the free ports,
 then runs one probe script per source host (``probes/portprobe.py``) with all that host's probes at once, every
-source in parallel, and closes the listeners whatever happens. After installation (``--nova-phase=postinstall``)
-no port is bound: the real services answer, and a refused port means the service is not there. IPIP receivers
-bind nothing and run in every phase.
+source in parallel, and closes the listeners whatever happens. After installation the same holds: a port a
+service holds is probed as it is (the listener names its owner), and a documented port that no service uses on
+this node (the Hubble relay runs on one node, only one of 4789 and 8472 carries the overlay) gets a temporary
+listener, so the firewall is proven there too rather than a refusal taken for a drop. IPIP receivers bind
+nothing and run in every phase.
 
 The whole matrix is computed by one process of the run (``shared.once``) and read by the pytest-xdist workers;
 the ``test_port`` items only turn it into verdicts.
@@ -312,7 +314,8 @@ class MatrixRun:
 
     def __init__(self, hosts: Hosts, checks: Sequence[Check], settings: Settings) -> None:
         self.hosts, self.settings = hosts, settings
-        self.listeners = settings.phase != "postinstall"
+        # In every phase: after installation the free ports still need a listener to prove the firewall.
+        self.listeners = True
         self.by_source = probes_by_source(checks)
         # Targets outside the inventory (the HTTP proxy) are probed as they are, with no listener.
         self.known = inventory_hosts(hosts.inventory)

@@ -149,15 +149,30 @@ def test_a_kernel_vxlan_port_cannot_be_proven_and_says_so(fw_lab: Lab) -> None:
     assert rc == 0, out[-2000:]
 
 
-def test_postinstall_probes_the_real_services_without_listeners(fw_lab: Lab) -> None:
+def test_postinstall_proves_free_documented_ports_with_listeners(fw_lab: Lab) -> None:
+    """Installed: held ports are probed as they are, ports no service uses here get a temporary listener."""
     fw_lab.set_installed(True)
     try:
         rc, data, out = run_suite(fw_lab, SUITE, "--nova-phase=postinstall", "-n", "2")
+        clean = records(data)
+        with fw_lab.fault("fw-drop", port=4245, protocol="tcp", source="nodes", destination="worker-1"):
+            rc_drop, data_drop, out_drop = run_suite(fw_lab, SUITE, "--nova-phase=postinstall", "-n", "2")
     finally:
         fw_lab.set_installed(False)
-    got = records(data)
     assert rc == 0, out[-3000:]
-    assert {r["message"] for r in got.values()} == {"open"}  # no "already in use": nothing was bound
+    assert {r["outcome"] for r in clean.values()} == {"passed"}
+    # 4245 (Hubble relay) has a service on master-1 only; elsewhere a temporary listener proved the path.
+    relay = {p[1]: r["message"] for p, r in clean.items() if p[2:] == (4245, "tcp")}
+    assert relay["master-1"].startswith("open: port already in use by")
+    assert relay["worker-1"] == "open"
+    assert clean[("worker-1", "master-2", 2379, "tcp")]["message"].startswith("open: port already in use by")
+    assert {p[1] for p in clean if p[2:] == (4789, "udp")} and all(
+        r["message"] == "open" for p, r in clean.items() if p[2:] == (4789, "udp"))
+    dropped = records(data_drop)
+    failed = {p for p, r in dropped.items() if r["outcome"] != "passed"}
+    assert failed == {p for p in dropped if p[1:] == ("worker-1", 4245, "tcp")} and failed, out_drop[-3000:]
+    assert all(dropped[p]["message"].startswith(FILTERED) for p in failed)
+    assert rc_drop == 1
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])

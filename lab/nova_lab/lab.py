@@ -39,9 +39,12 @@ T = TypeVar("T")
 R = TypeVar("R")
 _POOL = 16
 _NFT_TABLE = "novalab"
-_ALL_TCP = (179, 4240, 4244, 4245, 9100, 9962, 9963, 10249, 10250)
+_ALL_TCP = (179, 4240, 4244, 9100, 9962, 10249, 10250)
+# As in a real cluster, some documented ports have a service on one node only (the Hubble relay, the operator's
+# metrics): the others leave them free, open in the firewall but with nothing listening.
+_FIRST_MASTER_TCP = (4245, 9963)
 _ROLE_TCP = {"master": (2379, 2380, 8200, 8201, 10257, 10259), "infra": (8443,), "ingress": (8443, 10254)}
-_UDP = (4789, 8472)
+_UDP = (8472,)  # the overlay uses VXLAN on 8472 (Cilium's default); 4789 stays free, as on a real cluster
 
 
 def _pmap(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -497,6 +500,9 @@ class Lab:
         for r in h.roles:
             tcp |= set(_ROLE_TCP.get("ingress" if r in web_roles and r != "infra" else r, ()))
         tcp |= self._catalog_ports(h)
+        first_master = min((x.name for x in self.hosts.values() if "master" in x.roles), default=None)
+        if h.name != first_master:
+            tcp -= set(_FIRST_MASTER_TCP)
         http: list[dict[str, Any]] = []
         if set(h.roles) & web_roles:
             http = [{"port": 80, "path": "/healthz"},
