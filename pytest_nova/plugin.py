@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import shutil
@@ -126,31 +127,49 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if area is not None:
         checks = [c for c in checks if c.area in area.args]
     # A kind with nothing to check in this phase (lb before installation) is deselected, not skipped.
-    params = [_param(c) for c in checks] or [pytest.param(None, id="none", marks=pytest.mark.nova_empty)]
+    marks: dict[tuple[str, str, tuple[str, ...]], list[pytest.MarkDecorator]] = {}
+    params = [_param(c, marks) for c in checks] or [pytest.param(None, id="none", marks=pytest.mark.nova_empty)]
     metafunc.parametrize(kinds[0], params)
 
 
-def _param(check: Check) -> Any:
-    marks = [getattr(pytest.mark, check.area), pytest.mark.xdist_group(check.group), pytest.mark.nova_check]
-    marks += [getattr(pytest.mark, p) for p in check.phases]
-    return pytest.param(check, id=check.id, marks=marks)
+def _param(check: Check, marks: dict[tuple[str, str, tuple[str, ...]], list[pytest.MarkDecorator]]) -> Any:
+    # Items of one host share their mark objects: building them per item was a third of a large collection.
+    key = (check.area, check.group, check.phases)
+    if key not in marks:
+        marks[key] = [getattr(pytest.mark, check.area), pytest.mark.xdist_group(check.group), pytest.mark.nova_check,
+                      *(getattr(pytest.mark, p) for p in check.phases)]
+    return pytest.param(check, id=check.id, marks=marks[key])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Attach each item's check description, which travels with its reports to the controller."""
     if session_of(config).needs_inventory:
         raise pytest.UsageError(NO_INVENTORY)
-    empty = [item for item in items if item.get_closest_marker("nova_empty")]
-    if empty:
-        config.hook.pytest_deselected(items=empty)
-        items[:] = [item for item in items if not item.get_closest_marker("nova_empty")]
+    keep: list[pytest.Item] = []
+    empty: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is None:
-            continue
-        check = next((v for k, v in callspec.params.items() if k in KINDS and isinstance(v, Check)), None)
+        params = callspec.params if callspec is not None else {}
+        check = next((v for k, v in params.items() if k in KINDS and isinstance(v, Check)), None)
         if check is not None:
             item.user_properties.append((CHECK_PROPERTY, describe(check)))
+        elif item.get_closest_marker("nova_empty"):
+            empty.append(item)
+            continue
+        keep.append(item)
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = keep
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move the plan and the items out of the garbage collector's sight: they live until the session ends.
+
+    With tens of thousands of items (each holding its check, and the port rules millions of targets), every full
+    collection walked them all again: a third of a 1,000-node collection, and pytest runs several at its end.
+    """
+    if session_of(session.config).plan is not None:
+        gc.freeze()
 
 
 def describe(check: Check) -> dict[str, Any]:
