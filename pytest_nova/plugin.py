@@ -6,6 +6,7 @@ import gc
 import importlib.util
 import os
 import shutil
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ from pytest_nova.hosts import RUN_DIR_ENV, close_control_sockets, run_dir
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.options import NO_INVENTORY, Settings, add_options, read_settings
 from pytest_nova.plan import KINDS, Check, Plan, build
-from pytest_nova.results import CHECK_PROPERTY, Collector, write
-from pytest_nova.verdicts import Verdict, judge
+from pytest_nova.results import CHECK_PROPERTY, SCHEMA, Collector, now
+from pytest_nova.verdicts import Verdict, compact, judge, junit_properties
 
 MARKERS = {
     "dns": "DNS records of the platform's services (docs 1)",
@@ -172,6 +173,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         gc.freeze()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """The teardown report, which JUnit takes its properties from, carries failures in full and no passed result."""
+    if call.when == "teardown":
+        item.user_properties[:] = junit_properties(item.user_properties)
+    return (yield)
+
+
 def describe(check: Check) -> dict[str, Any]:
     """The plain-data summary of a check that reports carry."""
     r = check.requirement
@@ -197,24 +206,24 @@ class ResultsWriter:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Take the verdict records of one report."""
+        """Take the verdict records of one report; the report then keeps only those that did not pass."""
         self.state.collector.add(report)
+        report.user_properties = compact(report.user_properties)
 
     def pytest_sessionfinish(self) -> None:
         """Write the results JSON, whatever the outcome."""
         state, inv = self.state, self.state.inventory
         if inv is None or state.settings.json_path is None:
             return
-        write(
-            state.settings.json_path,
-            cluster=inv.name,
-            inventory_path=str(inv.path),
-            sha256=inv.sha256,
-            catalog=state.catalog.version,
-            started=state.collector.started,
-            records=state.collector.records(),
-            extra=state.json_extra,
-        )
+        head = {
+            "schema": SCHEMA,
+            "cluster": inv.name,
+            "inventory": {"path": str(inv.path), "sha256": inv.sha256},
+            "catalog": state.catalog.version,
+            "started": state.collector.started,
+            "finished": now(),
+        }
+        state.collector.write(state.settings.json_path, head, state.json_extra)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
