@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,21 @@ def measure(lab: Lab, code: Path, label: str) -> dict[str, Any]:
         "html_mb": round((out / "report.html").stat().st_size / 1e6, 1),
         "peak_rss_mb": run["peak_rss_mb"], "load_before": round(load, 1), "load_after": round(os.getloadavg()[0], 1),
         "tail": (out / "output.txt").read_text().strip().splitlines()[-1],
+        "suites_total_longest_s": phases(out / "junit.xml"),
         "folder": str(out),
     }
     return row
+
+
+def phases(junit: Path) -> dict[str, list[float]]:
+    """Per suite file: the items' summed time and the longest item (it waits for the engine's shared work)."""
+    out: dict[str, list[float]] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        suite = str(case.get("classname", "")).rpartition(".")[2] or "?"
+        t = float(case.get("time") or 0)
+        total, longest = out.get(suite, [0.0, 0.0])
+        out[suite] = [round(total + t, 1), round(max(longest, t), 1)]
+    return out
 
 
 def bench(n: int, baseline: Path | None, keep: bool) -> list[dict[str, Any]]:
