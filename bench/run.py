@@ -22,11 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,43 @@ def _env(code: Path) -> dict[str, str]:
     return env | {"PYTHONPATH": str(code)}
 
 
+def _processes() -> Iterator[tuple[int, str, int]]:
+    """(pid, command line, RSS in kB) of every process."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            rss = next((int(line.split()[1]) for line in (proc / "status").read_text().splitlines()
+                        if line.startswith("VmRSS:")), 0)
+        except (OSError, ValueError):
+            continue
+        yield int(proc.name), args, rss
+
+
+class Sampler(threading.Thread):
+    """Every second: the run's ssh processes (clients naming the lab, and their control masters) and their RSS."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(daemon=True)
+        self.marker = f"/nova-lab/{lab.name}/"
+        self.stop = threading.Event()
+        self.peak = {"ssh_processes": 0, "ssh_rss_mb": 0, "ssh_masters": 0}
+
+    def run(self) -> None:
+        """Sample until stopped."""
+        while not self.stop.wait(1.0):
+            procs = list(_processes())
+            clients = [(pid, args, rss) for pid, args, rss in procs if args.startswith("ssh ") and self.marker in args]
+            dirs = {m.group(1) for _, args, _ in clients if (m := re.search(r"ControlPath=(\S+)/%C", args))}
+            masters = [(pid, args, rss) for pid, args, rss in procs
+                       if args.startswith("ssh: ") and "[mux]" in args and any(d in args for d in dirs)]
+            ssh = clients + masters
+            self.peak["ssh_processes"] = max(self.peak["ssh_processes"], len(ssh))
+            self.peak["ssh_masters"] = max(self.peak["ssh_masters"], len(masters))
+            self.peak["ssh_rss_mb"] = max(self.peak["ssh_rss_mb"], sum(rss for *_, rss in ssh) // 1024)
+
+
 def measure(lab: Lab, code: Path, label: str) -> dict[str, Any]:
     """One run of the README's command with the code at ``code``; sizes of what it wrote."""
     out = lab.state_dir / f"bench-run-{label}"
@@ -60,8 +100,14 @@ def measure(lab: Lab, code: Path, label: str) -> dict[str, Any]:
             "--self-contained-html", f"--nova-json={out / 'results.json'}", f"--junitxml={out / 'junit.xml'}",
             str(code / "suites")]
     load = os.getloadavg()[0]
-    proc = subprocess.run(lab.runner_cmd([sys.executable, "-c", _CHILD, str(out / "output.txt"), *argv]), cwd=code,
-                          env=_env(code), capture_output=True, text=True, timeout=7200, check=False)
+    sampler = Sampler(lab)
+    sampler.start()
+    try:
+        proc = subprocess.run(lab.runner_cmd([sys.executable, "-c", _CHILD, str(out / "output.txt"), *argv]),
+                              cwd=code, env=_env(code), capture_output=True, text=True, timeout=7200, check=False)
+    finally:
+        sampler.stop.set()
+        sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"{label}: the measuring process failed:\n{proc.stderr[-3000:]}")
     run = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -75,7 +121,8 @@ def measure(lab: Lab, code: Path, label: str) -> dict[str, Any]:
         "json_mb": round(results.stat().st_size / 1e6, 1),
         "junit_mb": round((out / "junit.xml").stat().st_size / 1e6, 1),
         "html_mb": round((out / "report.html").stat().st_size / 1e6, 1),
-        "peak_rss_mb": run["peak_rss_mb"], "load_before": round(load, 1), "load_after": round(os.getloadavg()[0], 1),
+        "peak_rss_mb": run["peak_rss_mb"], **sampler.peak,
+        "load_before": round(load, 1), "load_after": round(os.getloadavg()[0], 1),
         "tail": (out / "output.txt").read_text().strip().splitlines()[-1],
         "suites_total_longest_s": phases(out / "junit.xml"),
         "folder": str(out),
@@ -127,11 +174,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="copy each run's files to /var/tmp/nova-bench-run-*")
     a = parser.parse_args()
     rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep)]
-    print("| workers (hosts) | code | wall | exit | records | results JSON | JUnit | HTML | peak RSS | load |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| workers (hosts) | code | wall | exit | records | results JSON | JUnit | HTML | peak RSS | "
+          "ssh processes (masters), their RSS | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['n']} ({r['hosts']}) | {r['label']} | {r['seconds']} s | {r['rc']} | {r['records']} | "
               f"{r['json_mb']} MB | {r['junit_mb']} MB | {r['html_mb']} MB | {r['peak_rss_mb']} MB | "
+              f"{r['ssh_processes']} ({r['ssh_masters']}), {r['ssh_rss_mb']} MB | "
               f"{r['load_before']}→{r['load_after']} |")
 
 
