@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
+import resource
 import shutil
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -48,6 +49,37 @@ class NovaSession:
     run_dir: Path | None = None
     # Extra top-level keys of the results JSON (a compatible extension of v1), e.g. the report's verdict.
     json_extra: dict[str, Any] = field(default_factory=dict)
+    fd_note: str = ""  # set when the open-files limit is below what the inventory's size needs
+
+
+def fds_needed(hosts: int) -> int:
+    """Open files one process may hold for a run over ``hosts`` hosts.
+
+    The firewall engine keeps one listener session per destination (three pipes each, and the ssh client's
+    control socket) while every source probes; plus pytest's own files and the probe and fact sessions.
+    """
+    return 4 * hosts + 512
+
+
+def raise_fd_limit(needed: int) -> str:
+    """Raise this process's soft limit of open files towards ``needed`` (up to the hard limit).
+
+    Many systems start processes with a soft limit of 1,024, which a few hundred hosts exceed; the hard limit
+    is usually far higher and a process may raise its own soft limit up to it. Returns a note when even the
+    hard limit is too low, else "".
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return ""
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target >= needed:
+        return ""
+    return (f"open files limited to {target} (ulimit -n), below the {needed} this inventory may need: "
+            f"raise the hard limit (ulimit -Hn, limits.conf nofile) or run fewer hosts per run")
 
 
 SESSION = pytest.StashKey[NovaSession]()
@@ -82,6 +114,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if state.inventory is not None:
             # Created before xdist starts its workers, which inherit it through the environment.
             state.run_dir = run_dir()
+            # Before the workers start too: they inherit the limit.
+            state.fd_note = raise_fd_limit(fds_needed(len(state.inventory.nodes) + len(state.inventory.workstations)))
     for module in FIXTURE_MODULES:
         if not config.pluginmanager.has_plugin(module) and importlib.util.find_spec(module) is not None:
             config.pluginmanager.import_plugin(module)
@@ -235,7 +269,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"nova: {inv.name} ({inv.path}), {len(inv.nodes)} nodes, mode {inv.mode}, phase "
         f"{state.settings.phase}, {len(state.plan.checks)} checks planned, catalog {state.catalog.version}, "
-        f"pytest-nova {__version__}"
+        f"pytest-nova {__version__}",
+        *([f"nova: warning: {state.fd_note}"] if state.fd_note else []),
     ]
 
 

@@ -156,3 +156,48 @@ def test_xdist_workers_run_the_same_items_and_junit_carries_failures_only(pytest
         case = next(tc for tc in root.iter("testcase") if tc.get("name", "").endswith("[worker-1:nodes:179/tcp]"))
         failure = case.find("failure")
         assert failure is not None and "Fix:      open 179 on master-3" in (failure.text or "")
+
+
+def _inventory(nodes: int) -> str:
+    rows = "".join(f"  - {{name: worker-{i}, address: 10.11.{i // 250}.{i % 250 + 1}, roles: [worker]}}\n"
+                   for i in range(nodes - 2))
+    return ("cluster: {name: big, dnsBaseDomain: nova.big.local}\nnetwork: {mode: internet, dnsServers: [10.10.0.53]}\n"
+            "ssh: {user: nova-installer, identityFile: ~/.ssh/id_nova}\nnodes:\n"
+            "  - {name: master-1, address: 10.10.1.11, roles: [master]}\n"
+            "  - {name: infra-1, address: 10.10.1.21, roles: [infra]}\n" + rows)
+
+
+LIMIT_TEST = """
+import resource
+
+
+def test_limit() -> None:
+    print("NOFILE", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+@pytest.mark.parametrize(("hard", "raised"), [(None, True), (600, False)], ids=["hard-limit-enough", "hard-too-low"])
+def test_open_files_limit_is_raised_for_a_large_inventory(tmp_path: Path, hard: int | None, raised: bool) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    (tmp_path / "inv.yaml").write_text(_inventory(300))  # needs 4 * 300 + 512 = 1,712 open files
+    (tmp_path / "test_limit.py").write_text(LIMIT_TEST)
+    limit = hard or resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if limit != resource.RLIM_INFINITY and limit < 1712 and raised:
+        pytest.fail(f"this machine's hard limit of open files ({limit}) is below what the test needs")
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", "--nova-inventory=inv.yaml",
+                           "test_limit.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          preexec_fn=low_soft_limit, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    soft = int(proc.stdout.split("NOFILE ")[1].split()[0])
+    warning = "nova: warning: open files limited to 600 (ulimit -n), below the 1712 this inventory may need"
+    if raised:
+        assert soft >= 1712 and "nova: warning" not in proc.stdout
+    else:
+        assert soft == 600 and warning in proc.stdout
