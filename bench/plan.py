@@ -70,26 +70,29 @@ import resource, subprocess, sys, time
 start = time.perf_counter()
 proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
 wall = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
 tail = proc.stdout.strip().splitlines()[-1:] or [proc.stderr[-500:]]
-print(wall, peak, proc.returncode, tail[0], sep="\\t")
+print(wall, use.ru_utime + use.ru_stime, use.ru_maxrss, proc.returncode, tail[0], sep="\\t")
 """
 
 
-def collect(inv: Path, *extra: str) -> dict[str, Any]:
-    """``pytest --collect-only -q`` in a fresh process: wall time, peak RSS (MB) and pytest's count line.
+def collect(inv: Path, code: Path = REPO) -> dict[str, Any]:
+    """``pytest --collect-only -q`` in a fresh process: wall and CPU time, peak RSS (MB), pytest's count line.
+
+    CPU time (user + system) is the figure to compare on a shared machine, where wall time follows the load.
 
     A small parent process runs pytest, so ``RUSAGE_CHILDREN`` holds the pytest process alone.
     """
     argv = [sys.executable, "-m", "pytest", *QUIET, "--collect-only", "-q",
-            f"--nova-inventory={inv}", *extra]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")} | {"PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-c", _CHILD, *argv], cwd=REPO, env=env, capture_output=True, text=True,
+            f"--nova-inventory={inv}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")} | {"PYTHONPATH": str(code)}
+    out = subprocess.run([sys.executable, "-c", _CHILD, *argv], cwd=code, env=env, capture_output=True, text=True,
                          check=True).stdout
-    wall, peak, rc, tail = out.rstrip("\n").split("\t", 3)
+    wall, cpu, peak, rc, tail = out.rstrip("\n").split("\t", 4)
     if rc != "0":
         raise SystemExit(f"collection failed (rc {rc}): {tail}")
-    return {"collect_s": round(float(wall), 2), "peak_rss_mb": round(int(peak) / 1024), "pytest": tail}
+    return {"collect_s": round(float(wall), 2), "collect_cpu_s": round(float(cpu), 2),
+            "peak_rss_mb": round(int(peak) / 1024), "pytest": tail, "load": round(os.getloadavg()[0], 1)}
 
 
 def plan_alone(inv: Path) -> dict[str, Any]:
@@ -130,22 +133,23 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 3000])
     parser.add_argument("--profile", type=int, help="also profile the collection at this size")
     parser.add_argument("--out", type=Path, help="keep inventories (and the profile) here")
+    parser.add_argument("--code", type=Path, default=REPO, help="collect with this checkout (before/after)")
     args = parser.parse_args()
     folder = args.out or Path(tempfile.mkdtemp(prefix="nova-plan-"))
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for n in args.sizes:
         inv = write_inventory(folder, n)
-        row = {"nodes": n, **plan_alone(inv), **collect(inv)}
+        row = {"nodes": n, **(plan_alone(inv) if args.code == REPO else {}), **collect(inv, args.code.resolve())}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     if args.profile:
         print(profile(write_inventory(folder, args.profile), folder / f"collect-{args.profile}.prof"))
-    print("| nodes | checks (items) | probes | plan.build | `--collect-only -q` | peak RSS |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| nodes | checks (items) | probes | plan.build | `--collect-only -q` wall / CPU | peak RSS | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['nodes']} | {r['checks']} | {r['probes']} | {r['build_s']} s | {r['collect_s']} s | "
-              f"{r['peak_rss_mb']} MB |")
+        print(f"| {r['nodes']} | {r.get('checks', '')} | {r.get('probes', '')} | {r.get('build_s', '-')} s | "
+              f"{r['collect_s']} s / {r['collect_cpu_s']} s | {r['peak_rss_mb']} MB | {r['load']} |")
     print(f"(load average {os.getloadavg()[0]:.2f}; plan.build's process peaked at "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB)")
 
