@@ -43,8 +43,9 @@ _CHILD = """
 import json, resource, subprocess, sys, time
 start = time.perf_counter()
 rc = subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"), stderr=subprocess.STDOUT).returncode
-print(json.dumps({"seconds": time.perf_counter() - start, "rc": rc,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"seconds": time.perf_counter() - start, "rc": rc, "cpu_s": round(use.ru_utime + use.ru_stime, 1),
+                  "peak_rss_mb": use.ru_maxrss // 1024}))
 """
 
 
@@ -117,6 +118,8 @@ def measure(lab: Lab, code: Path, label: str) -> dict[str, Any]:
     data = json.loads(results.read_text())
     row = {
         "label": label, "seconds": round(run["seconds"], 1), "rc": run["rc"], "records": len(data["results"]),
+        # pytest, its workers and the ssh clients they waited for; not the control masters (daemons) or the hosts.
+        "cpu_s": run["cpu_s"],
         "summary": data["summary"], "verdict": data.get("verdict"),
         "json_mb": round(results.stat().st_size / 1e6, 1),
         "junit_mb": round((out / "junit.xml").stat().st_size / 1e6, 1),
@@ -174,11 +177,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="copy each run's files to /var/tmp/nova-bench-run-*")
     a = parser.parse_args()
     rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep)]
-    print("| workers (hosts) | code | wall | exit | records | results JSON | JUnit | HTML | peak RSS | "
+    print("| workers (hosts) | code | wall (CPU) | exit | records | results JSON | JUnit | HTML | peak RSS | "
           "ssh processes (masters), their RSS | load |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['n']} ({r['hosts']}) | {r['label']} | {r['seconds']} s | {r['rc']} | {r['records']} | "
+        print(f"| {r['n']} ({r['hosts']}) | {r['label']} | {r['seconds']} s ({r['cpu_s']} s) | {r['rc']} | "
+              f"{r['records']} | "
               f"{r['json_mb']} MB | {r['junit_mb']} MB | {r['html_mb']} MB | {r['peak_rss_mb']} MB | "
               f"{r['ssh_processes']} ({r['ssh_masters']}), {r['ssh_rss_mb']} MB | "
               f"{r['load_before']}→{r['load_after']} |")
