@@ -9,7 +9,11 @@ Generates a synthetic suite (no lab: each item judges hand-made verdicts), runs 
 - Chromium's load time (navigation start to the end of the load event, pytest-html's table rendered) and the
   time one click on a row takes to expand it (pytest-html redraws its whole table on every click).
 
-Usage: ``python bench/report.py [--items 20000] [--per-item 1] [--out DIR] [--no-browser]``
+It also gives the sizes of the results JSON and the JUnit XML of the run with the report, and the peak RSS of
+each pytest process. The 3/2/1/200 lab's pre-install run has about 9,000 items and 344,000 results:
+``python bench/report.py --items 9000 --per-item 38``. ``--code DIR`` runs another checkout's plugin (before/after).
+
+Usage: ``python bench/report.py [--items 20000] [--per-item 1] [--out DIR] [--no-browser] [--code DIR]``
 """
 
 from __future__ import annotations
@@ -100,16 +104,29 @@ def write_suite(folder: Path) -> None:
     (folder / "conftest.py").write_text(TIMER)
 
 
-def run(folder: Path, env: dict[str, str], *extra: str) -> tuple[float, float, int]:
-    """Run pytest once; wall time, session-end time and exit code."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nova-inventory=inv.yaml",
+_CHILD = """
+import resource, subprocess, sys
+proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stdout.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+sys.exit(proc.returncode)
+"""
+
+
+def run(folder: Path, env: dict[str, str], *extra: str) -> tuple[float, float, int, int]:
+    """Run pytest once; wall time, session-end time, exit code and the peak RSS (MB) of the pytest process."""
+    # Without the plugins of this project's development environment (hypothesis, benchmark): users lack them.
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+           "-p", "no:benchmark", "--nova-inventory=inv.yaml",
            "--nova-json=results.json", "test_bench.py", *extra]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *cmd], cwd=folder, env=env, capture_output=True, text=True,
+                          check=False)
     wall = time.perf_counter() - start
     if proc.returncode not in (0, 1):
         raise SystemExit(f"pytest failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return wall, float((folder / "sessionfinish.txt").read_text()), proc.returncode
+    peak = int(proc.stdout.strip().splitlines()[-1])
+    return wall, float((folder / "sessionfinish.txt").read_text()), proc.returncode, peak
 
 
 def browser(report: Path) -> dict[str, float]:
@@ -154,14 +171,17 @@ def main() -> None:
     parser.add_argument("--fail-every", type=int, default=500, help="one failed result in N")
     parser.add_argument("--out", type=Path, help="keep the generated files here (default: a temporary folder)")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium measurement")
+    parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[1],
+                        help="the checkout whose plugin runs (default: this one)")
     args = parser.parse_args()
     folder = args.out or Path(tempfile.mkdtemp(prefix="nova-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     write_suite(folder)
     env = os.environ | {"NOVA_BENCH_ITEMS": str(args.items), "NOVA_BENCH_PER_ITEM": str(args.per_item),
-                        "NOVA_BENCH_FAIL_EVERY": str(args.fail_every)}
-    plain_wall, plain_end, _ = run(folder, env)
-    html_wall, html_end, code = run(folder, env, "--html=report.html", "--self-contained-html")
+                        "NOVA_BENCH_FAIL_EVERY": str(args.fail_every), "PYTHONPATH": str(args.code.resolve())}
+    plain_wall, plain_end, _, plain_peak = run(folder, env)
+    html_wall, html_end, code, html_peak = run(folder, env, "--html=report.html", "--self-contained-html",
+                                               "--junitxml=junit.xml")
     report = folder / "report.html"
     data = json.loads((folder / "results.json").read_text())
     figures: dict[str, Any] = {
@@ -176,6 +196,10 @@ def main() -> None:
         "session_end_without_html_s": round(plain_end, 2),
         "session_end_with_html_s": round(html_end, 2),
         "report_mb": round(report.stat().st_size / 1e6, 2),
+        "results_json_mb": round((folder / "results.json").stat().st_size / 1e6, 2),
+        "junit_mb": round((folder / "junit.xml").stat().st_size / 1e6, 2),
+        "peak_rss_without_html_mb": plain_peak,
+        "peak_rss_with_html_junit_mb": html_peak,
         "folder": str(folder),
     }
     if not args.no_browser:

@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,12 +104,21 @@ class Inventory:
 
     def with_role(self, role: str) -> tuple[Host, ...]:
         """Nodes carrying ``role``; ingress falls back to workers when no node has it (docs 3.1.4)."""
-        found = tuple(n for n in self.nodes if n.has(role))
+        found = self._by_role.get(role, ())
         if not found and role == "ingress":
             return self.with_role("worker")
         return found
 
-    @property
+    @cached_property
+    def _by_role(self) -> dict[str, tuple[Host, ...]]:
+        # Built once: the plan asks for roles per rule, and a scan per call made it quadratic in the nodes.
+        index: dict[str, list[Host]] = {}
+        for n in self.nodes:
+            for role in dict.fromkeys(n.roles):
+                index.setdefault(role, []).append(n)
+        return {role: tuple(hosts) for role, hosts in index.items()}
+
+    @cached_property
     def cluster_nodes(self) -> tuple[Host, ...]:
         """The Kubernetes nodes: every node except a pure nova-ctl host."""
         return tuple(n for n in self.nodes if set(n.roles) - {"nova-ctl"})

@@ -14,6 +14,8 @@ import errno
 import fcntl
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pytest_nova import secrets
@@ -100,7 +102,27 @@ def check_writable(path: Path) -> None:
 
 def write_text(path: Path, text: str) -> None:
     """Write ``text``, secrets masked, to ``path`` as the module docstring says; raises :class:`OutputError`."""
-    data = secrets.mask(text).encode("utf-8")
+    with open_output(path) as out:
+        out.write(text)
+
+
+class Writer:
+    """Where :func:`open_output` writes; every piece of text is masked before it leaves the process."""
+
+    def __init__(self, fd: int, shown: Path) -> None:
+        self._fd, self._shown = fd, shown
+
+    def write(self, text: str) -> None:
+        """Write one piece; a secret must lie within one piece (the callers write whole records)."""
+        _write_all(self._fd, secrets.mask(text).encode("utf-8"), self._shown)
+
+
+@contextmanager
+def open_output(path: Path) -> Iterator[Writer]:
+    """A :class:`Writer` for ``path``; raises :class:`OutputError`.
+
+    A regular file appears whole at the end, or not at all; a device or a FIFO is written through.
+    """
     real, st = _target(path)
     if st is not None:
         refusal = _refusal(path, st)
@@ -109,11 +131,33 @@ def write_text(path: Path, text: str) -> None:
         if not stat.S_ISREG(st.st_mode):
             fd = _open_through(real, path)
             try:
-                _write_all(fd, data, path)
+                yield Writer(fd, path)
             finally:
                 os.close(fd)
             return
-    _replace(real, data, st, path)
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+    tmp = real.with_name(f".{real.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if st is None else st.st_mode & 0o7777)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        try:
+            if st is not None:
+                os.fchmod(fd, st.st_mode & 0o7777)
+            yield Writer(fd, path)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, real)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+        raise
 
 
 def _write_all(fd: int, data: bytes, shown: Path) -> None:
@@ -123,29 +167,3 @@ def _write_all(fd: int, data: bytes, shown: Path) -> None:
             view = view[os.write(fd, view):]
     except OSError as exc:
         raise OutputError(f"cannot write {shown}: {exc.strerror}") from None
-
-
-def _replace(real: Path, data: bytes, st: os.stat_result | None, shown: Path) -> None:
-    try:
-        real.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write {shown}: {exc.strerror}") from None
-    tmp = real.with_name(f".{real.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if st is None else st.st_mode & 0o7777)
-    except OSError as exc:
-        raise OutputError(f"cannot write {shown}: {exc.strerror}") from None
-    try:
-        try:
-            if st is not None:
-                os.fchmod(fd, st.st_mode & 0o7777)
-            _write_all(fd, data, shown)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, real)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {shown}: {exc.strerror}") from None
-        raise

@@ -5,6 +5,7 @@ Nothing here touches the network, so every pytest-xdist worker computes the same
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -31,7 +32,7 @@ _ROLE_OF_SELECTOR = {"masters": "master", "infra": "infra", "ingress": "ingress"
 PER_NODE_CLUSTER_CHECKS = frozenset({"node_ready", "node_roles"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     """A destination a check reaches: an inventory host, a balancer, or a named address."""
 
@@ -39,7 +40,7 @@ class Target:
     address: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Check:
     """One pytest item: a requirement applied to the hosts, names or ports it concerns."""
 
@@ -231,32 +232,53 @@ def _select(inv: Inventory, selector: str) -> tuple[Host, ...]:
     return inv.with_role(_ROLE_OF_SELECTOR[selector])
 
 
+def _hosts(inv: Inventory, selectors: tuple[str, ...]) -> list[tuple[Host, str]]:
+    """Hosts the selectors name, each once, with the first selector that names it."""
+    found: dict[str, tuple[Host, str]] = {}
+    for sel in selectors:
+        for h in _select(inv, sel):
+            found.setdefault(h.name, (h, sel))
+    return list(found.values())
+
+
+def _directions(r: Requirement) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(sources, targets) of each direction a rule is probed in.
+
+    A bidirectional rule between the same selectors (nodes <-> nodes) is one direction: its reverse names the
+    same pairs, all of which the first direction already probes.
+    """
+    directions = [(r.sources, r.targets)]
+    if r.bidirectional and set(r.sources) != set(r.targets):
+        directions.append((r.targets, r.sources))
+    return directions
+
+
 def _firewall(cat: Catalog, inv: Inventory) -> Iterator[Check]:
-    claimed: set[tuple[str, str, int | None, str]] = set()
-    order = {h.name: i for i, h in enumerate((*inv.nodes, *inv.workstations))}
+    """One check per rule and source; each (source, destination, port, protocol) is probed once in the plan.
+
+    Linear in the number of probes: hosts come from the inventory's role indexes, one ``Target`` per host is
+    shared by every check, and pairs are remembered only for a port that more than one rule or direction uses
+    (the all-to-all rules would otherwise keep millions of pairs at 1,000 nodes).
+    """
+    hosts = (*inv.nodes, *inv.workstations)
+    order = {h.name: i for i, h in enumerate(hosts)}
+    target_of = {h.name: Target(h.name, h.address) for h in hosts}
+    rules = [r for r in cat.by_area("firewall") if "proxy" not in r.targets]
+    uses = Counter((r.port, str(r.protocol)) for r in rules for _ in _directions(r))
+    claimed: dict[tuple[int | None, str], dict[str, set[str]]] = {}
     for r in cat.by_area("firewall"):
         if "proxy" in r.targets:
             yield from _proxy_rule(r, inv)
             continue
         proto = str(r.protocol)
-        pairs: dict[str, dict[str, tuple[Host, str]]] = {}
-
-        directions = [(r.sources, r.targets)]
-        if r.bidirectional:
-            directions.append((r.targets, r.sources))
-        for srcs, dsts in directions:
-            for dsel in dsts:
-                for d in _select(inv, dsel):
-                    for s in (s for ssel in srcs for s in _select(inv, ssel)):
-                        key = (s.name, d.name, r.port, proto)
-                        if s.name == d.name or key in claimed:
-                            continue
-                        claimed.add(key)
-                        pairs.setdefault(s.name, {}).setdefault(d.name, (d, dsel))
         port = f"{r.port}/{proto}" if r.port is not None else proto
-        for src in sorted(pairs, key=order.__getitem__):
-            dests = sorted(pairs[src].values(), key=lambda d: order[d[0].name])
-            label = "+".join(dict.fromkeys(sel for _, sel in dests))
+        directions = _directions(r)
+        if len(directions) == 1 and uses[(r.port, proto)] == 1:
+            dests = _sorted_hosts(inv, directions[0][1], order)
+            found = _to_all(dests, [s for s, _ in _hosts(inv, directions[0][0])], target_of)
+        else:
+            found = _claimed(inv, directions, claimed.setdefault((r.port, proto), {}), order, target_of)
+        for src, label, targets in sorted(found, key=lambda f: order[f[0]]):
             yield Check(
                 "port_rule",
                 f"{src}:{label}:{port}",
@@ -267,8 +289,61 @@ def _firewall(cat: Catalog, inv: Inventory) -> Iterator[Check]:
                 target=label,
                 port=r.port,
                 protocol=proto,
-                targets=tuple(Target(d.name, d.address) for d, _ in dests),
+                targets=targets,
             )
+
+
+_Found = tuple[str, str, tuple[Target, ...]]  # source, label of the destination selectors, destinations
+
+
+def _sorted_hosts(inv: Inventory, selectors: tuple[str, ...], order: dict[str, int]) -> list[tuple[Host, str]]:
+    return sorted(_hosts(inv, selectors), key=lambda d: order[d[0].name])
+
+
+def _label(selectors: list[str]) -> str:
+    return "+".join(dict.fromkeys(selectors))
+
+
+def _to_all(dests: list[tuple[Host, str]], sources: list[Host], target_of: dict[str, Target]) -> list[_Found]:
+    """Each source to every destination but itself: the all-to-all rules, by slicing one shared tuple."""
+    targets = tuple(target_of[d.name] for d, _ in dests)
+    if not targets:
+        return []
+    sels = [sel for _, sel in dests]
+    full = _label(sels)
+    index = {d.name: i for i, (d, _) in enumerate(dests)}
+    found = []
+    for s in sources:
+        i = index.get(s.name)
+        if i is None:
+            found.append((s.name, full, targets))
+        elif len(targets) > 1:
+            found.append((s.name, _label(sels[:i] + sels[i + 1 :]), targets[:i] + targets[i + 1 :]))
+    return found
+
+
+def _claimed(
+    inv: Inventory,
+    directions: list[tuple[tuple[str, ...], tuple[str, ...]]],
+    taken: dict[str, set[str]],
+    order: dict[str, int],
+    target_of: dict[str, Target],
+) -> list[_Found]:
+    """Sources to destinations no earlier rule or direction on the same port has probed."""
+    pairs: dict[str, list[tuple[Host, str]]] = {}
+    for srcs, dsts in directions:
+        dests = _sorted_hosts(inv, dsts, order)
+        for s, _ in _hosts(inv, srcs):
+            done = taken.setdefault(s.name, set())
+            new = [(d, sel) for d, sel in dests if d.name != s.name and d.name not in done]
+            done.update(d.name for d, _ in new)
+            if new:
+                pairs.setdefault(s.name, []).extend(new)
+    found = []
+    for src, dests in pairs.items():
+        dests.sort(key=lambda d: order[d[0].name])
+        found.append((src, _label([sel for _, sel in dests]), tuple(target_of[d.name] for d, _ in dests)))
+    return found
 
 
 def _balancers(cat: Catalog, inv: Inventory) -> Iterator[Check]:

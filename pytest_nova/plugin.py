@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
+import resource
 import shutil
 import sys
 from collections.abc import Generator
@@ -22,8 +24,8 @@ from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.options import NO_INVENTORY, Settings, add_options, check_outputs, read_settings
 from pytest_nova.outputs import OutputError
 from pytest_nova.plan import KINDS, Check, Plan, build
-from pytest_nova.results import CHECK_PROPERTY, Collector, write
-from pytest_nova.verdicts import Verdict, judge
+from pytest_nova.results import CHECK_PROPERTY, SCHEMA, Collector, now
+from pytest_nova.verdicts import Verdict, compact, judge, junit_properties
 
 MARKERS = {
     "dns": "DNS records of the platform's services (docs 1)",
@@ -51,6 +53,37 @@ class NovaSession:
     run_dir: Path | None = None
     # Extra top-level keys of the results JSON (a compatible extension of v1), e.g. the report's verdict.
     json_extra: dict[str, Any] = field(default_factory=dict)
+    fd_note: str = ""  # set when the open-files limit is below what the inventory's size needs
+
+
+def fds_needed(hosts: int) -> int:
+    """Open files one process may hold for a run over ``hosts`` hosts.
+
+    The firewall engine keeps one listener session per destination (three pipes each, and the ssh client's
+    control socket) while every source probes; plus pytest's own files and the probe and fact sessions.
+    """
+    return 4 * hosts + 512
+
+
+def raise_fd_limit(needed: int) -> str:
+    """Raise this process's soft limit of open files towards ``needed`` (up to the hard limit).
+
+    Many systems start processes with a soft limit of 1,024, which a few hundred hosts exceed; the hard limit
+    is usually far higher and a process may raise its own soft limit up to it. Returns a note when even the
+    hard limit is too low, else "".
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return ""
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target >= needed:
+        return ""
+    return (f"open files limited to {target} (ulimit -n), below the {needed} this inventory may need: "
+            f"raise the hard limit (ulimit -Hn, limits.conf nofile) or run fewer hosts per run")
 
 
 SESSION = pytest.StashKey[NovaSession]()
@@ -92,6 +125,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if state.inventory is not None:
             # Created before xdist starts its workers, which inherit it through the environment.
             state.run_dir = run_dir()
+            # Before the workers start too: they inherit the limit.
+            state.fd_note = raise_fd_limit(fds_needed(len(state.inventory.nodes) + len(state.inventory.workstations)))
     for module in FIXTURE_MODULES:
         if not config.pluginmanager.has_plugin(module) and importlib.util.find_spec(module) is not None:
             config.pluginmanager.import_plugin(module)
@@ -185,31 +220,57 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if area is not None:
         checks = [c for c in checks if c.area in area.args]
     # A kind with nothing to check in this phase (lb before installation) is deselected, not skipped.
-    params = [_param(c) for c in checks] or [pytest.param(None, id="none", marks=pytest.mark.nova_empty)]
+    marks: dict[tuple[str, str, tuple[str, ...]], list[pytest.MarkDecorator]] = {}
+    params = [_param(c, marks) for c in checks] or [pytest.param(None, id="none", marks=pytest.mark.nova_empty)]
     metafunc.parametrize(kinds[0], params)
 
 
-def _param(check: Check) -> Any:
-    marks = [getattr(pytest.mark, check.area), pytest.mark.xdist_group(check.group), pytest.mark.nova_check]
-    marks += [getattr(pytest.mark, p) for p in check.phases]
-    return pytest.param(check, id=check.id, marks=marks)
+def _param(check: Check, marks: dict[tuple[str, str, tuple[str, ...]], list[pytest.MarkDecorator]]) -> Any:
+    # Items of one host share their mark objects: building them per item was a third of a large collection.
+    key = (check.area, check.group, check.phases)
+    if key not in marks:
+        marks[key] = [getattr(pytest.mark, check.area), pytest.mark.xdist_group(check.group), pytest.mark.nova_check,
+                      *(getattr(pytest.mark, p) for p in check.phases)]
+    return pytest.param(check, id=check.id, marks=marks[key])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Attach each item's check description, which travels with its reports to the controller."""
     if session_of(config).needs_inventory and not hasattr(config, "workerinput"):
         raise pytest.UsageError(NO_INVENTORY)
-    empty = [item for item in items if item.get_closest_marker("nova_empty")]
-    if empty:
-        config.hook.pytest_deselected(items=empty)
-        items[:] = [item for item in items if not item.get_closest_marker("nova_empty")]
+    keep: list[pytest.Item] = []
+    empty: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is None:
-            continue
-        check = next((v for k, v in callspec.params.items() if k in KINDS and isinstance(v, Check)), None)
+        params = callspec.params if callspec is not None else {}
+        check = next((v for k, v in params.items() if k in KINDS and isinstance(v, Check)), None)
         if check is not None:
             item.user_properties.append((CHECK_PROPERTY, describe(check)))
+        elif item.get_closest_marker("nova_empty"):
+            empty.append(item)
+            continue
+        keep.append(item)
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = keep
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move the plan and the items out of the garbage collector's sight: they live until the session ends.
+
+    With tens of thousands of items (each holding its check, and the port rules millions of targets), every full
+    collection walked them all again: a third of a 1,000-node collection, and pytest runs several at its end.
+    """
+    if session_of(session.config).plan is not None:
+        gc.freeze()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """The teardown report, which JUnit takes its properties from, carries failures in full and no passed result."""
+    if call.when == "teardown":
+        item.user_properties[:] = junit_properties(item.user_properties)
+    return (yield)
 
 
 def describe(check: Check) -> dict[str, Any]:
@@ -238,35 +299,30 @@ class ResultsWriter:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Take the verdict records of one report."""
+        """Take the verdict records of one report; the report then keeps only those that did not pass."""
         self.state.collector.add(report)
+        report.user_properties = compact(report.user_properties)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Write the results JSON, whatever the outcome (not for --collect-only: nothing was checked)."""
         state, inv = self.state, self.state.inventory
         if inv is None or state.settings.json_path is None or session.config.option.collectonly:
             return
+        head = {
+            "schema": SCHEMA,
+            "cluster": inv.name,
+            "inventory": {"path": str(inv.path), "sha256": inv.sha256},
+            "catalog": state.catalog.version,
+            "started": state.collector.started,
+            "finished": now(),
+        }
         try:
-            self._write(inv)
+            state.collector.write(state.settings.json_path, head, state.json_extra)
         except OutputError as exc:
             # After the run: the verdict still prints; the gate must not pass without its JSON.
             sys.stderr.write(f"ERROR: --nova-json: {exc}\n")
             if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
                 session.exitstatus = pytest.ExitCode.USAGE_ERROR
-
-    def _write(self, inv: Inventory) -> None:
-        state = self.state
-        assert state.settings.json_path is not None
-        write(
-            state.settings.json_path,
-            cluster=inv.name,
-            inventory_path=str(inv.path),
-            sha256=inv.sha256,
-            catalog=state.catalog.version,
-            started=state.collector.started,
-            records=state.collector.records(),
-            extra=state.json_extra,
-        )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -278,7 +334,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"nova: {inv.name} ({inv.path}), {len(inv.nodes)} nodes, mode {inv.mode}, phase "
         f"{state.settings.phase}, {len(state.plan.checks)} checks planned, catalog {state.catalog.version}, "
-        f"pytest-nova {__version__}"
+        f"pytest-nova {__version__}",
+        *([f"nova: warning: {state.fd_note}"] if state.fd_note else []),
     ]
 
 

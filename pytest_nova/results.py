@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _encode_str
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple
 
 import pytest
 
@@ -23,11 +28,17 @@ def now() -> str:
 
 
 class Collector:
-    """Gathers verdict records from test reports (also those pytest-xdist sends from workers)."""
+    """Gathers verdict records from test reports (also those pytest-xdist sends from workers), on disk.
+
+    Each report's records go to a spool file as they arrive, already rendered as the results JSON writes them;
+    memory holds one small index entry per test item, not the records. Records that did not pass are kept a
+    second time with their private keys (the failure text and fix), which the report reads.
+    """
 
     def __init__(self) -> None:
         self.started = now()
-        self.by_nodeid: dict[str, list[dict[str, Any]]] = {}
+        self._spool: IO[bytes] | None = None  # opened on the first record
+        self._index: dict[str, _Chunk] = {}
 
     def add(self, report: pytest.TestReport) -> None:
         """Take the records of one report: the call phase's, or a setup that failed or skipped."""
@@ -38,19 +49,145 @@ class Collector:
         if report.when == "setup" and report.passed:
             return
         if report.when == "teardown":
-            if report.failed and report.nodeid not in self.by_nodeid:
-                self.by_nodeid[report.nodeid] = [_synth(meta, report, ERROR)]
+            if report.failed and report.nodeid not in self._index:
+                self._put(report.nodeid, [_synth(meta, report, ERROR)])
             return
-        records = [dict(v) for k, v in report.user_properties if k == USER_PROPERTY and isinstance(v, dict)]
+        records = [v for k, v in report.user_properties if k == USER_PROPERTY and isinstance(v, dict)]
         if not records:
             # Without verdicts, a failure means the check itself broke (or its setup did): an error.
             outcome = SKIPPED if report.skipped else (PASSED if report.passed else ERROR)
             records = [_synth(meta, report, outcome)]
-        self.by_nodeid[report.nodeid] = records
+        self._put(report.nodeid, records)
 
-    def records(self) -> list[dict[str, Any]]:
-        """All records, ordered by test id."""
-        return [r for nodeid in sorted(self.by_nodeid) for r in self.by_nodeid[nodeid]]
+    def _put(self, nodeid: str, records: list[dict[str, Any]]) -> None:
+        """Append one item's records to the spool; a later report of the same item replaces them."""
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile(prefix="nova-results-")  # unlinked at once: nothing left behind
+        rendered = ",\n".join(render(public(r)) for r in records).encode()
+        private = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records if r.get("outcome") != PASSED)
+        spool = self._spool
+        spool.seek(0, os.SEEK_END)
+        at = spool.tell()
+        spool.write(rendered)
+        spool.write(private.encode())
+        counts = Counter(str(r.get("outcome")) for r in records)
+        self._index[nodeid] = _Chunk(at, len(rendered), spool.tell() - at - len(rendered), tuple(counts.items()))
+
+    def summary(self) -> dict[str, int]:
+        """Counts of records per outcome, without reading them back."""
+        total = dict.fromkeys(OUTCOMES, 0)
+        for chunk in self._index.values():
+            for outcome, n in chunk.counts:
+                total[outcome] = total.get(outcome, 0) + n
+        return total
+
+    def __len__(self) -> int:
+        return sum(n for chunk in self._index.values() for _, n in chunk.counts)
+
+    def records(self, *, passed: bool = True) -> Records:
+        """All records (with their private keys), ordered by test id; ``passed=False``: only those that did not pass.
+
+        Each iteration reads them back from the spool, one item at a time: iterate, do not keep them.
+        """
+        return Records(self, passed)
+
+    def _iter(self, passed: bool) -> Iterator[dict[str, Any]]:
+        for nodeid in sorted(self._index):
+            chunk = self._index[nodeid]
+            if not passed and not chunk.private:
+                continue
+            failing = iter(json.loads(line) for line in self._read(chunk.at + chunk.public, chunk.private).splitlines())
+            if not passed:
+                yield from failing
+                continue
+            for r in json.loads(b"[" + self._read(chunk.at, chunk.public) + b"]"):
+                yield next(failing) if r.get("outcome") != PASSED else r
+
+    def _read(self, at: int, size: int) -> bytes:
+        if self._spool is None or not size:
+            return b""
+        self._spool.seek(at)
+        return self._spool.read(size)
+
+    def write(self, path: Path, head: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        """Write the results JSON: ``head``'s keys, the summary, ``extra``'s keys, then every record from the spool.
+
+        Exactly the bytes ``json.dumps(data, indent=1)`` gives for the same data, records ordered by test id.
+        """
+        data = {**head, "summary": self.summary(),
+                **{k: v for k, v in (extra or {}).items() if k not in (*head, "summary", "results")}, "results": []}
+        text = json.dumps(data, indent=1, ensure_ascii=False)
+        with outputs.open_output(path) as out:
+            if not self._index:
+                out.write(text + "\n")
+                return
+            out.write(text.removesuffix("]\n}") + "\n")
+            first = True
+            for nodeid in sorted(self._index):
+                chunk = self._index[nodeid]
+                if chunk.public:
+                    out.write(("" if first else ",\n") + self._read(chunk.at, chunk.public).decode())
+                    first = False
+            out.write("\n ]\n}\n")
+
+    def close(self) -> None:
+        """Remove the spool."""
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+
+class Records:
+    """The records of a :class:`Collector`, read from its spool on every iteration (not held in memory)."""
+
+    def __init__(self, collector: Collector, passed: bool) -> None:
+        self._collector, self._passed = collector, passed
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._collector._iter(self._passed)
+
+    def __len__(self) -> int:
+        return sum(self.summary().values())
+
+    def summary(self) -> dict[str, int]:
+        """Counts per outcome, from the index."""
+        counts = self._collector.summary()
+        return counts if self._passed else counts | {PASSED: 0}
+
+
+class _Chunk(NamedTuple):
+    """Where one item's records are in the spool, and how many of each outcome it holds."""
+
+    at: int
+    public: int  # bytes of the rendered public records
+    private: int  # bytes of the JSON lines of the records that did not pass
+    counts: tuple[tuple[str, int], ...]
+
+
+_KEYS: dict[str, str] = {}
+
+
+def render(record: dict[str, Any]) -> str:
+    """One record exactly as ``json.dumps(results, indent=1)`` writes it inside the results array.
+
+    Flat records of strings, integers and nulls are rendered directly, several times faster than the pure-Python
+    indenting encoder; anything else goes through it.
+    """
+    parts = []
+    for key, value in record.items():
+        k = _KEYS.get(key)
+        if k is None:
+            k = _KEYS.setdefault(key, "   " + json.dumps(key, ensure_ascii=False) + ": ")
+        if isinstance(value, str):
+            parts.append(k + _encode_str(value))
+        elif value is None:
+            parts.append(k + "null")
+        elif type(value) is int:
+            parts.append(k + str(value))
+        else:
+            text = json.dumps(record, indent=1, ensure_ascii=False)
+            return "\n".join("  " + line for line in text.splitlines())
+    return "  {\n" + ",\n".join(parts) + "\n  }" if parts else "  {}"
 
 
 def _synth(meta: dict[str, Any], report: pytest.TestReport, outcome: str) -> dict[str, Any]:
@@ -79,8 +216,10 @@ def _first_line(report: pytest.TestReport) -> str:
     return text.splitlines()[-1].strip() if text else ""
 
 
-def summarize(records: list[dict[str, Any]]) -> dict[str, int]:
-    """Counts of records per outcome."""
+def summarize(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Counts of records per outcome (a :meth:`Collector.records` iteration: its counts, without reading)."""
+    if isinstance(records, Records):
+        return records.summary()
     summary = dict.fromkeys(OUTCOMES, 0)
     for r in records:
         summary[r["outcome"]] = summary.get(r["outcome"], 0) + 1
@@ -92,30 +231,3 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
-def write(
-    path: Path,
-    *,
-    cluster: str,
-    inventory_path: str,
-    sha256: str,
-    catalog: str,
-    started: str,
-    records: list[dict[str, Any]],
-    extra: dict[str, Any] | None = None,
-) -> None:
-    """Write the results JSON atomically, so a reader never sees half a file.
-
-    ``extra`` adds top-level keys (such as the sign-off verdict); readers of v1 ignore keys they do not know.
-    """
-    data = {
-        "schema": SCHEMA,
-        "cluster": cluster,
-        "inventory": {"path": inventory_path, "sha256": sha256},
-        "catalog": catalog,
-        "started": started,
-        "finished": now(),
-        "summary": summarize(records),
-        **{k: v for k, v in (extra or {}).items() if k not in ("schema", "summary", "results")},
-        "results": [public(r) for r in records],
-    }
-    outputs.write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")

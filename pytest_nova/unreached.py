@@ -44,7 +44,7 @@ def not_run(records: Iterable[dict[str, Any]], host: str, cause: str) -> int:
     return count
 
 
-def lines(run_dir: Path, records: list[dict[str, Any]]) -> list[str]:
+def lines(run_dir: Path, records: Iterable[dict[str, Any]]) -> list[str]:
     """One line per unreachable host."""
     return [f"{host}: {cause}; {not_run(records, host, cause)} checks not run"
             for host, cause in failed_logins(run_dir).items()]
@@ -55,7 +55,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     state = session_of(config)
     if state.run_dir is None or not state.run_dir.is_dir():
         return
-    out = lines(state.run_dir, state.collector.records())
+    out = lines(state.run_dir, state.collector.records(passed=False))
     if out:
         terminalreporter.write_sep("-", "hosts the checks could not use")
         for line in out:

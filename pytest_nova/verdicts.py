@@ -149,3 +149,51 @@ def _label(v: Verdict, many: bool) -> str:
     elif v.protocol:
         where += f" {v.protocol}"
     return f"[{where}]\n" if where else ""
+
+
+COUNTS_PROPERTY = "nova_counts"  # results per outcome of an item whose passed records were dropped
+FAILURE_PROPERTY = "nova_failure"  # in JUnit: one result that did not pass, as its full text
+
+
+def _where(record: dict[str, Any]) -> str:
+    text = " -> ".join(str(record[k]) for k in ("source", "target") if record.get(k))
+    if record.get("port") is not None:
+        text += f" {record['port']}/{record.get('protocol')}"
+    elif record.get("protocol"):
+        text += f" {record['protocol']}"
+    return text.strip()
+
+
+def compact(props: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """Properties with the passed records replaced by counts per outcome (the records are in the results JSON).
+
+    What pytest's own reporters keep of every report until the session ends: a run's memory then grows with
+    its items and failures, not with its passed results.
+    """
+    records = [v for k, v in props if k == USER_PROPERTY and isinstance(v, dict)]
+    if not records:
+        return props
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[str(r.get("outcome"))] = counts.get(str(r.get("outcome")), 0) + 1
+    kept = [(k, v) for k, v in props
+            if k != USER_PROPERTY or not isinstance(v, dict) or v.get("outcome") != PASSED]
+    return [*kept, (COUNTS_PROPERTY, counts)]
+
+
+def junit_properties(props: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """What JUnit carries for an item: its other properties, and each result that did not pass, in full.
+
+    Checked / Expected / Observed / Fix of every failed, error or waived result; passed results are counted in
+    the testcase, listed in the results JSON, and not repeated here.
+    """
+    out: list[tuple[str, object]] = []
+    for key, value in props:
+        if key != USER_PROPERTY or not isinstance(value, dict):
+            out.append((key, value))
+        elif value.get("outcome") not in (PASSED, SKIPPED):
+            where = _where(value)
+            head = f"{value.get('outcome')}{': ' + where if where else ''}: {value.get('message', '')}"
+            explain = str(value.get("_explain") or "")
+            out.append((FAILURE_PROPERTY, f"{head}\n{explain}" if explain else head))
+    return out

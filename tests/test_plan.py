@@ -165,3 +165,68 @@ def test_markers_select_by_area_and_phase() -> None:
     assert firewall and all("test_firewall.py" in i for i in firewall)
     post = _collect("--nova-phase=postinstall", "-m", "lb")
     assert post and all("test_lb.py" in i for i in post)
+
+
+MIXED = """\
+cluster: {name: mixed, dnsBaseDomain: nova.mixed.local}
+network: {mode: internet, dnsServers: [10.10.0.53]}
+ssh: {user: nova-installer, identityFile: ~/.ssh/id_nova}
+nodes:
+  - {name: ctl, address: 10.10.0.5, roles: [nova-ctl, master], connection: local}
+  - {name: m2, address: 10.10.0.6, roles: [master, infra]}
+  - {name: m3, address: 10.10.0.7, roles: [master, worker]}
+  - {name: w1, address: 10.10.0.8, roles: [worker, infra]}
+  - {name: w2, address: 10.10.0.9, roles: [worker]}
+workstations:
+  - {name: ops, address: 10.30.0.7}
+"""
+_SELECT = {"masters": "master", "infra": "infra", "ingress": "ingress", "workers": "worker"}
+
+
+def _brute_force_probes(path: Path) -> set[tuple[str, str, int | None, str]]:
+    """What the port rules must probe, by definition: every selected source to every other selected target."""
+    inv = load_inventory(path)
+
+    def select(sel: str) -> list[str]:
+        if sel == "nodes":
+            return [n.name for n in inv.nodes if set(n.roles) - {"nova-ctl"}]
+        if sel == "nova-ctl":
+            return [n.name for n in inv.nodes if "nova-ctl" in n.roles]
+        if sel == "workstations":
+            return [w.name for w in inv.workstations]
+        found = [n.name for n in inv.nodes if _SELECT[sel] in n.roles]
+        return found or ([n.name for n in inv.nodes if "worker" in n.roles] if sel == "ingress" else [])
+
+    probes = set()
+    for r in load_catalog().by_area("firewall"):
+        if "proxy" in r.targets:
+            continue
+        ways = [(r.sources, r.targets)] + ([(r.targets, r.sources)] if r.bidirectional else [])
+        for srcs, dsts in ways:
+            probes |= {(s, d, r.port, str(r.protocol)) for ss in srcs for s in select(ss) for ds in dsts
+                       for d in select(ds) if s != d}
+    return probes
+
+
+@pytest.mark.parametrize("text", [MIXED, None], ids=["mixed-roles-no-ingress", "prod"])
+def test_port_rules_probe_exactly_the_brute_force_pairs_once(tmp_path: Path, text: str | None) -> None:
+    path = PROD
+    if text is not None:
+        path = tmp_path / "inv.yaml"
+        path.write_text(text)
+    plan = build(load_catalog(), load_inventory(path))
+    probes = [p for p in _probes(plan) if p[1] != "proxy"]
+    assert len(probes) == len(set(probes))
+    assert set(probes) == {p for p in _brute_force_probes(path) if p[0] is not None}
+
+
+def test_targets_are_shared_and_roles_indexed(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text(MIXED)
+    inv = load_inventory(path)
+    assert [h.name for h in inv.with_role("master")] == ["ctl", "m2", "m3"]
+    assert [h.name for h in inv.with_role("ingress")] == ["m3", "w1", "w2"]  # no ingress node: the workers
+    assert inv.cluster_nodes is inv.cluster_nodes  # computed once
+    plan = build(load_catalog(), inv)
+    m3 = {id(t) for c in plan.checks if c.kind == "port_rule" for t in c.targets if t.name == "m3"}
+    assert len(m3) == 1  # one Target object per host, whatever the number of rules reaching it

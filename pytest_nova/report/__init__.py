@@ -22,7 +22,7 @@ from pytest_nova.plugin import NovaSession, session_of
 from pytest_nova.report import html
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Outcome, decide
 from pytest_nova.results import CHECK_PROPERTY, now
-from pytest_nova.verdicts import ERROR, FAILED, USER_PROPERTY, WARNING
+from pytest_nova.verdicts import COUNTS_PROPERTY, ERROR, FAILED, USER_PROPERTY, WARNING
 from pytest_nova.waivers import Waiver, Waivers, load_waivers, usage, waive
 
 WAIVERS = pytest.StashKey["Waivers | None"]()
@@ -137,14 +137,15 @@ class SignOff:
             self.state.settings = dataclasses.replace(self.state.settings, json_path=None)
             return
         records = self.state.collector.records()
-        used = usage(self.waivers, records) if self.waivers is not None else []
+        # Waivers concern failures only: read those back, not every passed result.
+        used = usage(self.waivers, self.state.collector.records(passed=False)) if self.waivers is not None else []
         complete = exitstatus not in _INCOMPLETE and not session.shouldstop and not session.shouldfail
         outcome = decide(records, used, other_failures=len(self.other_failures), complete=complete)
         self.config.stash[OUTCOME] = outcome
         self.finished = now()
         self.state.json_extra.update(outcome.as_json())
         # pytest and the verdict agree by construction; this keeps a gate from passing if they ever do not.
-        if outcome.verdict == NOT_ACCEPTED and session.exitstatus == pytest.ExitCode.OK and records:
+        if outcome.verdict == NOT_ACCEPTED and session.exitstatus == pytest.ExitCode.OK and len(records):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -265,8 +266,9 @@ class HtmlReport:
             self.report.title = f"{self.report.title}: {outcome.verdict}"
         prefix.append(html.CSS)
         prefix.append(html.signoff_html(outcome, self.signoff.waivers, inv.name if inv else ""))
-        prefix.append(html.problems_html(records))
-        prefix.append(html.warnings_html(records))
+        not_passed = self.state.collector.records(passed=False)
+        prefix.append(html.problems_html(not_passed))
+        prefix.append(html.warnings_html(not_passed))
         prefix.append(html.matrix_html(records, html.roles_of(inv)))
         prefix.append(html.signature_html(inv.sha256 if inv else ""))
         postfix.append(html.passed_table(self.passed_rows))
@@ -284,8 +286,7 @@ class HtmlReport:
         """
         meta = dict(report.user_properties).get(CHECK_PROPERTY)
         if isinstance(meta, dict) and report.when == "call" and report.passed and self.report is not None:
-            records = sum(1 for k, _ in report.user_properties if k == USER_PROPERTY)
-            self.passed_rows.append(html.passed_row(report.nodeid, meta, records))
+            self.passed_rows.append(html.passed_row(report.nodeid, meta, html.result_count(report.user_properties)))
             self.report.outcomes = "passed"  # counted here: pytest-html skips rows whose cells are cleared
             cells.clear()
             return
@@ -294,10 +295,11 @@ class HtmlReport:
     def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
         """Replace the failure text with a table of the results that did not pass (captured output stays)."""
         records = [v for k, v in report.user_properties if k == USER_PROPERTY and isinstance(v, dict)]
-        if not records or report.when != "call":
+        counts = dict(report.user_properties).get(COUNTS_PROPERTY)
+        if not (records or counts) or report.when != "call":
             return
         if report.longreprtext and data:
             del data[0]
         elif data == ["No log output captured."]:
             data.clear()
-        data.insert(0, html.detail_html(records))
+        data.insert(0, html.detail_html(records, counts if isinstance(counts, dict) else None))

@@ -14,7 +14,7 @@ from typing import Any
 
 from pytest_nova.inventory import Inventory
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Outcome
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, WAIVED, WARNING
+from pytest_nova.verdicts import COUNTS_PROPERTY, ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED, WARNING
 from pytest_nova.waivers import Usage, Waivers
 
 AREAS = ("dns", "external", "firewall", "os", "lb", "k8s", "inventory")
@@ -254,10 +254,22 @@ def row_cells(meta: Mapping[str, Any] | None) -> list[str]:
     return [f'<td class="col-{key}">{esc(values[key])}</td>' for key, _ in TABLE_COLUMNS]
 
 
-def detail_html(records: Sequence[Mapping[str, Any]]) -> str:
-    """One item's results: counts, then Checked / Expected / Observed / Fix of each one that did not pass."""
-    counts = Counter(str(r.get("outcome")) for r in records)
-    head = f"{len(records)} result{'s' if len(records) != 1 else ''}: " + ", ".join(
+def result_count(props: Sequence[tuple[str, object]]) -> int:
+    """How many results an item's report stands for: its records, or the counts that replaced passed ones."""
+    counts = dict(props).get(COUNTS_PROPERTY)
+    if isinstance(counts, dict):
+        return sum(counts.values())
+    return sum(1 for k, _ in props if k == USER_PROPERTY)
+
+
+def detail_html(records: Sequence[Mapping[str, Any]], counts: Mapping[str, int] | None = None) -> str:
+    """One item's results: counts, then Checked / Expected / Observed / Fix of each one that did not pass.
+
+    ``counts`` (per outcome) when the passed records are no longer in ``records``.
+    """
+    counts = Counter(counts) if counts is not None else Counter(str(r.get("outcome")) for r in records)
+    total = sum(counts.values())
+    head = f"{total} result{'s' if total != 1 else ''}: " + ", ".join(
         f'<span class="n-{o}">{counts[o]} {label}</span>' for o, label in SHOWN if counts[o]
     )
     bad = [r for r in records if r.get("outcome") != PASSED]

@@ -51,7 +51,7 @@ def decide(
     ``other_failures`` counts failures outside the plan's records (a user's own test, a collection error);
     ``complete`` is false when the run was interrupted or stopped early.
     """
-    summary = summarize(list(records))
+    summary = summarize(records)
     bad = summary[FAILED] + summary[ERROR]
     total = sum(summary.values())
     if not complete:

@@ -1,0 +1,192 @@
+r"""Measure the full pre-install run with the README's invocation on clean labs of 3/2/1/N; print a markdown table.
+
+For each N it boots a lab (3 masters, 2 infra, 1 ingress, N workers), then runs from inside nova-ctl's namespace
+
+    pytest --nova-inventory=INV -n auto --html=report.html --self-contained-html \
+           --nova-json=results.json --junitxml=junit.xml
+
+and reports the wall time (pytest's start, collection, xdist workers and the reports: what a user waits for),
+the exit code, the number of records, the sizes of the results JSON, the JUnit XML and the HTML report, the peak
+RSS of the largest process of the run (``getrusage(RUSAGE_CHILDREN)``: the controller or one worker), and the
+load average before and after (the machine is shared). The lab is always torn down.
+
+``--baseline DIR`` also runs the same command with the code of another checkout (e.g. ``git worktree`` or
+``git archive`` of an older commit) on the same lab, right after, for before/after figures. Run as root:
+
+    python bench/run.py --sizes 10 30 60 200
+    python bench/run.py --sizes 200 --baseline /tmp/nova-old
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nova_lab import Lab, LabSpec, teardown  # noqa: E402
+from nova_lab.state import state_dir  # noqa: E402
+
+_CHILD = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+rc = subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"), stderr=subprocess.STDOUT).returncode
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"seconds": time.perf_counter() - start, "rc": rc, "cpu_s": round(use.ru_utime + use.ru_stime, 1),
+                  "peak_rss_mb": use.ru_maxrss // 1024}))
+"""
+
+
+def _env(code: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
+    return env | {"PYTHONPATH": str(code)}
+
+
+def _processes() -> Iterator[tuple[int, str, int]]:
+    """(pid, command line, RSS in kB) of every process."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            rss = next((int(line.split()[1]) for line in (proc / "status").read_text().splitlines()
+                        if line.startswith("VmRSS:")), 0)
+        except (OSError, ValueError):
+            continue
+        yield int(proc.name), args, rss
+
+
+class Sampler(threading.Thread):
+    """Every second: the run's ssh processes (clients naming the lab, and their control masters) and their RSS."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(daemon=True)
+        self.marker = f"/nova-lab/{lab.name}/"
+        self.stop = threading.Event()
+        self.peak = {"ssh_processes": 0, "ssh_rss_mb": 0, "ssh_masters": 0}
+
+    def run(self) -> None:
+        """Sample until stopped."""
+        while not self.stop.wait(1.0):
+            procs = list(_processes())
+            clients = [(pid, args, rss) for pid, args, rss in procs if args.startswith("ssh ") and self.marker in args]
+            dirs = {m.group(1) for _, args, _ in clients if (m := re.search(r"ControlPath=(\S+)/%C", args))}
+            masters = [(pid, args, rss) for pid, args, rss in procs
+                       if args.startswith("ssh: ") and "[mux]" in args and any(d in args for d in dirs)]
+            ssh = clients + masters
+            self.peak["ssh_processes"] = max(self.peak["ssh_processes"], len(ssh))
+            self.peak["ssh_masters"] = max(self.peak["ssh_masters"], len(masters))
+            self.peak["ssh_rss_mb"] = max(self.peak["ssh_rss_mb"], sum(rss for *_, rss in ssh) // 1024)
+
+
+def measure(lab: Lab, code: Path, label: str) -> dict[str, Any]:
+    """One run of the README's command with the code at ``code``; sizes of what it wrote."""
+    out = lab.state_dir / f"bench-run-{label}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={code}",
+            f"--nova-inventory={lab.inventory_path}", "-n", "auto", f"--html={out / 'report.html'}",
+            "--self-contained-html", f"--nova-json={out / 'results.json'}", f"--junitxml={out / 'junit.xml'}",
+            str(code / "suites")]
+    load = os.getloadavg()[0]
+    sampler = Sampler(lab)
+    sampler.start()
+    try:
+        proc = subprocess.run(lab.runner_cmd([sys.executable, "-c", _CHILD, str(out / "output.txt"), *argv]),
+                              cwd=code, env=_env(code), capture_output=True, text=True, timeout=7200, check=False)
+    finally:
+        sampler.stop.set()
+        sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{label}: the measuring process failed:\n{proc.stderr[-3000:]}")
+    run = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = out / "results.json"
+    if run["rc"] not in (0, 1) or not results.exists():
+        raise SystemExit(f"{label}: pytest exited {run['rc']}:\n{(out / 'output.txt').read_text()[-3000:]}")
+    data = json.loads(results.read_text())
+    row = {
+        "label": label, "seconds": round(run["seconds"], 1), "rc": run["rc"], "records": len(data["results"]),
+        # pytest, its workers and the ssh clients they waited for; not the control masters (daemons) or the hosts.
+        "cpu_s": run["cpu_s"],
+        "summary": data["summary"], "verdict": data.get("verdict"),
+        "json_mb": round(results.stat().st_size / 1e6, 1),
+        "junit_mb": round((out / "junit.xml").stat().st_size / 1e6, 1),
+        "html_mb": round((out / "report.html").stat().st_size / 1e6, 1),
+        "peak_rss_mb": run["peak_rss_mb"], **sampler.peak,
+        "load_before": round(load, 1), "load_after": round(os.getloadavg()[0], 1),
+        "tail": (out / "output.txt").read_text().strip().splitlines()[-1],
+        "suites_total_longest_s": phases(out / "junit.xml"),
+        "folder": str(out),
+    }
+    return row
+
+
+def phases(junit: Path) -> dict[str, list[float]]:
+    """Per suite file: the items' summed time and the longest item (it waits for the engine's shared work)."""
+    out: dict[str, list[float]] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        suite = str(case.get("classname", "")).rpartition(".")[2] or "?"
+        t = float(case.get("time") or 0)
+        total, longest = out.get(suite, [0.0, 0.0])
+        out[suite] = [round(total + t, 1), round(max(longest, t), 1)]
+    return out
+
+
+def bench(n: int, baseline: Path | None, keep: bool) -> list[dict[str, Any]]:
+    """Boot the 3/2/1/n lab, run the command (and the baseline's), tear the lab down."""
+    spec = LabSpec(name=f"run{n}x{os.getpid()}", workers=n)
+    if state_dir(spec.name).exists():
+        teardown(spec.name)
+    start = time.monotonic()
+    lab = Lab.up(spec)
+    boot = time.monotonic() - start
+    rows = []
+    try:
+        hosts = len([h for h in lab.hosts.values() if h.kind in ("runner", "node", "workstation")])
+        for code, label in [(REPO, "now"), *([(baseline, "baseline")] if baseline else [])]:
+            row = measure(lab, code, label) | {"n": n, "hosts": hosts, "boot_s": round(boot, 1)}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            if keep:
+                dest = Path("/var/tmp") / f"nova-bench-run-{n}-{label}"
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.copytree(row["folder"], dest)
+                row["folder"] = str(dest)
+    finally:
+        lab.down()
+    return rows
+
+
+def main() -> None:
+    """Parse the arguments, run every size, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 60, 200])
+    parser.add_argument("--baseline", type=Path, help="also run the code of this checkout on the same lab")
+    parser.add_argument("--keep", action="store_true", help="copy each run's files to /var/tmp/nova-bench-run-*")
+    a = parser.parse_args()
+    rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep)]
+    print("| workers (hosts) | code | wall (CPU) | exit | records | results JSON | JUnit | HTML | peak RSS | "
+          "ssh processes (masters), their RSS | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['n']} ({r['hosts']}) | {r['label']} | {r['seconds']} s ({r['cpu_s']} s) | {r['rc']} | "
+              f"{r['records']} | "
+              f"{r['json_mb']} MB | {r['junit_mb']} MB | {r['html_mb']} MB | {r['peak_rss_mb']} MB | "
+              f"{r['ssh_processes']} ({r['ssh_masters']}), {r['ssh_rss_mb']} MB | "
+              f"{r['load_before']}→{r['load_after']} |")
+
+
+if __name__ == "__main__":
+    main()
