@@ -25,7 +25,8 @@ def _plan(path: Path) -> Plan:
 
 
 def _probes(plan: Plan) -> list[tuple[str | None, str, int | None, str | None]]:
-    return [(c.source, t.name, c.port, c.protocol) for c in plan.checks if c.kind == "port_rule" for t in c.targets]
+    return [(c.source, t.name, c.port, c.protocol) for c in plan.checks
+            if c.kind == "port_rule" and c.area == "firewall" for t in c.targets]
 
 
 def _port_check(plan: Plan, check_id: str) -> Check:

@@ -66,7 +66,7 @@ def test_streamed_json_is_byte_identical_to_the_v1_writer(tmp_path: Path) -> Non
     assert [r["target"] for r in c.records()] == ["node-3", "node-1", "node-2", "node-5"]
     assert [r["target"] for r in c.records(passed=False)] == ["node-3", "node-2", "node-5"]
     assert next(iter(c.records(passed=False)))["_fix"].startswith("nft add rule")  # private keys kept for the report
-    assert summarize(c.records()) == {"passed": 1, "failed": 1, "skipped": 1, "error": 1, "waived": 0}
+    assert summarize(c.records()) == {"passed": 1, "failed": 1, "skipped": 1, "error": 1, "waived": 0, "warning": 0}
 
     empty = Collector()
     empty.write(tmp_path / "e.json", HEAD, extra)
@@ -161,9 +161,10 @@ def test_xdist_workers_run_the_same_items_and_junit_carries_failures_only(pytest
 
 def _inventory(nodes: int) -> str:
     rows = "".join(f"  - {{name: worker-{i}, address: 10.11.{i // 250}.{i % 250 + 1}, roles: [worker]}}\n"
-                   for i in range(nodes - 2))
+                   for i in range(nodes - 3))
     return ("cluster: {name: big, dnsBaseDomain: nova.big.local}\nnetwork: {mode: internet, dnsServers: [10.10.0.53]}\n"
             "ssh: {user: nova-installer, identityFile: ~/.ssh/id_nova}\nnodes:\n"
+            "  - {name: nova-ctl, address: 10.10.1.5, roles: [nova-ctl], connection: local}\n"
             "  - {name: master-1, address: 10.10.1.11, roles: [master]}\n"
             "  - {name: infra-1, address: 10.10.1.21, roles: [infra]}\n" + rows)
 
