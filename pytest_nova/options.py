@@ -31,6 +31,7 @@ class Settings:
     concurrency: int
     waivers: Path | None
     strict: bool = False  # advisory requirements gate too
+    require_proof: bool = False  # a rule that could not be proven (no listener possible, no answer to wait for) fails
 
 
 def number(flag: str, text: object, kind: type[float] | type[int], limit: float) -> float:
@@ -83,7 +84,11 @@ def add_options(parser: pytest.Parser) -> None:
         group.addoption(flag, metavar=metavar, default=str(default), help=f"{text}; default {default:g}")
     parser.addini("nova_inventory", "inventory file used when --nova-inventory is not given")
     parser.addini("nova_phase", "default for --nova-phase", default="preinstall")
+    group.addoption("--nova-require-proof", action="store_true", default=None,
+                    help="a rule that could not be proven fails instead of being skipped; also NOVA_REQUIRE_PROOF=1 "
+                         "or nova_require_proof = true")
     parser.addini("nova_strict", "default for --nova-strict", type="bool", default=False)
+    parser.addini("nova_require_proof", "default for --nova-require-proof", type="bool", default=False)
 
 
 def check_outputs(config: pytest.Config) -> None:
@@ -119,19 +124,21 @@ def read_settings(config: pytest.Config) -> Settings:
         command_timeout=numbers["--nova-command-timeout"],
         concurrency=int(numbers["--nova-concurrency"]),
         waivers=Path(waivers) if waivers else None,
-        strict=_strict(config),
+        strict=_flag(config, "nova_strict"),
+        require_proof=_flag(config, "nova_require_proof"),
     )
 
 
-def _strict(config: pytest.Config) -> bool:
-    """--nova-strict, else NOVA_STRICT (1/true/yes or 0/false/no), else the nova_strict ini option."""
-    if config.getoption("nova_strict"):
+def _flag(config: pytest.Config, name: str) -> bool:
+    """--nova-NAME, else the NOVA_NAME variable (1/true/yes/on or 0/false/no/off), else the ini option NAME."""
+    if config.getoption(name):
         return True
-    env = os.environ.get("NOVA_STRICT", "").strip().lower()
+    var = name.upper()
+    env = os.environ.get(var, "").strip().lower()
     if env in ("1", "true", "yes", "on"):
         return True
     if env in ("0", "false", "no", "off"):
         return False
     if env:
-        raise pytest.UsageError(f"NOVA_STRICT: {env!r} is not one of 1, true, yes, on, 0, false, no, off")
-    return bool(config.getini("nova_strict"))
+        raise pytest.UsageError(f"{var}: {env!r} is not one of 1, true, yes, on, 0, false, no, off")
+    return bool(config.getini(name))

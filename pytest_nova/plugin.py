@@ -352,4 +352,4 @@ class NovaItem:
     def judge(self, verdicts: list[Verdict]) -> None:
         """Record every verdict; fail once, listing those that did not pass."""
         judge(self._item.user_properties, self._item.nodeid, verdicts, advisory=self.catalog.advisory,
-              strict=self.settings.strict)
+              strict=self.settings.strict, proof=self.settings.require_proof)

@@ -96,13 +96,29 @@ def soften(verdicts: list[Verdict], advisory: Collection[str]) -> list[Verdict]:
     return out
 
 
+UNPROVABLE = "cannot be proven"  # what a skipped verdict says when the rule holds or not, and nothing can tell
+
+
+def unprovable(record: dict[str, Any]) -> bool:
+    """Whether a record is a rule that could not be proven either way (as opposed to one that does not apply)."""
+    return record.get("outcome") == SKIPPED and UNPROVABLE in str(record.get("message", ""))
+
+
+def require_proof(verdicts: list[Verdict]) -> list[Verdict]:
+    """Rules that could not be proven fail (``--nova-require-proof``)."""
+    return [replace(v, outcome=FAILED, message=f"not proven (--nova-require-proof): {v.message}")
+            if v.outcome == SKIPPED and UNPROVABLE in v.message else v for v in verdicts]
+
+
 def judge(item_props: list[tuple[str, object]], nodeid: str, verdicts: list[Verdict], *,
-          advisory: Collection[str] = (), strict: bool = False) -> None:
+          advisory: Collection[str] = (), strict: bool = False, proof: bool = False) -> None:
     """Record ``verdicts``; fail the test (without a traceback) when any of them did not pass.
 
     A failed (or unverifiable) verdict of an ``advisory`` requirement is recorded as a warning and does not fail
-    the test, unless ``strict``.
+    the test, unless ``strict``. With ``proof``, a rule that could not be proven fails.
     """
+    if proof:
+        verdicts = require_proof(verdicts)
     if not strict:
         verdicts = soften(verdicts, advisory)
     attach(item_props, verdicts, nodeid, advisory)

@@ -137,6 +137,7 @@ def test_a_kernel_vxlan_port_cannot_be_proven_and_says_so(fw_lab: Lab) -> None:
     fw_lab.exec("worker-1", add)
     try:
         rc, data, out = run_suite(fw_lab, SUITE, "-k", "4789")
+        rc_proof, data_proof, out_proof = run_suite(fw_lab, SUITE, "-k", "4789", "--nova-require-proof")
     finally:
         fw_lab.exec("worker-1", "ip link del nova-vx0")
     got = records(data)
@@ -145,8 +146,15 @@ def test_a_kernel_vxlan_port_cannot_be_proven_and_says_so(fw_lab: Lab) -> None:
     message = next(iter(to_w1.values()))["message"]
     assert message.startswith("skipped: cannot be proven: no UDP answer and no ICMP error from worker-1 4789/udp")
     assert "the kernel" in message
-    assert {r["outcome"] for p, r in got.items() if p[1] != "worker-1"} == {"passed"}
+    proven = {p for p, r in got.items() if p[1] != "worker-1"}
+    assert {got[p]["outcome"] for p in proven} == {"passed"}
     assert rc == 0, out[-2000:]
+    # The verdict line counts what was proven and what could not be; --nova-require-proof makes the latter gate.
+    assert f"{len(proven)} proven, {len(to_w1)} could not be proven" in out
+    failed = {p for p, r in records(data_proof).items() if r["outcome"] == "failed"}
+    assert failed == set(to_w1) and rc_proof == 1, out_proof[-2000:]
+    assert all(records(data_proof)[p]["message"].startswith("not proven (--nova-require-proof): skipped: cannot be")
+               for p in failed)
 
 
 def test_postinstall_proves_free_documented_ports_with_listeners(fw_lab: Lab) -> None:

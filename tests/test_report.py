@@ -278,3 +278,31 @@ def test_bad_strict_environment_is_one_line(pytester: pytest.Pytester, monkeypat
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: NOVA_STRICT: 'maybe' is not one of *"])
+
+
+def test_the_verdict_counts_what_was_proven_and_what_could_not_be() -> None:
+    from pytest_nova.report.signoff import decide
+
+    def rec(outcome: str, message: str) -> dict[str, object]:
+        return {"outcome": outcome, "message": message}
+
+    records = [rec("passed", "open")] * 3 + [rec("skipped", "skipped: cannot be proven: held by the kernel"),
+                                             rec("skipped", "not applicable in internet mode")]
+    outcome = decide(records, [], unprovable=1)
+    assert outcome.verdict == "ACCEPTED"
+    assert outcome.reason == ("all 3 checks passed; 3 proven, 1 could not be proven (skipped; --nova-require-proof "
+                              "makes them fail); 1 not applicable (skipped)")
+
+
+def test_require_proof_fails_only_what_could_not_be_proven() -> None:
+    from pytest_nova.verdicts import Verdict, require_proof, unprovable
+
+    def v(outcome: str, message: str) -> Verdict:
+        return Verdict(check="firewall", requirement="fw-x", section="3.1", outcome=outcome, message=message)
+
+    got = require_proof([v("skipped", "skipped: cannot be proven: no answer"), v("skipped", "not applicable"),
+                         v("passed", "open")])
+    assert [g.outcome for g in got] == ["failed", "skipped", "passed"]
+    assert got[0].message == "not proven (--nova-require-proof): skipped: cannot be proven: no answer"
+    assert unprovable({"outcome": "skipped", "message": "skipped: cannot be proven: x"})
+    assert not unprovable({"outcome": "skipped", "message": "not applicable"})

@@ -22,7 +22,7 @@ from pytest_nova.plugin import NovaSession, session_of
 from pytest_nova.report import html
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Outcome, decide
 from pytest_nova.results import CHECK_PROPERTY, now
-from pytest_nova.verdicts import COUNTS_PROPERTY, ERROR, FAILED, USER_PROPERTY, WARNING
+from pytest_nova.verdicts import COUNTS_PROPERTY, ERROR, FAILED, USER_PROPERTY, WARNING, unprovable
 from pytest_nova.waivers import Waiver, Waivers, load_waivers, usage, waive
 
 WAIVERS = pytest.StashKey["Waivers | None"]()
@@ -140,7 +140,9 @@ class SignOff:
         # Waivers concern failures only: read those back, not every passed result.
         used = usage(self.waivers, self.state.collector.records(passed=False)) if self.waivers is not None else []
         complete = exitstatus not in _INCOMPLETE and not session.shouldstop and not session.shouldfail
-        outcome = decide(records, used, other_failures=len(self.other_failures), complete=complete)
+        not_proven = sum(1 for r in self.state.collector.records(passed=False) if unprovable(r))
+        outcome = decide(records, used, other_failures=len(self.other_failures), complete=complete,
+                         unprovable=not_proven)
         self.config.stash[OUTCOME] = outcome
         self.finished = now()
         self.state.json_extra.update(outcome.as_json())
@@ -180,7 +182,7 @@ class SignOff:
     def _warnings(self, tr: Any) -> None:
         """Advisory requirements that do not hold, one line per requirement with where and what was seen."""
         groups: dict[str, list[dict[str, Any]]] = {}
-        for r in self.state.collector.records():
+        for r in self.state.collector.records(passed=False):
             if r.get("outcome") == WARNING:
                 groups.setdefault(str(r.get("requirement")), []).append(r)
         if not groups:

@@ -44,12 +44,18 @@ class Outcome:
 
 
 def decide(
-    records: Iterable[dict[str, Any]], usage: list[Usage], *, other_failures: int = 0, complete: bool = True
+    records: Iterable[dict[str, Any]],
+    usage: list[Usage],
+    *,
+    other_failures: int = 0,
+    complete: bool = True,
+    unprovable: int = 0,
 ) -> Outcome:
     """ACCEPTED when every result passed, ACCEPTED WITH WAIVERS when only waived failures remain, else NOT.
 
     ``other_failures`` counts failures outside the plan's records (a user's own test, a collection error);
-    ``complete`` is false when the run was interrupted or stopped early.
+    ``complete`` is false when the run was interrupted or stopped early; ``unprovable`` counts the skipped
+    results that are rules nothing could prove either way (the reason says how many were proven and how many not).
     """
     summary = summarize(records)
     bad = summary[FAILED] + summary[ERROR]
@@ -74,7 +80,12 @@ def decide(
             summary,
             usage,
         )
-    skipped = f"; {summary[SKIPPED]} not applicable (skipped)" if summary[SKIPPED] else ""
+    skipped = ""
+    if unprovable:
+        skipped += (f"; {summary[PASSED]} proven, {unprovable} could not be proven (skipped; --nova-require-proof "
+                    "makes them fail)")
+    if summary[SKIPPED] - unprovable:
+        skipped += f"; {summary[SKIPPED] - unprovable} not applicable (skipped)"
     if warned:
         return Outcome(ACCEPTED, f"every required check passed ({summary[PASSED]} passed){warned}{skipped}", summary,
                        usage)
