@@ -1,7 +1,8 @@
 """The terminal's one line per host that could not be reached, however many checks it cost.
 
-Every check of such a host keeps its own error record (results JSON, JUnit); this summary says once per host
-what went wrong: ``master-3: ssh: connection timed out after 5 s; 36 checks not run``.
+Every check of such a host keeps its own error record (results JSON, JUnit) and still fails the run; in the
+terminal those tests are counted as ``unreachable`` instead of being listed one by one, and this summary says
+once per host what went wrong: ``master-3: ssh: connection timed out after 5 s; 36 checks not run``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_nova.plugin import session_of
+from pytest_nova.verdicts import ERROR, FAILED, USER_PROPERTY
 
 LOGIN_PREFIX = "login-"
 
@@ -60,3 +62,31 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_sep("-", "hosts the checks could not use")
         for line in out:
             terminalreporter.write_line(line, red=True)
+
+
+def only_unreached(report: pytest.TestReport, causes: dict[str, str]) -> bool:
+    """Whether every failure of ``report`` is an error caused by a host whose login failed."""
+    bad = [v for k, v in report.user_properties
+           if k == USER_PROPERTY and isinstance(v, dict) and v.get("outcome") in (FAILED, ERROR)]
+    if any(r.get("outcome") != ERROR for r in bad):
+        return False
+    texts = [str(r.get("message", "")) for r in bad] or [report.longreprtext]
+    return all(any(cause in text for cause in causes.values()) for text in texts)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """A test that failed only because a host could not be reached counts as ``unreachable`` in the terminal.
+
+    It still fails the run (pytest counts the failure, JUnit and the results JSON keep it); the terminal shows
+    the cause once per host in :func:`pytest_terminal_summary` instead of once per test.
+    """
+    if not report.failed or report.when == "teardown":
+        return None
+    state = session_of(config)
+    if state.run_dir is None or not state.run_dir.is_dir():
+        return None
+    causes = failed_logins(state.run_dir)
+    if causes and only_unreached(report, causes):
+        return "unreachable", "U", "UNREACHABLE"
+    return None
