@@ -7,7 +7,7 @@ failed ones in the Checked / Expected / Observed / Fix form.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -171,7 +171,8 @@ COUNTS_PROPERTY = "nova_counts"  # results per outcome of an item whose passed r
 FAILURE_PROPERTY = "nova_failure"  # in JUnit: one result that did not pass, as its full text
 
 
-def _where(record: dict[str, Any]) -> str:
+def where(record: Mapping[str, Any]) -> str:
+    """``source -> target port/protocol`` of a record, as far as it applies."""
     text = " -> ".join(str(record[k]) for k in ("source", "target") if record.get(k))
     if record.get("port") is not None:
         text += f" {record['port']}/{record.get('protocol')}"
@@ -208,8 +209,8 @@ def junit_properties(props: list[tuple[str, object]]) -> list[tuple[str, object]
         if key != USER_PROPERTY or not isinstance(value, dict):
             out.append((key, value))
         elif value.get("outcome") not in (PASSED, SKIPPED):
-            where = _where(value)
-            head = f"{value.get('outcome')}{': ' + where if where else ''}: {value.get('message', '')}"
+            place = where(value)
+            head = f"{value.get('outcome')}{': ' + place if place else ''}: {value.get('message', '')}"
             explain = str(value.get("_explain") or "")
             out.append((FAILURE_PROPERTY, f"{head}\n{explain}" if explain else head))
     return out

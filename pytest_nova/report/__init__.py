@@ -22,7 +22,7 @@ from pytest_nova.plugin import NovaSession, session_of
 from pytest_nova.report import html
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Outcome, decide
 from pytest_nova.results import CHECK_PROPERTY, now
-from pytest_nova.verdicts import COUNTS_PROPERTY, ERROR, FAILED, USER_PROPERTY, WARNING, unprovable
+from pytest_nova.verdicts import COUNTS_PROPERTY, ERROR, FAILED, USER_PROPERTY, WARNING, unprovable, where
 from pytest_nova.waivers import Waiver, Waivers, load_waivers, usage, waive
 
 WAIVERS = pytest.StashKey["Waivers | None"]()
@@ -190,7 +190,7 @@ class SignOff:
         n = sum(len(rs) for rs in groups.values())
         tr.write_line(f"advisory warnings (not gating; --nova-strict makes them fail): {n}", yellow=True)
         for req, rs in groups.items():
-            places = sorted({html.where(r) or str(r.get("nodeid")) for r in rs})
+            places = sorted({where(r) or str(r.get("nodeid")) for r in rs})
             shown = ", ".join(places[:6]) + (f" and {len(places) - 6} more" if len(places) > 6 else "")
             tr.write_line(f"  warning: {req} (docs {rs[0].get('section')}): {len(rs)} result(s) at {shown}: "
                           f"{rs[0].get('message')}", yellow=True)

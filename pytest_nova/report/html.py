@@ -14,7 +14,7 @@ from typing import Any
 
 from pytest_nova.inventory import Inventory
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Outcome
-from pytest_nova.verdicts import COUNTS_PROPERTY, ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED, WARNING
+from pytest_nova.verdicts import COUNTS_PROPERTY, ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED, WARNING, where
 from pytest_nova.waivers import Usage, Waivers
 
 AREAS = ("dns", "external", "firewall", "os", "lb", "k8s", "inventory")
@@ -77,16 +77,6 @@ def explain_parts(record: Mapping[str, Any]) -> dict[str, str]:
     if not parts.get("Fix") and record.get("_fix"):
         parts["Fix"] = str(record["_fix"])
     return parts
-
-
-def where(record: Mapping[str, Any]) -> str:
-    """``source -> target port/protocol`` of a record, as far as it applies."""
-    text = " -> ".join(str(record[k]) for k in ("source", "target") if record.get(k))
-    if record.get("port") is not None:
-        text += f" {record['port']}/{record.get('protocol')}"
-    elif record.get("protocol"):
-        text += f" {record['protocol']}"
-    return text.strip()
 
 
 def roles_of(inv: Inventory | None) -> dict[str, str]:
