@@ -49,6 +49,12 @@ print(json.dumps({"seconds": time.perf_counter() - start, "rc": rc, "cpu_s": rou
 """
 
 
+def _suites(code: Path) -> Path:
+    """The suites folder of a checkout: packaged in ``pytest_nova/suites`` now, ``suites/`` in older ones."""
+    packaged = code / "pytest_nova" / "suites"
+    return packaged if packaged.is_dir() else code / "suites"
+
+
 def _env(code: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
     return env | {"PYTHONPATH": str(code)}
@@ -99,7 +105,7 @@ def measure(lab: Lab, code: Path, label: str) -> dict[str, Any]:
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={code}",
             f"--nova-inventory={lab.inventory_path}", "-n", "auto", f"--html={out / 'report.html'}",
             "--self-contained-html", f"--nova-json={out / 'results.json'}", f"--junitxml={out / 'junit.xml'}",
-            str(code / "suites")]
+            str(_suites(code))]
     load = os.getloadavg()[0]
     sampler = Sampler(lab)
     sampler.start()
