@@ -27,6 +27,7 @@ from pytest_nova.inventory import Host, Inventory
 
 RUN_DIR_ENV = "PYTEST_NOVA_RUN_DIR"
 SSH_FAILED = 255
+LOGIN_KEY = "login-"  # run-cache key prefix of each host's one login of the run
 # Says the shared connection is fine but sshd allows no further session on it (MaxSessions).
 _SESSION_REFUSED = ("session open refused", "administratively prohibited", "session request failed")
 # Said when sshd dropped a connection before authentication (MaxStartups): worth one more try.
@@ -221,7 +222,7 @@ class RemoteHost:
                 from pytest_nova import shared  # shared imports this module
 
                 try:
-                    shared.once(self.access.run_dir, f"login-{self.name}", self._first_login)
+                    shared.once(self.access.run_dir, f"{LOGIN_KEY}{self.name}", self._first_login)
                     self._login = True
                 except HostError as exc:
                     self._login = exc

@@ -15,7 +15,6 @@ the ``test_port`` items only turn it into verdicts.
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -576,10 +575,7 @@ def port_matrix(request: pytest.FixtureRequest, nova_hosts: Hosts, nova_run_dir:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """One line on the controller: how many probes the matrix took and how long."""
     run_dir = session_of(config).run_dir
-    stored = run_dir / f"{CACHE_KEY}.json" if run_dir else None
-    if stored is None or not stored.exists():
-        return
-    value = json.loads(stored.read_text()).get("value")
+    value = shared.stored(run_dir, CACHE_KEY) if run_dir else None
     if value:
         terminalreporter.write_line(
             f"nova firewall matrix: {value['probes']} probes from {value.get('sources', '?')} sources to "

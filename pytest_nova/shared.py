@@ -17,11 +17,14 @@ from typing import Any
 from pytest_nova.hosts import HostError
 
 
+def _path(folder: Path, key: str) -> Path:
+    return folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.json"
+
+
 def once(folder: Path, key: str, compute: Callable[[], Any]) -> Any:
     """The stored value of ``key``, computing it under a lock if no process has yet."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
-    path = folder / f"{safe}.json"
-    with open(folder / f"{safe}.lock", "w") as lock:
+    path = _path(folder, key)
+    with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
             stored = json.loads(path.read_text())
@@ -36,3 +39,24 @@ def once(folder: Path, key: str, compute: Callable[[], Any]) -> Any:
     if "error" in stored:
         raise HostError(*stored["error"])
     return stored["value"]
+
+
+def stored(folder: Path, key: str) -> Any:
+    """The value stored for ``key``, or None when none is stored yet or it failed (no waiting, no computing)."""
+    try:
+        return json.loads(_path(folder, key).read_text()).get("value")
+    except (OSError, ValueError):
+        return None
+
+
+def failures(folder: Path, prefix: str) -> list[HostError]:
+    """The stored failures of every key that starts with ``prefix``, in key order (no waiting, no computing)."""
+    out = []
+    for path in sorted(folder.glob(f"{_path(folder, prefix).stem}*.json")):
+        try:
+            error = json.loads(path.read_text()).get("error")
+        except (OSError, ValueError):
+            continue
+        if error:
+            out.append(HostError(str(error[0]), str(error[1])))
+    return out

@@ -7,49 +7,37 @@ once per host what went wrong: ``master-3: ssh: connection timed out after 5 s; 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_nova import shared
+from pytest_nova.hosts import LOGIN_KEY
 from pytest_nova.plugin import session_of
 from pytest_nova.verdicts import ERROR, FAILED, USER_PROPERTY
-
-LOGIN_PREFIX = "login-"
 
 
 def failed_logins(run_dir: Path) -> dict[str, str]:
     """Host -> cause, for every host whose one login of the run failed."""
-    out: dict[str, str] = {}
-    for path in sorted(run_dir.glob(f"{LOGIN_PREFIX}*.json")):
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if "error" in stored:
-            host, cause = stored["error"]
-            out[str(host)] = str(cause)
-    return out
-
-
-def not_run(records: Iterable[dict[str, Any]], host: str, cause: str) -> int:
-    """How many records are errors because of ``host``'s failed login."""
-    needle = f"{host}: {cause}"
-    count = 0
-    for r in records:
-        message = str(r.get("message", ""))
-        if r.get("outcome") == "error" and (needle in message or (cause in message and host in (
-                r.get("source"), r.get("target")))):
-            count += 1
-    return count
+    return {exc.host: exc.cause for exc in shared.failures(run_dir, LOGIN_KEY)}
 
 
 def lines(run_dir: Path, records: Iterable[dict[str, Any]]) -> list[str]:
-    """One line per unreachable host."""
-    return [f"{host}: {cause}; {not_run(records, host, cause)} checks not run"
-            for host, cause in failed_logins(run_dir).items()]
+    """One line per unreachable host, with how many error records its failed login caused (one pass)."""
+    causes = failed_logins(run_dir)
+    if not causes:
+        return []
+    counts = dict.fromkeys(causes, 0)
+    for r in records:
+        if r.get("outcome") != ERROR:
+            continue
+        message = str(r.get("message", ""))
+        for host, cause in causes.items():
+            if f"{host}: {cause}" in message or (cause in message and host in (r.get("source"), r.get("target"))):
+                counts[host] += 1
+    return [f"{host}: {cause}; {counts[host]} checks not run" for host, cause in causes.items()]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -64,14 +52,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             terminalreporter.write_line(line, red=True)
 
 
-def only_unreached(report: pytest.TestReport, causes: dict[str, str]) -> bool:
-    """Whether every failure of ``report`` is an error caused by a host whose login failed."""
+def error_texts(report: pytest.TestReport) -> list[str] | None:
+    """What the failures of ``report`` say, or None when one of them is a real failure rather than an error."""
     bad = [v for k, v in report.user_properties
            if k == USER_PROPERTY and isinstance(v, dict) and v.get("outcome") in (FAILED, ERROR)]
     if any(r.get("outcome") != ERROR for r in bad):
-        return False
-    texts = [str(r.get("message", "")) for r in bad] or [report.longreprtext]
-    return all(any(cause in text for cause in causes.values()) for text in texts)
+        return None
+    return [str(r.get("message", "")) for r in bad] or [report.longreprtext]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -84,9 +71,11 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     if not report.failed or report.when == "teardown":
         return None
     state = session_of(config)
-    if state.run_dir is None or not state.run_dir.is_dir():
+    # Only a report whose failures are all errors can be an unreachable host's: the run folder is read for those.
+    texts = error_texts(report)
+    if texts is None or state.run_dir is None or not state.run_dir.is_dir():
         return None
-    causes = failed_logins(state.run_dir)
-    if causes and only_unreached(report, causes):
+    causes = failed_logins(state.run_dir).values()
+    if causes and all(any(cause in text for cause in causes) for text in texts):
         return "unreachable", "U", "UNREACHABLE"
     return None

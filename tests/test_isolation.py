@@ -201,3 +201,16 @@ def test_a_listener_that_dies_mid_way_is_a_host_error_not_a_traceback(local: Rem
 ])
 def test_why_a_script_gave_no_answer(local: RemoteHost, rc: int, stderr: str, cause: str) -> None:
     assert _failure(local, "listener", rc, "", stderr).cause == cause
+
+
+def test_run_cache_is_read_without_computing(tmp_path: Path) -> None:
+    def down() -> None:
+        raise HostError("master-3", "ssh: connection refused")
+
+    assert shared.once(tmp_path, "firewall-matrix", lambda: {"probes": 3}) == {"probes": 3}
+    with pytest.raises(HostError):
+        shared.once(tmp_path, "login-master-3", down)
+    shared.once(tmp_path, "login-worker-1", lambda: True)
+    assert shared.stored(tmp_path, "firewall-matrix") == {"probes": 3}
+    assert shared.stored(tmp_path, "login-master-3") is None and shared.stored(tmp_path, "nothing") is None
+    assert [(e.host, e.cause) for e in shared.failures(tmp_path, "login-")] == [("master-3", "ssh: connection refused")]
