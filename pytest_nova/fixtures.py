@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from pytest_nova.catalog import Catalog
-from pytest_nova.hosts import Access, Hosts, run_dir
+from pytest_nova.hosts import Access, Hosts
 from pytest_nova.inventory import Inventory
 from pytest_nova.options import NO_INVENTORY
-from pytest_nova.plugin import NovaItem, NovaSession, session_of
+from pytest_nova.rundir import run_dir
+from pytest_nova.session import NovaItem, NovaSession, session_of
 
 
 def _state(config: pytest.Config) -> NovaSession:

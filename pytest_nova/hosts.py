@@ -12,7 +12,6 @@ import os
 import shlex
 import signal
 import subprocess
-import tempfile
 import threading
 from dataclasses import dataclass
 from functools import cache
@@ -25,7 +24,6 @@ from testinfra.backend.ssh import SshBackend
 
 from pytest_nova.inventory import Host, Inventory
 
-RUN_DIR_ENV = "PYTEST_NOVA_RUN_DIR"
 SSH_FAILED = 255
 LOGIN_KEY = "login-"  # run-cache key prefix of each host's one login of the run
 # Says the shared connection is fine but sshd allows no further session on it (MaxSessions).
@@ -79,17 +77,6 @@ class Access:
     connect_timeout: float
     command_timeout: float
     run_dir: Path
-
-
-def run_dir() -> Path:
-    """The per-run folder shared by the controller and its xdist workers (control sockets, caches)."""
-    existing = os.environ.get(RUN_DIR_ENV)
-    if existing and Path(existing).is_dir():
-        return Path(existing)
-    # Short path: an SSH control socket path must stay under about 100 bytes.
-    path = Path(tempfile.mkdtemp(prefix="nova-", dir="/tmp" if os.path.isdir("/tmp") else None))
-    os.environ[RUN_DIR_ENV] = str(path)
-    return path
 
 
 def explain_ssh_failure(stderr: str, host: Host, user: str, port: int, access: Access, key: str) -> str:
@@ -219,10 +206,10 @@ class RemoteHost:
             return
         with self._login_lock:
             if self._login is False:
-                from pytest_nova import shared  # shared imports this module
+                from pytest_nova import runcache  # runcache imports this module
 
                 try:
-                    shared.once(self.access.run_dir, f"{LOGIN_KEY}{self.name}", self._first_login)
+                    runcache.once(self.access.run_dir, f"{LOGIN_KEY}{self.name}", self._first_login)
                     self._login = True
                 except HostError as exc:
                     self._login = exc

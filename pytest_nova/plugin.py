@@ -4,28 +4,26 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import os
-import resource
 import shutil
-import sys
 from collections.abc import Generator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_nova import __version__, secrets
-from pytest_nova.catalog import Catalog, load_catalog
+from pytest_nova.catalog import load_catalog
 from pytest_nova.collect import add_suites
 from pytest_nova.errors import SourceError
-from pytest_nova.hosts import RUN_DIR_ENV, close_control_sockets, run_dir
+from pytest_nova.hosts import close_control_sockets
 from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.options import NO_INVENTORY, Settings, add_options, check_outputs, read_settings
-from pytest_nova.outputs import OutputError
-from pytest_nova.plan import KINDS, Check, Plan, build
-from pytest_nova.results import CHECK_PROPERTY, SCHEMA, Collector, now
-from pytest_nova.verdicts import Verdict, compact, judge, junit_properties
+from pytest_nova.kubeconfig import kubeconfig_path
+from pytest_nova.limits import fds_needed, raise_fd_limit
+from pytest_nova.options import NO_INVENTORY, add_options, check_outputs, read_settings
+from pytest_nova.plan import KINDS, Check, build
+from pytest_nova.results import CHECK_PROPERTY, ResultsWriter
+from pytest_nova.rundir import forget_run_dir, run_dir
+from pytest_nova.session import SESSION, NovaSession, session_of
+from pytest_nova.verdicts import junit_properties
 
 MARKERS = {
     "dns": "DNS records of the platform's services (docs 1)",
@@ -40,57 +38,11 @@ MARKERS = {
 }
 
 
-@dataclass
-class NovaSession:
-    """What one pytest session knows: settings, inventory, catalog, plan and collected results."""
-
-    settings: Settings
-    catalog: Catalog
-    inventory: Inventory | None = None
-    plan: Plan | None = None
-    collector: Collector = field(default_factory=Collector)
-    needs_inventory: bool = False
-    run_dir: Path | None = None
-    # Extra top-level keys of the results JSON (a compatible extension of v1), e.g. the report's verdict.
-    json_extra: dict[str, Any] = field(default_factory=dict)
-    fd_note: str = ""  # set when the open-files limit is below what the inventory's size needs
-
-
-def fds_needed(hosts: int) -> int:
-    """Open files one process may hold for a run over ``hosts`` hosts.
-
-    The firewall engine keeps one listener session per destination (three pipes each, and the ssh client's
-    control socket) while every source probes; plus pytest's own files and the probe and fact sessions.
-    """
-    return 4 * hosts + 512
-
-
-def raise_fd_limit(needed: int) -> str:
-    """Raise this process's soft limit of open files towards ``needed`` (up to the hard limit).
-
-    Many systems start processes with a soft limit of 1,024, which a few hundred hosts exceed; the hard limit
-    is usually far higher and a process may raise its own soft limit up to it. Returns a note when even the
-    hard limit is too low, else "".
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return ""
-    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError):
-        target = soft
-    if target >= needed:
-        return ""
-    return (f"open files limited to {target} (ulimit -n), below the {needed} this inventory may need: "
-            f"raise the hard limit (ulimit -Hn, limits.conf nofile) or run fewer hosts per run")
-
-
-SESSION = pytest.StashKey[NovaSession]()
 NO_INVENTORY_ID = "nova-no-inventory"
 # Modules holding fixtures for the suites, loaded as plugins; each engine keeps its fixtures beside its code.
-FIXTURE_MODULES = ("pytest_nova.fixtures", "pytest_nova.facts", "pytest_nova.matrix", "pytest_nova.cluster",
-                   "pytest_nova.balancers", "pytest_nova.report", "pytest_nova.unreached")
+FIXTURE_MODULES = ("pytest_nova.fixtures", "pytest_nova.checks.node", "pytest_nova.checks.dns",
+                   "pytest_nova.checks.firewall", "pytest_nova.checks.cluster", "pytest_nova.checks.balancers",
+                   "pytest_nova.report", "pytest_nova.unreached")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -136,8 +88,6 @@ def register_secrets(inv: Inventory) -> None:
     """Mask the contents of the SSH keys and the kubeconfig's credentials in everything the run writes."""
     for key in {inv.ssh.identity_file, *(n.identity_file for n in inv.nodes if n.identity_file)}:
         secrets.register_key_file(inv.resolve_file(key))
-    from pytest_nova.cluster import kubeconfig_path  # the cluster module loads as a plugin after this one
-
     secrets.register_kubeconfig(kubeconfig_path(inv))
 
 
@@ -191,12 +141,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     close_control_sockets(state.run_dir)
     shutil.rmtree(state.run_dir, ignore_errors=True)
-    os.environ.pop(RUN_DIR_ENV, None)
-
-
-def session_of(config: pytest.Config) -> NovaSession:
-    """The pytest-nova state of a session."""
-    return config.stash[SESSION]
+    forget_run_dir()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -291,40 +236,6 @@ def describe(check: Check) -> dict[str, Any]:
     }
 
 
-class ResultsWriter:
-    """On the controller: collect verdict records from reports (workers' too) and write the results JSON."""
-
-    def __init__(self, state: NovaSession) -> None:
-        self.state = state
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Take the verdict records of one report; the report then keeps only those that did not pass."""
-        self.state.collector.add(report)
-        report.user_properties = compact(report.user_properties)
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Write the results JSON, whatever the outcome (not for --collect-only: nothing was checked)."""
-        state, inv = self.state, self.state.inventory
-        if inv is None or state.settings.json_path is None or session.config.option.collectonly:
-            return
-        head = {
-            "schema": SCHEMA,
-            "cluster": inv.name,
-            "inventory": {"path": str(inv.path), "sha256": inv.sha256},
-            "catalog": state.catalog.version,
-            "started": state.collector.started,
-            "finished": now(),
-        }
-        try:
-            state.collector.write(state.settings.json_path, head, state.json_extra)
-        except OutputError as exc:
-            # After the run: the verdict still prints; the gate must not pass without its JSON.
-            sys.stderr.write(f"ERROR: --nova-json: {exc}\n")
-            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-                session.exitstatus = pytest.ExitCode.USAGE_ERROR
-
-
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """One header line naming the inventory, the phase and the size of the plan."""
     state = session_of(config)
@@ -339,17 +250,3 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
-class NovaItem:
-    """Per-test helper given to suite functions: record verdicts and fail with a readable message."""
-
-    def __init__(self, item: pytest.Item, state: NovaSession) -> None:
-        self._item = item
-        self.settings = state.settings
-        self.catalog = state.catalog
-        assert state.inventory is not None
-        self.inventory: Inventory = state.inventory
-
-    def judge(self, verdicts: list[Verdict]) -> None:
-        """Record every verdict; fail once, listing those that did not pass."""
-        judge(self._item.user_properties, self._item.nodeid, verdicts, advisory=self.catalog.advisory,
-              strict=self.settings.strict, proof=self.settings.require_proof)

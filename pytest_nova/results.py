@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _encode_str
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
 from pytest_nova import outputs
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED, WARNING
+from pytest_nova.outputs import OutputError
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED, WARNING, compact
+
+if TYPE_CHECKING:
+    from pytest_nova.session import NovaSession
 
 SCHEMA = "pytest-nova/results/v1"
 CHECK_PROPERTY = "nova_check"
@@ -231,3 +236,35 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
+class ResultsWriter:
+    """On the controller: collect verdict records from reports (workers' too) and write the results JSON."""
+
+    def __init__(self, state: NovaSession) -> None:
+        self.state = state
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Take the verdict records of one report; the report then keeps only those that did not pass."""
+        self.state.collector.add(report)
+        report.user_properties = compact(report.user_properties)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Write the results JSON, whatever the outcome (not for --collect-only: nothing was checked)."""
+        state, inv = self.state, self.state.inventory
+        if inv is None or state.settings.json_path is None or session.config.option.collectonly:
+            return
+        head = {
+            "schema": SCHEMA,
+            "cluster": inv.name,
+            "inventory": {"path": str(inv.path), "sha256": inv.sha256},
+            "catalog": state.catalog.version,
+            "started": state.collector.started,
+            "finished": now(),
+        }
+        try:
+            state.collector.write(state.settings.json_path, head, state.json_extra)
+        except OutputError as exc:
+            # After the run: the verdict still prints; the gate must not pass without its JSON.
+            sys.stderr.write(f"ERROR: --nova-json: {exc}\n")
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+                session.exitstatus = pytest.ExitCode.USAGE_ERROR

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from pytest_nova import shared
+from pytest_nova import runcache
 from pytest_nova.hosts import LOGIN_KEY
-from pytest_nova.plugin import session_of
+from pytest_nova.session import session_of
 from pytest_nova.verdicts import ERROR, FAILED, USER_PROPERTY
 
 
 def failed_logins(run_dir: Path) -> dict[str, str]:
     """Host -> cause, for every host whose one login of the run failed."""
-    return {exc.host: exc.cause for exc in shared.failures(run_dir, LOGIN_KEY)}
+    return {exc.host: exc.cause for exc in runcache.failures(run_dir, LOGIN_KEY)}
 
 
 def lines(run_dir: Path, records: Iterable[dict[str, Any]]) -> list[str]:

@@ -22,6 +22,15 @@ WARNING_PROPERTY = "nova_warning"
 
 
 @dataclass(frozen=True)
+class Finding:
+    """A judgement of one observation: outcome, what was observed, and a fix when the catalog's is not precise."""
+
+    outcome: str
+    message: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
 class Verdict:
     """One assertion's outcome, shaped like a record of the results JSON (format v1)."""
 

@@ -17,8 +17,9 @@ import dns.rrset
 import pytest
 
 from nova_lab import pki
-from pytest_nova import balancers as b
+from pytest_nova import x509
 from pytest_nova.catalog import load_catalog
+from pytest_nova.checks import balancers as b
 from pytest_nova.inventory import load_inventory
 from pytest_nova.plan import Check, Target, build
 from pytest_nova.verdicts import FAILED, PASSED
@@ -109,13 +110,13 @@ def test_fingerprint_is_sha256_of_der_like_openssl(certs: dict[str, pki.KeyPair]
     der = ssl.PEM_cert_to_DER_cert(certs["master"].cert.read_text())
     out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(certs["master"].cert)],
                          capture_output=True, text=True, check=True)
-    assert b.fingerprint(der) == out.stdout.strip().split("=", 1)[1]
+    assert x509.fingerprint(der) == out.stdout.strip().split("=", 1)[1]
 
 
 def test_cert_names_reads_subject_and_issuer(certs: dict[str, pki.KeyPair]) -> None:
     der = ssl.PEM_cert_to_DER_cert(certs["master"].cert.read_text())
-    assert b.cert_names(der) == ("O=Nova Lab, CN=master-1", "O=Nova Lab, CN=Test Cluster CA")
-    assert b.cert_names(b"\x30\x03\x02\x01") == ("?", "?")
+    assert x509.cert_names(der) == ("O=Nova Lab, CN=master-1", "O=Nova Lab, CN=Test Cluster CA")
+    assert x509.cert_names(b"\x30\x03\x02\x01") == ("?", "?")
 
 
 # --- HTTP(S) probes ----------------------------------------------------------------------------------------

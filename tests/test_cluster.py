@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from nova_lab import kubeapi
-from pytest_nova import cluster as c
+from pytest_nova import kubeconfig
 from pytest_nova.catalog import load_catalog
+from pytest_nova.checks import cluster as c
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.plan import Check, build
@@ -181,20 +182,20 @@ def _kubeconfig(path: Path, ca: dict[str, str]) -> Path:
 def test_kubeconfig_ca_inline_or_file_of_the_current_context(tmp_path: Path) -> None:
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     inline = _kubeconfig(tmp_path / "k1", {"certificate-authority-data": base64.b64encode(pem.encode()).decode()})
-    assert c.kubeconfig_ca(inline) == pem
-    assert c.kubeconfig_server(inline) == "https://b:6443"
+    assert kubeconfig.kubeconfig_ca(inline) == pem
+    assert kubeconfig.kubeconfig_server(inline) == "https://b:6443"
     (tmp_path / "ca.crt").write_text(pem)
     by_file = _kubeconfig(tmp_path / "k2", {"certificate-authority": "ca.crt"})
-    assert c.kubeconfig_ca(by_file) == pem
-    assert c.kubeconfig_ca(tmp_path / "absent") is None
+    assert kubeconfig.kubeconfig_ca(by_file) == pem
+    assert kubeconfig.kubeconfig_ca(tmp_path / "absent") is None
 
 
 def test_kubeconfig_path_precedence(inv: Inventory, tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.write_text("x")
     env = {"KUBECONFIG": os.pathsep.join([str(tmp_path / "nope"), str(real)])}
-    assert c.kubeconfig_path(inv, env) == real
-    assert c.kubeconfig_path(inv, {}) == Path("~/.kube/config").expanduser()
+    assert kubeconfig.kubeconfig_path(inv, env) == real
+    assert kubeconfig.kubeconfig_path(inv, {}) == Path("~/.kube/config").expanduser()
 
 
 # --- kubectl -----------------------------------------------------------------------------------------------

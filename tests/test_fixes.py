@@ -9,7 +9,7 @@ import re
 import pytest
 
 from pytest_nova.catalog import load_catalog
-from pytest_nova.fixes import DEBIAN, RHEL, os_family, port_rule_fix, with_fixes
+from pytest_nova.checks.firewall_fixes import DEBIAN, RHEL, os_family, port_rule_fix, with_fixes
 from pytest_nova.inventory import load_inventory
 from pytest_nova.plan import Check, build
 from pytest_nova.verdicts import FAILED, PASSED, Verdict

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from pytest_nova import inventory_checks
 from pytest_nova.catalog import load_catalog
+from pytest_nova.checks import inventory as inventory_checks
 from pytest_nova.inventory import load_inventory
 from pytest_nova.plan import build
 from pytest_nova.verdicts import FAILED, PASSED, SKIPPED

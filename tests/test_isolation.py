@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from pytest_nova import shared
+from pytest_nova import runcache
+from pytest_nova.checks.firewall import Listening, Probe, judge_probe, staggered, suspect
 from pytest_nova.hosts import Access, HostError, RemoteHost, explain_ssh_failure, host_fix
 from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.matrix import Listening, Probe, judge_probe, staggered, suspect
 from pytest_nova.probes import portprobe
 from pytest_nova.remote_scripts import NO_PYTHON, NO_SUDO, Script, _failure, framed, new_marker, start_and_read
 from pytest_nova.unreached import lines
@@ -84,7 +84,7 @@ def test_a_failed_login_is_tried_once_per_run_and_remembered(inv: Inventory, tmp
         other.start("cat", b"")
     assert calls == ["true"]
     with pytest.raises(HostError):
-        shared.once(tmp_path, "login-master-1", lambda: True)
+        runcache.once(tmp_path, "login-master-1", lambda: True)
 
 
 @pytest.mark.parametrize(("stderr", "cause"), [
@@ -207,10 +207,11 @@ def test_run_cache_is_read_without_computing(tmp_path: Path) -> None:
     def down() -> None:
         raise HostError("master-3", "ssh: connection refused")
 
-    assert shared.once(tmp_path, "firewall-matrix", lambda: {"probes": 3}) == {"probes": 3}
+    assert runcache.once(tmp_path, "firewall-matrix", lambda: {"probes": 3}) == {"probes": 3}
     with pytest.raises(HostError):
-        shared.once(tmp_path, "login-master-3", down)
-    shared.once(tmp_path, "login-worker-1", lambda: True)
-    assert shared.stored(tmp_path, "firewall-matrix") == {"probes": 3}
-    assert shared.stored(tmp_path, "login-master-3") is None and shared.stored(tmp_path, "nothing") is None
-    assert [(e.host, e.cause) for e in shared.failures(tmp_path, "login-")] == [("master-3", "ssh: connection refused")]
+        runcache.once(tmp_path, "login-master-3", down)
+    runcache.once(tmp_path, "login-worker-1", lambda: True)
+    assert runcache.stored(tmp_path, "firewall-matrix") == {"probes": 3}
+    assert runcache.stored(tmp_path, "login-master-3") is None and runcache.stored(tmp_path, "nothing") is None
+    failed = [(e.host, e.cause) for e in runcache.failures(tmp_path, "login-")]
+    assert failed == [("master-3", "ssh: connection refused")]

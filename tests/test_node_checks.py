@@ -19,15 +19,16 @@ import dns.rrset
 import pytest
 
 from nova_lab import pki
-from pytest_nova import dnscheck
-from pytest_nova import facts as f
-from pytest_nova import node_rules as r
 from pytest_nova.catalog import load_catalog
+from pytest_nova.checks import dns as dnscheck
+from pytest_nova.checks import endpoints
+from pytest_nova.checks import node as f
+from pytest_nova.checks import node_rules as r
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.plan import build
 from pytest_nova.remote_scripts import source
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Finding
 
 REPO = Path(__file__).resolve().parents[1]
 PROD = REPO / "inventories" / "example-prod.yaml"
@@ -71,7 +72,7 @@ def good_facts() -> dict[str, Any]:
     }
 
 
-def judge(inv: Inventory, req_id: str, facts: dict[str, Any], **kw: Any) -> r.Finding:
+def judge(inv: Inventory, req_id: str, facts: dict[str, Any], **kw: Any) -> Finding:
     return r.judge_requirement(load_catalog().get(req_id), facts, ctx(inv, **kw))
 
 
@@ -239,10 +240,10 @@ def test_names_on_node(inv: Inventory) -> None:
     facts = good_facts()
     facts["names"]["bad.nova.mycompany.local"] = {"status": "ok", "addresses": ["10.10.1.41"]}
     facts["names"]["gone.nova.mycompany.local"] = {"status": "unresolved", "error": "Name or service not known"}
-    assert r.judge_name(facts, "nova-console.nova.mycompany.local", ["10.10.1.21"]).outcome == PASSED
-    wrong = r.judge_name(facts, "bad.nova.mycompany.local", ["10.10.1.21", "10.10.1.101"])
+    assert dnscheck.judge_name(facts, "nova-console.nova.mycompany.local", ["10.10.1.21"]).outcome == PASSED
+    wrong = dnscheck.judge_name(facts, "bad.nova.mycompany.local", ["10.10.1.21", "10.10.1.101"])
     assert wrong.outcome == FAILED and "10.10.1.41, not an allowed address" in wrong.message
-    gone = r.judge_name(facts, "gone.nova.mycompany.local", ["10.10.1.21"])
+    gone = dnscheck.judge_name(facts, "gone.nova.mycompany.local", ["10.10.1.21"])
     assert gone.message.startswith("name not resolved: gone.nova.mycompany.local")
 
 
@@ -255,10 +256,10 @@ def test_names_on_node(inv: Inventory) -> None:
 ])
 def test_endpoint_failure_names_its_cause(inv: Inventory, status: str, cause: str, fix: str) -> None:
     facts = _with("endpoints", {"hub.nova-platform.io:443": {"status": status, "error": "detail"}})
-    got = r.judge_endpoint(facts, "hub.nova-platform.io", 443)
+    got = endpoints.judge_endpoint(facts, "hub.nova-platform.io", 443)
     assert got.outcome == FAILED and got.message.startswith(f"{cause}: hub.nova-platform.io:443")
     req = load_catalog().get("ext-image-registry-hub")
-    assert fix in r.endpoint_fix(got.message, "hub.nova-platform.io", 443, ctx(inv), req.fix)
+    assert fix in endpoints.endpoint_fix(got.message, "hub.nova-platform.io", 443, ctx(inv), req.fix)
 
 
 def test_probe_params_cover_the_hosts_checks(inv: Inventory) -> None:
@@ -433,10 +434,10 @@ def test_dns_answers_are_told_apart(dns_server: int) -> None:
     assert ok == dnscheck.Answer("ok", ("10.10.1.21", "10.10.1.41"))
     assert dnscheck.query_a("nova-oauth.nova.mycompany.local", LOCAL, 1.0, port=dns_server).status == "nxdomain"
     assert dnscheck.query_a("slow.nova.mycompany.local", LOCAL, 0.3, port=dns_server).status == "timeout"
-    judged = r.judge_record(ok, "nova-console.nova.mycompany.local", LOCAL, ["10.10.1.21", "10.10.1.101"])
+    judged = dnscheck.judge_record(ok, "nova-console.nova.mycompany.local", LOCAL, ["10.10.1.21", "10.10.1.101"])
     assert judged.outcome == FAILED and "10.10.1.41 is not an allowed address" in judged.message
-    assert r.judge_record(ok, "x", LOCAL, ["10.10.1.21", "10.10.1.41"]).outcome == PASSED
-    nx = r.judge_record(dnscheck.Answer("nxdomain"), "nova-oauth.x", "10.10.0.53", ["10.10.1.21"])
+    assert dnscheck.judge_record(ok, "x", LOCAL, ["10.10.1.21", "10.10.1.41"]).outcome == PASSED
+    nx = dnscheck.judge_record(dnscheck.Answer("nxdomain"), "nova-oauth.x", "10.10.0.53", ["10.10.1.21"])
     assert "NXDOMAIN" in nx.message and nx.fix == "add an A record nova-oauth.x -> 10.10.1.21 on 10.10.0.53"
 
 
@@ -445,7 +446,7 @@ def test_dns_record_verdict(tmp_path: Path, dns_server: int, monkeypatch: pytest
     check = next(c for c in build(load_catalog(), inv).checks if c.kind == "dns_record")
     real = dnscheck.query_a
     monkeypatch.setattr(dnscheck, "query_a", lambda n, s, t, port=53: real(n, LOCAL, t, port=dns_server))
-    names = f.NameChecks(tmp_path, 1.0, [check])
+    names = dnscheck.NameChecks(tmp_path, 1.0, [check])
     [v] = names.verdicts(check)
     assert (v.check, v.source, v.target) == ("dns", check.server, check.name)
     assert v.outcome == FAILED and "NXDOMAIN" in v.message

@@ -5,9 +5,9 @@ One kubelet version across nodes; kube-system pods running.
 
 from __future__ import annotations
 
-from pytest_nova.cluster import Cluster
+from pytest_nova.checks.cluster import Cluster
 from pytest_nova.plan import Check
-from pytest_nova.plugin import NovaItem
+from pytest_nova.session import NovaItem
 
 
 def test_cluster_node(cluster_node: Check, nova_cluster: Cluster, nova: NovaItem) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pytest_nova.facts import NameChecks, NodeFacts
+from pytest_nova.checks.dns import NameChecks
+from pytest_nova.checks.node import NodeFacts
 from pytest_nova.plan import Check
-from pytest_nova.plugin import NovaItem
+from pytest_nova.session import NovaItem
 
 
 def test_dns_record(dns_record: Check, nova_dns: NameChecks, nova: NovaItem) -> None:

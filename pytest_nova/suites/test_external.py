@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_nova.facts import NodeFacts
+from pytest_nova.checks.node import NodeFacts
 from pytest_nova.plan import Check
-from pytest_nova.plugin import NovaItem
+from pytest_nova.session import NovaItem
 
 
 def test_endpoint(endpoint: Check, node_facts: NodeFacts, nova: NovaItem) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pytest_nova import inventory_checks
+from pytest_nova.checks import inventory as inventory_checks
 from pytest_nova.inventory import Inventory
 from pytest_nova.plan import Check
-from pytest_nova.plugin import NovaItem
+from pytest_nova.session import NovaItem
 
 
 def test_inventory_value(inventory_check: Check, nova_inventory: Inventory, nova: NovaItem) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pytest_nova.balancers import Balancers
+from pytest_nova.checks.balancers import Balancers
 from pytest_nova.plan import Check
-from pytest_nova.plugin import NovaItem
+from pytest_nova.session import NovaItem
 
 
 def test_balancer(balancer_check: Check, nova_balancers: Balancers, nova: NovaItem) -> None:

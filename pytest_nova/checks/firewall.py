@@ -9,7 +9,7 @@ this node (the Hubble relay runs on one node, only one of 4789 and 8472 carries 
 listener, so the firewall is proven there too rather than a refusal taken for a drop. IPIP receivers bind
 nothing and run in every phase.
 
-The whole matrix is computed by one process of the run (``shared.once``) and read by the pytest-xdist workers;
+The whole matrix is computed by one process of the run (``runcache.once``) and read by the pytest-xdist workers;
 the ``test_port`` items only turn it into verdicts.
 """
 
@@ -26,13 +26,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pytest_nova import shared
+from pytest_nova import runcache
 from pytest_nova.hosts import HostError, Hosts, RemoteHost, Stream
 from pytest_nova.inventory import Inventory
 from pytest_nova.options import Settings
 from pytest_nova.plan import Check
-from pytest_nova.plugin import session_of
 from pytest_nova.remote_scripts import SUDO_REFUSED, Script, run_script, start_and_read, sudo_refused
+from pytest_nova.session import session_of
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
 
 CACHE_KEY = "firewall-matrix"
@@ -568,14 +568,14 @@ def port_matrix(request: pytest.FixtureRequest, nova_hosts: Hosts, nova_run_dir:
     settings = session_of(request.config).settings
     run_dir = nova_run_dir
     checks = selected_port_rules(request.session.items)
-    stored = shared.once(run_dir, CACHE_KEY, lambda: compute(nova_hosts, checks, settings))
+    stored = runcache.once(run_dir, CACHE_KEY, lambda: compute(nova_hosts, checks, settings))
     return PortMatrix(stored)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """One line on the controller: how many probes the matrix took and how long."""
     run_dir = session_of(config).run_dir
-    value = shared.stored(run_dir, CACHE_KEY) if run_dir else None
+    value = runcache.stored(run_dir, CACHE_KEY) if run_dir else None
     if value:
         terminalreporter.write_line(
             f"nova firewall matrix: {value['probes']} probes from {value.get('sources', '?')} sources to "

@@ -1,15 +1,12 @@
 """The installed cluster, read from nova-ctl through the Kubernetes API with ``kubectl``.
 
 Two ``kubectl get -o json`` calls per run (nodes, kube-system pods), made by whichever process asks first
-(``shared.once``); items judge the cached, reduced state. ``kubectl`` gets the kubeconfig by path: tokens and
+(``runcache.once``); items judge the cached, reduced state. ``kubectl`` gets the kubeconfig by path: tokens and
 keys stay in that file, never on a command line, in a message or in the cache.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
 import re
 import shutil
 import subprocess
@@ -21,76 +18,20 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_nova import shared
+from pytest_nova import runcache
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Host, Inventory
+from pytest_nova.kubeconfig import kubeconfig_path, kubeconfig_server
 from pytest_nova.plan import Check
-from pytest_nova.plugin import session_of
+from pytest_nova.session import session_of
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
 
-DEFAULT_KUBECONFIG = "~/.kube/config"
 RUNNER = "nova-ctl"
 # Inventory roles as node-role.kubernetes.io/<x> labels; kubeadm labels masters control-plane (older: master).
 ROLE_ALIASES = {"control-plane": "master"}
 # Kubernetes leaves workers unlabelled (ROLES <none>), so the worker role is neither required nor an extra.
 OPTIONAL_ROLES = frozenset({"worker"})
 _KLOG = re.compile(r"^[EIWF]\d{4} ")
-
-
-# --- kubeconfig ------------------------------------------------------------------------------------------
-
-
-def kubeconfig_path(inv: Inventory, environ: dict[str, str] | None = None) -> Path:
-    """The kubeconfig to use: the inventory's ``kubeconfig:``, else the first of $KUBECONFIG, else ~/.kube/config."""
-    env = os.environ if environ is None else environ
-    if inv.kubeconfig:
-        return inv.resolve_file(inv.kubeconfig)
-    paths = [p for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
-    existing = [p for p in paths if Path(p).expanduser().is_file()]
-    return Path((existing or paths or [DEFAULT_KUBECONFIG])[0]).expanduser()
-
-
-def _current_cluster(cfg: Any) -> dict[str, Any]:
-    """The ``cluster`` mapping of the current context (else of the first cluster)."""
-    if not isinstance(cfg, dict):
-        return {}
-    clusters = {c.get("name"): c.get("cluster") or {} for c in cfg.get("clusters") or [] if isinstance(c, dict)}
-    contexts = {c.get("name"): c.get("context") or {} for c in cfg.get("contexts") or [] if isinstance(c, dict)}
-    name = contexts.get(cfg.get("current-context"), {}).get("cluster")
-    found = clusters.get(name) or next(iter(clusters.values()), {})
-    return found if isinstance(found, dict) else {}
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return _current_cluster(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError):
-        return {}
-
-
-def kubeconfig_server(path: Path) -> str | None:
-    """The API server URL of the kubeconfig's current context, if readable."""
-    server = _read(path).get("server")
-    return str(server) if server else None
-
-
-def kubeconfig_ca(path: Path) -> str | None:
-    """The PEM CA bundle of the kubeconfig's current cluster (inline data or a file), if any."""
-    cluster = _read(path)
-    if cluster.get("certificate-authority-data"):
-        try:
-            return base64.b64decode(str(cluster["certificate-authority-data"])).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-    ca = cluster.get("certificate-authority")
-    if ca:
-        ca_path = Path(str(ca)).expanduser()
-        ca_path = ca_path if ca_path.is_absolute() else path.parent / ca_path
-        try:
-            return ca_path.read_text()
-        except OSError:
-            return None
-    return None
 
 
 # --- kubectl ---------------------------------------------------------------------------------------------
@@ -392,4 +333,4 @@ def nova_cluster(pytestconfig: pytest.Config, nova_inventory: Inventory, nova_ru
     def compute() -> dict[str, Any]:
         return fetch(kubeconfig, namespace, state.settings.probe_timeout, nova_run_dir / "kube-cache", prefix)
 
-    return Cluster(nova_inventory, lambda: shared.once(nova_run_dir, "cluster-state", compute))
+    return Cluster(nova_inventory, lambda: runcache.once(nova_run_dir, "cluster-state", compute))

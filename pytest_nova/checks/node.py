@@ -1,13 +1,10 @@
-"""Node and name checks: one fact-gathering run per host, evaluated into verdicts.
+"""The node engine: one fact-gathering script run per host, judged into verdicts.
 
-The ``node_facts`` fixture runs ``probes/node_facts.py`` once per host per run (shared by every pytest-xdist
-worker through :func:`pytest_nova.shared.once`) and turns the facts into :class:`Verdict` records for the
-``node_requirement``, ``dns_on_node`` and ``endpoint`` checks. ``nova_dns`` asks each DNS server of the
-inventory directly for the ``dns_record`` checks, all names of one server at once.
-
-Each catalog ``check`` name maps to a :class:`~pytest_nova.node_rules.Rule` in
-:data:`pytest_nova.node_rules.RULES`: what the probe must gather for it (``needs``) and how its facts are judged
-(``judge``, a pure function the unit tests exercise directly). This module gathers the facts and holds the fixtures.
+Gather: ``probes/node_facts.py`` runs once per host per run (shared by every pytest-xdist worker through
+:func:`pytest_nova.runcache.once`). Judge: each catalog ``check`` name maps to a pure
+:class:`~pytest_nova.checks.node_rules.Rule` (what the probe must gather, how its facts are judged); names and
+endpoints seen from the node are judged by :mod:`~pytest_nova.checks.dns` and :mod:`~pytest_nova.checks.endpoints`.
+Fixture: ``node_facts``, for the ``node_requirement``, ``dns_on_node`` and ``endpoint`` checks.
 """
 
 from __future__ import annotations
@@ -22,26 +19,23 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pytest_nova import dnscheck, shared
+from pytest_nova import runcache
 from pytest_nova.catalog import Requirement
-from pytest_nova.hosts import HostError, Hosts, host_fix
-from pytest_nova.node_rules import (
+from pytest_nova.checks.dns import judge_name
+from pytest_nova.checks.endpoints import endpoint_fix, judge_endpoint
+from pytest_nova.checks.node_rules import (
     PEER_CHECKS,
     RULES,
     Context,
     Facts,
-    Finding,
-    endpoint_fix,
-    judge_endpoint,
-    judge_name,
-    judge_record,
     judge_requirement,
     needs_of,
 )
-from pytest_nova.plan import KINDS, Check, dns_allowed
-from pytest_nova.plugin import session_of
+from pytest_nova.hosts import HostError, Hosts, host_fix
+from pytest_nova.plan import Check, dns_allowed
 from pytest_nova.remote_scripts import run_script
-from pytest_nova.verdicts import ERROR, PASSED, Verdict
+from pytest_nova.session import selected_checks, session_of
+from pytest_nova.verdicts import ERROR, PASSED, Finding, Verdict
 
 PROBE = "node_facts"
 FACT_KINDS = ("node_requirement", "dns_on_node", "endpoint")
@@ -119,7 +113,7 @@ class NodeFacts:
         """Start gathering every host's facts in the background, a few hosts at a time.
 
         Items of one host run one after another on one worker, so gathering host by host would serialize the
-        run on the slowest logins; the cross-process lock of :func:`shared.once` keeps it one login per host
+        run on the slowest logins; the cross-process lock of :func:`runcache.once` keeps it one login per host
         even when every worker prefetches.
         """
         with self._lock:
@@ -145,7 +139,7 @@ class NodeFacts:
             cached = self._memo.get(host)
         if cached is None:
             try:
-                cached = shared.once(self.run_dir, f"facts-{host}", lambda: self._gather(host))
+                cached = runcache.once(self.run_dir, f"facts-{host}", lambda: self._gather(host))
             except HostError as exc:
                 cached = exc
             with self._lock:
@@ -254,56 +248,7 @@ def read_public_key(path: Path) -> tuple[str | None, str]:
     return None, f"no {pub.name} and ssh-keygen -y -f {path} failed: {proc.stderr.decode(errors='replace').strip()}"
 
 
-class NameChecks:
-    """Direct queries to the inventory's DNS servers, all names of one server at once, cached per run."""
-
-    def __init__(self, run_dir: Path, timeout: float, selected: Iterable[Check]) -> None:
-        self.run_dir, self.timeout = run_dir, timeout
-        self._names: dict[str, list[str]] = {}
-        for c in selected:
-            if c.kind == "dns_record" and c.server and c.name:
-                names = self._names.setdefault(c.server, [])
-                if c.name not in names:
-                    names.append(c.name)
-
-    def answers(self, server: str) -> dict[str, dnscheck.Answer]:
-        """Every selected name's answer at ``server``, queried concurrently once per run."""
-        names = self._names.get(server, [])
-
-        def ask() -> dict[str, Any]:
-            with ThreadPoolExecutor(max_workers=min(16, max(1, len(names)))) as pool:
-                found = dict(zip(names, pool.map(lambda n: dnscheck.query_a(n, server, self.timeout), names),
-                                 strict=True))
-            return {n: [a.status, list(a.addresses), a.detail] for n, a in found.items()}
-
-        raw = shared.once(self.run_dir, f"dns-{server}", ask)
-        return {n: dnscheck.Answer(s, tuple(addrs), d) for n, (s, addrs, d) in raw.items()}
-
-    def verdicts(self, check: Check) -> list[Verdict]:
-        """The verdict of one ``dns_record`` check: the name resolves at the server, only to allowed addresses."""
-        name, server = check.name or "", check.server or ""
-        answer = self.answers(server).get(name) or dnscheck.query_a(name, server, self.timeout)
-        finding = judge_record(answer, name, server, check.allowed)
-        req = check.requirement
-        fix = finding.fix or req.fix
-        return [Verdict(check="dns", requirement=req.id, section=req.section, outcome=finding.outcome,
-                        message=finding.message, source=server, target=name,
-                        checked=f"A {name} at DNS server {server}",
-                        expected=f"{name} resolves only to {', '.join(check.allowed)}",
-                        fix="" if finding.outcome == PASSED else fix)]
-
-
-# ---- fixtures
-
-
-def _selected(session: pytest.Session) -> list[Check]:
-    out = []
-    for item in session.items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is None:
-            continue
-        out += [v for k, v in callspec.params.items() if k in KINDS and isinstance(v, Check)]
-    return out
+# ---- fixture
 
 
 @pytest.fixture(scope="session")
@@ -311,11 +256,4 @@ def node_facts(request: pytest.FixtureRequest, nova_hosts: Hosts, nova_run_dir: 
     """Each host's facts, gathered in one run per host per test run; ``.verdicts(check)`` judges a check."""
     settings = session_of(request.config).settings
     return NodeFacts(nova_hosts, nova_run_dir, settings.probe_timeout, settings.command_timeout,
-                     _selected(request.session))
-
-
-@pytest.fixture(scope="session")
-def nova_dns(request: pytest.FixtureRequest, nova_run_dir: Path) -> NameChecks:
-    """Direct DNS queries from the runner to every DNS server of the inventory; ``.verdicts(check)``."""
-    settings = session_of(request.config).settings
-    return NameChecks(nova_run_dir, settings.probe_timeout, _selected(request.session))
+                     selected_checks(request.session))

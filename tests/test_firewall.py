@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from pytest_nova import matrix
 from pytest_nova.catalog import load_catalog
+from pytest_nova.checks import firewall as matrix
+from pytest_nova.checks.firewall import Listening, Probe, judge_probe, listen_requests, probes_by_source
 from pytest_nova.inventory import load_inventory
-from pytest_nova.matrix import Listening, Probe, judge_probe, listen_requests, probes_by_source
 from pytest_nova.plan import Check, build
 from pytest_nova.probes import portprobe
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED

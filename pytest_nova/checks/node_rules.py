@@ -10,12 +10,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_nova import dnscheck
 from pytest_nova.catalog import Requirement
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory
 from pytest_nova.plan import Check
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Finding
 
 Facts = dict[str, Any]
 # Checks that compare a node with the other nodes, so every node's facts must include what they compare.
@@ -31,15 +30,6 @@ CAUSES = {
     "proxy-refused": "refused by the proxy",
     "proxy-unreachable": "proxy unreachable",
 }
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A rule's judgement of one node: outcome, what was observed, and a fix when the catalog's is not precise."""
-
-    outcome: str
-    message: str
-    fix: str = ""
 
 
 @dataclass(frozen=True)
@@ -338,7 +328,7 @@ def _is_public(address: str) -> bool:
 
 def universe_ca_fix(facts: Facts, ctx: Context) -> str:
     """The docs' CA download and trust-store update, for the host's OS family (universe 2.7)."""
-    from pytest_nova.fixes import DEBIAN, RHEL, os_family
+    from pytest_nova.checks.firewall_fixes import DEBIAN, RHEL, os_family
 
     url = ctx.fill("https://repo.<universe domain>/ca/ca.crt")
     rhel = f"curl -kfo /etc/pki/ca-trust/source/anchors/universe-ca.crt {url} && update-ca-trust"
@@ -555,76 +545,6 @@ def cni_configured(facts: Facts, params: dict[str, Any], ctx: Context) -> Findin
     if not confs:
         return Finding(FAILED, f"{path} holds no CNI config (.conf, .conflist or .json)")
     return Finding(PASSED, f"{path}: {', '.join(confs)}")
-
-
-# ---- names and endpoints from the node
-
-
-def judge_name(facts: Facts, name: str, allowed: Iterable[str]) -> Finding:
-    """Whether ``name`` resolved on the node, and only to ``allowed`` addresses."""
-    ok = set(allowed)
-    got = dict((facts.get("names") or {}).get(name) or {"status": "unresolved", "error": "not looked up"})
-    if got.get("status") != "ok":
-        return Finding(FAILED, f"name not resolved: {name} through the node's resolver: {got.get('error')}")
-    addrs = list(got.get("addresses") or [])
-    wrong = [a for a in addrs if a not in ok]
-    if wrong:
-        return Finding(FAILED, f"{name} resolves to {', '.join(wrong)}, not an allowed address "
-                               f"({', '.join(sorted(ok))})",
-                       f"point {name} at {', '.join(sorted(ok))} only, on every DNS server the node uses")
-    return Finding(PASSED, f"{name} resolves to {', '.join(addrs)}")
-
-
-def judge_endpoint(facts: Facts, name: str, port: int) -> Finding:
-    """The node's TCP connect and TLS handshake to name:port, with the cause of a failure."""
-    got = dict((facts.get("endpoints") or {}).get(f"{name}:{port}") or {"status": "error", "error": "not probed"})
-    status = str(got.get("status"))
-    if status == "ok":
-        via = f" via proxy {got['via']}" if got.get("via") else f" at {got.get('address')}"
-        return Finding(PASSED, f"TLS to {name}:{port}{via} verified ({got.get('tls')}, issuer {got.get('issuer')})")
-    cause = CAUSES.get(status, status)
-    via = f" (via proxy {got['via']})" if got.get("via") else ""
-    return Finding(FAILED, f"{cause}: {name}:{port}{via}: {got.get('error')}")
-
-
-def endpoint_fix(status_message: str, name: str, port: int, ctx: Context, default: str,
-                 facts: Facts | None = None) -> str:
-    """The fix for an endpoint failure, by its cause (and the host's OS family, from ``facts``)."""
-    inv = ctx.inventory
-    if status_message.startswith("name not resolved"):
-        return (f"add an A record for {name} on the DNS servers the node uses ({', '.join(inv.dns_servers)}), "
-                "or point the node's resolver at them")
-    if status_message.startswith("TLS not trusted"):
-        if inv.universe and name.endswith("." + inv.universe.dns_base_domain):
-            return "install the Universe root CA on the node: " + universe_ca_fix(facts or {}, ctx)
-        return (f"add the CA that signed {name}'s certificate to the node's trust store (update-ca-trust or "
-                "update-ca-certificates), or stop the proxy from intercepting TLS")
-    if status_message.startswith("refused by the proxy"):
-        return f"allow CONNECT to {name}:{port} on the proxy {inv.http_proxy}, or list {name} in network.noProxy"
-    if status_message.startswith("proxy unreachable"):
-        return f"allow outbound traffic from the node to the HTTP proxy {inv.http_proxy} (docs 2)"
-    return ctx.fill(default)
-
-
-# ---- names at the DNS servers, asked directly from the runner
-
-
-def judge_record(answer: dnscheck.Answer, name: str, server: str, allowed: Iterable[str]) -> Finding:
-    """Judge one server's answer for ``name`` against the allowed addresses."""
-    ok = set(allowed)
-    text = answer.describe(name, server)
-    if answer.status == dnscheck.OK:
-        wrong = [a for a in answer.addresses if a not in ok]
-        if wrong:
-            return Finding(FAILED, f"{text}; {', '.join(wrong)} is not an allowed address ({', '.join(sorted(ok))})",
-                           f"point {name} at {', '.join(sorted(ok))} only (remove the A record for "
-                           f"{', '.join(wrong)})")
-        return Finding(PASSED, text)
-    if answer.status in (dnscheck.TIMEOUT, dnscheck.ERROR) or (
-        answer.status == dnscheck.REFUSED and "listens" in answer.detail
-    ):
-        return Finding(FAILED, text, f"make DNS server {server} answer on port 53 (udp and tcp) from this host")
-    return Finding(FAILED, text, f"add an A record {name} -> {', '.join(sorted(ok))} on {server}")
 
 
 # ---- dispatch: one requirement's judge, one host's probe parameters

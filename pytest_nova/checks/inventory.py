@@ -10,9 +10,8 @@ import ipaddress
 from collections.abc import Callable
 
 from pytest_nova.inventory import Inventory
-from pytest_nova.node_rules import Finding
 from pytest_nova.plan import Check
-from pytest_nova.verdicts import FAILED, PASSED, SKIPPED, Verdict
+from pytest_nova.verdicts import FAILED, PASSED, SKIPPED, Finding, Verdict
 
 InventoryRule = Callable[[Inventory], Finding]
 

@@ -1,0 +1,68 @@
+"""The kubeconfig nova-ctl uses: where it is, its API server and its CA (read, never copied or printed)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pytest_nova.inventory import Inventory
+
+DEFAULT_KUBECONFIG = "~/.kube/config"
+
+
+def kubeconfig_path(inv: Inventory, environ: dict[str, str] | None = None) -> Path:
+    """The kubeconfig to use: the inventory's ``kubeconfig:``, else the first of $KUBECONFIG, else ~/.kube/config."""
+    env = os.environ if environ is None else environ
+    if inv.kubeconfig:
+        return inv.resolve_file(inv.kubeconfig)
+    paths = [p for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
+    existing = [p for p in paths if Path(p).expanduser().is_file()]
+    return Path((existing or paths or [DEFAULT_KUBECONFIG])[0]).expanduser()
+
+
+def _current_cluster(cfg: Any) -> dict[str, Any]:
+    """The ``cluster`` mapping of the current context (else of the first cluster)."""
+    if not isinstance(cfg, dict):
+        return {}
+    clusters = {c.get("name"): c.get("cluster") or {} for c in cfg.get("clusters") or [] if isinstance(c, dict)}
+    contexts = {c.get("name"): c.get("context") or {} for c in cfg.get("contexts") or [] if isinstance(c, dict)}
+    name = contexts.get(cfg.get("current-context"), {}).get("cluster")
+    found = clusters.get(name) or next(iter(clusters.values()), {})
+    return found if isinstance(found, dict) else {}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return _current_cluster(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def kubeconfig_server(path: Path) -> str | None:
+    """The API server URL of the kubeconfig's current context, if readable."""
+    server = _read(path).get("server")
+    return str(server) if server else None
+
+
+def kubeconfig_ca(path: Path) -> str | None:
+    """The PEM CA bundle of the kubeconfig's current cluster (inline data or a file), if any."""
+    cluster = _read(path)
+    if cluster.get("certificate-authority-data"):
+        try:
+            return base64.b64decode(str(cluster["certificate-authority-data"])).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    ca = cluster.get("certificate-authority")
+    if ca:
+        ca_path = Path(str(ca)).expanduser()
+        ca_path = ca_path if ca_path.is_absolute() else path.parent / ca_path
+        try:
+            return ca_path.read_text()
+        except OSError:
+            return None
+    return None

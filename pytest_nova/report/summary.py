@@ -1,0 +1,107 @@
+"""On the controller: the verdict decided at the end of the run, and the terminal summary that prints it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Outcome, decide
+from pytest_nova.results import CHECK_PROPERTY, now
+from pytest_nova.session import NovaSession
+from pytest_nova.verdicts import WARNING, unprovable, where
+from pytest_nova.waivers import Waivers, usage
+
+OUTCOME = pytest.StashKey[Outcome]()
+_INCOMPLETE = (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR)
+
+
+class SignOff:
+    """On the controller: decide the verdict, extend the results JSON, print it in the terminal summary."""
+
+    def __init__(self, config: pytest.Config, state: NovaSession, waivers: Waivers | None) -> None:
+        self.config, self.state, self.waivers = config, state, waivers
+        self.other_failures: set[str] = set()
+        self.finished = ""
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Count failures of items outside the plan: they too block acceptance."""
+        if report.failed and not any(k == CHECK_PROPERTY for k, _ in report.user_properties):
+            self.other_failures.add(report.nodeid)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A module that failed to collect blocks acceptance too."""
+        if report.failed:
+            self.other_failures.add(report.nodeid or "<collection>")
+
+    @property
+    def outcome(self) -> Outcome:
+        """The verdict (decided at session finish)."""
+        return self.config.stash[OUTCOME]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Decide the verdict before the results JSON and the HTML report are written."""
+        if self.config.option.collectonly:
+            # Listing the plan checks nothing: no verdict and no results JSON that could read NOT ACCEPTED.
+            self.state.settings = dataclasses.replace(self.state.settings, json_path=None)
+            return
+        records = self.state.collector.records()
+        # Waivers concern failures only: read those back, not every passed result.
+        used = usage(self.waivers, self.state.collector.records(passed=False)) if self.waivers is not None else []
+        complete = exitstatus not in _INCOMPLETE and not session.shouldstop and not session.shouldfail
+        not_proven = sum(1 for r in self.state.collector.records(passed=False) if unprovable(r))
+        outcome = decide(records, used, other_failures=len(self.other_failures), complete=complete,
+                         unprovable=not_proven)
+        self.config.stash[OUTCOME] = outcome
+        self.finished = now()
+        self.state.json_extra.update(outcome.as_json())
+        # pytest and the verdict agree by construction; this keeps a gate from passing if they ever do not.
+        if outcome.verdict == NOT_ACCEPTED and session.exitstatus == pytest.ExitCode.OK and len(records):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """The verdict, the waivers applied, and expired or unused waivers."""
+        outcome = self.config.stash.get(OUTCOME, None)
+        if outcome is None or self.state.inventory is None or self.config.option.collectonly:
+            return
+        tr = terminalreporter
+        colour = {ACCEPTED: "green", ACCEPTED_WITH_WAIVERS: "yellow"}.get(outcome.verdict, "red")
+        tr.write_sep("=", f"nova verdict: {outcome.verdict}", **{colour: True, "bold": True})
+        tr.write_line(f"{self.state.inventory.name}: {outcome.reason}")
+        self._warnings(tr)
+        waivers = self.waivers
+        for u in outcome.usage:
+            w = u.waiver
+            where = waivers.where(w) if waivers else ""
+            if u.status == "applied":
+                tr.write_line(
+                    f"waived: {w.label}: {u.count} result(s): {w.justification} (approved by {w.approver} until "
+                    f"{w.expires.isoformat()})"
+                )
+            elif u.status == "expired":
+                tr.write_line(
+                    f"expired waiver, not applied: {where}: {w.label} expired {w.expires.isoformat()}"
+                    f" ({u.count} failure(s) it would cover)",
+                    yellow=True,
+                )
+            else:
+                tr.write_line(f"unused waiver: {where}: {w.label} matched no failure", yellow=True)
+
+
+    def _warnings(self, tr: Any) -> None:
+        """Advisory requirements that do not hold, one line per requirement with where and what was seen."""
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in self.state.collector.records(passed=False):
+            if r.get("outcome") == WARNING:
+                groups.setdefault(str(r.get("requirement")), []).append(r)
+        if not groups:
+            return
+        n = sum(len(rs) for rs in groups.values())
+        tr.write_line(f"advisory warnings (not gating; --nova-strict makes them fail): {n}", yellow=True)
+        for req, rs in groups.items():
+            places = sorted({where(r) or str(r.get("nodeid")) for r in rs})
+            shown = ", ".join(places[:6]) + (f" and {len(places) - 6} more" if len(places) > 6 else "")
+            tr.write_line(f"  warning: {req} (docs {rs[0].get('section')}): {len(rs)} result(s) at {shown}: "
+                          f"{rs[0].get('message')}", yellow=True)

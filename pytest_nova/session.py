@@ -1,0 +1,66 @@
+"""The run state of one pytest session (a leaf module: engines and the report read it, nothing here reads them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_nova.catalog import Catalog
+from pytest_nova.inventory import Inventory
+from pytest_nova.options import Settings
+from pytest_nova.plan import Check, Plan
+from pytest_nova.results import Collector
+from pytest_nova.verdicts import Verdict, judge
+
+
+@dataclass
+class NovaSession:
+    """What one pytest session knows: settings, inventory, catalog, plan and collected results."""
+
+    settings: Settings
+    catalog: Catalog
+    inventory: Inventory | None = None
+    plan: Plan | None = None
+    collector: Collector = field(default_factory=Collector)
+    needs_inventory: bool = False
+    run_dir: Path | None = None
+    # Extra top-level keys of the results JSON (a compatible extension of v1), e.g. the report's verdict.
+    json_extra: dict[str, Any] = field(default_factory=dict)
+    fd_note: str = ""  # set when the open-files limit is below what the inventory's size needs
+
+
+SESSION = pytest.StashKey[NovaSession]()
+
+
+def session_of(config: pytest.Config) -> NovaSession:
+    """The pytest-nova state of a session."""
+    return config.stash[SESSION]
+
+
+def selected_checks(session: pytest.Session) -> list[Check]:
+    """The checks of the items this session runs (after ``-k``, ``-m`` and deselection)."""
+    out: list[Check] = []
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None:
+            out += [v for v in callspec.params.values() if isinstance(v, Check)]
+    return out
+
+
+class NovaItem:
+    """Per-test helper given to suite functions: record verdicts and fail with a readable message."""
+
+    def __init__(self, item: pytest.Item, state: NovaSession) -> None:
+        self._item = item
+        self.settings = state.settings
+        self.catalog = state.catalog
+        assert state.inventory is not None
+        self.inventory: Inventory = state.inventory
+
+    def judge(self, verdicts: list[Verdict]) -> None:
+        """Record every verdict; fail once, listing those that did not pass."""
+        judge(self._item.user_properties, self._item.nodeid, verdicts, advisory=self.catalog.advisory,
+              strict=self.settings.strict, proof=self.settings.require_proof)
