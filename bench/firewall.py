@@ -37,7 +37,8 @@ from nova_lab import Lab, LabSpec, teardown  # noqa: E402
 from nova_lab.state import state_dir  # noqa: E402
 from pytest_nova.catalog import load_catalog  # noqa: E402
 from pytest_nova.inventory import Inventory, load_inventory  # noqa: E402
-from pytest_nova.plan import build  # noqa: E402
+from pytest_nova.kinds import build  # noqa: E402
+from pytest_nova.plan import PortRuleCheck  # noqa: E402
 
 PLAIN_TEST = '''
 import json, os, pytest, testinfra
@@ -97,7 +98,7 @@ def run_matrix(lab: Lab, *extra: str) -> Run:
 
 def plain_cases(inv: Inventory) -> list[list[Any]]:
     """The TCP probes of the plan, as plain testinfra cases (source, url, destination, address, port)."""
-    checks = build(load_catalog(), inv).of_kind("port_rule", "postinstall")
+    checks = build(load_catalog(), inv).of_type(PortRuleCheck, "postinstall")
     cases = []
     for c in checks:
         if c.protocol != "tcp" or c.source is None:

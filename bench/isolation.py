@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO))
 from nova_lab import Lab, LabSpec  # noqa: E402
 from pytest_nova.catalog import load_catalog  # noqa: E402
 from pytest_nova.inventory import load_inventory  # noqa: E402
-from pytest_nova.plan import build  # noqa: E402
+from pytest_nova.kinds import build  # noqa: E402
+from pytest_nova.plan import PortRuleCheck  # noqa: E402
 
 Probe = tuple[str, str, "int | None", str]
 
@@ -95,7 +96,7 @@ def large(workers: int, repo: Path) -> None:
     lab = Lab.up(LabSpec(name=f"bw{os.getpid()}", workers=workers))
     try:
         inv = load_inventory(lab.inventory_path)
-        checks = build(load_catalog(), inv).of_kind("port_rule", "preinstall")
+        checks = build(load_catalog(), inv).of_type(PortRuleCheck, "preinstall")
         planned = {(str(c.source), t.name, c.port, str(c.protocol)) for c in checks for t in c.targets}
         roles = {h.name: set(h.roles) for h in inv.nodes}
         nodes = {h.name for h in inv.cluster_nodes}

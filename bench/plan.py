@@ -100,14 +100,15 @@ def plan_alone(inv: Path) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
     from pytest_nova.catalog import load_catalog
     from pytest_nova.inventory import load_inventory
-    from pytest_nova.plan import build
+    from pytest_nova.kinds import build
+    from pytest_nova.plan import PortRuleCheck
 
     start = time.perf_counter()
     inventory = load_inventory(inv)
     loaded = time.perf_counter()
     plan = build(load_catalog(), inventory)
     built = time.perf_counter()
-    probes = sum(len(c.targets) for c in plan.checks if c.kind == "port_rule")
+    probes = sum(len(c.targets) for c in plan.of_type(PortRuleCheck))
     return {"load_s": round(loaded - start, 2), "build_s": round(built - loaded, 2), "checks": len(plan.checks),
             "probes": probes}
 

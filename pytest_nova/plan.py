@@ -6,26 +6,15 @@ Nothing here touches the network, so every pytest-xdist worker computes the same
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from pytest_nova.catalog import Catalog, Requirement
 from pytest_nova.inventory import Host, Inventory
 
 RUNNER = "runner"
-# Test-function argument names that receive checks, each a kind of check.
-KINDS = (
-    "dns_record",
-    "dns_on_node",
-    "endpoint",
-    "node_requirement",
-    "port_rule",
-    "balancer_check",
-    "cluster_node",
-    "cluster_check",
-    "inventory_check",
-)
 BOTH_PHASES = ("preinstall", "postinstall")
 _ROLE_OF_SELECTOR = {"masters": "master", "infra": "infra", "ingress": "ingress", "workers": "worker"}
 # Cluster-scope k8s checks that assert one thing per inventory node rather than one thing per cluster.
@@ -40,11 +29,15 @@ class Target:
     address: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Check:
-    """One pytest item: a requirement applied to the hosts, names or ports it concerns."""
+    """One pytest item: a requirement applied to the hosts, names or ports it concerns.
 
-    kind: str
+    Each kind of check is a subclass naming its ``kind`` (the suite's test argument); the fields here are where
+    it applies, as a result record names it.
+    """
+
+    kind: ClassVar[str] = ""
     id: str
     requirement: Requirement
     phases: tuple[str, ...]
@@ -53,21 +46,90 @@ class Check:
     target: str | None = None
     port: int | None = None
     protocol: str | None = None
-    name: str | None = None  # a DNS name or endpoint host
-    server: str | None = None  # a DNS server address
-    allowed: tuple[str, ...] = ()  # addresses a DNS name may resolve to
-    targets: tuple[Target, ...] = ()
-    records: tuple[tuple[str, Requirement], ...] = field(default=(), compare=False)
 
     @property
     def area(self) -> str:
-        """The marker area: dns, external, firewall, os, lb or k8s."""
+        """The marker area: dns, external, firewall, os, lb, k8s, inventory, or a site plugin's."""
         return self.requirement.area
 
     @property
     def group(self) -> str:
         """The pytest-xdist group: one worker holds one host's connection."""
         return self.host or RUNNER
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsRecordCheck(Check):
+    """A name asked directly at one DNS server of the inventory (docs 1, closed mode 2.1)."""
+
+    kind: ClassVar[str] = "dns_record"
+    name: str
+    server: str  # the DNS server's address
+    allowed: tuple[str, ...]  # addresses the name may resolve to
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NamesOnNodeCheck(Check):
+    """Every platform name resolved through one node's own resolver."""
+
+    kind: ClassVar[str] = "dns_on_node"
+    records: tuple[tuple[str, Requirement], ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointCheck(Check):
+    """A node's TCP connect and TLS handshake to one vendor or Universe endpoint (docs 2, 2.1)."""
+
+    kind: ClassVar[str] = "endpoint"
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeCheck(Check):
+    """One catalog requirement judged from one host's facts (os, k8s, per-host external)."""
+
+    kind: ClassVar[str] = "node_requirement"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortRuleCheck(Check):
+    """One port rule from one source host to each of its destinations (docs 3.1; the 3.2 balancer reach)."""
+
+    kind: ClassVar[str] = "port_rule"
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BalancerCheck(Check):
+    """A healthcheck through a balancer or at one backend (docs 3.2, after installation)."""
+
+    kind: ClassVar[str] = "balancer_check"
+    balancer: str  # the balancer's address
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterNodeCheck(Check):
+    """A cluster requirement asserted once per inventory node (Ready, roles)."""
+
+    kind: ClassVar[str] = "cluster_node"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterCheck(Check):
+    """A cluster requirement asserted once per cluster (versions, kube-system pods)."""
+
+    kind: ClassVar[str] = "cluster_check"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InventoryCheck(Check):
+    """An inventory value the docs constrain, judged on the runner."""
+
+    kind: ClassVar[str] = "inventory_check"
+
+
+C = TypeVar("C", bound=Check)
 
 
 @dataclass(frozen=True)
@@ -79,6 +141,10 @@ class Plan:
     def of_kind(self, kind: str, phase: str) -> list[Check]:
         """Checks of one kind that belong to ``phase`` (``all`` takes every phase)."""
         return [c for c in self.checks if c.kind == kind and (phase == "all" or phase in c.phases)]
+
+    def of_type(self, check_type: type[C], phase: str = "all") -> list[C]:
+        """Checks of one type that belong to ``phase`` (``all`` takes every phase)."""
+        return [c for c in self.checks if type(c) is check_type and (phase == "all" or phase in c.phases)]
 
 
 def fqdn(record: str, domain: str) -> str:
@@ -111,38 +177,34 @@ def internal_dns(inv: Inventory) -> bool:
     return inv.dns_mode in ("internal", "hybrid")
 
 
-def _dns(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+def _names(cat: Catalog, inv: Inventory) -> list[tuple[str, Requirement, tuple[str, ...]]]:
+    """Each platform name (and in closed mode each Universe name) with its requirement and allowed addresses."""
     records = [r for r in cat.by_area("dns") if r.module is None or r.module in inv.modules]
     allowed = dns_allowed(inv)
-    names: list[tuple[str, Requirement, tuple[str, ...]]] = [
-        (fqdn(str(r.record), inv.dns_base_domain), r, allowed) for r in records
-    ]
+    names = [(fqdn(str(r.record), inv.dns_base_domain), r, allowed) for r in records]
     if inv.mode == "closed" and inv.universe:
         for r in cat.by_area("external"):
             if r.mode == "closed":
                 names.append((endpoint_host(r, inv), r, (inv.universe.address,)))
-    for name, req, ok in names:
+    return names
+
+
+def dns_records(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    """Each name at each DNS server of the inventory."""
+    for name, req, ok in _names(cat, inv):
         for server in inv.dns_servers:
-            yield Check(
-                "dns_record",
-                f"{name}:{server}",
-                req,
-                ("preinstall",),
-                name=name,
-                server=server,
-                target=name,
-                allowed=ok,
-            )
+            yield DnsRecordCheck(id=f"{name}:{server}", requirement=req, phases=("preinstall",), name=name,
+                                 server=server, target=name, allowed=ok)
+
+
+def names_on_nodes(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    """All names through each host's own resolver, one check per host."""
+    names = _names(cat, inv)
+    records = [r for r in cat.by_area("dns") if r.module is None or r.module in inv.modules]
+    first = records[0] if records else cat.by_area("dns")[0]
     for node in _probe_hosts(inv):
-        yield Check(
-            "dns_on_node",
-            node.name,
-            records[0] if records else cat.by_area("dns")[0],
-            ("preinstall",),
-            host=node.name,
-            source=node.name,
-            records=tuple((n, r) for n, r, _ in names),
-        )
+        yield NamesOnNodeCheck(id=node.name, requirement=first, phases=("preinstall",), host=node.name,
+                               source=node.name, records=tuple((n, r) for n, r, _ in names))
 
 
 def _probe_hosts(inv: Inventory) -> list[Host]:
@@ -151,27 +213,19 @@ def _probe_hosts(inv: Inventory) -> list[Host]:
     return ([ctl] if ctl else []) + [n for n in inv.cluster_nodes if n is not ctl]
 
 
-def _external(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+def external(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    """Each vendor or Universe endpoint of the network mode, from nova-ctl and every cluster node (docs 2, 2.1)."""
     reqs = [r for r in cat.by_area("external") if r.mode == inv.mode and r.check is None]
     for node in _probe_hosts(inv):
         for r in reqs:
             host = endpoint_host(r, inv)
             for h in host.split():  # a row may name two hosts (hub and storage share the image store)
-                yield Check(
-                    "endpoint",
-                    f"{node.name}:{h}:{r.port}",
-                    r,
-                    ("preinstall",),
-                    host=node.name,
-                    source=node.name,
-                    target=h,
-                    name=h,
-                    port=r.port,
-                    protocol="tcp",
-                )
+                yield EndpointCheck(id=f"{node.name}:{h}:{r.port}", requirement=r, phases=("preinstall",),
+                                    host=node.name, source=node.name, target=h, name=h, port=r.port, protocol="tcp")
 
 
-def _node_reqs(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+def node_reqs(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    """Each os, k8s and per-host external requirement on each host of its scope."""
     for area in ("os", "k8s", "external"):
         for r in cat.by_area(area):
             # params.mode names a network mode (internet/closed) in some entries and a file mode ("0440") in
@@ -189,7 +243,8 @@ def _node_reqs(cat: Catalog, inv: Inventory) -> Iterator[Check]:
             else:
                 continue
             for h in hosts:
-                yield Check("node_requirement", f"{h.name}:{r.id}", r, (r.phase,), host=h.name, source=h.name)
+                yield NodeCheck(id=f"{h.name}:{r.id}", requirement=r, phases=(r.phase,), host=h.name,
+                                source=h.name)
 
 
 def http_proxy(inv: Inventory) -> tuple[str, int] | None:
@@ -208,11 +263,10 @@ def _proxy_rule(r: Requirement, inv: Inventory) -> Iterator[Check]:
     host, port = proxy
     wanted = {s.name for sel in r.sources for s in _select(inv, sel)}
     for src in (h for h in (*inv.nodes, *inv.workstations) if h.name in wanted):
-        yield Check(
-            "port_rule",
-            f"{src.name}:proxy:{port}/tcp",
-            r,
-            BOTH_PHASES,
+        yield PortRuleCheck(
+            id=f"{src.name}:proxy:{port}/tcp",
+            requirement=r,
+            phases=BOTH_PHASES,
             host=src.name,
             source=src.name,
             target="proxy",
@@ -253,7 +307,7 @@ def _directions(r: Requirement) -> list[tuple[tuple[str, ...], tuple[str, ...]]]
     return directions
 
 
-def _firewall(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+def firewall(cat: Catalog, inv: Inventory) -> Iterator[Check]:
     """One check per rule and source; each (source, destination, port, protocol) is probed once in the plan.
 
     Linear in the number of probes: hosts come from the inventory's role indexes, one ``Target`` per host is
@@ -279,11 +333,10 @@ def _firewall(cat: Catalog, inv: Inventory) -> Iterator[Check]:
         else:
             found = _claimed(inv, directions, claimed.setdefault((r.port, proto), {}), order, target_of)
         for src, label, targets in sorted(found, key=lambda f: order[f[0]]):
-            yield Check(
-                "port_rule",
-                f"{src}:{label}:{port}",
-                r,
-                BOTH_PHASES,
+            yield PortRuleCheck(
+                id=f"{src}:{label}:{port}",
+                requirement=r,
+                phases=BOTH_PHASES,
                 host=src,
                 source=src,
                 target=label,
@@ -346,7 +399,8 @@ def _claimed(
     return found
 
 
-def _balancers(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+def balancers(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    """Each balancer port's healthcheck through the balancer and at each backend (docs 3.2)."""
     for r in cat.by_area("lb"):
         lb = str(r.balancer)
         if lb not in inv.balancers or (r.condition == "internal-dns" and not internal_dns(inv)):
@@ -354,33 +408,31 @@ def _balancers(cat: Catalog, inv: Inventory) -> Iterator[Check]:
         backends = inv.with_role(_ROLE_OF_SELECTOR.get(str(r.backends), str(r.backends)))
         base = f"{lb}:{r.port}/{r.protocol}"
         if r.scheme == "https" and r.id.endswith("passthrough"):
-            yield Check(
-                "balancer_check",
-                f"{base}:passthrough",
-                r,
-                ("postinstall",),
+            yield BalancerCheck(
+                id=f"{base}:passthrough",
+                requirement=r,
+                phases=("postinstall",),
                 target=lb,
                 port=r.port,
                 protocol=r.protocol,
                 targets=tuple(Target(b.name, b.address) for b in backends),
-                server=inv.balancers[lb],
+                balancer=inv.balancers[lb],
             )
             continue
         for t in (Target(lb, inv.balancers[lb]), *(Target(b.name, b.address) for b in backends)):
-            yield Check(
-                "balancer_check",
-                f"{base}:{t.name}",
-                r,
-                ("postinstall",),
+            yield BalancerCheck(
+                id=f"{base}:{t.name}",
+                requirement=r,
+                phases=("postinstall",),
                 target=t.name,
                 port=r.port,
                 protocol=r.protocol,
                 targets=(t,),
-                server=inv.balancers[lb],
+                balancer=inv.balancers[lb],
             )
 
 
-def _balancer_reach(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+def balancer_reach(cat: Catalog, inv: Inventory) -> Iterator[Check]:
     """Docs 3.2 "Внутренний доступ / Внешний доступ": each balancer port from every node and every workstation.
 
     Probed like a port rule (the firewall engine, from each source host); a balancer is not an inventory host, so
@@ -396,11 +448,10 @@ def _balancer_reach(cat: Catalog, inv: Inventory) -> Iterator[Check]:
         seen.add((lb, r.port, r.protocol))
         sources = [*(inv.cluster_nodes if r.internal else ()), *(inv.workstations if r.external else ())]
         for src in sources:
-            yield Check(
-                "port_rule",
-                f"{src.name}:{lb}-lb:{r.port}/{r.protocol}",
-                r,
-                ("postinstall",),
+            yield PortRuleCheck(
+                id=f"{src.name}:{lb}-lb:{r.port}/{r.protocol}",
+                requirement=r,
+                phases=("postinstall",),
                 host=src.name,
                 source=src.name,
                 target=lb,
@@ -410,34 +461,32 @@ def _balancer_reach(cat: Catalog, inv: Inventory) -> Iterator[Check]:
             )
 
 
-def _cluster(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+def cluster_nodes(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    """Cluster requirements asserted per inventory node (Ready, roles)."""
     for r in cat.by_area("k8s"):
-        if r.scope != "cluster":
-            continue
-        if r.check in PER_NODE_CLUSTER_CHECKS:
+        if r.scope == "cluster" and r.check in PER_NODE_CLUSTER_CHECKS:
             for n in inv.cluster_nodes:
-                yield Check("cluster_node", f"{n.name}:{r.id}", r, (r.phase,), target=n.name)
-        else:
-            yield Check("cluster_check", f"cluster:{r.id}", r, (r.phase,))
+                yield ClusterNodeCheck(id=f"{n.name}:{r.id}", requirement=r, phases=(r.phase,), target=n.name)
 
 
-def _inventory_checks(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+def cluster_checks(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    """Cluster requirements asserted once (versions, kube-system pods)."""
+    for r in cat.by_area("k8s"):
+        if r.scope == "cluster" and r.check not in PER_NODE_CLUSTER_CHECKS:
+            yield ClusterCheck(id=f"cluster:{r.id}", requirement=r, phases=(r.phase,))
+
+
+def inventory_checks(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    """Each inventory value the docs constrain, for the network mode."""
     for r in cat.by_area("inventory"):
         if r.params.get("mode") in ("internet", "closed") and r.params["mode"] != inv.mode:
             continue
-        yield Check("inventory_check", f"inventory:{r.id}", r, (r.phase,), target="inventory")
+        yield InventoryCheck(id=f"inventory:{r.id}", requirement=r, phases=(r.phase,), target="inventory")
 
 
-def build(cat: Catalog, inv: Inventory) -> Plan:
-    """Expand ``cat`` over ``inv``: every check, grouped by kind, each kind in a stable order."""
-    checks = [
-        *_dns(cat, inv),
-        *_external(cat, inv),
-        *_node_reqs(cat, inv),
-        *_firewall(cat, inv),
-        *_balancers(cat, inv),
-        *_balancer_reach(cat, inv),
-        *_cluster(cat, inv),
-        *_inventory_checks(cat, inv),
-    ]
-    return Plan(tuple(checks))
+Expand = Callable[[Catalog, Inventory], Iterable[Check]]
+
+
+def build(cat: Catalog, inv: Inventory, expansions: Iterable[Expand]) -> Plan:
+    """Expand ``cat`` over ``inv`` with each kind's expansion, in order: each kind's checks in a stable order."""
+    return Plan(tuple(c for expand in expansions for c in expand(cat, inv)))

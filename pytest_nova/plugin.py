@@ -6,33 +6,29 @@ import gc
 import importlib.util
 import shutil
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_nova import __version__, secrets
-from pytest_nova.catalog import load_catalog
-from pytest_nova.collect import add_suites
+from pytest_nova.areas import AREAS
+from pytest_nova.catalog import Catalog, load_catalog
+from pytest_nova.collect import add_suites, ignore_extensions
 from pytest_nova.errors import SourceError
 from pytest_nova.hosts import close_control_sockets
 from pytest_nova.inventory import Inventory, load_inventory
+from pytest_nova.kinds import GENERIC, Registry, RegistryError
 from pytest_nova.kubeconfig import kubeconfig_path
 from pytest_nova.limits import fds_needed, raise_fd_limit
 from pytest_nova.options import NO_INVENTORY, add_options, check_outputs, read_settings
-from pytest_nova.plan import KINDS, Check, build
+from pytest_nova.plan import Check
 from pytest_nova.results import CHECK_PROPERTY, ResultsWriter
 from pytest_nova.rundir import forget_run_dir, run_dir
 from pytest_nova.session import SESSION, NovaSession, session_of
 from pytest_nova.verdicts import junit_properties
 
-MARKERS = {
-    "dns": "DNS records of the platform's services (docs 1)",
-    "external": "vendor or Nova Universe endpoints (docs 2, 2.1)",
-    "firewall": "port rules between node roles (docs 3.1)",
-    "os": "the OS account, sudo and SSH key (account preparation)",
-    "lb": "load balancers and their healthchecks (docs 3.2)",
-    "k8s": "Kubernetes node prerequisites and cluster state",
-    "inventory": "the inventory's own values the docs constrain (Nova Universe, 2.1 and universe 2.4)",
+PHASE_MARKERS = {
     "preinstall": "checks to run before installing the platform",
     "postinstall": "checks to run on the installed platform",
 }
@@ -45,6 +41,13 @@ FIXTURE_MODULES = ("pytest_nova.fixtures", "pytest_nova.checks.node", "pytest_no
                    "pytest_nova.report", "pytest_nova.unreached")
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Register the hooks site plugins implement (:mod:`pytest_nova.hookspecs`)."""
+    from pytest_nova import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register the --nova-* options."""
     add_options(parser)
@@ -52,7 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Load the inventory and catalog and build the plan; bad input ends the run with one line."""
-    for name, help_text in MARKERS.items():
+    registry = _registry(config)
+    for name, help_text in {**{a.name: a.marker for a in registry.areas.values()}, **PHASE_MARKERS}.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     config.addinivalue_line("markers", "nova_check: an item generated from the pytest-nova plan")
     config.addinivalue_line("markers", "nova_empty: a placeholder for a kind with no checks in this phase")
@@ -61,10 +65,10 @@ def pytest_configure(config: pytest.Config) -> None:
     secrets.register_environment()
     settings = read_settings(config)
     try:
-        state = NovaSession(settings=settings, catalog=load_catalog())
+        state = NovaSession(settings=settings, catalog=_catalog(config, registry), registry=registry)
         if settings.inventory is not None:
             state.inventory = load_inventory(settings.inventory)
-            state.plan = build(state.catalog, state.inventory)
+            state.plan = registry.build(state.catalog, state.inventory)
             add_suites(config)
     except SourceError as exc:
         raise pytest.UsageError(secrets.mask(str(exc))) from None
@@ -82,6 +86,25 @@ def pytest_configure(config: pytest.Config) -> None:
     for module in FIXTURE_MODULES:
         if not config.pluginmanager.has_plugin(module) and importlib.util.find_spec(module) is not None:
             config.pluginmanager.import_plugin(module)
+
+
+def _registry(config: pytest.Config) -> Registry:
+    """The built-in kinds and those site plugins add; a plugin's mistake ends the run with one line."""
+    registry = Registry()
+    try:
+        config.hook.pytest_nova_add_kinds(registry=registry, config=config)
+    except RegistryError as exc:
+        raise pytest.UsageError(f"pytest_nova_add_kinds: {exc}") from None
+    return registry
+
+
+def _catalog(config: pytest.Config, registry: Registry) -> Catalog:
+    """The packaged catalog plus the folders site plugins add (validated the same way)."""
+    extra = [Path(d) for dirs in config.hook.pytest_nova_catalog_dirs(config=config) if dirs for d in dirs]
+    try:
+        return load_catalog(extra=extra, areas=registry.areas if extra or len(registry.areas) > len(AREAS) else None)
+    except ValueError as exc:
+        raise pytest.UsageError(f"pytest_nova_catalog_dirs: {exc}") from None
 
 
 def register_secrets(inv: Inventory) -> None:
@@ -127,6 +150,12 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
         raise pytest.UsageError(NO_INVENTORY)
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The generic suite is collected only when a site plugin added a kind that judges its own checks."""
+    state = config.stash.get(SESSION, None)
+    return True if state is not None and ignore_extensions(collection_path, state.registry.generic) else None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """Under ``-n``, distribute by xdist group unless told otherwise: one worker holds one host's items."""
@@ -145,11 +174,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize every test that asks for a kind of check with that kind's checks from the plan."""
-    kinds = [k for k in KINDS if k in metafunc.fixturenames]
+    """Parametrize every test that asks for a kind of check with that kind's checks from the plan.
+
+    ``nova_check`` (the generic suite's argument) takes the checks of every kind that judges its own.
+    """
+    state = session_of(metafunc.config)
+    kinds = [k for k in (*state.registry.kinds, GENERIC) if k in metafunc.fixturenames]
     if not kinds:
         return
-    state = session_of(metafunc.config)
     if state.plan is None:
         # Raised after collection: a usage error during collection would print as a collection error.
         state.needs_inventory = True
@@ -159,7 +191,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if len(kinds) > 1:
         raise pytest.UsageError(f"{metafunc.function.__name__}: a test takes one kind of check, not {kinds}")
-    checks = state.plan.of_kind(kinds[0], state.settings.phase)
+    generic = state.registry.generic if kinds[0] == GENERIC else (kinds[0],)
+    checks = [c for kind in generic for c in state.plan.of_kind(kind, state.settings.phase)]
     # One kind may span areas (node_requirement: os and k8s); a suite per area narrows it with nova_area.
     area = metafunc.definition.get_closest_marker("nova_area")
     if area is not None:
@@ -188,7 +221,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
-        check = next((v for k, v in params.items() if k in KINDS and isinstance(v, Check)), None)
+        check = next((v for v in params.values() if isinstance(v, Check)), None)
         if check is not None:
             item.user_properties.append((CHECK_PROPERTY, describe(check)))
         elif item.get_closest_marker("nova_empty"):

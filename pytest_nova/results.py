@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from pytest_nova.session import NovaSession
 
 SCHEMA = "pytest-nova/results/v1"
+# Top-level keys of format v1 itself, which a plugin's results fields cannot replace.
+V1_KEYS = frozenset({"schema", "cluster", "inventory", "catalog", "started", "finished", "summary", "results"})
 CHECK_PROPERTY = "nova_check"
 OUTCOMES = (PASSED, FAILED, SKIPPED, ERROR, WAIVED, WARNING)
 
@@ -261,8 +263,11 @@ class ResultsWriter:
             "started": state.collector.started,
             "finished": now(),
         }
+        extra: dict[str, Any] = {}
+        for fields in session.config.hook.pytest_nova_results_fields(session=state):
+            extra.update({k: v for k, v in (fields or {}).items() if k not in V1_KEYS})
         try:
-            state.collector.write(state.settings.json_path, head, state.json_extra)
+            state.collector.write(state.settings.json_path, head, extra)
         except OutputError as exc:
             # After the run: the verdict still prints; the gate must not pass without its JSON.
             sys.stderr.write(f"ERROR: --nova-json: {exc}\n")

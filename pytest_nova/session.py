@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pytest_nova.catalog import Catalog
 from pytest_nova.inventory import Inventory
+from pytest_nova.kinds import Registry
 from pytest_nova.options import Settings
 from pytest_nova.plan import Check, Plan
 from pytest_nova.results import Collector
@@ -24,11 +24,10 @@ class NovaSession:
     catalog: Catalog
     inventory: Inventory | None = None
     plan: Plan | None = None
+    registry: Registry = field(default_factory=Registry)
     collector: Collector = field(default_factory=Collector)
     needs_inventory: bool = False
     run_dir: Path | None = None
-    # Extra top-level keys of the results JSON (a compatible extension of v1), e.g. the report's verdict.
-    json_extra: dict[str, Any] = field(default_factory=dict)
     fd_note: str = ""  # set when the open-files limit is below what the inventory's size needs
 
 
@@ -59,8 +58,16 @@ class NovaItem:
         self.catalog = state.catalog
         assert state.inventory is not None
         self.inventory: Inventory = state.inventory
+        self.registry = state.registry
 
     def judge(self, verdicts: list[Verdict]) -> None:
         """Record every verdict; fail once, listing those that did not pass."""
         judge(self._item.user_properties, self._item.nodeid, verdicts, advisory=self.catalog.advisory,
               strict=self.settings.strict, proof=self.settings.require_proof)
+
+    def judge_with(self, check: Check, request: pytest.FixtureRequest) -> list[Verdict]:
+        """The verdicts of a check whose kind judges its own (a site plugin's kind)."""
+        verdicts = self.registry.kind_of(check).verdicts
+        if verdicts is None:
+            raise TypeError(f"kind {check.kind} has a suite of its own")
+        return verdicts(check, request)

@@ -21,7 +21,8 @@ from pytest_nova import x509
 from pytest_nova.catalog import load_catalog
 from pytest_nova.checks import balancers as b
 from pytest_nova.inventory import load_inventory
-from pytest_nova.plan import Check, Target, build
+from pytest_nova.kinds import build
+from pytest_nova.plan import BalancerCheck, Target
 from pytest_nova.verdicts import FAILED, PASSED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,12 +96,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _check(req_id: str, target: str, port: int, targets: tuple[Target, ...] | None = None) -> Check:
+def _check(req_id: str, target: str, port: int, targets: tuple[Target, ...] | None = None) -> BalancerCheck:
     req = load_catalog().get(req_id)
     passthrough = req_id.endswith("passthrough")
-    return Check("balancer_check", f"{req.balancer}:{port}/{req.protocol}:{'passthrough' if passthrough else target}",
-                 req, ("postinstall",), target=target if not passthrough else req.balancer, port=port,
-                 protocol=req.protocol, targets=targets or (Target(target, LOCAL),), server=LOCAL)
+    return BalancerCheck(id=f"{req.balancer}:{port}/{req.protocol}:{'passthrough' if passthrough else target}",
+                         requirement=req, phases=("postinstall",), target=target if not passthrough else req.balancer,
+                         port=port, protocol=req.protocol, targets=targets or (Target(target, LOCAL),), balancer=LOCAL)
 
 
 # --- certificates ------------------------------------------------------------------------------------------
@@ -304,7 +305,7 @@ def test_batch_probes_every_check_once_and_judges_from_the_cache(master: int, si
 
 def test_plan_for_the_example_probes_api_backends_with_the_cluster_ca() -> None:
     plan = build(load_catalog(), load_inventory(PROD))
-    checks = plan.of_kind("balancer_check", "postinstall")
+    checks = plan.of_type(BalancerCheck, "postinstall")
     jobs = b.probe_jobs(checks, 1, "CA", "x")
     api, web = jobs["api:6443/tcp:master-1"], jobs["infra:443/tcp:infra-1"]
     assert isinstance(api, partial) and isinstance(web, partial)

@@ -19,7 +19,8 @@ from pytest_nova.catalog import load_catalog
 from pytest_nova.checks import cluster as c
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.plan import Check, build
+from pytest_nova.kinds import build
+from pytest_nova.plan import Check
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,8 @@ from pytest_nova.catalog import load_catalog
 from pytest_nova.checks import firewall as matrix
 from pytest_nova.checks.firewall import Listening, Probe, judge_probe, listen_requests, probes_by_source
 from pytest_nova.inventory import load_inventory
-from pytest_nova.plan import Check, build
+from pytest_nova.kinds import build
+from pytest_nova.plan import PortRuleCheck
 from pytest_nova.probes import portprobe
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
 
@@ -25,8 +26,8 @@ PROD = REPO / "inventories" / "example-prod.yaml"
 PROBES = REPO / "pytest_nova" / "probes"
 
 
-def _checks() -> list[Check]:
-    return build(load_catalog(), load_inventory(PROD)).of_kind("port_rule", "preinstall")
+def _checks() -> list[PortRuleCheck]:
+    return build(load_catalog(), load_inventory(PROD)).of_type(PortRuleCheck, "preinstall")
 
 
 def _judge(p: Probe, status: str, detail: str = "", **kw: Any) -> tuple[str, str]:

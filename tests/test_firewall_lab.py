@@ -80,9 +80,10 @@ def assert_nothing_left(lab: Lab, before: dict[str, dict[str, Any]]) -> None:
 
 def planned(inv: Inventory) -> set[Probe]:
     """Every (source, target, port, protocol) the plan probes."""
-    from pytest_nova.plan import build
+    from pytest_nova.kinds import build
+    from pytest_nova.plan import PortRuleCheck
 
-    checks = build(load_catalog(), inv).of_kind("port_rule", "preinstall")
+    checks = build(load_catalog(), inv).of_type(PortRuleCheck, "preinstall")
     return {(str(c.source), t.name, c.port, str(c.protocol)) for c in checks for t in c.targets}
 
 

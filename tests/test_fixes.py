@@ -11,7 +11,8 @@ import pytest
 from pytest_nova.catalog import load_catalog
 from pytest_nova.checks.firewall_fixes import DEBIAN, RHEL, os_family, port_rule_fix, with_fixes
 from pytest_nova.inventory import load_inventory
-from pytest_nova.plan import Check, build
+from pytest_nova.kinds import build
+from pytest_nova.plan import PortRuleCheck
 from pytest_nova.verdicts import FAILED, PASSED, Verdict
 from tests.test_plan import PROD
 
@@ -19,11 +20,11 @@ INV = load_inventory(PROD)
 PLAN = build(load_catalog(), INV)
 
 
-def _check(check_id: str) -> Check:
-    return next(c for c in PLAN.checks if c.kind == "port_rule" and c.id == check_id)
+def _check(check_id: str) -> PortRuleCheck:
+    return next(c for c in PLAN.of_type(PortRuleCheck) if c.id == check_id)
 
 
-def _failed(check: Check, target: str, message: str = "filtered: no answer within 2.0 s") -> Verdict:
+def _failed(check: PortRuleCheck, target: str, message: str = "filtered: no answer within 2.0 s") -> Verdict:
     r = check.requirement
     return Verdict("firewall", r.id, r.section, FAILED, message, source=check.source, target=target,
                    port=check.port, protocol=check.protocol, fix=r.fix)
@@ -59,11 +60,11 @@ def test_debian_gets_ufw_and_nft() -> None:
 
 
 def test_icmp_and_ipip_commands() -> None:
-    icmp = next(c for c in PLAN.checks if c.kind == "port_rule" and c.protocol == "icmp")
+    icmp = next(c for c in PLAN.of_type(PortRuleCheck) if c.protocol == "icmp")
     target = icmp.targets[0].name
     assert "icmp-type name=echo-request" in port_rule_fix(_failed(icmp, target), icmp, INV, lambda h: RHEL)
     assert "icmp type echo-request accept" in port_rule_fix(_failed(icmp, target), icmp, INV, lambda h: DEBIAN)
-    ipip = next(c for c in PLAN.checks if c.kind == "port_rule" and c.protocol == "ipip")
+    ipip = next(c for c in PLAN.of_type(PortRuleCheck) if c.protocol == "ipip")
     assert "ip protocol 4 accept" in port_rule_fix(_failed(ipip, ipip.targets[0].name), ipip, INV, lambda h: DEBIAN)
 
 
@@ -91,7 +92,7 @@ def _const(family: str | None, host: str) -> str | None:
 
 def test_every_port_rule_fix_is_concrete() -> None:
     """No <placeholder> left in any failed port rule's fix, for every rule and target of the example plan."""
-    for check in (c for c in PLAN.checks if c.kind == "port_rule"):
+    for check in (c for c in PLAN.of_type(PortRuleCheck)):
         for t in check.targets:
             for family in (RHEL, DEBIAN, None):
                 fix = port_rule_fix(_failed(check, t.name), check, INV, functools.partial(_const, family))

@@ -10,7 +10,7 @@ import pytest
 from pytest_nova.catalog import load_catalog
 from pytest_nova.errors import SourceError
 from pytest_nova.inventory import load_inventory
-from pytest_nova.plan import build
+from pytest_nova.kinds import build
 
 REPO = Path(__file__).resolve().parents[1]
 

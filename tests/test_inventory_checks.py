@@ -7,7 +7,7 @@ import dataclasses
 from pytest_nova.catalog import load_catalog
 from pytest_nova.checks import inventory as inventory_checks
 from pytest_nova.inventory import load_inventory
-from pytest_nova.plan import build
+from pytest_nova.kinds import build
 from pytest_nova.verdicts import FAILED, PASSED, SKIPPED
 from tests.test_plan import CLOSED, PROD
 

@@ -26,7 +26,8 @@ from pytest_nova.checks import node as f
 from pytest_nova.checks import node_rules as r
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.plan import build
+from pytest_nova.kinds import build
+from pytest_nova.plan import DnsRecordCheck
 from pytest_nova.remote_scripts import source
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Finding
 
@@ -443,7 +444,7 @@ def test_dns_answers_are_told_apart(dns_server: int) -> None:
 
 def test_dns_record_verdict(tmp_path: Path, dns_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
     inv = load_inventory(PROD)
-    check = next(c for c in build(load_catalog(), inv).checks if c.kind == "dns_record")
+    check = build(load_catalog(), inv).of_type(DnsRecordCheck)[0]
     real = dnscheck.query_a
     monkeypatch.setattr(dnscheck, "query_a", lambda n, s, t, port=53: real(n, LOCAL, t, port=dns_server))
     names = dnscheck.NameChecks(tmp_path, 1.0, [check])

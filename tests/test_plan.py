@@ -11,7 +11,8 @@ import pytest
 
 from pytest_nova.catalog import load_catalog
 from pytest_nova.inventory import load_inventory
-from pytest_nova.plan import KINDS, Check, Plan, Target, build
+from pytest_nova.kinds import KINDS, build
+from pytest_nova.plan import DnsRecordCheck, EndpointCheck, InventoryCheck, Plan, PortRuleCheck, Target
 
 REPO = Path(__file__).resolve().parents[1]
 PROD = REPO / "inventories" / "example-prod.yaml"
@@ -25,12 +26,12 @@ def _plan(path: Path) -> Plan:
 
 
 def _probes(plan: Plan) -> list[tuple[str | None, str, int | None, str | None]]:
-    return [(c.source, t.name, c.port, c.protocol) for c in plan.checks
-            if c.kind == "port_rule" and c.area == "firewall" for t in c.targets]
+    return [(c.source, t.name, c.port, c.protocol) for c in plan.of_type(PortRuleCheck)
+            if c.area == "firewall" for t in c.targets]
 
 
-def _port_check(plan: Plan, check_id: str) -> Check:
-    return next(c for c in plan.checks if c.kind == "port_rule" and c.id == check_id)
+def _port_check(plan: Plan, check_id: str) -> PortRuleCheck:
+    return next(c for c in plan.of_type(PortRuleCheck) if c.id == check_id)
 
 
 def test_plan_is_deterministic() -> None:
@@ -43,7 +44,7 @@ def test_every_kind_and_area_is_planned_for_the_example() -> None:
     assert {c.kind for c in plan.checks} == set(KINDS) - {"inventory_check"}
     assert {c.area for c in plan.checks} == {"dns", "external", "firewall", "os", "lb", "k8s"}
     closed = _plan(CLOSED)
-    assert [c.id for c in closed.checks if c.kind == "inventory_check"] == [
+    assert [c.id for c in closed.of_type(InventoryCheck)] == [
         "inventory:inv-universe-ipv4", "inventory:inv-universe-domain-distinct"]
     assert "nova-ctl:os-resolver-internal-nova-ctl" in {c.id for c in closed.checks}
 
@@ -88,9 +89,9 @@ def test_workstations_and_nova_ctl_are_sources() -> None:
 
 def test_closed_mode_checks_universe_names_and_no_internet() -> None:
     plan = _plan(CLOSED)
-    names = {c.name for c in plan.checks if c.kind == "endpoint"}
+    names = {c.name for c in plan.of_type(EndpointCheck)}
     assert names == {f"{h}.universe.mycompany.local" for h in ("hub", "sun", "repo", "uploads")}
-    dns = [c for c in plan.checks if c.kind == "dns_record" and c.name == "repo.universe.mycompany.local"]
+    dns = [c for c in plan.of_type(DnsRecordCheck) if c.name == "repo.universe.mycompany.local"]
     assert dns and all(c.allowed == ("10.20.0.10",) for c in dns)
 
 
@@ -98,8 +99,8 @@ def test_module_records_follow_the_inventory(tmp_path: Path) -> None:
     text = PROD.read_text().replace("modules: [opensearch, neuvector]", "modules: []")
     path = tmp_path / "inv.yaml"
     path.write_text(text)
-    names = {c.name for c in build(load_catalog(), load_inventory(path)).checks if c.kind == "dns_record"}
-    full = {c.name for c in _plan(PROD).checks if c.kind == "dns_record"}
+    names = {c.name for c in build(load_catalog(), load_inventory(path)).of_type(DnsRecordCheck)}
+    full = {c.name for c in _plan(PROD).of_type(DnsRecordCheck)}
     assert full - names == {"nova-neuvector-ui.nova.mycompany.local", "nova-neuvector-api-docs.nova.mycompany.local",
                             "nova-logs-main.nova.mycompany.local"}
 
@@ -115,8 +116,8 @@ def _with_proxy(tmp_path: Path, proxy: str | None) -> Plan:
     return build(load_catalog(), load_inventory(path))
 
 
-def _proxy_rules(plan: Plan) -> list[Check]:
-    return [c for c in plan.checks if c.kind == "port_rule" and c.requirement.id == "fw-http-proxy"]
+def _proxy_rules(plan: Plan) -> list[PortRuleCheck]:
+    return [c for c in plan.of_type(PortRuleCheck) if c.requirement.id == "fw-http-proxy"]
 
 
 def test_proxy_rule_from_nova_ctl_and_every_node_only_with_http_proxy(tmp_path: Path) -> None:
@@ -231,5 +232,5 @@ def test_targets_are_shared_and_roles_indexed(tmp_path: Path) -> None:
     assert [h.name for h in inv.with_role("ingress")] == ["m3", "w1", "w2"]  # no ingress node: the workers
     assert inv.cluster_nodes is inv.cluster_nodes  # computed once
     plan = build(load_catalog(), inv)
-    m3 = {id(t) for c in plan.checks if c.kind == "port_rule" for t in c.targets if t.name == "m3"}
+    m3 = {id(t) for c in plan.of_type(PortRuleCheck) for t in c.targets if t.name == "m3"}
     assert len(m3) == 1  # one Target object per host, whatever the number of rules reaching it

@@ -6,14 +6,17 @@ so a broken catalog fails loudly with file, line and key, like a broken inventor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
+from pytest_nova.areas import AREAS as AREAS
+from pytest_nova.areas import BUILTIN_AREAS, AreaSpec
 from pytest_nova.yamlsource import Document, KeyPath, load
 
-AREAS = ("dns", "external", "firewall", "os", "lb", "k8s", "inventory")
+_BUILTIN = {a.name: a for a in BUILTIN_AREAS}
 PHASES = ("preinstall", "postinstall")
 PROTOCOLS = ("tcp", "udp", "icmp", "ipip")
 # required: the Nova docs demand it (a failure blocks acceptance); advisory: good practice (the Kubernetes guide,
@@ -113,19 +116,11 @@ class Catalog:
 
 _COMMON = {"id": True, "section": True, "phase": True, "severity": True, "basis": True, "summary": True, "fix": True,
            "rows": True, "note": False}
-_AREA_KEYS: dict[str, dict[str, bool]] = {
-    "dns": {"record": True, "module": False},
-    # An external entry with ``check`` is judged per host from its facts (like os), not probed as an endpoint.
-    "external": {"mode": True, "host": False, "port": False, "ips": False, "check": False, "scope": False,
-                 "params": False},
-    "firewall": {"sources": True, "targets": True, "bidirectional": False, "port": False, "protocol": True,
-                 "description": True},
-    "lb": {"balancer": True, "port": True, "protocol": True, "backends": True, "scheme": False, "path": False,
-           "condition": False, "description": False, "internal": False, "external": False},
-    "os": {"check": True, "scope": True, "params": False},
-    "k8s": {"check": True, "scope": True, "params": False},
-    "inventory": {"check": True, "params": False},
-}
+# Keys whose values a Requirement takes as they are written (every area may declare them).
+PLAIN_KEYS = ("record", "module", "host", "port", "balancer", "backends", "scheme", "path", "condition", "check",
+              "description")
+# Keys an area may declare: a Requirement field, not one of the common keys every entry has.
+AREA_KEYS = frozenset(f.name for f in fields(Requirement)) - set(_COMMON) - {"area", "rows", "severity", "basis"}
 # hosts: nova-ctl and every cluster node; runner: judged on the machine that runs pytest (inventory values).
 _SCOPES = ("nodes", "nova-ctl", "hosts", "cluster", "runner")
 
@@ -134,9 +129,9 @@ def _fail(doc: Document, path: KeyPath, msg: str) -> Exception:
     return doc.error(path, msg)
 
 
-def _entry(doc: Document, area: str, i: int, raw: Any) -> Requirement:
+def _entry(doc: Document, area: AreaSpec, i: int, raw: Any) -> Requirement:
     path: KeyPath = ("requirements", i)
-    allowed = {**_COMMON, **_AREA_KEYS[area]}
+    allowed = {**_COMMON, **area.keys}
     if not isinstance(raw, dict):
         raise _fail(doc, path, "expected a mapping")
     for key in raw:
@@ -175,7 +170,7 @@ def _entry(doc: Document, area: str, i: int, raw: Any) -> Requirement:
             raise _fail(doc, (*path, "rows", j), "a row is {section: ..., text: ...}")
         rows.append(Row(str(row["section"]), str(row["text"])))
     kwargs: dict[str, Any] = {}
-    if area == "firewall":
+    if area.name == "firewall":
         kwargs.update(sources=many("sources", SELECTORS), targets=many("targets", SELECTORS),
                       bidirectional=flag("bidirectional"), protocol=choice("protocol", PROTOCOLS),
                       description=raw["description"])
@@ -186,64 +181,80 @@ def _entry(doc: Document, area: str, i: int, raw: Any) -> Requirement:
             raise _fail(doc, path, "a rule to the proxy is one-way tcp without a port (it takes network.httpProxy's)")
         if kwargs["protocol"] in ("tcp", "udp") and not to_proxy and not isinstance(raw.get("port"), int):
             raise _fail(doc, path, "tcp and udp rules need a port")
-    if area == "external":
+    if area.name == "external":
         kwargs.update(mode=choice("mode", MODES), ips=tuple(raw.get("ips") or ()))
         if "check" in raw and "scope" not in raw:
             raise _fail(doc, path, "an external entry with a check needs a scope")
         if "check" not in raw and ("host" not in raw or "port" not in raw):
             raise _fail(doc, path, "an endpoint needs a host and a port")
-    if area == "lb":
+    if area.name == "lb":
         kwargs.update(protocol=choice("protocol", PROTOCOLS), internal=flag("internal"), external=flag("external"))
-    if area in ("external", "lb") and "port" in raw and (not isinstance(raw["port"], int)
+    if "port" in raw and (not isinstance(raw["port"], int)
                                                          or isinstance(raw["port"], bool)):
         raise _fail(doc, (*path, "port"), f"{raw['port']!r} is not a port number")
-    if area in ("os", "k8s", "external", "inventory") and "check" in raw:
+    if "check" in raw or "params" in raw:
         if not isinstance(raw.get("params") or {}, dict):
             raise _fail(doc, (*path, "params"), "expected a mapping")
-        kwargs.update(scope=choice("scope", _SCOPES) if area != "inventory" else "runner",
+        # An entry without a scope key (inventory values, most site requirements) is judged on the runner.
+        kwargs.update(scope=choice("scope", _SCOPES) if "scope" in area.keys else "runner",
                       params=dict(raw.get("params") or {}))
-    for key in ("record", "module", "host", "port", "balancer", "backends", "scheme", "path", "condition",
-                "check", "description"):
+    for key in PLAIN_KEYS:
         if key in raw and key not in kwargs:
             kwargs[key] = raw[key]
     return Requirement(
-        id=str(raw["id"]), area=area, section=str(raw["section"]), phase=choice("phase", PHASES),
+        id=str(raw["id"]), area=area.name, section=str(raw["section"]), phase=choice("phase", PHASES),
         summary=str(raw["summary"]).strip(), fix=str(raw["fix"]).strip(), rows=tuple(rows),
         severity=choice("severity", SEVERITIES), basis=str(raw["basis"]).strip(), note=raw.get("note"), **kwargs,
     )
 
 
-def parse_file(path: Path) -> tuple[str, list[Requirement]]:
+def parse_file(path: Path, areas: Mapping[str, AreaSpec] = _BUILTIN) -> tuple[str, list[Requirement]]:
     """Parse one catalog file into its version string and requirements."""
     doc = load(path)
     data = doc.data
     if not isinstance(data, dict) or set(data) - {"area", "version", "requirements"}:
         raise _fail(doc, (), "a catalog file has the keys area, version and requirements")
     area = data.get("area")
-    if area not in AREAS:
-        raise _fail(doc, ("area",), f"unknown area {area!r}")
-    reqs = [_entry(doc, area, i, raw) for i, raw in enumerate(data.get("requirements") or [])]
+    if area not in areas:
+        raise _fail(doc, ("area",), f"unknown area {area!r} (expected one of: {', '.join(areas)})")
+    reqs = [_entry(doc, areas[str(area)], i, raw) for i, raw in enumerate(data.get("requirements") or [])]
     return str(data.get("version")), reqs
 
 
-def load_catalog(folder: Path = _HERE) -> Catalog:
-    """Load every catalog file of ``folder`` (by default the packaged catalog)."""
-    return _load_cached(folder.resolve())
+def load_catalog(folder: Path = _HERE, *, extra: Sequence[Path] = (),
+                 areas: Mapping[str, AreaSpec] | None = None) -> Catalog:
+    """Load every catalog file of ``folder`` (by default the packaged catalog), then of each ``extra`` folder.
+
+    ``extra`` folders hold site requirements (:func:`pytest_nova.hookspecs.pytest_nova_catalog_dirs`), validated
+    the same way against ``areas`` (by default the built-in ones); their ids must not repeat any other's, and
+    the catalog's version stays that of ``folder``.
+    """
+    if not extra and areas is None:
+        return _load_cached(folder.resolve())
+    return _load((folder.resolve(), *(f.resolve() for f in extra)), areas or _BUILTIN)
 
 
 @cache
 def _load_cached(folder: Path) -> Catalog:
+    return _load((folder,), _BUILTIN)
+
+
+def _load(folders: Sequence[Path], areas: Mapping[str, AreaSpec]) -> Catalog:
     versions: set[str] = set()
     reqs: list[Requirement] = []
     seen: dict[str, str] = {}
-    for file in sorted(folder.glob("*.yaml")):
-        version, entries = parse_file(file)
-        versions.add(version)
-        for r in entries:
-            if r.id in seen:
-                raise load(file).error((), f"duplicate requirement id {r.id!r} (also in {seen[r.id]})")
-            seen[r.id] = file.name
-            reqs.append(r)
+    for n, folder in enumerate(folders):
+        if n and not folder.is_dir():
+            raise ValueError(f"catalog folder {folder} does not exist")
+        for file in sorted(folder.glob("*.yaml")):
+            version, entries = parse_file(file, areas)
+            if n == 0:
+                versions.add(version)
+            for r in entries:
+                if r.id in seen:
+                    raise load(file).error((), f"duplicate requirement id {r.id!r} (also in {seen[r.id]})")
+                seen[r.id] = str(file) if n else file.name
+                reqs.append(r)
     if len(versions) > 1:
         raise ValueError(f"catalog files disagree on the docs version: {sorted(versions)}")
     return Catalog(versions.pop() if versions else "unknown", tuple(reqs))

@@ -33,7 +33,7 @@ from pytest_nova import runcache
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory
 from pytest_nova.kubeconfig import kubeconfig_ca, kubeconfig_path
-from pytest_nova.plan import Check, fqdn
+from pytest_nova.plan import BalancerCheck, fqdn
 from pytest_nova.session import session_of
 from pytest_nova.verdicts import FAILED, PASSED, Verdict
 from pytest_nova.x509 import cert_names, fingerprint
@@ -143,18 +143,19 @@ def dns_query(address: str, port: int, protocol: str, name: str, timeout: float)
 # --- the batch ---------------------------------------------------------------------------------------------
 
 
-def _is_api(check: Check) -> bool:
+def _is_api(check: BalancerCheck) -> bool:
     return check.requirement.balancer == "api"
 
 
-def probe_jobs(checks: list[Check], timeout: float, cadata: str | None, dns_name: str) -> dict[str, Callable[[], Any]]:
+def probe_jobs(checks: list[BalancerCheck], timeout: float, cadata: str | None,
+               dns_name: str) -> dict[str, Callable[[], Any]]:
     """One job per check id: what its item needs to know, as a function run in the batch."""
     jobs: dict[str, Callable[[], Any]] = {}
     for c in checks:
         r = c.requirement
         port = int(c.port or 0)
         if c.id.endswith(":passthrough"):
-            server, masters = str(c.server), c.targets
+            server, masters = str(c.balancer), c.targets
 
             def passthrough(server: str = server, port: int = port, masters: tuple[Any, ...] = masters) -> Any:
                 return {"balancer": leaf_cert(server, port, timeout),
@@ -182,7 +183,7 @@ def run_batch(jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
 # --- judging -----------------------------------------------------------------------------------------------
 
 
-def _verdict(check: Check, outcome: str, message: str, fix: str = "") -> Verdict:
+def _verdict(check: BalancerCheck, outcome: str, message: str, fix: str = "") -> Verdict:
     r = check.requirement
     what = f"{r.scheme.upper()} GET {r.path}" if r.scheme in ("http", "https") and r.path else str(r.scheme).upper()
     return Verdict(
@@ -194,7 +195,7 @@ def _verdict(check: Check, outcome: str, message: str, fix: str = "") -> Verdict
     )
 
 
-def _backend_fix(check: Check, name: str) -> str:
+def _backend_fix(check: BalancerCheck, name: str) -> str:
     r = check.requirement
     if name == check.requirement.balancer:
         # The balancer relays a backend's answer: the backends' own items say which one is unhealthy.
@@ -206,7 +207,7 @@ def _backend_fix(check: Check, name: str) -> str:
             f"--field-selector spec.nodeName={name}, then its logs")
 
 
-def judge_http(check: Check, probe: Probe) -> Verdict:
+def judge_http(check: BalancerCheck, probe: Probe) -> Verdict:
     """The verdict of one healthcheck: 200 expected, the chain trusted where a CA is known (API)."""
     target = check.targets[0]
     is_lb = target.name == check.requirement.balancer
@@ -235,7 +236,7 @@ def judge_http(check: Check, probe: Probe) -> Verdict:
     return _verdict(check, PASSED, f"{who} answered {answered} on {req}{trust}")
 
 
-def judge_dns(check: Check, probe: Probe) -> Verdict:
+def judge_dns(check: BalancerCheck, probe: Probe) -> Verdict:
     """The verdict of one DNS probe: any proper answer (NOERROR or NXDOMAIN) shows DNS is served."""
     target = check.targets[0]
     is_lb = target.name == check.requirement.balancer
@@ -255,10 +256,10 @@ def judge_dns(check: Check, probe: Probe) -> Verdict:
     return _verdict(check, PASSED, f"{where} answered {said} for {name}")
 
 
-def judge_passthrough(check: Check, probe: Probe) -> Verdict:
+def judge_passthrough(check: BalancerCheck, probe: Probe) -> Verdict:
     """The API balancer must present one of the masters' own certificates (L4 only, docs 3.2)."""
     lb, masters = probe["balancer"], probe["masters"]
-    where = f"api balancer {check.server}:{check.port}"
+    where = f"api balancer {check.balancer}:{check.port}"
     if lb.get("error"):
         return _verdict(check, FAILED, f"{where}: {lb['error']}", check.requirement.fix)
     seen = {n: m for n, m in masters.items() if not m.get("error")}
@@ -279,7 +280,7 @@ def judge_passthrough(check: Check, probe: Probe) -> Verdict:
     )
 
 
-def judge(check: Check, probe: Any) -> list[Verdict]:
+def judge(check: BalancerCheck, probe: Any) -> list[Verdict]:
     """The verdicts of one ``balancer_check`` item from its cached probe result."""
     if check.id.endswith(":passthrough"):
         return [judge_passthrough(check, probe)]
@@ -302,7 +303,7 @@ class Balancers:
     def __init__(self, compute: Callable[[], dict[str, Any]]) -> None:
         self._compute = compute
 
-    def verdicts(self, check: Check) -> list[Verdict]:
+    def verdicts(self, check: BalancerCheck) -> list[Verdict]:
         """The verdicts of ``check``."""
         try:
             results = self._compute()
@@ -321,7 +322,7 @@ def nova_balancers(pytestconfig: pytest.Config, nova_inventory: Inventory, nova_
 
     def compute() -> dict[str, Any]:
         assert state.plan is not None
-        checks = state.plan.of_kind("balancer_check", "all")
+        checks = state.plan.of_type(BalancerCheck)
         cadata = None
         if any(_is_api(c) for c in checks):
             cadata = kubeconfig_ca(kubeconfig_path(nova_inventory))

@@ -22,7 +22,7 @@ from pytest_nova import runcache
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Host, Inventory
 from pytest_nova.kubeconfig import kubeconfig_path, kubeconfig_server
-from pytest_nova.plan import Check
+from pytest_nova.plan import Check, ClusterNodeCheck
 from pytest_nova.session import session_of
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
 
@@ -267,7 +267,7 @@ def judge_pods(check: Check, state: ClusterState) -> Verdict:
 def judge(check: Check, state: ClusterState, inv: Inventory) -> list[Verdict]:
     """The verdicts of one ``cluster_node`` or ``cluster_check`` item."""
     kind = check.requirement.check
-    if check.kind == "cluster_node":
+    if isinstance(check, ClusterNodeCheck):
         host = inv.host(str(check.target))
         return [judge_ready(check, host, state, inv) if kind == "node_ready" else judge_roles(check, host, state)]
     if kind == "kubelet_version_uniform":

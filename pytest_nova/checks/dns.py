@@ -24,7 +24,7 @@ import pytest
 
 from pytest_nova import runcache
 from pytest_nova.checks.node_rules import Facts
-from pytest_nova.plan import Check
+from pytest_nova.plan import Check, DnsRecordCheck
 from pytest_nova.session import selected_checks, session_of
 from pytest_nova.verdicts import FAILED, PASSED, Finding, Verdict
 
@@ -98,7 +98,7 @@ class NameChecks:
         self.run_dir, self.timeout = run_dir, timeout
         self._names: dict[str, list[str]] = {}
         for c in selected:
-            if c.kind == "dns_record" and c.server and c.name:
+            if isinstance(c, DnsRecordCheck):
                 names = self._names.setdefault(c.server, [])
                 if c.name not in names:
                     names.append(c.name)
@@ -116,9 +116,9 @@ class NameChecks:
         raw = runcache.once(self.run_dir, f"dns-{server}", ask)
         return {n: Answer(s, tuple(addrs), d) for n, (s, addrs, d) in raw.items()}
 
-    def verdicts(self, check: Check) -> list[Verdict]:
+    def verdicts(self, check: DnsRecordCheck) -> list[Verdict]:
         """The verdict of one ``dns_record`` check: the name resolves at the server, only to allowed addresses."""
-        name, server = check.name or "", check.server or ""
+        name, server = check.name, check.server
         answer = self.answers(server).get(name) or query_a(name, server, self.timeout)
         finding = judge_record(answer, name, server, check.allowed)
         req = check.requirement

@@ -30,7 +30,7 @@ from pytest_nova import runcache
 from pytest_nova.hosts import HostError, Hosts, RemoteHost, Stream
 from pytest_nova.inventory import Inventory
 from pytest_nova.options import Settings
-from pytest_nova.plan import Check
+from pytest_nova.plan import PortRuleCheck
 from pytest_nova.remote_scripts import SUDO_REFUSED, Script, run_script, start_and_read, sudo_refused
 from pytest_nova.session import session_of
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
@@ -112,7 +112,7 @@ class Listening:
         return " and ".join(parts) + (" need it" if len(parts) > 1 else " needs it")
 
 
-def probes_by_source(checks: Iterable[Check]) -> dict[str, list[Probe]]:
+def probes_by_source(checks: Iterable[PortRuleCheck]) -> dict[str, list[Probe]]:
     """Every probe of ``checks``, by source host, each (source, target, port, protocol) once."""
     seen: set[str] = set()
     out: dict[str, list[Probe]] = {}
@@ -311,7 +311,7 @@ def suspect(status: str, listening: Listening | None, p: Probe) -> bool:
 class MatrixRun:
     """One computation of the matrix: listeners, probes, a second pass over apparent drops, cleanup."""
 
-    def __init__(self, hosts: Hosts, checks: Sequence[Check], settings: Settings) -> None:
+    def __init__(self, hosts: Hosts, checks: Sequence[PortRuleCheck], settings: Settings) -> None:
         self.hosts, self.settings = hosts, settings
         # In every phase: after installation the free ports still need a listener to prove the firewall.
         self.listeners = True
@@ -508,18 +508,18 @@ class MatrixRun:
         _parallel(receivers, ask)
 
 
-def compute(hosts: Hosts, checks: Sequence[Check], settings: Settings) -> dict[str, Any]:
+def compute(hosts: Hosts, checks: Sequence[PortRuleCheck], settings: Settings) -> dict[str, Any]:
     """Probe the matrix of ``checks``; see :class:`MatrixRun`."""
     return MatrixRun(hosts, checks, settings).compute()
 
 
-def selected_port_rules(items: Iterable[pytest.Item]) -> list[Check]:
+def selected_port_rules(items: Iterable[pytest.Item]) -> list[PortRuleCheck]:
     """The port-rule checks of the session's selected items (every xdist worker collects the same)."""
-    checks: list[Check] = []
+    checks: list[PortRuleCheck] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         check = callspec.params.get("port_rule") if callspec is not None else None
-        if isinstance(check, Check) and check not in checks:
+        if isinstance(check, PortRuleCheck) and check not in checks:
             checks.append(check)
     return checks
 
@@ -533,7 +533,7 @@ class PortMatrix:
         self.second_pass = int(stored.get("second_pass", 0))
         self.seconds = float(stored.get("seconds", 0.0))
 
-    def verdicts(self, check: Check) -> list[Verdict]:
+    def verdicts(self, check: PortRuleCheck) -> list[Verdict]:
         """One verdict per target of ``check``."""
         r = check.requirement
         assert check.source is not None and check.protocol is not None

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from pytest_nova.inventory import Inventory
-from pytest_nova.plan import Check
+from pytest_nova.plan import PortRuleCheck
 from pytest_nova.verdicts import ERROR, FAILED, Verdict
 
 RHEL, DEBIAN = "rhel", "debian"
@@ -77,7 +77,7 @@ def outbound_command(family: str | None, dst: str, port: int | None, proto: str)
     return nft
 
 
-def port_rule_fix(v: Verdict, check: Check, inv: Inventory, family_of: Callable[[str], str | None]) -> str:
+def port_rule_fix(v: Verdict, check: PortRuleCheck, inv: Inventory, family_of: Callable[[str], str | None]) -> str:
     """The fix for one failed port-rule verdict; ``family_of(host)`` gives an inventory host's OS family."""
     if v.outcome not in (FAILED, ERROR):
         return v.fix
@@ -112,7 +112,7 @@ def port_rule_fix(v: Verdict, check: Check, inv: Inventory, family_of: Callable[
     return f"on {target} ({dst_addr}): {inbound_command(family_of(target), src_addr, port, proto)}" + ELSEWHERE
 
 
-def with_fixes(verdicts: list[Verdict], check: Check, inv: Inventory,
+def with_fixes(verdicts: list[Verdict], check: PortRuleCheck, inv: Inventory,
                family_of: Callable[[str], str | None]) -> list[Verdict]:
     """``verdicts`` with each failure's fix made concrete and its area that of its requirement."""
     area = check.requirement.area

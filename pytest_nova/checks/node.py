@@ -32,13 +32,13 @@ from pytest_nova.checks.node_rules import (
     needs_of,
 )
 from pytest_nova.hosts import HostError, Hosts, host_fix
-from pytest_nova.plan import Check, dns_allowed
+from pytest_nova.plan import Check, EndpointCheck, NamesOnNodeCheck, NodeCheck, dns_allowed
 from pytest_nova.remote_scripts import run_script
 from pytest_nova.session import selected_checks, session_of
 from pytest_nova.verdicts import ERROR, PASSED, Finding, Verdict
 
 PROBE = "node_facts"
-FACT_KINDS = ("node_requirement", "dns_on_node", "endpoint")
+FACT_TYPES = (NodeCheck, NamesOnNodeCheck, EndpointCheck)
 # Hosts whose facts one process gathers at once (each is one SSH session running one short script).
 PREFETCH = 8
 
@@ -72,7 +72,7 @@ class NodeFacts:
         self.probe_timeout, self.command_timeout = probe_timeout, command_timeout
         self._by_host: dict[str, list[Check]] = {}
         for c in selected:
-            if c.kind in FACT_KINDS and c.host:
+            if isinstance(c, FACT_TYPES) and c.host:
                 self._by_host.setdefault(c.host, []).append(c)
         self._memo: dict[str, Facts | HostError] = {}
         self._pool: ThreadPoolExecutor | None = None
@@ -82,7 +82,7 @@ class NodeFacts:
         self._peer_needs: dict[str, Any] = {}
         for checks in self._by_host.values():
             for c in checks:
-                if c.kind == "node_requirement" and c.requirement.check in PEER_CHECKS:
+                if isinstance(c, NodeCheck) and c.requirement.check in PEER_CHECKS:
                     self._peer_needs.update(RULES[str(c.requirement.check)].needs(c.requirement.params,
                                                                                   self.context(c.host or "")))
 
@@ -191,17 +191,17 @@ class NodeFacts:
         except HostError as exc:
             return self._unreachable(check, exc)
         ctx = self.context(host)
-        if check.kind == "node_requirement":
+        if isinstance(check, NodeCheck):
             finding = judge_requirement(req, facts, ctx)
             return [_verdict(check, req, finding, ctx, f"{host}: {req.id} ({req.check})")]
-        if check.kind == "dns_on_node":
+        if isinstance(check, NamesOnNodeCheck):
             return [
                 _verdict(check, r, judge_name(facts, name, self.allowed(r)), ctx,
                          f"{host}: {name} through the node's resolver", area="dns", target=name)
                 for name, r in check.records
             ]
-        if check.kind == "endpoint":
-            name, port = check.name or "", int(check.port or 0)
+        if isinstance(check, EndpointCheck):
+            name, port = check.name, int(check.port or 0)
             finding = judge_endpoint(facts, name, port)
             if finding.outcome != PASSED:
                 finding = Finding(finding.outcome, finding.message,
@@ -217,7 +217,7 @@ class NodeFacts:
 
     def _unreachable(self, check: Check, exc: HostError) -> list[Verdict]:
         finding = Finding(ERROR, str(exc), _host_fix(exc))
-        if check.kind == "dns_on_node":
+        if isinstance(check, NamesOnNodeCheck):
             return [_verdict(check, r, finding, None, f"{check.host}: {name}", area="dns", target=name)
                     for name, r in check.records]
         return [_verdict(check, check.requirement, finding, None, f"{check.host}: {check.requirement.id}")]

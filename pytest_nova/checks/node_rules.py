@@ -13,7 +13,7 @@ from typing import Any
 from pytest_nova.catalog import Requirement
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory
-from pytest_nova.plan import Check
+from pytest_nova.plan import Check, EndpointCheck, NamesOnNodeCheck, NodeCheck
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Finding
 
 Facts = dict[str, Any]
@@ -571,10 +571,10 @@ def needs_of(checks: Iterable[Check], ctx: Context) -> dict[str, Any]:
                 flags[key] = bool(value) or flags.get(key, False)
 
     for c in checks:
-        if c.kind == "node_requirement" and c.requirement.check in RULES:
+        if isinstance(c, NodeCheck) and c.requirement.check in RULES:
             add(RULES[str(c.requirement.check)].needs(c.requirement.params, ctx))
-        elif c.kind == "dns_on_node":
+        elif isinstance(c, NamesOnNodeCheck):
             add({"names": [n for n, _ in c.records]})
-        elif c.kind == "endpoint" and c.name and c.port:
+        elif isinstance(c, EndpointCheck) and c.port:
             add({"endpoints": [[c.name, c.port]]})
     return {**lists, **flags}

@@ -14,7 +14,7 @@ import pytest
 
 from pytest_nova import __version__
 from pytest_nova.report import html
-from pytest_nova.report.summary import OUTCOME, SignOff
+from pytest_nova.report.summary import SignOff
 from pytest_nova.results import CHECK_PROPERTY
 from pytest_nova.verdicts import COUNTS_PROPERTY, USER_PROPERTY
 
@@ -91,7 +91,7 @@ class HtmlReport:
         """At the top: the sign-off block with the verdict, what to fix, and the area × role matrix."""
         # Workers' metadata is merged into the table when they finish: replace it again, with the end time.
         self._replace_metadata()
-        outcome = self.signoff.config.stash.get(OUTCOME, None)
+        outcome = self.signoff.decision()
         if outcome is None:
             return
         records = self.state.collector.records()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ class SignOff:
         self.config, self.state, self.waivers = config, state, waivers
         self.other_failures: set[str] = set()
         self.finished = ""
+        self.session: pytest.Session | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Count failures of items outside the plan: they too block acceptance."""
@@ -35,31 +35,42 @@ class SignOff:
         if report.failed:
             self.other_failures.add(report.nodeid or "<collection>")
 
-    @property
-    def outcome(self) -> Outcome:
-        """The verdict (decided at session finish)."""
-        return self.config.stash[OUTCOME]
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Keep the session: the verdict reads its exit status and whether it was stopped."""
+        self.session = session
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Decide the verdict before the results JSON and the HTML report are written."""
-        if self.config.option.collectonly:
-            # Listing the plan checks nothing: no verdict and no results JSON that could read NOT ACCEPTED.
-            self.state.settings = dataclasses.replace(self.state.settings, json_path=None)
-            return
+    def decision(self) -> Outcome | None:
+        """The verdict, decided once at the end of the run by whichever asks first (None for --collect-only).
+
+        The results JSON, the HTML report and the terminal all ask for it while the session finishes, in
+        whatever order their hooks run.
+        """
+        decided = self.config.stash.get(OUTCOME, None)
+        if decided is not None or self.config.option.collectonly or self.session is None:
+            return decided  # listing the plan checks nothing: no verdict that could read NOT ACCEPTED
+        session = self.session
         records = self.state.collector.records()
         # Waivers concern failures only: read those back, not every passed result.
         used = usage(self.waivers, self.state.collector.records(passed=False)) if self.waivers is not None else []
-        complete = exitstatus not in _INCOMPLETE and not session.shouldstop and not session.shouldfail
+        complete = session.exitstatus not in _INCOMPLETE and not session.shouldstop and not session.shouldfail
         not_proven = sum(1 for r in self.state.collector.records(passed=False) if unprovable(r))
         outcome = decide(records, used, other_failures=len(self.other_failures), complete=complete,
                          unprovable=not_proven)
         self.config.stash[OUTCOME] = outcome
         self.finished = now()
-        self.state.json_extra.update(outcome.as_json())
-        # pytest and the verdict agree by construction; this keeps a gate from passing if they ever do not.
-        if outcome.verdict == NOT_ACCEPTED and session.exitstatus == pytest.ExitCode.OK and len(records):
+        return outcome
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Pytest and the verdict agree by construction; this keeps a gate from passing if they ever do not."""
+        outcome = self.decision()
+        if outcome is not None and outcome.verdict == NOT_ACCEPTED and session.exitstatus == pytest.ExitCode.OK \
+                and len(self.state.collector):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_nova_results_fields(self) -> dict[str, Any] | None:
+        """The verdict's keys in the results JSON (``verdict``, ``waivers``: docs/report.md)."""
+        outcome = self.decision()
+        return outcome.as_json() if outcome is not None else None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """The verdict, the waivers applied, and expired or unused waivers."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pytest_nova.checks.dns import NameChecks
 from pytest_nova.checks.node import NodeFacts
-from pytest_nova.plan import Check
+from pytest_nova.plan import DnsRecordCheck, NamesOnNodeCheck
 from pytest_nova.session import NovaItem
 
 
-def test_dns_record(dns_record: Check, nova_dns: NameChecks, nova: NovaItem) -> None:
+def test_dns_record(dns_record: DnsRecordCheck, nova_dns: NameChecks, nova: NovaItem) -> None:
     """The record resolves at this DNS server, and only to the infra nodes or the infra balancer (docs 1).
 
     In closed mode the Universe names (hub, sun, repo, uploads) resolve to the Universe address (docs 2.1).
@@ -16,6 +16,6 @@ def test_dns_record(dns_record: Check, nova_dns: NameChecks, nova: NovaItem) -> 
     nova.judge(nova_dns.verdicts(dns_record))
 
 
-def test_dns_on_node(dns_on_node: Check, node_facts: NodeFacts, nova: NovaItem) -> None:
+def test_dns_on_node(dns_on_node: NamesOnNodeCheck, node_facts: NodeFacts, nova: NovaItem) -> None:
     """Every required name resolves on the node through the node's own resolver, to allowed addresses (docs 1, 2.1)."""
     nova.judge(node_facts.verdicts(dns_on_node))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from pytest_nova.checks.node import NodeFacts
-from pytest_nova.plan import Check
+from pytest_nova.plan import EndpointCheck, NodeCheck
 from pytest_nova.session import NovaItem
 
 
-def test_endpoint(endpoint: Check, node_facts: NodeFacts, nova: NovaItem) -> None:
+def test_endpoint(endpoint: EndpointCheck, node_facts: NodeFacts, nova: NovaItem) -> None:
     """From the node, the endpoint accepts TCP and its TLS certificate verifies (docs 2, 2.1).
 
     The connection goes through network.httpProxy (CONNECT) when it is set; the certificate verifies against
@@ -19,6 +19,6 @@ def test_endpoint(endpoint: Check, node_facts: NodeFacts, nova: NovaItem) -> Non
 
 
 @pytest.mark.nova_area("external")
-def test_vendor_addresses(node_requirement: Check, node_facts: NodeFacts, nova: NovaItem) -> None:
+def test_vendor_addresses(node_requirement: NodeCheck, node_facts: NodeFacts, nova: NovaItem) -> None:
     """The vendor names resolve on the host only to the addresses docs 2 lists (advisory: allow-lists)."""
     nova.judge(node_facts.verdicts(node_requirement))

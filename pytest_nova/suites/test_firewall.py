@@ -8,11 +8,11 @@ from __future__ import annotations
 from pytest_nova.checks.firewall import PortMatrix
 from pytest_nova.checks.firewall_fixes import families, with_fixes
 from pytest_nova.checks.node import NodeFacts
-from pytest_nova.plan import Check
+from pytest_nova.plan import PortRuleCheck
 from pytest_nova.session import NovaItem
 
 
-def test_port(port_rule: Check, port_matrix: PortMatrix, node_facts: NodeFacts, nova: NovaItem) -> None:
+def test_port(port_rule: PortRuleCheck, port_matrix: PortMatrix, node_facts: NodeFacts, nova: NovaItem) -> None:
     """The source reaches every destination of the rule on its port and protocol (open, not refused/filtered)."""
     family_of = families(lambda host: node_facts.get(host, prefetch=False))
     nova.judge(with_fixes(port_matrix.verdicts(port_rule), port_rule, nova.inventory, family_of))

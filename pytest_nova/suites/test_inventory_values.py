@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pytest_nova.checks import inventory as inventory_checks
 from pytest_nova.inventory import Inventory
-from pytest_nova.plan import Check
+from pytest_nova.plan import InventoryCheck
 from pytest_nova.session import NovaItem
 
 
-def test_inventory_value(inventory_check: Check, nova_inventory: Inventory, nova: NovaItem) -> None:
+def test_inventory_value(inventory_check: InventoryCheck, nova_inventory: Inventory, nova: NovaItem) -> None:
     """The Universe address is IPv4 (2.1) and its domain is not the cluster's (universe 2.4)."""
     nova.judge(inventory_checks.verdicts(inventory_check, nova_inventory))

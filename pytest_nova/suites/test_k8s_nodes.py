@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from pytest_nova.checks.node import NodeFacts
-from pytest_nova.plan import Check
+from pytest_nova.plan import NodeCheck
 from pytest_nova.session import NovaItem
 
 
 @pytest.mark.nova_area("k8s")
-def test_k8s_node(node_requirement: Check, node_facts: NodeFacts, nova: NovaItem) -> None:
+def test_k8s_node(node_requirement: NodeCheck, node_facts: NodeFacts, nova: NovaItem) -> None:
     """The node meets the Kubernetes prerequisite (k8s-basics).
 
     Before installation: swap off, net.ipv4.ip_forward = 1, br_netfilter loaded with bridge-nf-call-iptables = 1,

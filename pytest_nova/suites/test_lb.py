@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pytest_nova.checks.balancers import Balancers
-from pytest_nova.plan import Check
+from pytest_nova.plan import BalancerCheck
 from pytest_nova.session import NovaItem
 
 
-def test_balancer(balancer_check: Check, nova_balancers: Balancers, nova: NovaItem) -> None:
+def test_balancer(balancer_check: BalancerCheck, nova_balancers: Balancers, nova: NovaItem) -> None:
     """Through the balancer and on each backend: the healthcheck answers 200 (DNS on 53).
 
     Through the API balancer, the masters' own certificate is presented (TLS passthrough).

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from pytest_nova.checks.node import NodeFacts
-from pytest_nova.plan import Check
+from pytest_nova.plan import NodeCheck
 from pytest_nova.session import NovaItem
 
 
 @pytest.mark.nova_area("os")
-def test_os(node_requirement: Check, node_facts: NodeFacts, nova: NovaItem) -> None:
+def test_os(node_requirement: NodeCheck, node_facts: NodeFacts, nova: NovaItem) -> None:
     """The node meets the OS requirement (account 1, account 2; closed mode: 2.1, universe 2.7).
 
     The user with /bin/bash and a home, the 0440 sudoers drop-in and
