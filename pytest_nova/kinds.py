@@ -35,6 +35,7 @@ class Kind:
     areas: tuple[str, ...]  # the catalog areas whose requirements it expands
     expand: Expand
     fixture: str = ""  # the engine fixture that judges it (a built-in suite asks for it)
+    engine: str = ""  # the module holding that fixture, loaded as a pytest plugin
     verdicts: Judge | None = None  # a kind without a suite of its own: judged by the generic suite
 
 
@@ -45,17 +46,21 @@ def _chain(*expansions: Expand) -> Expand:
     return expand
 
 
+_NODE, _DNS = "pytest_nova.checks.node", "pytest_nova.checks.dns"
+_CLUSTER, _FIXTURES = "pytest_nova.checks.cluster", "pytest_nova.fixtures"
 BUILTIN_KINDS = (
-    Kind("dns_record", plan.DnsRecordCheck, ("dns", "external"), plan.dns_records, "nova_dns"),
-    Kind("dns_on_node", plan.NamesOnNodeCheck, ("dns", "external"), plan.names_on_nodes, "node_facts"),
-    Kind("endpoint", plan.EndpointCheck, ("external",), plan.external, "node_facts"),
-    Kind("node_requirement", plan.NodeCheck, ("os", "k8s", "external"), plan.node_reqs, "node_facts"),
+    Kind("dns_record", plan.DnsRecordCheck, ("dns", "external"), plan.dns_records, "nova_dns", _DNS),
+    Kind("dns_on_node", plan.NamesOnNodeCheck, ("dns", "external"), plan.names_on_nodes, "node_facts", _NODE),
+    Kind("endpoint", plan.EndpointCheck, ("external",), plan.external, "node_facts", _NODE),
+    Kind("node_requirement", plan.NodeCheck, ("os", "k8s", "external"), plan.node_reqs, "node_facts", _NODE),
     Kind("port_rule", plan.PortRuleCheck, ("firewall", "lb"), _chain(plan.firewall, plan.balancer_reach),
-         "port_matrix"),
-    Kind("balancer_check", plan.BalancerCheck, ("lb",), plan.balancers, "nova_balancers"),
-    Kind("cluster_node", plan.ClusterNodeCheck, ("k8s",), plan.cluster_nodes, "nova_cluster"),
-    Kind("cluster_check", plan.ClusterCheck, ("k8s",), plan.cluster_checks, "nova_cluster"),
-    Kind("inventory_check", plan.InventoryCheck, ("inventory",), plan.inventory_checks, "nova_inventory"),
+         "port_matrix", "pytest_nova.checks.firewall"),
+    Kind("balancer_check", plan.BalancerCheck, ("lb",), plan.balancers, "nova_balancers",
+         "pytest_nova.checks.balancers"),
+    Kind("cluster_node", plan.ClusterNodeCheck, ("k8s",), plan.cluster_nodes, "nova_cluster", _CLUSTER),
+    Kind("cluster_check", plan.ClusterCheck, ("k8s",), plan.cluster_checks, "nova_cluster", _CLUSTER),
+    Kind("inventory_check", plan.InventoryCheck, ("inventory",), plan.inventory_checks, "nova_inventory",
+         _FIXTURES),
 )
 
 
@@ -106,6 +111,11 @@ class Registry:
     def kind_of(self, check: Check) -> Kind:
         """The kind of ``check``."""
         return self.kinds[check.kind]
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """The modules holding the kinds' fixtures, each once, in registration order."""
+        return tuple(dict.fromkeys(k.engine for k in self.kinds.values() if k.engine))
 
     @property
     def generic(self) -> tuple[str, ...]:

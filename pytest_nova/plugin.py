@@ -35,10 +35,8 @@ PHASE_MARKERS = {
 
 
 NO_INVENTORY_ID = "nova-no-inventory"
-# Modules holding fixtures for the suites, loaded as plugins; each engine keeps its fixtures beside its code.
-FIXTURE_MODULES = ("pytest_nova.fixtures", "pytest_nova.checks.node", "pytest_nova.checks.dns",
-                   "pytest_nova.checks.firewall", "pytest_nova.checks.cluster", "pytest_nova.checks.balancers",
-                   "pytest_nova.report", "pytest_nova.unreached")
+# Modules loaded as plugins besides the engines (whose modules the kinds name): common fixtures, the report.
+PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -83,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
             state.run_dir = run_dir()
             # Before the workers start too: they inherit the limit.
             state.fd_note = raise_fd_limit(fds_needed(len(state.inventory.nodes) + len(state.inventory.workstations)))
-    for module in FIXTURE_MODULES:
+    for module in (*PLUGIN_MODULES, *registry.engines):
         if not config.pluginmanager.has_plugin(module) and importlib.util.find_spec(module) is not None:
             config.pluginmanager.import_plugin(module)
 

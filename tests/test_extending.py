@@ -57,8 +57,9 @@ def _run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[
 def test_a_site_requirement_of_a_plugin_kind_passes_when_it_holds(pytester: pytest.Pytester, site: Path,
                                                                    listener: int) -> None:
     _point_at(site, listener)
-    result, data = _run(pytester)
+    result, data = _run(pytester, "--html=report.html", "--self-contained-html")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert "<th>Site requirements</th>" in (pytester.path / "report.html").read_text()  # the area's report title
     result.stdout.fnmatch_lines(["*nova verdict: ACCEPTED*", "*1 passed*"])
     records = data["results"]
     assert isinstance(records, list) and len(records) == 1

@@ -12,21 +12,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pytest_nova.areas import BUILTIN_AREAS
 from pytest_nova.inventory import Inventory
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Outcome
 from pytest_nova.verdicts import COUNTS_PROPERTY, ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED, WARNING, where
 from pytest_nova.waivers import Usage, Waivers
 
-AREAS = ("dns", "external", "firewall", "os", "lb", "k8s", "inventory")
-AREA_TITLES = {
-    "dns": "DNS (1)",
-    "external": "External endpoints (2)",
-    "firewall": "Firewall (3.1)",
-    "os": "OS account",
-    "lb": "Load balancers (3.2)",
-    "k8s": "Kubernetes",
-    "inventory": "Inventory",
-}
+# Area titles in the order of the area × role matrix: the built-in areas, then those site plugins add.
+AREA_TITLES = {a.name: a.title for a in BUILTIN_AREAS}
 ROLE_ORDER = ("nova-ctl", "master", "infra", "ingress", "worker", "workstation", "load balancer", "cluster-wide")
 # Outcomes in the order a reader cares about them.
 SHOWN = ((FAILED, "failed"), (ERROR, "error"), (WAIVED, "waived"), (WARNING, "warning"), (SKIPPED, "skipped"),
@@ -113,14 +106,15 @@ def _cell_class(counter: Counter[str]) -> str:
     return "c-passed" if sum(counter.values()) else "c-none"
 
 
-def matrix_html(records: Iterable[Mapping[str, Any]], roles: Mapping[str, str]) -> str:
+def matrix_html(records: Iterable[Mapping[str, Any]], roles: Mapping[str, str],
+                titles: Mapping[str, str] = AREA_TITLES) -> str:
     """Areas × roles: counts of failed, waived, skipped and passed results per cell, coloured by the worst."""
     cells: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     for r in records:
         area, role = str(r.get("check")), role_of(r, roles)
         for key in ((area, role), (area, ""), ("", role), ("", "")):
             cells[key][str(r.get("outcome"))] += 1
-    areas = [a for a in AREAS if (a, "") in cells] + sorted({a for a, _ in cells if a and a not in AREAS})
+    areas = [a for a in titles if (a, "") in cells] + sorted({a for a, _ in cells if a and a not in titles})
     cols = [c for c in ROLE_ORDER if ("", c) in cells] + sorted({c for _, c in cells if c and c not in ROLE_ORDER})
 
     def td(key: tuple[str, str]) -> str:
@@ -129,7 +123,7 @@ def matrix_html(records: Iterable[Mapping[str, Any]], roles: Mapping[str, str]) 
 
     head = "".join(f"<th>{esc(c)}</th>" for c in cols)
     rows = "".join(
-        f"<tr><th>{esc(AREA_TITLES.get(a, a))}</th>{''.join(td((a, c)) for c in cols)}{td((a, ''))}</tr>"
+        f"<tr><th>{esc(titles.get(a, a))}</th>{''.join(td((a, c)) for c in cols)}{td((a, ''))}</tr>"
         for a in areas
     )
     total = f"<tr><th>all areas</th>{''.join(td(('', c)) for c in cols)}{td(('', ''))}</tr>"

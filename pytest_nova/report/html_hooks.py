@@ -103,7 +103,8 @@ class HtmlReport:
         not_passed = self.state.collector.records(passed=False)
         prefix.append(html.problems_html(not_passed))
         prefix.append(html.warnings_html(not_passed))
-        prefix.append(html.matrix_html(records, html.roles_of(inv)))
+        titles = {a.name: a.title for a in self.state.registry.areas.values()}
+        prefix.append(html.matrix_html(records, html.roles_of(inv), titles))
         prefix.append(html.signature_html(inv.sha256 if inv else ""))
         postfix.append(html.passed_table(self.passed_rows))
 
