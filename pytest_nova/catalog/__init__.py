@@ -11,10 +11,11 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
+from pytest_nova.model import Area, Phase
 from pytest_nova.yamlsource import Document, KeyPath, load
 
-AREAS = ("dns", "external", "firewall", "os", "lb", "k8s", "inventory")
-PHASES = ("preinstall", "postinstall")
+AREAS = tuple(Area)
+PHASES = tuple(Phase)
 PROTOCOLS = ("tcp", "udp", "icmp", "ipip")
 # required: the Nova docs demand it (a failure blocks acceptance); advisory: good practice (the Kubernetes guide,
 # kubeadm preflight, a docs recommendation) that the Nova docs do not demand (a failure is a warning unless strict).

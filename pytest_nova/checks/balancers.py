@@ -33,6 +33,7 @@ from pytest_nova import runcache
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory
 from pytest_nova.kubeconfig import kubeconfig_ca, kubeconfig_path
+from pytest_nova.model import Outcome
 from pytest_nova.plan import Check, fqdn
 from pytest_nova.session import session_of
 from pytest_nova.verdicts import FAILED, PASSED, Verdict
@@ -182,7 +183,7 @@ def run_batch(jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
 # --- judging -----------------------------------------------------------------------------------------------
 
 
-def _verdict(check: Check, outcome: str, message: str, fix: str = "") -> Verdict:
+def _verdict(check: Check, outcome: Outcome, message: str, fix: str = "") -> Verdict:
     r = check.requirement
     what = f"{r.scheme.upper()} GET {r.path}" if r.scheme in ("http", "https") and r.path else str(r.scheme).upper()
     return Verdict(

@@ -22,6 +22,7 @@ from pytest_nova import runcache
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Host, Inventory
 from pytest_nova.kubeconfig import kubeconfig_path, kubeconfig_server
+from pytest_nova.model import Outcome
 from pytest_nova.plan import Check
 from pytest_nova.session import session_of
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
@@ -172,7 +173,7 @@ _CHECKED = {
 }
 
 
-def _verdict(check: Check, outcome: str, message: str, target: str | None = None, fix: str = "") -> Verdict:
+def _verdict(check: Check, outcome: Outcome, message: str, target: str | None = None, fix: str = "") -> Verdict:
     r = check.requirement
     checked = _CHECKED.get(str(r.check), r.id).format(
         node=check.target, namespace=r.params.get("namespace", "kube-system"))

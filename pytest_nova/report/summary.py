@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import pytest
 
-from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Outcome, decide
+from pytest_nova.model import Record
+from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Decision, decide
 from pytest_nova.results import CHECK_PROPERTY, now
 from pytest_nova.session import NovaSession
 from pytest_nova.verdicts import WARNING, unprovable, where
 from pytest_nova.waivers import Waivers, usage
 
-OUTCOME = pytest.StashKey[Outcome]()
+OUTCOME = pytest.StashKey[Decision]()
 _INCOMPLETE = (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR)
 
 
@@ -36,7 +36,7 @@ class SignOff:
             self.other_failures.add(report.nodeid or "<collection>")
 
     @property
-    def outcome(self) -> Outcome:
+    def outcome(self) -> Decision:
         """The verdict (decided at session finish)."""
         return self.config.stash[OUTCOME]
 
@@ -61,7 +61,7 @@ class SignOff:
         if outcome.verdict == NOT_ACCEPTED and session.exitstatus == pytest.ExitCode.OK and len(records):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """The verdict, the waivers applied, and expired or unused waivers."""
         outcome = self.config.stash.get(OUTCOME, None)
         if outcome is None or self.state.inventory is None or self.config.option.collectonly:
@@ -90,18 +90,18 @@ class SignOff:
                 tr.write_line(f"unused waiver: {where}: {w.label} matched no failure", yellow=True)
 
 
-    def _warnings(self, tr: Any) -> None:
+    def _warnings(self, tr: pytest.TerminalReporter) -> None:
         """Advisory requirements that do not hold, one line per requirement with where and what was seen."""
-        groups: dict[str, list[dict[str, Any]]] = {}
+        groups: dict[str, list[Record]] = {}
         for r in self.state.collector.records(passed=False):
-            if r.get("outcome") == WARNING:
-                groups.setdefault(str(r.get("requirement")), []).append(r)
+            if r["outcome"] == WARNING:
+                groups.setdefault(r["requirement"], []).append(r)
         if not groups:
             return
         n = sum(len(rs) for rs in groups.values())
         tr.write_line(f"advisory warnings (not gating; --nova-strict makes them fail): {n}", yellow=True)
         for req, rs in groups.items():
-            places = sorted({where(r) or str(r.get("nodeid")) for r in rs})
+            places = sorted({where(r) or r["nodeid"] for r in rs})
             shown = ", ".join(places[:6]) + (f" and {len(places) - 6} more" if len(places) > 6 else "")
-            tr.write_line(f"  warning: {req} (docs {rs[0].get('section')}): {len(rs)} result(s) at {shown}: "
-                          f"{rs[0].get('message')}", yellow=True)
+            tr.write_line(f"  warning: {req} (docs {rs[0]['section']}): {len(rs)} result(s) at {shown}: "
+                          f"{rs[0]['message']}", yellow=True)
