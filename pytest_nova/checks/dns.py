@@ -23,7 +23,7 @@ import dns.rdatatype
 import pytest
 
 from pytest_nova import runcache
-from pytest_nova.checks.node_rules import Facts
+from pytest_nova.checks.facts import Facts, Resolved
 from pytest_nova.plan import Check
 from pytest_nova.session import selected_checks, session_of
 from pytest_nova.verdicts import FAILED, PASSED, Finding, Verdict
@@ -154,10 +154,10 @@ def judge_record(answer: Answer, name: str, server: str, allowed: Iterable[str])
 def judge_name(facts: Facts, name: str, allowed: Iterable[str]) -> Finding:
     """Whether ``name`` resolved on the node, and only to ``allowed`` addresses."""
     ok = set(allowed)
-    got = dict((facts.get("names") or {}).get(name) or {"status": "unresolved", "error": "not looked up"})
+    got = (facts.get("names") or {}).get(name) or Resolved(status="unresolved", error="not looked up")
     if got.get("status") != "ok":
         return Finding(FAILED, f"name not resolved: {name} through the node's resolver: {got.get('error')}")
-    addrs = list(got.get("addresses") or [])
+    addrs = got.get("addresses") or []
     wrong = [a for a in addrs if a not in ok]
     if wrong:
         return Finding(FAILED, f"{name} resolves to {', '.join(wrong)}, not an allowed address "
