@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import dns.exception
 import dns.flags
@@ -58,6 +58,14 @@ class Answer:
             REFUSED: f"{server} refused the query for {name}{': ' + self.detail if self.detail else ''}",
             SERVFAIL: f"{server} answered SERVFAIL for {name} (its upstream or zone is broken)",
         }.get(self.status, f"query to {server} for {name} failed: {self.detail}")
+
+
+class StoredAnswer(TypedDict):
+    """An :class:`Answer` as the run cache stores it."""
+
+    status: str
+    addresses: list[str]
+    detail: str
 
 
 def query_a(name: str, server: str, timeout: float, port: int = 53) -> Answer:
@@ -107,14 +115,15 @@ class NameChecks:
         """Every selected name's answer at ``server``, queried concurrently once per run."""
         names = self._names.get(server, [])
 
-        def ask() -> dict[str, Any]:
+        def ask() -> dict[str, StoredAnswer]:
             with ThreadPoolExecutor(max_workers=min(16, max(1, len(names)))) as pool:
                 found = dict(zip(names, pool.map(lambda n: query_a(n, server, self.timeout), names),
                                  strict=True))
-            return {n: [a.status, list(a.addresses), a.detail] for n, a in found.items()}
+            return {n: {"status": a.status, "addresses": list(a.addresses), "detail": a.detail}
+                    for n, a in found.items()}
 
         raw = runcache.once(self.run_dir, f"dns-{server}", ask)
-        return {n: Answer(s, tuple(addrs), d) for n, (s, addrs, d) in raw.items()}
+        return {n: Answer(a["status"], tuple(a["addresses"]), a["detail"]) for n, a in raw.items()}
 
     def verdicts(self, check: Check) -> list[Verdict]:
         """The verdict of one ``dns_record`` check: the name resolves at the server, only to allowed addresses."""

@@ -18,18 +18,18 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypedDict, TypeVar, cast
+from typing import NamedTuple, TypedDict, TypeVar, cast
 
 import pytest
 
 from pytest_nova import runcache
 from pytest_nova.hosts import HostError, Hosts, RemoteHost, Stream
 from pytest_nova.inventory import Inventory
-from pytest_nova.model import JSONScalar, Outcome
+from pytest_nova.model import JSONScalar, JSONValue, Outcome
 from pytest_nova.options import Settings
 from pytest_nova.plan import Check
 from pytest_nova.remote_scripts import SUDO_REFUSED, Script, run_script, start_and_read, sudo_refused
@@ -156,6 +156,21 @@ def listen_requests(
     return {
         h: ListenRequest(h, address[h], tuple(sorted(ports.get(h, ()))), ipip.get(h, False)) for h in hosts
     }
+
+
+class ListenerReady(TypedDict, total=False):
+    """The listener script's first answer: the ports it bound, those a service holds, those it could not bind."""
+
+    bound: list[str]  # "2379/tcp"
+    taken: dict[str, str]  # port label -> the process holding it
+    failed: dict[str, str]  # port label -> why it could not be bound
+    ipip: str | None  # "ready", or why there is no IPIP receiver
+
+
+class ProbeAnswer(TypedDict, total=False):
+    """The probe script's answer: per probe key, its status word and detail."""
+
+    results: dict[str, list[str]]
 
 
 class Matrix(TypedDict):
@@ -411,17 +426,19 @@ class MatrixRun:
         except HostError as exc:
             self.listening[req.host] = Listening(error=f"{exc.host}: {exc.cause}")
             return
+        served = cast(ListenerReady, ready)  # the listener script's answer (probes/listener.py)
         self.listening[req.host] = Listening(
-            bound=frozenset(ready.get("bound", ())),
-            taken=dict(ready.get("taken", {})),
-            failed=dict(ready.get("failed", {})),
-            ipip=ready.get("ipip"),
+            bound=frozenset(served.get("bound", ())),
+            taken=dict(served.get("taken", {})),
+            failed=dict(served.get("failed", {})),
+            ipip=served.get("ipip"),
             privilege=privilege,
         )
         with self.lock:
             self.receivers[req.host] = script
 
-    def _start(self, host: RemoteHost, name: str, params: dict[str, Any], *, sudo: bool) -> tuple[Any, Script]:
+    def _start(self, host: RemoteHost, name: str, params: Mapping[str, object], *,
+               sudo: bool) -> tuple[JSONValue, Script]:
         limit = self.settings.connect_timeout + READY_MARGIN
         if name == "portprobe":
             limit = self.settings.command_timeout
@@ -439,7 +456,7 @@ class MatrixRun:
         src = self.hosts.inventory.host(source).address
         timeout = self.settings.probe_timeout * (SECOND_PASS_SLOWER if again else 1)
         concurrency = max(1, self.settings.concurrency // SECOND_PASS_SLOWER) if again else self.settings.concurrency
-        params: dict[str, Any] = {"timeout": timeout, "concurrency": concurrency, "per_target": PER_TARGET,
+        params: dict[str, object] = {"timeout": timeout, "concurrency": concurrency, "per_target": PER_TARGET,
                                   "probes": rows, "magic": self.magic, "source_address": src, "lifeline": True,
                                   "deadline": self.settings.command_timeout + 5}
         sudo = any(p.protocol == "ipip" for p in probes) and source not in self.no_sudo
@@ -456,11 +473,11 @@ class MatrixRun:
                 if not again or str(status) not in ("filtered", "silent", "sent"):
                     self.raw[key] = (str(status), str(detail))
 
-    def _run_probe(self, host: RemoteHost, params: dict[str, Any], sudo: bool) -> Any:
+    def _run_probe(self, host: RemoteHost, params: dict[str, object], sudo: bool) -> ProbeAnswer:
         if host.command("true") is None:
             # Only testinfra can reach this host (paramiko, docker…): no stdin lifeline, one plain run.
-            return run_script(host, "portprobe", params | {"lifeline": False},
-                              timeout=self.settings.command_timeout, sudo=sudo)
+            return cast(ProbeAnswer, run_script(host, "portprobe", params | {"lifeline": False},
+                                                timeout=self.settings.command_timeout, sudo=sudo))
         try:
             answer, script = self._start(host, "portprobe", params, sudo=sudo)
         except HostError as exc:
@@ -470,7 +487,7 @@ class MatrixRun:
                 self.no_sudo[host.name] = SUDO_REFUSED
             answer, script = self._start(host, "portprobe", params, sudo=False)
         self.streams.done(script.stream, timeout=5)
-        return answer
+        return cast(ProbeAnswer, answer)  # the probe script's answer (probes/portprobe.py)
 
     def _second_pass(self) -> None:
         """Probe again, slower and fewer at a time, everything that looked dropped: only a repeat is a drop."""
