@@ -20,7 +20,7 @@ import pytest
 from pytest_nova.model import Outcome
 from pytest_nova.report import html
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, decide
-from pytest_nova.verdicts import FAILED, PASSED, SKIPPED, Verdict
+from pytest_nova.verdicts import FAILED, PASSED, SKIPPED, USER_PROPERTY, Verdict, junit_properties
 from pytest_nova.waivers import Waiver, waive
 
 INVENTORY = """\
@@ -209,6 +209,24 @@ def test_explain_parts_come_from_the_record_fields_and_keep_multi_line_observati
     w = Waiver(0, 3, "os-x", None, "accepted", "J. Smith", date(2099, 1, 1))
     assert html.explain_parts(waive(record, w))["Observed"] == "line one\nline two"
     assert html.esc("a<b>\nc") == "a&lt;b&gt;&#10;c"
+
+
+def test_html_detail_and_problems_show_checked_expected_fix_from_the_fields() -> None:
+    v = Verdict(check="os", requirement="os-sudo", section="account 2", outcome=FAILED, message="sudo asks <pw>",
+                source="worker-1", checked="sudo -n true on worker-1", expected="passwordless sudo",
+                fix="echo 'u ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/u")
+    record = v.record("t.py::t")
+    detail = html.detail_html([record])
+    for text in ("sudo -n true on worker-1", "passwordless sudo (docs account 2)", "sudo asks &lt;pw&gt;",
+                 "echo &#x27;u ALL=(ALL) NOPASSWD:ALL&#x27; &gt; /etc/sudoers.d/u"):
+        assert f"<td>{text}</td>" in detail
+    problems = html.problems_html([record])
+    assert "passwordless sudo (docs account 2)" in problems and "/etc/sudoers.d/u</td>" in problems
+    # JUnit gets the same four parts as text, rendered from the fields.
+    (prop,) = junit_properties([(USER_PROPERTY, record)])
+    assert prop[1] == ("failed: worker-1: sudo asks <pw>\nChecked:  sudo -n true on worker-1\n"
+                       "Expected: passwordless sudo (docs account 2)\nObserved: sudo asks <pw>\n"
+                       "Fix:      echo 'u ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/u")
 
 
 def test_matrix_counts_by_area_and_first_role() -> None:
