@@ -50,7 +50,7 @@ class Document:
     """A parsed YAML document: plain Python data plus the line of each key path."""
 
     path: Path
-    data: Any
+    data: Any  # a YAMLValue; each loader checks its shape
     lines: dict[KeyPath, int] = field(default_factory=dict)
     sha256: str = ""
 
