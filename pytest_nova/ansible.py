@@ -17,11 +17,11 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn, TypeVar
 
 import yaml
 
@@ -41,6 +41,7 @@ CARRIED = {
     "ansible_ssh_private_key_file": "ansible_private_key_file",
 }
 _VAULT_HEADER = "$ANSIBLE_VAULT;"
+H = TypeVar("H", bound=Hashable)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # what inventory v1 accepts as a node name
 
 
@@ -54,7 +55,7 @@ class AnsibleHost:
 
     name: str
     groups: frozenset[str]
-    vars: dict[str, Any]
+    vars: dict[str, object]  # as Ansible gives them: plain values, or its own (vault) objects
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def read_list_json(text: str, source: str) -> AnsibleInventory:
     if not isinstance(data, dict):
         raise ConvertError(f"{source}: expected the JSON object of ansible-inventory --list")
     meta = data.get("_meta") or {}
-    hostvars: dict[str, Any] = meta.get("hostvars") or {} if isinstance(meta, dict) else {}
+    hostvars: dict[str, object] = meta.get("hostvars") or {} if isinstance(meta, dict) else {}
     groups = {k: v for k, v in data.items() if k != "_meta" and isinstance(v, dict)}
 
     def members(group: str, seen: frozenset[str]) -> set[str]:
@@ -114,7 +115,7 @@ def read_list_json(text: str, source: str) -> AnsibleInventory:
     for h in hostvars:
         of_host.setdefault(str(h), {"all"})
     hosts = tuple(
-        AnsibleHost(h, frozenset(g | {"all"}), dict(hostvars.get(h) or {})) for h, g in sorted(of_host.items())
+        AnsibleHost(h, frozenset(g | {"all"}), _mapping(hostvars.get(h))) for h, g in sorted(of_host.items())
     )
     return AnsibleInventory(source, hosts, frozenset(groups) | {"all"})
 
@@ -242,7 +243,11 @@ class Node:
     local: bool
 
 
-def _value(inv: AnsibleInventory, host: AnsibleHost, key: str) -> Any:
+def _mapping(value: object) -> dict[str, object]:
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _value(inv: AnsibleInventory, host: AnsibleHost, key: str) -> object:
     for k in (key, CARRIED.get(key, "")):
         if k not in host.vars:
             continue
@@ -260,7 +265,7 @@ def _value(inv: AnsibleInventory, host: AnsibleHost, key: str) -> Any:
     return None
 
 
-def _is_vault(value: Any) -> bool:
+def _is_vault(value: object) -> bool:
     if isinstance(value, dict):
         return "__ansible_vault" in value
     # ansible-core's encrypted values (EncryptedString, AnsibleVaultEncryptedUnicode) cannot be read without a key.
@@ -281,12 +286,13 @@ def _node(inv: AnsibleInventory, host: AnsibleHost, roles: tuple[str, ...]) -> N
     except ValueError:
         what = f"ansible_host '{raw}' is" if raw is not None else "no ansible_host, and the host name is"
         raise ConvertError(f"{where}: {what} not an IP address; set ansible_host to the node's IP address") from None
-    port = _value(inv, host, "ansible_port")
-    if port is not None:
+    raw_port = _value(inv, host, "ansible_port")
+    port = None
+    if raw_port is not None:
         try:
-            port = int(str(port))
+            port = int(str(raw_port))
         except ValueError:
-            raise ConvertError(f"{where}: ansible_port {port!r} is not a port number") from None
+            raise ConvertError(f"{where}: ansible_port {raw_port!r} is not a port number") from None
     user, key = _value(inv, host, "ansible_user"), _value(inv, host, "ansible_ssh_private_key_file")
     return Node(
         name=host.name,
@@ -347,7 +353,7 @@ def _scalar(value: str | int) -> str:
     return text if plain and text.strip() == text and text else json.dumps(text)
 
 
-def _common(values: list[Any]) -> Any:
+def _common(values: Sequence[H | None]) -> H | None:
     present = [v for v in values if v is not None]
     return Counter(present).most_common(1)[0][0] if present else None
 

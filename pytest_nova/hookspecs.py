@@ -16,7 +16,7 @@ See ``docs/extending.md`` for a whole example.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pytest_nova.hosts import Access, Transport  # type: ignore[attr-defined]
     from pytest_nova.inventory import Host, Inventory
     from pytest_nova.kinds import Registry
+    from pytest_nova.model import JSONObject
     from pytest_nova.session import NovaSession
 
 hookspec = pytest.hookspec
@@ -57,7 +58,7 @@ def pytest_nova_transport(host: Host, inventory: Inventory, access: Access) -> T
 
 
 @hookspec
-def pytest_nova_results_fields(session: NovaSession) -> dict[str, Any] | None:
+def pytest_nova_results_fields(session: NovaSession) -> JSONObject | None:
     """Top-level keys to add to the results JSON (a compatible extension of v1), called once when it is written.
 
     Keys of format v1 itself (``schema``, ``summary``, ``results``, …) cannot be replaced.

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import cast
 from urllib.parse import urlsplit
 
 from pytest_nova import secrets
@@ -155,7 +155,7 @@ class _Reader:
     def fail(self, path: KeyPath, message: str) -> Exception:
         return self.doc.error(path, message)
 
-    def mapping(self, value: Any, path: KeyPath, allowed: dict[str, bool]) -> dict[str, Any]:
+    def mapping(self, value: object, path: KeyPath, allowed: dict[str, bool]) -> dict[str, object]:
         """Check ``value`` is a mapping with only ``allowed`` keys (True = required)."""
         if not isinstance(value, dict):
             raise self.fail(path, f"expected a mapping, got {_kind(value)}")
@@ -167,24 +167,24 @@ class _Reader:
                 raise self.fail(path, f"missing required key '{key}'")
         return value
 
-    def string(self, value: Any, path: KeyPath, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+    def string(self, value: object, path: KeyPath, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
         if pattern and not pattern.match(value):
             raise self.fail(path, f"'{value}' is not a valid {what}")
         return value
 
-    def choice(self, value: Any, path: KeyPath, options: tuple[str, ...], what: str) -> str:
+    def choice(self, value: object, path: KeyPath, options: tuple[str, ...], what: str) -> str:
         if value not in options:
             raise self.fail(path, f"unknown {what} {value!r} (expected one of: {', '.join(options)})")
         return str(value)
 
-    def port(self, value: Any, path: KeyPath) -> int:
+    def port(self, value: object, path: KeyPath) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
             raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
         return value
 
-    def address(self, value: Any, path: KeyPath, *, v4_only: bool = False, why_v4: str = _V4_UNIVERSE) -> str:
+    def address(self, value: object, path: KeyPath, *, v4_only: bool = False, why_v4: str = _V4_UNIVERSE) -> str:
         text = self.string(value, path)
         try:
             ip = ipaddress.ip_address(text)
@@ -197,17 +197,17 @@ class _Reader:
                 raise self.fail(path, f"{ip} is {what}, not a host's address; write the address other hosts reach")
         return str(ip)
 
-    def host_address(self, value: Any, path: KeyPath) -> str:
+    def host_address(self, value: object, path: KeyPath) -> str:
         """A node's, workstation's or balancer's address: IPv4 (see :data:`_V4_NODES`)."""
         return self.address(value, path, v4_only=True, why_v4=_V4_NODES)
 
-    def strings(self, value: Any, path: KeyPath, check: Callable[[Any, KeyPath], str]) -> tuple[str, ...]:
+    def strings(self, value: object, path: KeyPath, check: Callable[[object, KeyPath], str]) -> tuple[str, ...]:
         if not isinstance(value, list):
             raise self.fail(path, f"expected a list, got {_kind(value)}")
         return tuple(check(item, (*path, i)) for i, item in enumerate(value))
 
 
-def _kind(value: Any) -> str:
+def _kind(value: object) -> str:
     if value is None:
         return "nothing"
     if isinstance(value, dict):
@@ -220,12 +220,12 @@ def _kind(value: Any) -> str:
 _HOST_KEYS = {"name": True, "address": True, "connection": False, "user": False, "port": False, "identityFile": False}
 
 
-def _host(r: _Reader, raw: Any, path: KeyPath, *, node: bool) -> Host:
+def _host(r: _Reader, raw: object, path: KeyPath, *, node: bool) -> Host:
     keys = {**_HOST_KEYS, "roles": True} if node else _HOST_KEYS
     m = r.mapping(raw, path, keys)
     roles: tuple[str, ...] = ()
     if node:
-        roles = r.strings(m["roles"], (*path, "roles"), lambda v, p: v)
+        roles = r.strings(m["roles"], (*path, "roles"), lambda v, p: cast(str, v))  # each checked just below
         if not roles:
             raise r.fail((*path, "roles"), "a node needs at least one role (" + ", ".join(ROLES) + ")")
         for role in roles:

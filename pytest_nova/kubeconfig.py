@@ -6,7 +6,6 @@ import base64
 import binascii
 import os
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -25,8 +24,8 @@ def kubeconfig_path(inv: Inventory, environ: dict[str, str] | None = None) -> Pa
     return Path((existing or paths or [DEFAULT_KUBECONFIG])[0]).expanduser()
 
 
-def _current_cluster(cfg: Any) -> dict[str, Any]:
-    """The ``cluster`` mapping of the current context (else of the first cluster)."""
+def _current_cluster(cfg: object) -> dict[str, object]:
+    """The ``cluster`` mapping of the current context (else of the first cluster); any YAML is accepted."""
     if not isinstance(cfg, dict):
         return {}
     clusters = {c.get("name"): c.get("cluster") or {} for c in cfg.get("clusters") or [] if isinstance(c, dict)}
@@ -36,7 +35,7 @@ def _current_cluster(cfg: Any) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> dict[str, object]:
     try:
         return _current_cluster(yaml.safe_load(path.read_text()))
     except (OSError, yaml.YAMLError):

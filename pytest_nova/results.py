@@ -7,17 +7,18 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _encode_str
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, NamedTuple, cast
 
 import pytest
 
 from pytest_nova import outputs
+from pytest_nova.model import CheckMeta, JSONObject, Outcome, Record
 from pytest_nova.outputs import OutputError
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED, WARNING, compact
+from pytest_nova.verdicts import ERROR, PASSED, SKIPPED, compact, records_of
 
 if TYPE_CHECKING:
     from pytest_nova.session import NovaSession
@@ -26,7 +27,7 @@ SCHEMA = "pytest-nova/results/v1"
 # Top-level keys of format v1 itself, which a plugin's results fields cannot replace.
 V1_KEYS = frozenset({"schema", "cluster", "inventory", "catalog", "started", "finished", "summary", "results"})
 CHECK_PROPERTY = "nova_check"
-OUTCOMES = (PASSED, FAILED, SKIPPED, ERROR, WAIVED, WARNING)
+OUTCOMES = tuple(Outcome)
 
 
 def now() -> str:
@@ -50,39 +51,40 @@ class Collector:
     def add(self, report: pytest.TestReport) -> None:
         """Take the records of one report: the call phase's, or a setup that failed or skipped."""
         props = dict(report.user_properties)
-        meta = props.get(CHECK_PROPERTY)
-        if not isinstance(meta, dict):
+        raw = props.get(CHECK_PROPERTY)
+        if not isinstance(raw, dict):
             return
+        meta = cast(CheckMeta, raw)
         if report.when == "setup" and report.passed:
             return
         if report.when == "teardown":
             if report.failed and report.nodeid not in self._index:
                 self._put(report.nodeid, [_synth(meta, report, ERROR)])
             return
-        records = [v for k, v in report.user_properties if k == USER_PROPERTY and isinstance(v, dict)]
+        records = records_of(report.user_properties)
         if not records:
             # Without verdicts, a failure means the check itself broke (or its setup did): an error.
             outcome = SKIPPED if report.skipped else (PASSED if report.passed else ERROR)
             records = [_synth(meta, report, outcome)]
         self._put(report.nodeid, records)
 
-    def _put(self, nodeid: str, records: list[dict[str, Any]]) -> None:
+    def _put(self, nodeid: str, records: list[Record]) -> None:
         """Append one item's records to the spool; a later report of the same item replaces them."""
         if self._spool is None:
             self._spool = tempfile.TemporaryFile(prefix="nova-results-")  # unlinked at once: nothing left behind
         rendered = ",\n".join(render(public(r)) for r in records).encode()
-        private = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records if r.get("outcome") != PASSED)
+        private = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records if r["outcome"] != PASSED)
         spool = self._spool
         spool.seek(0, os.SEEK_END)
         at = spool.tell()
         spool.write(rendered)
         spool.write(private.encode())
-        counts = Counter(str(r.get("outcome")) for r in records)
+        counts = Counter(str(r["outcome"]) for r in records)
         self._index[nodeid] = _Chunk(at, len(rendered), spool.tell() - at - len(rendered), tuple(counts.items()))
 
     def summary(self) -> dict[str, int]:
         """Counts of records per outcome, without reading them back."""
-        total = dict.fromkeys(OUTCOMES, 0)
+        total: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         for chunk in self._index.values():
             for outcome, n in chunk.counts:
                 total[outcome] = total.get(outcome, 0) + n
@@ -98,17 +100,17 @@ class Collector:
         """
         return Records(self, passed)
 
-    def _iter(self, passed: bool) -> Iterator[dict[str, Any]]:
+    def _iter(self, passed: bool) -> Iterator[Record]:
         for nodeid in sorted(self._index):
             chunk = self._index[nodeid]
             if not passed and not chunk.private:
                 continue
-            failing = iter(json.loads(line) for line in self._read(chunk.at + chunk.public, chunk.private).splitlines())
+            failing = iter(_record(line) for line in self._read(chunk.at + chunk.public, chunk.private).splitlines())
             if not passed:
                 yield from failing
                 continue
-            for r in json.loads(b"[" + self._read(chunk.at, chunk.public) + b"]"):
-                yield next(failing) if r.get("outcome") != PASSED else r
+            for r in cast(list[Record], json.loads(b"[" + self._read(chunk.at, chunk.public) + b"]")):
+                yield next(failing) if r["outcome"] != PASSED else r
 
     def _read(self, at: int, size: int) -> bytes:
         if self._spool is None or not size:
@@ -116,7 +118,7 @@ class Collector:
         self._spool.seek(at)
         return self._spool.read(size)
 
-    def write(self, path: Path, head: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    def write(self, path: Path, head: Mapping[str, object], extra: Mapping[str, object] | None = None) -> None:
         """Write the results JSON: ``head``'s keys, the summary, ``extra``'s keys, then every record from the spool.
 
         Exactly the bytes ``json.dumps(data, indent=1)`` gives for the same data, records ordered by test id.
@@ -150,7 +152,7 @@ class Records:
     def __init__(self, collector: Collector, passed: bool) -> None:
         self._collector, self._passed = collector, passed
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Record]:
         return self._collector._iter(self._passed)
 
     def __len__(self) -> int:
@@ -174,7 +176,7 @@ class _Chunk(NamedTuple):
 _KEYS: dict[str, str] = {}
 
 
-def render(record: dict[str, Any]) -> str:
+def render(record: Mapping[str, object]) -> str:
     """One record exactly as ``json.dumps(results, indent=1)`` writes it inside the results array.
 
     Flat records of strings, integers and nulls are rendered directly, several times faster than the pure-Python
@@ -197,21 +199,22 @@ def render(record: dict[str, Any]) -> str:
     return "  {\n" + ",\n".join(parts) + "\n  }" if parts else "  {}"
 
 
-def _synth(meta: dict[str, Any], report: pytest.TestReport, outcome: str) -> dict[str, Any]:
+def _record(line: bytes | str) -> Record:
+    """A record read back from the spool (written by :meth:`Collector._put`)."""
+    return cast(Record, json.loads(line))
+
+
+def _synth(meta: CheckMeta, report: pytest.TestReport, outcome: Outcome) -> Record:
     """A record for an item that ended before judging its verdicts (an unreachable host, a skip)."""
     if report.skipped and isinstance(report.longrepr, tuple):
         message = str(report.longrepr[2]).removeprefix("Skipped: ")
     else:
         message = _first_line(report)
-    return {
-        "nodeid": report.nodeid,
-        **{k: meta.get(k) for k in ("check", "requirement", "section", "source", "target", "port", "protocol")},
-        "outcome": outcome,
-        "message": message,
-        "severity": meta.get("severity", "required"),
-        "_explain": message,
-        "_fix": meta.get("fix", ""),
-    }
+    # Public keys in the order of format v1; no Checked/Expected: the check ended before saying what it checked.
+    return Record(nodeid=report.nodeid, check=meta.get("check", ""), requirement=meta.get("requirement", ""),
+                  section=meta.get("section", ""), source=meta.get("source"), target=meta.get("target"),
+                  port=meta.get("port"), protocol=meta.get("protocol"), outcome=outcome, message=message,
+                  severity=meta.get("severity", "required"), _fix=meta.get("fix", ""))
 
 
 def _first_line(report: pytest.TestReport) -> str:
@@ -223,17 +226,18 @@ def _first_line(report: pytest.TestReport) -> str:
     return text.splitlines()[-1].strip() if text else ""
 
 
-def summarize(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+def summarize(records: Iterable[Mapping[str, object]]) -> dict[str, int]:
     """Counts of records per outcome (a :meth:`Collector.records` iteration: its counts, without reading)."""
     if isinstance(records, Records):
         return records.summary()
-    summary = dict.fromkeys(OUTCOMES, 0)
+    summary: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
     for r in records:
-        summary[r["outcome"]] = summary.get(r["outcome"], 0) + 1
+        outcome = str(r["outcome"])
+        summary[outcome] = summary.get(outcome, 0) + 1
     return summary
 
 
-def public(record: dict[str, Any]) -> dict[str, Any]:
+def public(record: Mapping[str, object]) -> dict[str, object]:
     """A record without the private keys the report uses."""
     return {k: v for k, v in record.items() if not k.startswith("_")}
 
@@ -263,7 +267,7 @@ class ResultsWriter:
             "started": state.collector.started,
             "finished": now(),
         }
-        extra: dict[str, Any] = {}
+        extra: JSONObject = {}
         for fields in session.config.hook.pytest_nova_results_fields(session=state):
             extra.update({k: v for k, v in (fields or {}).items() if k not in V1_KEYS})
         try:

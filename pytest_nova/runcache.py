@@ -12,17 +12,23 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar, cast
 
 from pytest_nova.hosts import HostError
+from pytest_nova.model import JSONValue
+
+T = TypeVar("T")
 
 
 def _path(folder: Path, key: str) -> Path:
     return folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.json"
 
 
-def once(folder: Path, key: str, compute: Callable[[], Any]) -> Any:
-    """The stored value of ``key``, computing it under a lock if no process has yet."""
+def once(folder: Path, key: str, compute: Callable[[], T]) -> T:
+    """The stored value of ``key``, computing it under a lock if no process has yet.
+
+    The value goes through JSON: ``T`` is made of JSON values (a ``TypedDict`` of them, lists, not tuples).
+    """
     path = _path(folder, key)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -38,13 +44,14 @@ def once(folder: Path, key: str, compute: Callable[[], Any]) -> Any:
             tmp.replace(path)
     if "error" in stored:
         raise HostError(*stored["error"])
-    return stored["value"]
+    return cast(T, stored["value"])
 
 
-def stored(folder: Path, key: str) -> Any:
+def stored(folder: Path, key: str) -> JSONValue:
     """The value stored for ``key``, or None when none is stored yet or it failed (no waiting, no computing)."""
     try:
-        return json.loads(_path(folder, key).read_text()).get("value")
+        value: JSONValue = json.loads(_path(folder, key).read_text()).get("value")
+        return value
     except (OSError, ValueError):
         return None
 

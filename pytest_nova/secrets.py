@@ -16,7 +16,6 @@ import re
 import stat
 from html import escape
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -67,8 +66,8 @@ def mask(text: str) -> str:
     return text
 
 
-def mask_data(data: Any) -> Any:
-    """A copy of plain data (dicts, lists, tuples, strings) with every string masked."""
+def mask_data(data: object) -> object:
+    """A copy of plain data (dicts, lists, tuples, strings) with every string masked; other values as they are."""
     if isinstance(data, str):
         return mask(data)
     if isinstance(data, dict):
@@ -143,7 +142,7 @@ def install_log_filter() -> None:
     if getattr(factory, "_nova_masking", False):
         return
 
-    def masked(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    def masked(*args: object, **kwargs: object) -> logging.LogRecord:
         record = factory(*args, **kwargs)
         _FILTER.filter(record)
         return record

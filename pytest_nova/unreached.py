@@ -7,9 +7,8 @@ once per host what went wrong: ``master-3: ssh: connection timed out after 5 s; 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,7 +23,7 @@ def failed_logins(run_dir: Path) -> dict[str, str]:
     return {exc.host: exc.cause for exc in runcache.failures(run_dir, LOGIN_KEY)}
 
 
-def lines(run_dir: Path, records: Iterable[dict[str, Any]]) -> list[str]:
+def lines(run_dir: Path, records: Iterable[Mapping[str, object]]) -> list[str]:
     """One line per unreachable host, with how many error records its failed login caused (one pass)."""
     causes = failed_logins(run_dir)
     if not causes:

@@ -8,14 +8,16 @@ failed ones in the Checked / Expected / Observed / Fix form.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import cast
 
 import pytest
 
-PASSED, FAILED, SKIPPED, ERROR, WAIVED = "passed", "failed", "skipped", "error", "waived"
+from pytest_nova.model import Outcome, Record
+
+PASSED, FAILED, SKIPPED, ERROR, WAIVED = Outcome.PASSED, Outcome.FAILED, Outcome.SKIPPED, Outcome.ERROR, Outcome.WAIVED
 # An advisory requirement (good practice the Nova docs do not demand) that does not hold: reported, not gating.
-WARNING = "warning"
+WARNING = Outcome.WARNING
 USER_PROPERTY = "nova_result"
 # One JUnit property per warning, "<requirement> [<where>]: <message>", so CI shows it without failing the case.
 WARNING_PROPERTY = "nova_warning"
@@ -25,9 +27,10 @@ WARNING_PROPERTY = "nova_warning"
 class Finding:
     """A judgement of one observation: outcome, what was observed, and a fix when the catalog's is not precise."""
 
-    outcome: str
+    outcome: Outcome
     message: str
     fix: str = ""
+    unprovable: bool = False  # skipped: the rule may or may not hold, and nothing could tell
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Verdict:
     check: str
     requirement: str
     section: str
-    outcome: str
+    outcome: Outcome
     message: str
     source: str | None = None
     target: str | None = None
@@ -47,37 +50,52 @@ class Verdict:
     checked: str = ""
     expected: str = ""
     fix: str = ""
+    # A skipped verdict of a rule that may or may not hold: nothing could tell (--nova-require-proof fails it).
+    unprovable: bool = False
 
-    def record(self, nodeid: str) -> dict[str, Any]:
-        """The results-JSON record for this verdict."""
-        data = asdict(self)
-        return {
-            "nodeid": nodeid,
-            **{
-                k: data[k]
-                for k in (
-                    "check",
-                    "requirement",
-                    "section",
-                    "source",
-                    "target",
-                    "port",
-                    "protocol",
-                    "outcome",
-                    "message",
-                )
-            },
-        }
+    def record(self, nodeid: str, severity: str = "required") -> Record:
+        """The results-JSON record for this verdict, with Checked / Expected / Fix as private keys."""
+        record = Record(nodeid=nodeid, check=self.check, requirement=self.requirement, section=self.section,
+                        source=self.source, target=self.target, port=self.port, protocol=self.protocol,
+                        outcome=self.outcome, message=self.message, severity=severity)
+        if self.outcome != PASSED:
+            record["_checked"], record["_expected"] = self.checked, self.expected
+        record["_fix"] = self.fix
+        if self.unprovable:
+            record["_unprovable"] = True
+        return record
 
     def explain(self) -> str:
         """Checked / Expected / Observed / Fix, in as few lines as it takes."""
-        lines = [f"Checked:  {self.checked}"] if self.checked else []
-        if self.expected:
-            lines.append(f"Expected: {self.expected} (docs {self.section})")
-        lines.append(f"Observed: {self.message}")
-        if self.fix:
-            lines.append(f"Fix:      {self.fix}")
-        return "\n".join(lines)
+        return explain(self.checked, self.expected, self.section, self.message, self.fix)
+
+
+def explain(checked: str, expected: str, section: str, observed: str, fix: str) -> str:
+    """The Checked / Expected / Observed / Fix text of the terminal and JUnit."""
+    lines = [f"Checked:  {checked}"] if checked else []
+    if expected:
+        lines.append(f"Expected: {expected} (docs {section})")
+    lines.append(f"Observed: {observed}")
+    if fix:
+        lines.append(f"Fix:      {fix}")
+    return "\n".join(lines)
+
+
+def record_explain(r: Record) -> str:
+    """A record's Checked / Expected / Observed / Fix text; the message alone for an item that ended unjudged."""
+    if "_checked" not in r:
+        return r["message"]
+    return explain(r["_checked"], r.get("_expected", ""), r["section"], observed(r), r.get("_fix", ""))
+
+
+def observed(r: Record) -> str:
+    """What was observed: the message, without what a waiver added to it."""
+    return r.get("_observed", r["message"])
+
+
+def records_of(props: Iterable[tuple[str, object]]) -> list[Record]:
+    """The records among an item's user properties (built by :meth:`Verdict.record`, perhaps sent by a worker)."""
+    return [cast(Record, v) for k, v in props if k == USER_PROPERTY and isinstance(v, dict)]
 
 
 def attach(item_props: list[tuple[str, object]], verdicts: Iterable[Verdict], nodeid: str,
@@ -85,10 +103,7 @@ def attach(item_props: list[tuple[str, object]], verdicts: Iterable[Verdict], no
     """Store verdicts on the item's user properties, which pytest-xdist carries to the controller."""
     for v in verdicts:
         severity = "advisory" if v.requirement in advisory else "required"
-        item_props.append(
-            (USER_PROPERTY, v.record(nodeid) | {"severity": severity, "_explain": v.explain() if v.outcome != PASSED
-                                                else "", "_fix": v.fix})
-        )
+        item_props.append((USER_PROPERTY, v.record(nodeid, severity)))
         if v.outcome == WARNING:
             where = _label(v, True).strip()[1:-1]
             item_props.append((WARNING_PROPERTY, f"{v.requirement}{f' [{where}]' if where else ''}: {v.message}"))
@@ -108,15 +123,15 @@ def soften(verdicts: list[Verdict], advisory: Collection[str]) -> list[Verdict]:
 UNPROVABLE = "cannot be proven"  # what a skipped verdict says when the rule holds or not, and nothing can tell
 
 
-def unprovable(record: dict[str, Any]) -> bool:
+def unprovable(record: Record) -> bool:
     """Whether a record is a rule that could not be proven either way (as opposed to one that does not apply)."""
-    return record.get("outcome") == SKIPPED and UNPROVABLE in str(record.get("message", ""))
+    return record["outcome"] == SKIPPED and record.get("_unprovable", False)
 
 
 def require_proof(verdicts: list[Verdict]) -> list[Verdict]:
     """Rules that could not be proven fail (``--nova-require-proof``)."""
-    return [replace(v, outcome=FAILED, message=f"not proven (--nova-require-proof): {v.message}")
-            if v.outcome == SKIPPED and UNPROVABLE in v.message else v for v in verdicts]
+    return [replace(v, outcome=FAILED, message=f"not proven (--nova-require-proof): {v.message}", unprovable=False)
+            if v.outcome == SKIPPED and v.unprovable else v for v in verdicts]
 
 
 def judge(item_props: list[tuple[str, object]], nodeid: str, verdicts: list[Verdict], *,
@@ -180,7 +195,7 @@ COUNTS_PROPERTY = "nova_counts"  # results per outcome of an item whose passed r
 FAILURE_PROPERTY = "nova_failure"  # in JUnit: one result that did not pass, as its full text
 
 
-def where(record: Mapping[str, Any]) -> str:
+def where(record: Mapping[str, object]) -> str:
     """``source -> target port/protocol`` of a record, as far as it applies."""
     text = " -> ".join(str(record[k]) for k in ("source", "target") if record.get(k))
     if record.get("port") is not None:
@@ -218,8 +233,8 @@ def junit_properties(props: list[tuple[str, object]]) -> list[tuple[str, object]
         if key != USER_PROPERTY or not isinstance(value, dict):
             out.append((key, value))
         elif value.get("outcome") not in (PASSED, SKIPPED):
-            place = where(value)
-            head = f"{value.get('outcome')}{': ' + place if place else ''}: {value.get('message', '')}"
-            explain = str(value.get("_explain") or "")
-            out.append((FAILURE_PROPERTY, f"{head}\n{explain}" if explain else head))
+            r = cast(Record, value)
+            place = where(r)
+            head = f"{r['outcome']}{': ' + place if place else ''}: {r['message']}"
+            out.append((FAILURE_PROPERTY, f"{head}\n{record_explain(r)}"))
     return out

@@ -16,12 +16,12 @@ to errors (a check that could not run has observed nothing to accept), nor after
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
+from pytest_nova.model import Record
 from pytest_nova.verdicts import FAILED, WAIVED
 from pytest_nova.yamlsource import Document, load
 
@@ -57,15 +57,13 @@ class Waiver:
         """The text a waived result carries."""
         return f"waived: {self.justification} (approved by {self.approver} until {self.expires.isoformat()})"
 
-    def matches(self, record: dict[str, Any]) -> bool:
+    def matches(self, record: Mapping[str, object]) -> bool:
         """Whether this waiver covers ``record`` (any outcome; callers decide which outcomes to waive)."""
         if record.get("requirement") != self.requirement:
             return False
-        if self.node is None:
-            return True
-        return any(
-            isinstance(record.get(k), str) and fnmatch.fnmatchcase(record[k], self.node) for k in ("source", "target")
-        )
+        node = self.node
+        return node is None or any(isinstance(name, str) and fnmatch.fnmatchcase(name, node)
+                                   for name in (record.get("source"), record.get("target")))
 
 
 @dataclass(frozen=True)
@@ -90,20 +88,21 @@ class Waivers:
         """``file:line`` of a waiver."""
         return f"{self.path}:{w.line}"
 
-    def find(self, record: dict[str, Any]) -> Waiver | None:
+    def find(self, record: Mapping[str, object]) -> Waiver | None:
         """The first unexpired waiver covering a failed record."""
         if record.get("outcome") != FAILED:
             return None
         return next((w for w in self.active if w.matches(record)), None)
 
 
-def waive(record: dict[str, Any], w: Waiver) -> dict[str, Any]:
-    """A copy of a failed record marked as waived by ``w``."""
-    return record | {
-        "outcome": WAIVED,
-        "message": f"{record.get('message', '')} — {w.reason}",
-        WAIVER_KEY: w.index,
-    }
+def waive(record: Record, w: Waiver) -> Record:
+    """A copy of a failed record marked as waived by ``w`` (what was observed is kept apart from the reason)."""
+    out = record.copy()
+    out["outcome"] = WAIVED
+    out["message"] = f"{record['message']} — {w.reason}"
+    out["_waiver"] = w.index
+    out["_observed"] = record["message"]
+    return out
 
 
 @dataclass(frozen=True)
@@ -115,13 +114,14 @@ class Usage:
     count: int  # records waived; for an expired waiver, the failures it would have covered
 
 
-def usage(waivers: Waivers, records: Iterable[dict[str, Any]]) -> list[Usage]:
+def usage(waivers: Waivers, records: Iterable[Mapping[str, object]]) -> list[Usage]:
     """Per waiver: applied (with how many records it waived), unused, or expired."""
     records = list(records)
     waived: dict[int, int] = {}
     for r in records:
-        if r.get("outcome") == WAIVED and isinstance(r.get(WAIVER_KEY), int):
-            waived[r[WAIVER_KEY]] = waived.get(r[WAIVER_KEY], 0) + 1
+        index = r.get("_waiver")
+        if r.get("outcome") == WAIVED and isinstance(index, int):
+            waived[index] = waived.get(index, 0) + 1
     out = []
     for w in waivers.items:
         if w.expires < waivers.on:
@@ -162,7 +162,7 @@ def load_waivers(
 
 
 def _waiver(
-    doc: Document, i: int, entry: Any, requirements: Collection[str], hosts: Collection[str] | None
+    doc: Document, i: int, entry: object, requirements: Collection[str], hosts: Collection[str] | None
 ) -> Waiver:
     at = ("waivers", i)
     if not isinstance(entry, dict):

@@ -12,14 +12,18 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import yaml
 
 from pytest_nova.errors import SourceError
 
 KeyPath = tuple[str | int, ...]
+# What a document holds: the values of YAML's plain tags (a timestamp is a date or a datetime).
+Scalar: TypeAlias = str | int | float | bool | date | datetime | None
+YAMLValue: TypeAlias = Scalar | list["YAMLValue"] | dict[str, "YAMLValue"]
 
 MAX_BYTES = 1 << 20  # an inventory of 1000 nodes is about 100 KiB
 MAX_DEPTH = 64
@@ -46,7 +50,7 @@ class Document:
     """A parsed YAML document: plain Python data plus the line of each key path."""
 
     path: Path
-    data: Any
+    data: Any  # a YAMLValue; each loader checks its shape
     lines: dict[KeyPath, int] = field(default_factory=dict)
     sha256: str = ""
 
@@ -86,7 +90,7 @@ class _Converter:
     def fail(self, node: yaml.Node, path: KeyPath, message: str) -> SourceError:
         return SourceError(str(self.doc), node.start_mark.line + 1, format_path(path), message)
 
-    def convert(self, node: yaml.Node, path: KeyPath) -> Any:
+    def convert(self, node: yaml.Node, path: KeyPath) -> YAMLValue:
         self.budget -= 1
         if self.budget < 0:
             # Named at the top-level key being expanded: an alias's own mark is where its anchor was defined.
@@ -106,10 +110,10 @@ class _Converter:
         assert isinstance(node, yaml.ScalarNode)
         return self.scalar(node, path)
 
-    def mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, Any]:
+    def mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, YAMLValue]:
         if node.tag != _MAP:
             raise self.fail(node, path, tag_message(node.tag))
-        result: dict[str, Any] = {}
+        result: dict[str, YAMLValue] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
                 raise self.fail(key_node, path, "merge keys (<<) are not supported; write the keys out")
@@ -123,13 +127,13 @@ class _Converter:
             self.lines[child] = key_node.start_mark.line + 1
         return result
 
-    def scalar(self, node: yaml.ScalarNode, path: KeyPath) -> Any:
+    def scalar(self, node: yaml.ScalarNode, path: KeyPath) -> Scalar:
         kind = _SCALAR_TAGS.get(node.tag)
         if kind is None:
             raise self.fail(node, path, tag_message(node.tag))
         loader = yaml.SafeLoader("")
         try:
-            value = loader.construct_object(node, deep=True)
+            value: Scalar = loader.construct_object(node, deep=True)
         except (ValueError, TypeError, OverflowError, yaml.YAMLError) as exc:
             if kind == "timestamp":
                 what = f"'{node.value}' is not a valid date ({exc}); write a real date as YYYY-MM-DD"

@@ -162,7 +162,7 @@ def test_refused_and_wrong_protocol_are_failures_that_say_why(plain: int) -> Non
     refused = b.http_get(LOCAL, _free_port(), "http", "/healthz", 2)
     assert refused["error"] == "connection refused"
     tls_to_plain = b.http_get(LOCAL, plain, "https", "/healthz", 2)
-    assert tls_to_plain["error"].startswith("TLS handshake failed")
+    assert str(tls_to_plain["error"]).startswith("TLS handshake failed")
     v = b.judge_http(_check("lb-infra-http", "infra-1", 1), refused)
     assert v.outcome == FAILED and "did not answer GET http://127.0.0.1:" in v.message
 
@@ -185,14 +185,16 @@ def test_timeout_is_bounded() -> None:
 
 def test_passthrough_matches_a_masters_certificate(master: int) -> None:
     check = _check("lb-api-l4-passthrough", "api", master, (Target("master-1", LOCAL),))
-    probe = {"balancer": b.leaf_cert(LOCAL, master, 2), "masters": {"master-1": b.leaf_cert(LOCAL, master, 2)}}
+    probe = b.PassthroughProbe(balancer=b.leaf_cert(LOCAL, master, 2),
+                               masters={"master-1": b.leaf_cert(LOCAL, master, 2)})
     v = b.judge_passthrough(check, probe)
     assert v.outcome == PASSED and "master-1's own certificate" in v.message
 
 
 def test_terminating_balancer_fails_naming_what_it_presents(master: int, lb_own_cert: int) -> None:
     check = _check("lb-api-l4-passthrough", "api", lb_own_cert, (Target("master-1", LOCAL),))
-    probe = {"balancer": b.leaf_cert(LOCAL, lb_own_cert, 2), "masters": {"master-1": b.leaf_cert(LOCAL, master, 2)}}
+    probe = b.PassthroughProbe(balancer=b.leaf_cert(LOCAL, lb_own_cert, 2),
+                               masters={"master-1": b.leaf_cert(LOCAL, master, 2)})
     v = b.judge_passthrough(check, probe)
     assert v.outcome == FAILED
     assert v.message.startswith("api balancer terminates TLS: it presents O=Nova Lab, CN=nova-api-lb (issued by ")
@@ -202,8 +204,8 @@ def test_terminating_balancer_fails_naming_what_it_presents(master: int, lb_own_
 
 def test_passthrough_without_masters_to_compare_fails() -> None:
     check = _check("lb-api-l4-passthrough", "api", 1, (Target("master-1", LOCAL),))
-    probe = {"balancer": {"sha256": "AA", "subject": "x", "issuer": "y", "error": None},
-             "masters": {"master-1": {"error": "connection refused"}}}
+    probe = b.PassthroughProbe(balancer={"sha256": "AA", "subject": "x", "issuer": "y", "error": None},
+                               masters={"master-1": {"error": "connection refused"}})
     v = b.judge_passthrough(check, probe)
     assert v.outcome == FAILED and "master-1: connection refused" in v.message
 
@@ -278,7 +280,7 @@ def test_dns_echo_is_not_an_answer() -> None:
         p = b.dns_query(LOCAL, srv.port, "tcp", "nova-console.nova.lab.local", 1)
     finally:
         srv.close()
-    assert p["error"].startswith("bad DNS answer")
+    assert str(p["error"]).startswith("bad DNS answer")
     assert b.judge_dns(_check("lb-infra-dns-tcp", "infra-1", srv.port), p).outcome == FAILED
 
 

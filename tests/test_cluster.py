@@ -8,7 +8,7 @@ import os
 import stat
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -45,7 +45,8 @@ def _state(inv: Inventory, notready: set[str] = frozenset(), missing: set[str] =
     pods = kubeapi.as_list("Pod", kubeapi.pods(cl))
     if edit:
         edit(nodes, pods)
-    data = {"nodes": [asdict(n) for n in c.parse_nodes(nodes)], "pods": [asdict(p) for p in c.parse_pods(pods)],
+    data = {"nodes": [asdict(n) for n in c.parse_nodes(cast(c.NodeList, nodes))],
+            "pods": [asdict(p) for p in c.parse_pods(cast(c.PodList, pods))],
             "server": "https://10.10.1.100:6443"}
     return c.ClusterState.from_json(json.loads(json.dumps(data)))  # through JSON, like the cache
 
@@ -66,7 +67,7 @@ def _judge(inv: Inventory, state: c.ClusterState, check_id: str) -> Verdict:
 def test_parse_nodes_reads_ready_roles_version_addresses(inv: Inventory) -> None:
     doc = kubeapi.as_list("Node", kubeapi.nodes(_cluster_nodes(inv), {"worker-1"}, set()))
     doc["items"][0]["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] = ""
-    nodes = {n.name: n for n in c.parse_nodes(doc)}
+    nodes = {n.name: n for n in c.parse_nodes(cast(c.NodeList, doc))}
     assert nodes["master-1"].roles == ("master",)  # control-plane and master are one role
     assert nodes["master-1"].ready == "True" and nodes["master-1"].kubelet == kubeapi.K8S_VERSION
     assert nodes["worker-1"].ready == "Unknown" and nodes["worker-1"].reason == "NodeStatusUnknown"
@@ -76,7 +77,7 @@ def test_parse_nodes_reads_ready_roles_version_addresses(inv: Inventory) -> None
 def test_parse_pods_keeps_the_reasons_of_unready_containers() -> None:
     pod = kubeapi.pods([{"name": "m", "address": "1.1.1.1", "roles": ["master"]}])[0]
     pod["status"]["containerStatuses"][0].update(ready=False, state={"waiting": {"reason": "CrashLoopBackOff"}})
-    (p,) = c.parse_pods({"items": [pod]})
+    (p,) = c.parse_pods(cast(c.PodList, {"items": [pod]}))
     assert (p.phase, p.ready, p.total, p.reasons, p.node) == ("Running", 0, 1, ("CrashLoopBackOff",), "m")
 
 
@@ -263,7 +264,7 @@ def test_missing_kubectl_or_kubeconfig_is_said_in_one_line(inv: Inventory, tmp_p
 
 
 def test_unreadable_cluster_is_one_error_per_item(inv: Inventory) -> None:
-    def fail() -> dict[str, Any]:
+    def fail() -> c.StoredState:
         raise HostError("nova-ctl", "kubectl get nodes: no answer within 2 s")
 
     engine = c.Cluster(inv, fail)

@@ -34,7 +34,7 @@ def _judge(p: Probe, status: str, detail: str = "", **kw: Any) -> tuple[str, str
     kw.setdefault("listeners", True)
     kw.setdefault("timeout", 2.0)
     kw.setdefault("listening", Listening(bound=frozenset({"2379/tcp", "4789/udp"})))
-    return judge_probe(p, status, detail, **kw)
+    return judge_probe(p, status, detail, **kw)[:2]
 
 
 TCP = Probe("worker-1", "master-2", "10.10.1.12", 2379, "tcp")
@@ -126,6 +126,9 @@ def test_a_silent_udp_service_cannot_be_proven() -> None:
     outcome, message = _judge(UDP, "silent", listeners=False, listening=None)
     assert outcome == SKIPPED
     assert message.startswith("skipped: cannot be proven: no UDP answer and no ICMP error")
+    # The verdict says so in a field, not only in its text: the sign-off and --nova-require-proof read that.
+    assert judge_probe(UDP, "silent", "", listening=None, listeners=False, timeout=2.0).unprovable
+    assert not judge_probe(UDP, "refused", "", listening=None, listeners=False, timeout=2.0).unprovable
     kernel = Listening(taken={"4789/udp": "the kernel (no process holds the socket: a VXLAN or other tunnel device)"})
     outcome, message = _judge(UDP, "silent", listening=kernel)
     assert outcome == SKIPPED and "VXLAN" in message
@@ -157,11 +160,16 @@ def test_ipip_depends_on_the_receiver() -> None:
 
 def test_port_matrix_gives_one_verdict_per_target_with_the_requirement() -> None:
     check = next(c for c in _checks() if c.id == "worker-1:masters:2379/tcp")
-    stored = {"verdicts": {Probe("worker-1", t.name, t.address, 2379, "tcp").key: [PASSED, "open"]
-                           for t in check.targets[:2]}}
+    stored = matrix.Matrix(verdicts={Probe("worker-1", t.name, t.address, 2379, "tcp").key: [PASSED, "open"]
+                                     for t in check.targets[:2]}, probes=2, sources=1, destinations=2, seconds=0.1,
+                           second_pass=0)
     verdicts = matrix.PortMatrix(stored).verdicts(check)
     assert [v.target for v in verdicts] == [t.name for t in check.targets]
     assert [v.outcome for v in verdicts] == [PASSED, PASSED, ERROR]
+    assert not any(v.unprovable for v in verdicts)
+    first = Probe("worker-1", check.targets[0].name, check.targets[0].address, 2379, "tcp").key
+    stored["verdicts"][first] = [SKIPPED, "skipped: cannot be proven: x", True]
+    assert matrix.PortMatrix(stored).verdicts(check)[0].unprovable
     v = verdicts[0]
     assert (v.requirement, v.section, v.port, v.protocol) == ("fw-master-etcd-client", "3.1.2", 2379, "tcp")
     assert v.checked == "worker-1 -> master-1 (10.10.1.11) 2379/tcp"

@@ -137,7 +137,7 @@ def test_without_sudo_what_needs_root_is_unprovable_and_says_why() -> None:
                 "and listeners on ports below 1024 need it")
     for p in (low, ipip):
         assert judge_probe(p, "refused" if p.port else "sent", "", listening=listening, listeners=True,
-                           timeout=2.0) == (SKIPPED, expected)
+                           timeout=2.0) == (SKIPPED, expected, True)
 
 
 def test_a_probe_batch_keeps_few_probes_in_flight_per_destination() -> None:

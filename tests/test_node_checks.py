@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dns.message
 import dns.rcode
@@ -24,6 +24,7 @@ from pytest_nova.checks import dns as dnscheck
 from pytest_nova.checks import endpoints
 from pytest_nova.checks import node as f
 from pytest_nova.checks import node_rules as r
+from pytest_nova.checks.facts import Facts
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.kinds import build
@@ -74,7 +75,7 @@ def good_facts() -> dict[str, Any]:
 
 
 def judge(inv: Inventory, req_id: str, facts: dict[str, Any], **kw: Any) -> Finding:
-    return r.judge_requirement(load_catalog().get(req_id), facts, ctx(inv, **kw))
+    return r.judge_requirement(load_catalog().get(req_id), cast(Facts, facts), ctx(inv, **kw))
 
 
 OS_K8S_PRE = ["os-user-exists", "os-sudoers-file", "os-sudo-nopasswd", "os-ssh-dir", "os-authorized-keys-mode",
@@ -146,7 +147,7 @@ def test_each_fault_fails_with_what_to_fix(inv: Inventory, req_id: str, path: st
         facts = _with(path, value)
     req = load_catalog().get(req_id)
     c = ctx(inv)
-    finding = r.judge_requirement(req, facts, c)
+    finding = r.judge_requirement(req, cast(Facts, facts), c)
     assert finding.outcome == FAILED
     assert message in finding.message
     assert fix in (finding.fix or c.fill(req.fix))
@@ -241,10 +242,11 @@ def test_names_on_node(inv: Inventory) -> None:
     facts = good_facts()
     facts["names"]["bad.nova.mycompany.local"] = {"status": "ok", "addresses": ["10.10.1.41"]}
     facts["names"]["gone.nova.mycompany.local"] = {"status": "unresolved", "error": "Name or service not known"}
-    assert dnscheck.judge_name(facts, "nova-console.nova.mycompany.local", ["10.10.1.21"]).outcome == PASSED
-    wrong = dnscheck.judge_name(facts, "bad.nova.mycompany.local", ["10.10.1.21", "10.10.1.101"])
+    ok = dnscheck.judge_name(cast(Facts, facts), "nova-console.nova.mycompany.local", ["10.10.1.21"])
+    assert ok.outcome == PASSED
+    wrong = dnscheck.judge_name(cast(Facts, facts), "bad.nova.mycompany.local", ["10.10.1.21", "10.10.1.101"])
     assert wrong.outcome == FAILED and "10.10.1.41, not an allowed address" in wrong.message
-    gone = dnscheck.judge_name(facts, "gone.nova.mycompany.local", ["10.10.1.21"])
+    gone = dnscheck.judge_name(cast(Facts, facts), "gone.nova.mycompany.local", ["10.10.1.21"])
     assert gone.message.startswith("name not resolved: gone.nova.mycompany.local")
 
 
@@ -257,7 +259,7 @@ def test_names_on_node(inv: Inventory) -> None:
 ])
 def test_endpoint_failure_names_its_cause(inv: Inventory, status: str, cause: str, fix: str) -> None:
     facts = _with("endpoints", {"hub.nova-platform.io:443": {"status": status, "error": "detail"}})
-    got = endpoints.judge_endpoint(facts, "hub.nova-platform.io", 443)
+    got = endpoints.judge_endpoint(cast(Facts, facts), "hub.nova-platform.io", 443)
     assert got.outcome == FAILED and got.message.startswith(f"{cause}: hub.nova-platform.io:443")
     req = load_catalog().get("ext-image-registry-hub")
     assert fix in endpoints.endpoint_fix(got.message, "hub.nova-platform.io", 443, ctx(inv), req.fix)
@@ -266,7 +268,7 @@ def test_endpoint_failure_names_its_cause(inv: Inventory, status: str, cause: st
 def test_probe_params_cover_the_hosts_checks(inv: Inventory) -> None:
     plan = build(load_catalog(), inv)
     mine = [c for c in plan.checks if c.host == "worker-2"]
-    params = r.needs_of(mine, r.Context(inv, "worker-2", "admin"))
+    params: dict[str, Any] = r.needs_of(mine, r.Context(inv, "worker-2", "admin"))
     assert "/etc/sudoers.d/99-admin-user" in params["stat"]
     assert params["sudo"] is True
     assert ["hub.nova-platform.io", 443] in params["endpoints"]

@@ -11,13 +11,17 @@ import html as htmllib
 import json
 import re
 import xml.etree.ElementTree as ET
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_nova.model import Outcome
 from pytest_nova.report import html
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, decide
+from pytest_nova.verdicts import FAILED, PASSED, SKIPPED, USER_PROPERTY, Verdict, junit_properties
+from pytest_nova.waivers import Waiver, waive
 
 INVENTORY = """\
 cluster:
@@ -189,12 +193,40 @@ def test_junit_and_json_are_the_same_under_xdist(pytester: pytest.Pytester) -> N
     assert xdist_json["results"] == serial_json["results"] and xdist_json["verdict"] == serial_json["verdict"]
 
 
-def test_explain_parts_keep_multi_line_observations() -> None:
-    record = {"_explain": "Checked:  a\nExpected: b (docs 1)\nObserved: line one\nline two\nFix:      do x",
-              "message": "line one\nline two", "_fix": "do x"}
+def test_explain_parts_come_from_the_record_fields_and_keep_multi_line_observations() -> None:
+    v = Verdict(check="os", requirement="os-x", section="1", outcome=FAILED, message="line one\nline two",
+                checked="a", expected="b", fix="do x")
+    record = v.record("t.py::t")
+    assert (record["_checked"], record["_expected"], record["_fix"]) == ("a", "b", "do x")
+    assert "_explain" not in record and "_unprovable" not in record
     assert html.explain_parts(record) == {"Checked": "a", "Expected": "b (docs 1)",
                                           "Observed": "line one\nline two", "Fix": "do x"}
+    # Nothing is parsed back out of text: a message that looks like labels stays the observation.
+    tricky = Verdict(check="os", requirement="os-x", section="1", outcome=FAILED, message="Fix: not a fix",
+                     checked="", expected="", fix="")
+    assert html.explain_parts(tricky.record("t.py::t")) == {"Observed": "Fix: not a fix"}
+    # A waived record shows what was observed, not the waiver's reason appended to its message.
+    w = Waiver(0, 3, "os-x", None, "accepted", "J. Smith", date(2099, 1, 1))
+    assert html.explain_parts(waive(record, w))["Observed"] == "line one\nline two"
     assert html.esc("a<b>\nc") == "a&lt;b&gt;&#10;c"
+
+
+def test_html_detail_and_problems_show_checked_expected_fix_from_the_fields() -> None:
+    v = Verdict(check="os", requirement="os-sudo", section="account 2", outcome=FAILED, message="sudo asks <pw>",
+                source="worker-1", checked="sudo -n true on worker-1", expected="passwordless sudo",
+                fix="echo 'u ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/u")
+    record = v.record("t.py::t")
+    detail = html.detail_html([record])
+    for text in ("sudo -n true on worker-1", "passwordless sudo (docs account 2)", "sudo asks &lt;pw&gt;",
+                 "echo &#x27;u ALL=(ALL) NOPASSWD:ALL&#x27; &gt; /etc/sudoers.d/u"):
+        assert f"<td>{text}</td>" in detail
+    problems = html.problems_html([record])
+    assert "passwordless sudo (docs account 2)" in problems and "/etc/sudoers.d/u</td>" in problems
+    # JUnit gets the same four parts as text, rendered from the fields.
+    (prop,) = junit_properties([(USER_PROPERTY, record)])
+    assert prop[1] == ("failed: worker-1: sudo asks <pw>\nChecked:  sudo -n true on worker-1\n"
+                       "Expected: passwordless sudo (docs account 2)\nObserved: sudo asks <pw>\n"
+                       "Fix:      echo 'u ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/u")
 
 
 def test_matrix_counts_by_area_and_first_role() -> None:
@@ -295,14 +327,17 @@ def test_the_verdict_counts_what_was_proven_and_what_could_not_be() -> None:
 
 
 def test_require_proof_fails_only_what_could_not_be_proven() -> None:
-    from pytest_nova.verdicts import Verdict, require_proof, unprovable
+    from pytest_nova.verdicts import require_proof, unprovable
 
-    def v(outcome: str, message: str) -> Verdict:
-        return Verdict(check="firewall", requirement="fw-x", section="3.1", outcome=outcome, message=message)
+    def v(outcome: Outcome, message: str, proof: bool = False) -> Verdict:
+        return Verdict(check="firewall", requirement="fw-x", section="3.1", outcome=outcome, message=message,
+                       unprovable=proof)
 
-    got = require_proof([v("skipped", "skipped: cannot be proven: no answer"), v("skipped", "not applicable"),
-                         v("passed", "open")])
+    got = require_proof([v(SKIPPED, "skipped: cannot be proven: no answer", True), v(SKIPPED, "not applicable"),
+                         v(PASSED, "open")])
     assert [g.outcome for g in got] == ["failed", "skipped", "passed"]
     assert got[0].message == "not proven (--nova-require-proof): skipped: cannot be proven: no answer"
-    assert unprovable({"outcome": "skipped", "message": "skipped: cannot be proven: x"})
-    assert not unprovable({"outcome": "skipped", "message": "not applicable"})
+    # Recognised by the field, not by the words: the same text without the field is not unprovable.
+    assert require_proof([v(SKIPPED, "skipped: cannot be proven: x")])[0].outcome == SKIPPED
+    assert unprovable(v(SKIPPED, "held by the kernel", True).record("t"))
+    assert not unprovable(v(SKIPPED, "skipped: cannot be proven: x").record("t"))

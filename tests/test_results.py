@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
@@ -70,3 +71,26 @@ def test_failure_reads_checked_expected_observed_fix(pytester: pytest.Pytester) 
         "*Fix:      usermod -s /bin/bash nova-installer",
     ])
     assert "def test_node" not in result.stdout.str(), "an expected failure shows no traceback"
+
+
+def test_the_spool_carries_checked_expected_fix_and_unprovable_as_fields_not_into_the_json(tmp_path: Any) -> None:
+    from pytest_nova.results import CHECK_PROPERTY, Collector
+    from pytest_nova.verdicts import FAILED, PASSED, SKIPPED, Verdict, attach
+
+    props: list[tuple[str, object]] = [(CHECK_PROPERTY, {"check": "firewall", "requirement": "fw-x"})]
+    v = partial(Verdict, "firewall", "fw-x", "3.1", source="a", port=1, protocol="tcp")
+    attach(props, [v(FAILED, "filtered", target="b", checked="a -> b 1/tcp", expected="1/tcp open", fix="nft add rule"),
+                   v(SKIPPED, "no answer", target="c", unprovable=True),
+                   v(PASSED, "open", target="d", checked="a -> d")], "t.py::t")
+    report = pytest.TestReport("t.py::t", ("t.py", 1, "t"), {}, "failed", "E failed", "call", user_properties=props)
+    collector = Collector()
+    collector.add(report)
+    failed, skipped = collector.records(passed=False)
+    assert (failed["_checked"], failed["_expected"], failed["_fix"]) == ("a -> b 1/tcp", "1/tcp open", "nft add rule")
+    assert failed["message"] == "filtered" and "_unprovable" not in failed
+    assert skipped.get("_unprovable") is True
+    collector.write(tmp_path / "r.json", {"schema": "pytest-nova/results/v1"})
+    written = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [r["target"] for r in written] == ["b", "c", "d"]
+    assert all(not k.startswith("_") for r in written for k in r)
+    collector.close()

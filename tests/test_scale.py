@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pytest_nova.model import Outcome
 from pytest_nova.results import CHECK_PROPERTY, Collector, public, summarize
 from pytest_nova.verdicts import USER_PROPERTY, Verdict, attach
 
@@ -30,7 +31,7 @@ def _report(nodeid: str, verdicts: list[Verdict]) -> pytest.TestReport:
 
 
 def _verdict(i: int, outcome: str = "passed", **kw: Any) -> Verdict:
-    return Verdict("firewall", "fw-bgp", "3.1.6", outcome, kw.pop("message", "open"), source="worker-1",
+    return Verdict("firewall", "fw-bgp", "3.1.6", Outcome(outcome), kw.pop("message", "open"), source="worker-1",
                    target=f"node-{i}", port=179, protocol="tcp", checked="worker-1 reaches", expected="179/tcp open",
                    fix="nft add rule inet filter input tcp dport 179 accept", **kw)
 

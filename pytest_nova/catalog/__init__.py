@@ -14,10 +14,11 @@ from typing import Any
 
 from pytest_nova.areas import AREAS as AREAS
 from pytest_nova.areas import BUILTIN_AREAS, AreaSpec
+from pytest_nova.model import Phase
 from pytest_nova.yamlsource import Document, KeyPath, load
 
 _BUILTIN = {a.name: a for a in BUILTIN_AREAS}
-PHASES = ("preinstall", "postinstall")
+PHASES = tuple(Phase)
 PROTOCOLS = ("tcp", "udp", "icmp", "ipip")
 # required: the Nova docs demand it (a failure blocks acceptance); advisory: good practice (the Kubernetes guide,
 # kubeadm preflight, a docs recommendation) that the Nova docs do not demand (a failure is a warning unless strict).

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, cast
 
 import dns.exception
 import dns.message
@@ -33,16 +33,56 @@ from pytest_nova import runcache
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory
 from pytest_nova.kubeconfig import kubeconfig_ca, kubeconfig_path
-from pytest_nova.plan import BalancerCheck, fqdn
+from pytest_nova.model import Outcome
+from pytest_nova.plan import BalancerCheck, Target, fqdn
 from pytest_nova.session import session_of
 from pytest_nova.verdicts import FAILED, PASSED, Verdict
 from pytest_nova.x509 import cert_names, fingerprint
 
-Probe = dict[str, Any]
 _BODY_CHARS = 80
 
 
-def describe_cert(probe: Probe) -> str:
+class Cert(TypedDict, total=False):
+    """The certificate an address presents, or the error."""
+
+    sha256: str
+    subject: str
+    issuer: str
+    error: str | None
+
+
+class HttpProbe(Cert, total=False):
+    """A healthcheck GET: the status and start of the body, the certificate seen, whether it verified."""
+
+    url: str
+    verified: bool | None
+    trust_error: str
+    status: int | None
+    reason: str
+    body: str
+
+
+class DnsProbe(TypedDict, total=False):
+    """A DNS query to a balancer or backend: the response code and A records, or the error."""
+
+    rcode: str
+    answer: list[str]
+    name: str
+    error: str | None
+
+
+class PassthroughProbe(TypedDict):
+    """The certificate the API balancer presents, and each master's own."""
+
+    balancer: Cert
+    masters: dict[str, Cert]
+
+
+# What one balancer_check item's probe found (which one follows from the check).
+Probe = HttpProbe | DnsProbe | PassthroughProbe
+
+
+def describe_cert(probe: Cert) -> str:
     """``subject (issuer), SHA-256 fingerprint`` of the certificate a probe saw."""
     return f"{probe.get('subject')} (issued by {probe.get('issuer')}), SHA-256 {probe.get('sha256')}"
 
@@ -75,13 +115,14 @@ def _error(exc: BaseException, timeout: float) -> str:
     return str(getattr(exc, "strerror", None) or exc)
 
 
-def http_get(address: str, port: int, scheme: str, path: str, timeout: float, cadata: str | None = None) -> Probe:
+def http_get(address: str, port: int, scheme: str, path: str, timeout: float,
+             cadata: str | None = None) -> HttpProbe:
     """GET ``scheme://address:port/path``; the status, the start of the body and the certificate seen.
 
     With ``cadata`` the chain must verify against it; a chain that does not is reported (``trust_error``)
     and the request is repeated without verification, so the answer is known either way.
     """
-    out: Probe = {"url": f"{scheme}://{address}:{port}{path}", "verified": None}
+    out: HttpProbe = {"url": f"{scheme}://{address}:{port}{path}", "verified": None}
     verify = cadata if scheme == "https" else None
     for attempt in ((verify, None) if verify else (None,)):
         conn: http.client.HTTPConnection
@@ -94,25 +135,25 @@ def http_get(address: str, port: int, scheme: str, path: str, timeout: float, ca
             if isinstance(conn.sock, ssl.SSLSocket):
                 der = conn.sock.getpeercert(binary_form=True) or b""
                 subject, issuer = cert_names(der)
-                out.update(sha256=fingerprint(der), subject=subject, issuer=issuer)
+                out.update({"sha256": fingerprint(der), "subject": subject, "issuer": issuer})
                 if attempt:
                     out["verified"] = True
             conn.request("GET", path, headers={"Connection": "close", "User-Agent": "pytest-nova"})
             resp = conn.getresponse()
             body = resp.read(_BODY_CHARS).decode("utf-8", "replace").strip()
-            out.update(status=resp.status, reason=resp.reason, body=body, error=None)
+            out.update({"status": resp.status, "reason": resp.reason, "body": body, "error": None})
             return out
         except ssl.SSLCertVerificationError as exc:
-            out.update(verified=False, trust_error=str(exc.verify_message))
+            out.update({"verified": False, "trust_error": str(exc.verify_message)})
         except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
-            out.update(status=None, error=_error(exc, timeout))
+            out.update({"status": None, "error": _error(exc, timeout)})
             return out
         finally:
             conn.close()
     return out
 
 
-def leaf_cert(address: str, port: int, timeout: float) -> Probe:
+def leaf_cert(address: str, port: int, timeout: float) -> Cert:
     """The certificate ``address:port`` presents (fingerprint, subject, issuer), or the error."""
     try:
         with socket.create_connection((address, port), timeout=timeout) as raw:
@@ -124,7 +165,7 @@ def leaf_cert(address: str, port: int, timeout: float) -> Probe:
     return {"sha256": fingerprint(der), "subject": subject, "issuer": issuer, "error": None}
 
 
-def dns_query(address: str, port: int, protocol: str, name: str, timeout: float) -> Probe:
+def dns_query(address: str, port: int, protocol: str, name: str, timeout: float) -> DnsProbe:
     """Ask ``address`` for ``name`` (A) over udp or tcp; the response code and answer, or the error."""
     query = dns.message.make_query(name, "A")
     try:
@@ -148,16 +189,17 @@ def _is_api(check: BalancerCheck) -> bool:
 
 
 def probe_jobs(checks: list[BalancerCheck], timeout: float, cadata: str | None,
-               dns_name: str) -> dict[str, Callable[[], Any]]:
+               dns_name: str) -> dict[str, Callable[[], Probe]]:
     """One job per check id: what its item needs to know, as a function run in the batch."""
-    jobs: dict[str, Callable[[], Any]] = {}
+    jobs: dict[str, Callable[[], Probe]] = {}
     for c in checks:
         r = c.requirement
         port = int(c.port or 0)
         if c.id.endswith(":passthrough"):
             server, masters = str(c.balancer), c.targets
 
-            def passthrough(server: str = server, port: int = port, masters: tuple[Any, ...] = masters) -> Any:
+            def passthrough(server: str = server, port: int = port,
+                            masters: tuple[Target, ...] = masters) -> PassthroughProbe:
                 return {"balancer": leaf_cert(server, port, timeout),
                         "masters": {t.name: leaf_cert(t.address, port, timeout) for t in masters}}
 
@@ -171,7 +213,7 @@ def probe_jobs(checks: list[BalancerCheck], timeout: float, cadata: str | None,
     return jobs
 
 
-def run_batch(jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+def run_batch(jobs: dict[str, Callable[[], Probe]]) -> dict[str, Probe]:
     """Run every job concurrently; the results by job id."""
     if not jobs:
         return {}
@@ -183,7 +225,7 @@ def run_batch(jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
 # --- judging -----------------------------------------------------------------------------------------------
 
 
-def _verdict(check: BalancerCheck, outcome: str, message: str, fix: str = "") -> Verdict:
+def _verdict(check: BalancerCheck, outcome: Outcome, message: str, fix: str = "") -> Verdict:
     r = check.requirement
     what = f"{r.scheme.upper()} GET {r.path}" if r.scheme in ("http", "https") and r.path else str(r.scheme).upper()
     return Verdict(
@@ -207,7 +249,7 @@ def _backend_fix(check: BalancerCheck, name: str) -> str:
             f"--field-selector spec.nodeName={name}, then its logs")
 
 
-def judge_http(check: BalancerCheck, probe: Probe) -> Verdict:
+def judge_http(check: BalancerCheck, probe: HttpProbe) -> Verdict:
     """The verdict of one healthcheck: 200 expected, the chain trusted where a CA is known (API)."""
     target = check.targets[0]
     is_lb = target.name == check.requirement.balancer
@@ -236,7 +278,7 @@ def judge_http(check: BalancerCheck, probe: Probe) -> Verdict:
     return _verdict(check, PASSED, f"{who} answered {answered} on {req}{trust}")
 
 
-def judge_dns(check: BalancerCheck, probe: Probe) -> Verdict:
+def judge_dns(check: BalancerCheck, probe: DnsProbe) -> Verdict:
     """The verdict of one DNS probe: any proper answer (NOERROR or NXDOMAIN) shows DNS is served."""
     target = check.targets[0]
     is_lb = target.name == check.requirement.balancer
@@ -256,7 +298,7 @@ def judge_dns(check: BalancerCheck, probe: Probe) -> Verdict:
     return _verdict(check, PASSED, f"{where} answered {said} for {name}")
 
 
-def judge_passthrough(check: BalancerCheck, probe: Probe) -> Verdict:
+def judge_passthrough(check: BalancerCheck, probe: PassthroughProbe) -> Verdict:
     """The API balancer must present one of the masters' own certificates (L4 only, docs 3.2)."""
     lb, masters = probe["balancer"], probe["masters"]
     where = f"api balancer {check.balancer}:{check.port}"
@@ -280,13 +322,13 @@ def judge_passthrough(check: BalancerCheck, probe: Probe) -> Verdict:
     )
 
 
-def judge(check: BalancerCheck, probe: Any) -> list[Verdict]:
-    """The verdicts of one ``balancer_check`` item from its cached probe result."""
+def judge(check: BalancerCheck, probe: Probe) -> list[Verdict]:
+    """The verdicts of one ``balancer_check`` item from its cached probe result (its shape follows the check)."""
     if check.id.endswith(":passthrough"):
-        return [judge_passthrough(check, probe)]
+        return [judge_passthrough(check, cast(PassthroughProbe, probe))]
     if check.requirement.scheme == "dns":
-        return [judge_dns(check, probe)]
-    return [judge_http(check, probe)]
+        return [judge_dns(check, cast(DnsProbe, probe))]
+    return [judge_http(check, cast(HttpProbe, probe))]
 
 
 # --- fixtures ----------------------------------------------------------------------------------------------
@@ -300,7 +342,7 @@ def dns_probe_name(inv: Inventory, records: list[str]) -> str:
 class Balancers:
     """The run's balancer probes, computed once (shared by xdist workers) and judged per item."""
 
-    def __init__(self, compute: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, compute: Callable[[], dict[str, Probe]]) -> None:
         self._compute = compute
 
     def verdicts(self, check: BalancerCheck) -> list[Verdict]:
@@ -320,7 +362,7 @@ def nova_balancers(pytestconfig: pytest.Config, nova_inventory: Inventory, nova_
     state = session_of(pytestconfig)
     timeout = state.settings.probe_timeout
 
-    def compute() -> dict[str, Any]:
+    def compute() -> dict[str, Probe]:
         assert state.plan is not None
         checks = state.plan.of_type(BalancerCheck)
         cadata = None

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, cast
 
 import pytest
 import yaml
@@ -22,6 +23,7 @@ from pytest_nova import runcache
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Host, Inventory
 from pytest_nova.kubeconfig import kubeconfig_path, kubeconfig_server
+from pytest_nova.model import JSONValue, Outcome
 from pytest_nova.plan import Check, ClusterNodeCheck
 from pytest_nova.session import session_of
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
@@ -51,7 +53,7 @@ def kubectl_argv(kubectl: str, kubeconfig: Path, timeout: float, cache_dir: Path
             "get", *args, "-o", "json"]
 
 
-def run_kubectl(argv: list[str], what: str, timeout: float) -> Any:
+def run_kubectl(argv: list[str], what: str, timeout: float) -> JSONValue:
     """Run one kubectl call; its JSON output, or ``HostError`` naming the call and kubectl's message."""
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
@@ -61,12 +63,78 @@ def run_kubectl(argv: list[str], what: str, timeout: float) -> Any:
     if proc.returncode != 0:
         raise HostError(RUNNER, f"kubectl {what}: {summarize_stderr(proc.stderr)}")
     try:
-        return yaml.safe_load(proc.stdout)  # JSON is YAML; avoids a second parser for one call
+        doc: JSONValue = yaml.safe_load(proc.stdout)  # JSON is YAML; avoids a second parser for one call
+        return doc
     except yaml.YAMLError:
         raise HostError(RUNNER, f"kubectl {what}: output is not JSON") from None
 
 
 # --- parsing ---------------------------------------------------------------------------------------------
+
+
+class _Meta(TypedDict, total=False):
+    name: str
+    labels: dict[str, str]
+
+
+class _Condition(TypedDict, total=False):
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+class _Address(TypedDict, total=False):
+    type: str
+    address: str
+
+
+class _NodeStatus(TypedDict, total=False):
+    conditions: list[_Condition]
+    nodeInfo: dict[str, str]
+    addresses: list[_Address]
+
+
+class KubeNode(TypedDict, total=False):
+    """The part of a Kubernetes Node object the checks read."""
+
+    metadata: _Meta
+    status: _NodeStatus
+
+
+class _ContainerStatus(TypedDict, total=False):
+    ready: bool
+    state: dict[str, dict[str, str]]  # waiting / running / terminated -> reason, message…
+
+
+class _PodStatus(TypedDict, total=False):
+    phase: str
+    containerStatuses: list[_ContainerStatus]
+
+
+class _PodSpec(TypedDict, total=False):
+    nodeName: str
+    containers: list[dict[str, JSONValue]]
+
+
+class KubePod(TypedDict, total=False):
+    """The part of a Kubernetes Pod object the checks read."""
+
+    metadata: _Meta
+    spec: _PodSpec
+    status: _PodStatus
+
+
+class NodeList(TypedDict, total=False):
+    """``kubectl get nodes -o json``."""
+
+    items: list[KubeNode]
+
+
+class PodList(TypedDict, total=False):
+    """``kubectl get pods -o json``."""
+
+    items: list[KubePod]
 
 
 @dataclass(frozen=True)
@@ -94,12 +162,12 @@ class PodState:
     reasons: tuple[str, ...]  # waiting/terminated reasons of its containers (CrashLoopBackOff, ...)
 
 
-def parse_nodes(doc: Any, label_prefix: str = "node-role.kubernetes.io/") -> list[NodeState]:
+def parse_nodes(doc: NodeList | None, label_prefix: str = "node-role.kubernetes.io/") -> list[NodeState]:
     """``kubectl get nodes -o json`` reduced to what the checks use."""
     out = []
     for item in (doc or {}).get("items") or []:
         meta, status = item.get("metadata") or {}, item.get("status") or {}
-        cond: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), _Condition())
         labels = meta.get("labels") or {}
         roles = sorted({ROLE_ALIASES.get(k[len(label_prefix):], k[len(label_prefix):])
                         for k in labels if k.startswith(label_prefix) and k[len(label_prefix):]})
@@ -112,7 +180,7 @@ def parse_nodes(doc: Any, label_prefix: str = "node-role.kubernetes.io/") -> lis
     return out
 
 
-def parse_pods(doc: Any) -> list[PodState]:
+def parse_pods(doc: PodList | None) -> list[PodState]:
     """``kubectl get pods -o json`` reduced to phase, readiness and the reasons of unready containers."""
     out = []
     for item in (doc or {}).get("items") or []:
@@ -154,13 +222,47 @@ class ClusterState:
     server: str
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ClusterState:
+    def from_json(cls, data: StoredState) -> ClusterState:
         """Rebuild from the cached JSON."""
         return cls(
-            [NodeState(**{**n, "roles": tuple(n["roles"]), "addresses": tuple(n["addresses"])}) for n in data["nodes"]],
-            [PodState(**{**p, "reasons": tuple(p["reasons"])}) for p in data["pods"]],
+            [NodeState(name=n["name"], ready=n["ready"], reason=n["reason"], message=n["message"],
+                       roles=tuple(n["roles"]), kubelet=n["kubelet"], addresses=tuple(n["addresses"]))
+             for n in data["nodes"]],
+            [PodState(name=p["name"], node=p["node"], phase=p["phase"], ready=p["ready"], total=p["total"],
+                      reasons=tuple(p["reasons"])) for p in data["pods"]],
             data["server"],
         )
+
+
+class StoredNode(TypedDict):
+    """A :class:`NodeState` as the run cache stores it."""
+
+    name: str
+    ready: str
+    reason: str
+    message: str
+    roles: Sequence[str]
+    kubelet: str
+    addresses: Sequence[str]
+
+
+class StoredPod(TypedDict):
+    """A :class:`PodState` as the run cache stores it."""
+
+    name: str
+    node: str
+    phase: str
+    ready: int
+    total: int
+    reasons: Sequence[str]
+
+
+class StoredState(TypedDict):
+    """The reduced cluster state in the run cache."""
+
+    nodes: list[StoredNode]
+    pods: list[StoredPod]
+    server: str
 
 
 # What each check reads, for the "Checked:" line.
@@ -172,7 +274,7 @@ _CHECKED = {
 }
 
 
-def _verdict(check: Check, outcome: str, message: str, target: str | None = None, fix: str = "") -> Verdict:
+def _verdict(check: Check, outcome: Outcome, message: str, target: str | None = None, fix: str = "") -> Verdict:
     r = check.requirement
     checked = _CHECKED.get(str(r.check), r.id).format(
         node=check.target, namespace=r.params.get("namespace", "kube-system"))
@@ -281,7 +383,7 @@ def judge(check: Check, state: ClusterState, inv: Inventory) -> list[Verdict]:
 
 
 def fetch(kubeconfig: Path, namespace: str, timeout: float, cache_dir: Path, label_prefix: str,
-          kubectl: str | None = None) -> dict[str, Any]:
+          kubectl: str | None = None) -> StoredState:
     """Read nodes and ``namespace``'s pods with kubectl (two calls, in parallel); the reduced state as JSON."""
     kubectl = kubectl or shutil.which("kubectl")
     if kubectl is None:
@@ -298,15 +400,16 @@ def fetch(kubeconfig: Path, namespace: str, timeout: float, cache_dir: Path, lab
                                      what, outer) for what, args in calls.items()}
         docs = {what: f.result() for what, f in futures.items()}
     nodes, pods = docs.values()
-    return {"nodes": [asdict(n) for n in parse_nodes(nodes, label_prefix)],
-            "pods": [asdict(p) for p in parse_pods(pods)],
+    # kubectl's JSON, trusted to be the objects it asked for; what the checks read is then checked field by field.
+    return {"nodes": [cast(StoredNode, asdict(n)) for n in parse_nodes(cast(NodeList, nodes), label_prefix)],
+            "pods": [cast(StoredPod, asdict(p)) for p in parse_pods(cast(PodList, pods))],
             "server": kubeconfig_server(kubeconfig) or "?"}
 
 
 class Cluster:
     """The run's cluster state, read once (shared by xdist workers) and judged per item."""
 
-    def __init__(self, inv: Inventory, compute: Any) -> None:
+    def __init__(self, inv: Inventory, compute: Callable[[], StoredState]) -> None:
         self._inv, self._compute = inv, compute
 
     def verdicts(self, check: Check) -> list[Verdict]:
@@ -330,7 +433,7 @@ def nova_cluster(pytestconfig: pytest.Config, nova_inventory: Inventory, nova_ru
         "node-role.kubernetes.io/"
     kubeconfig = kubeconfig_path(nova_inventory)
 
-    def compute() -> dict[str, Any]:
+    def compute() -> StoredState:
         return fetch(kubeconfig, namespace, state.settings.probe_timeout, nova_run_dir / "kube-cache", prefix)
 
     return Cluster(nova_inventory, lambda: runcache.once(nova_run_dir, "cluster-state", compute))

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import dns.exception
 import dns.flags
@@ -23,7 +23,7 @@ import dns.rdatatype
 import pytest
 
 from pytest_nova import runcache
-from pytest_nova.checks.node_rules import Facts
+from pytest_nova.checks.facts import Facts, Resolved
 from pytest_nova.plan import Check, DnsRecordCheck
 from pytest_nova.session import selected_checks, session_of
 from pytest_nova.verdicts import FAILED, PASSED, Finding, Verdict
@@ -58,6 +58,14 @@ class Answer:
             REFUSED: f"{server} refused the query for {name}{': ' + self.detail if self.detail else ''}",
             SERVFAIL: f"{server} answered SERVFAIL for {name} (its upstream or zone is broken)",
         }.get(self.status, f"query to {server} for {name} failed: {self.detail}")
+
+
+class StoredAnswer(TypedDict):
+    """An :class:`Answer` as the run cache stores it."""
+
+    status: str
+    addresses: list[str]
+    detail: str
 
 
 def query_a(name: str, server: str, timeout: float, port: int = 53) -> Answer:
@@ -107,14 +115,15 @@ class NameChecks:
         """Every selected name's answer at ``server``, queried concurrently once per run."""
         names = self._names.get(server, [])
 
-        def ask() -> dict[str, Any]:
+        def ask() -> dict[str, StoredAnswer]:
             with ThreadPoolExecutor(max_workers=min(16, max(1, len(names)))) as pool:
                 found = dict(zip(names, pool.map(lambda n: query_a(n, server, self.timeout), names),
                                  strict=True))
-            return {n: [a.status, list(a.addresses), a.detail] for n, a in found.items()}
+            return {n: {"status": a.status, "addresses": list(a.addresses), "detail": a.detail}
+                    for n, a in found.items()}
 
         raw = runcache.once(self.run_dir, f"dns-{server}", ask)
-        return {n: Answer(s, tuple(addrs), d) for n, (s, addrs, d) in raw.items()}
+        return {n: Answer(a["status"], tuple(a["addresses"]), a["detail"]) for n, a in raw.items()}
 
     def verdicts(self, check: DnsRecordCheck) -> list[Verdict]:
         """The verdict of one ``dns_record`` check: the name resolves at the server, only to allowed addresses."""
@@ -154,10 +163,10 @@ def judge_record(answer: Answer, name: str, server: str, allowed: Iterable[str])
 def judge_name(facts: Facts, name: str, allowed: Iterable[str]) -> Finding:
     """Whether ``name`` resolved on the node, and only to ``allowed`` addresses."""
     ok = set(allowed)
-    got = dict((facts.get("names") or {}).get(name) or {"status": "unresolved", "error": "not looked up"})
+    got = (facts.get("names") or {}).get(name) or Resolved(status="unresolved", error="not looked up")
     if got.get("status") != "ok":
         return Finding(FAILED, f"name not resolved: {name} through the node's resolver: {got.get('error')}")
-    addrs = list(got.get("addresses") or [])
+    addrs = got.get("addresses") or []
     wrong = [a for a in addrs if a not in ok]
     if wrong:
         return Finding(FAILED, f"{name} resolves to {', '.join(wrong)}, not an allowed address "

@@ -6,7 +6,8 @@ Gather: the node engine's one script run per host probes every endpoint the host
 
 from __future__ import annotations
 
-from pytest_nova.checks.node_rules import CAUSES, Context, Facts, universe_ca_fix
+from pytest_nova.checks.facts import Facts
+from pytest_nova.checks.node_rules import CAUSES, Context, universe_ca_fix
 from pytest_nova.verdicts import FAILED, PASSED, Finding
 
 

@@ -18,22 +18,23 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import NamedTuple, TypedDict, TypeVar, cast
 
 import pytest
 
 from pytest_nova import runcache
 from pytest_nova.hosts import HostError, Hosts, RemoteHost, Stream
 from pytest_nova.inventory import Inventory
+from pytest_nova.model import JSONScalar, JSONValue, Outcome
 from pytest_nova.options import Settings
 from pytest_nova.plan import PortRuleCheck
 from pytest_nova.remote_scripts import SUDO_REFUSED, Script, run_script, start_and_read, sudo_refused
 from pytest_nova.session import session_of
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
+from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, UNPROVABLE, Verdict
 
 CACHE_KEY = "firewall-matrix"
 LISTEN_PROTOCOLS = ("tcp", "udp")
@@ -157,6 +158,44 @@ def listen_requests(
     }
 
 
+class ListenerReady(TypedDict, total=False):
+    """The listener script's first answer: the ports it bound, those a service holds, those it could not bind."""
+
+    bound: list[str]  # "2379/tcp"
+    taken: dict[str, str]  # port label -> the process holding it
+    failed: dict[str, str]  # port label -> why it could not be bound
+    ipip: str | None  # "ready", or why there is no IPIP receiver
+
+
+class ProbeAnswer(TypedDict, total=False):
+    """The probe script's answer: per probe key, its status word and detail."""
+
+    results: dict[str, list[str]]
+
+
+class Matrix(TypedDict):
+    """The computed matrix as the run cache stores it."""
+
+    verdicts: dict[str, list[JSONScalar]]  # probe key -> [outcome, message, unprovable]
+    probes: int
+    sources: int
+    destinations: int
+    seconds: float
+    second_pass: int
+
+
+class Judgement(NamedTuple):
+    """The outcome of one probe and its message; ``unprovable`` when skipped because nothing could tell."""
+
+    outcome: Outcome
+    message: str
+    unprovable: bool = False
+
+
+def _unproven(why: str) -> Judgement:
+    return Judgement(SKIPPED, f"skipped: {UNPROVABLE}: {why}", unprovable=True)
+
+
 def judge_probe(
     p: Probe,
     status: str,
@@ -166,7 +205,7 @@ def judge_probe(
     listeners: bool,
     timeout: float,
     source_sudo: str | None = None,
-) -> tuple[str, str]:
+) -> Judgement:
     """Outcome and message of one probe, from the probe script's status and what the target served.
 
     ``status`` is the probe script's word (open, refused, unreachable, blocked, filtered, silent, sent, seen,
@@ -177,12 +216,12 @@ def judge_probe(
     label = port_label(p.port, p.protocol)
     where = f"{p.target} {label}"
     if status == "unreached":
-        return ERROR, f"error: cannot probe from {p.source}: {detail}"
+        return Judgement(ERROR, f"error: cannot probe from {p.source}: {detail}")
     if status == "unresolved":
-        return FAILED, f"name not resolved: {p.address} on {p.source}: {detail}"
+        return Judgement(FAILED, f"name not resolved: {p.address} on {p.source}: {detail}")
     if status == "unprovable":
         why = f"; {source_sudo}" if source_sudo else ""
-        return SKIPPED, f"skipped: cannot be proven: {p.source}: {detail}{why}"
+        return _unproven(f"{p.source}: {detail}{why}")
     if p.protocol == "ipip":
         return _judge_ipip(p, status, detail, listening, timeout, source_sudo)
     taken = listening.taken.get(label) if listening else None
@@ -192,46 +231,49 @@ def judge_probe(
         missing = (listening.error or listening.failed.get(label)) if listening else None
         missing = missing or "no listener was requested"
     if status == "open":
-        return PASSED, f"open: port already in use by {taken}" if taken else "open"
+        return Judgement(PASSED, f"open: port already in use by {taken}" if taken else "open")
     # TCP and ICMP always answer when the path is open (an RST, a reply); UDP only when our echo listener is there.
     if status == "filtered" or (status == "silent" and ours):
-        return FAILED, f"filtered: no answer within {timeout} s (nor on a second, slower try)"
+        return Judgement(FAILED, f"filtered: no answer within {timeout} s (nor on a second, slower try)")
     if status == "blocked":
-        return FAILED, f"filtered: blocked on {p.source} itself ({detail}: a local firewall drops outgoing packets)"
+        return Judgement(FAILED,
+                         f"filtered: blocked on {p.source} itself ({detail}: a local firewall drops outgoing packets)")
     if status == "unreachable":
-        return FAILED, f"unreachable: {detail} (a router or firewall rejected it, or {p.target} is down)"
+        return Judgement(FAILED, f"unreachable: {detail} (a router or firewall rejected it, or {p.target} is down)")
     if missing and listening is not None and listening.privilege and "needs root" in missing:
-        return SKIPPED, f"skipped: cannot be proven: {p.target}: {listening.privilege}: {listening.needs_root()}"
+        return _unproven(f"{p.target}: {listening.privilege}: {listening.needs_root()}")
     if missing:
-        return ERROR, f"error: no temporary listener on {where} ({missing}); the probe saw: {status}"
+        return Judgement(ERROR, f"error: no temporary listener on {where} ({missing}); the probe saw: {status}")
     if status == "refused":
         if ours:
             kind = "ICMP port unreachable" if p.protocol == "udp" else "connection reset"
-            return FAILED, f"refused: {kind} although a temporary listener was bound (a firewall rejects it)"
-        return FAILED, f"refused: nothing listens on {where} (the packet arrived; is the service running?)"
+            return Judgement(FAILED,
+                             f"refused: {kind} although a temporary listener was bound (a firewall rejects it)")
+        return Judgement(FAILED, f"refused: nothing listens on {where} (the packet arrived; is the service running?)")
     if status == "silent":
         owner = f"held by {taken}" if taken else "the service does not answer arbitrary datagrams"
-        return SKIPPED, f"skipped: cannot be proven: no UDP answer and no ICMP error from {where} ({owner})"
-    return ERROR, f"error: {detail or status}"
+        return _unproven(f"no UDP answer and no ICMP error from {where} ({owner})")
+    return Judgement(ERROR, f"error: {detail or status}")
 
 
 def _judge_ipip(
     p: Probe, status: str, detail: str, listening: Listening | None, timeout: float, source_sudo: str | None
-) -> tuple[str, str]:
+) -> Judgement:
     if listening is None or listening.error:
         reason = listening.error if listening else "no receiver was requested"
-        return ERROR, f"error: no IPIP receiver on {p.target} ({reason})"
+        return Judgement(ERROR, f"error: no IPIP receiver on {p.target} ({reason})")
     if listening.ipip != "ready":
         if listening.privilege:
-            return SKIPPED, f"skipped: cannot be proven: {p.target}: {listening.privilege}: {listening.needs_root()}"
-        return SKIPPED, f"skipped: cannot be proven: {listening.ipip} on {p.target}"
+            return _unproven(f"{p.target}: {listening.privilege}: {listening.needs_root()}")
+        return _unproven(f"{listening.ipip} on {p.target}")
     if status == "seen":
-        return PASSED, "open"
+        return Judgement(PASSED, "open")
     if status == "sent":
-        return FAILED, f"filtered: the IPIP packet did not reach {p.target} within {timeout} s (nor on a second try)"
+        return Judgement(FAILED,
+                         f"filtered: the IPIP packet did not reach {p.target} within {timeout} s (nor on a second try)")
     if status == "error" and "raw socket" in detail:
         cause = source_sudo or "sudo -n"
-        return SKIPPED, f"skipped: cannot be proven: {p.source}: {cause}: sending IPIP needs it ({detail})"
+        return _unproven(f"{p.source}: {cause}: sending IPIP needs it ({detail})")
     return judge_probe(p, status, detail, listening=None, listeners=False, timeout=timeout)
 
 
@@ -330,8 +372,8 @@ class MatrixRun:
         self.second_pass = 0
         self.lock = threading.Lock()
 
-    def compute(self) -> dict[str, Any]:
-        """Probe everything; return ``{"verdicts": {key: [outcome, message]}, ...}`` (stored as JSON)."""
+    def compute(self) -> Matrix:
+        """Probe everything; return ``{"verdicts": {key: [outcome, message, unprovable]}, ...}`` (stored as JSON)."""
         started = time.monotonic()
         try:
             _parallel(sorted(self.requests.values(), key=lambda r: r.host), self._listen)
@@ -342,12 +384,12 @@ class MatrixRun:
             self._still_listening()
         finally:
             self.streams.close_all()
-        verdicts: dict[str, list[str]] = {}
+        verdicts: dict[str, list[JSONScalar]] = {}
         for probes in self.by_source.values():
             for p in probes:
                 status, detail = self.raw.get(p.key, ("error", "not probed"))
                 inside = (p.target, p.address) in self.known
-                outcome, message = judge_probe(
+                judged = judge_probe(
                     p,
                     status,
                     detail,
@@ -356,10 +398,10 @@ class MatrixRun:
                     timeout=self.settings.probe_timeout,
                     source_sudo=self.no_sudo.get(p.source),
                 )
-                verdicts[p.key] = [outcome, message]
-        return {"verdicts": verdicts, "probes": len(verdicts), "sources": len(self.by_source),
-                "destinations": len(self.requests), "seconds": round(time.monotonic() - started, 3),
-                "second_pass": self.second_pass}
+                verdicts[p.key] = list(judged)
+        return Matrix(verdicts=verdicts, probes=len(verdicts), sources=len(self.by_source),
+                      destinations=len(self.requests), seconds=round(time.monotonic() - started, 3),
+                      second_pass=self.second_pass)
 
     def _lifetime(self) -> float:
         # A safety net only: normally the listener ends when its stdin closes.
@@ -384,17 +426,19 @@ class MatrixRun:
         except HostError as exc:
             self.listening[req.host] = Listening(error=f"{exc.host}: {exc.cause}")
             return
+        served = cast(ListenerReady, ready)  # the listener script's answer (probes/listener.py)
         self.listening[req.host] = Listening(
-            bound=frozenset(ready.get("bound", ())),
-            taken=dict(ready.get("taken", {})),
-            failed=dict(ready.get("failed", {})),
-            ipip=ready.get("ipip"),
+            bound=frozenset(served.get("bound", ())),
+            taken=dict(served.get("taken", {})),
+            failed=dict(served.get("failed", {})),
+            ipip=served.get("ipip"),
             privilege=privilege,
         )
         with self.lock:
             self.receivers[req.host] = script
 
-    def _start(self, host: RemoteHost, name: str, params: dict[str, Any], *, sudo: bool) -> tuple[Any, Script]:
+    def _start(self, host: RemoteHost, name: str, params: Mapping[str, object], *,
+               sudo: bool) -> tuple[JSONValue, Script]:
         limit = self.settings.connect_timeout + READY_MARGIN
         if name == "portprobe":
             limit = self.settings.command_timeout
@@ -412,7 +456,7 @@ class MatrixRun:
         src = self.hosts.inventory.host(source).address
         timeout = self.settings.probe_timeout * (SECOND_PASS_SLOWER if again else 1)
         concurrency = max(1, self.settings.concurrency // SECOND_PASS_SLOWER) if again else self.settings.concurrency
-        params: dict[str, Any] = {"timeout": timeout, "concurrency": concurrency, "per_target": PER_TARGET,
+        params: dict[str, object] = {"timeout": timeout, "concurrency": concurrency, "per_target": PER_TARGET,
                                   "probes": rows, "magic": self.magic, "source_address": src, "lifeline": True,
                                   "deadline": self.settings.command_timeout + 5}
         sudo = any(p.protocol == "ipip" for p in probes) and source not in self.no_sudo
@@ -429,11 +473,11 @@ class MatrixRun:
                 if not again or str(status) not in ("filtered", "silent", "sent"):
                     self.raw[key] = (str(status), str(detail))
 
-    def _run_probe(self, host: RemoteHost, params: dict[str, Any], sudo: bool) -> Any:
+    def _run_probe(self, host: RemoteHost, params: dict[str, object], sudo: bool) -> ProbeAnswer:
         if host.command("true") is None:
             # Only testinfra can reach this host (paramiko, docker…): no stdin lifeline, one plain run.
-            return run_script(host, "portprobe", params | {"lifeline": False},
-                              timeout=self.settings.command_timeout, sudo=sudo)
+            return cast(ProbeAnswer, run_script(host, "portprobe", params | {"lifeline": False},
+                                                timeout=self.settings.command_timeout, sudo=sudo))
         try:
             answer, script = self._start(host, "portprobe", params, sudo=sudo)
         except HostError as exc:
@@ -443,7 +487,7 @@ class MatrixRun:
                 self.no_sudo[host.name] = SUDO_REFUSED
             answer, script = self._start(host, "portprobe", params, sudo=False)
         self.streams.done(script.stream, timeout=5)
-        return answer
+        return cast(ProbeAnswer, answer)  # the probe script's answer (probes/portprobe.py)
 
     def _second_pass(self) -> None:
         """Probe again, slower and fewer at a time, everything that looked dropped: only a repeat is a drop."""
@@ -508,7 +552,7 @@ class MatrixRun:
         _parallel(receivers, ask)
 
 
-def compute(hosts: Hosts, checks: Sequence[PortRuleCheck], settings: Settings) -> dict[str, Any]:
+def compute(hosts: Hosts, checks: Sequence[PortRuleCheck], settings: Settings) -> Matrix:
     """Probe the matrix of ``checks``; see :class:`MatrixRun`."""
     return MatrixRun(hosts, checks, settings).compute()
 
@@ -527,8 +571,8 @@ def selected_port_rules(items: Iterable[pytest.Item]) -> list[PortRuleCheck]:
 class PortMatrix:
     """The computed matrix, turned into verdicts per check."""
 
-    def __init__(self, stored: dict[str, Any]) -> None:
-        self.verdicts_by_key: dict[str, list[str]] = stored["verdicts"]
+    def __init__(self, stored: Matrix) -> None:
+        self.verdicts_by_key = stored["verdicts"]
         self.probes = int(stored.get("probes", 0))
         self.second_pass = int(stored.get("second_pass", 0))
         self.seconds = float(stored.get("seconds", 0.0))
@@ -539,17 +583,17 @@ class PortMatrix:
         assert check.source is not None and check.protocol is not None
         out = []
         for t in check.targets:
-            outcome, message = self.verdicts_by_key.get(
-                probe_key(check.source, t.name, check.port, check.protocol),
-                [ERROR, "error: not probed (the item was not selected when the matrix was computed)"],
-            )
+            entry = self.verdicts_by_key.get(probe_key(check.source, t.name, check.port, check.protocol))
+            judged = Judgement(ERROR, "error: not probed (the item was not selected when the matrix was computed)")
+            if entry:
+                judged = Judgement(Outcome(str(entry[0])), str(entry[1]), len(entry) > 2 and entry[2] is True)
             out.append(
                 Verdict(
                     check="firewall",
                     requirement=r.id,
                     section=r.section,
-                    outcome=outcome,
-                    message=message,
+                    outcome=judged.outcome,
+                    message=judged.message,
                     source=check.source,
                     target=t.name,
                     port=check.port,
@@ -557,6 +601,7 @@ class PortMatrix:
                     checked=f"{check.source} -> {t.name} ({t.address}) {port_label(check.port, check.protocol)}",
                     expected=r.summary,
                     fix=r.fix,
+                    unprovable=judged.unprovable,
                 )
             )
         return out
@@ -575,8 +620,9 @@ def port_matrix(request: pytest.FixtureRequest, nova_hosts: Hosts, nova_run_dir:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """One line on the controller: how many probes the matrix took and how long."""
     run_dir = session_of(config).run_dir
-    value = runcache.stored(run_dir, CACHE_KEY) if run_dir else None
-    if value:
+    stored = runcache.stored(run_dir, CACHE_KEY) if run_dir else None
+    if isinstance(stored, dict) and stored:
+        value = cast(Matrix, stored)
         terminalreporter.write_line(
             f"nova firewall matrix: {value['probes']} probes from {value.get('sources', '?')} sources to "
             f"{value.get('destinations', '?')} listening hosts in {value['seconds']:.2f} s; "

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
+from pytest_nova.checks.facts import Facts
 from pytest_nova.inventory import Inventory
 from pytest_nova.plan import PortRuleCheck
 from pytest_nova.verdicts import ERROR, FAILED, Verdict
@@ -20,9 +20,9 @@ RHEL, DEBIAN = "rhel", "debian"
 ELSEWHERE = "; open the same on any network firewall or security group in between"
 
 
-def os_family(facts: dict[str, Any] | None) -> str | None:
+def os_family(facts: Facts | None) -> str | None:
     """``rhel`` or ``debian`` from a host's /etc/os-release facts (ID, ID_LIKE); None when unknown."""
-    release = dict((facts or {}).get("os_release") or {})
+    release = (facts or {}).get("os_release") or {}
     words = f"{release.get('id', '')} {release.get('id_like', '')}".lower().split()
     if any(w in ("rhel", "fedora", "centos", "rocky", "almalinux", "ol", "redos") for w in words):
         return RHEL
@@ -119,7 +119,7 @@ def with_fixes(verdicts: list[Verdict], check: PortRuleCheck, inv: Inventory,
     return [replace(v, check=area, fix=port_rule_fix(v, check, inv, family_of)) for v in verdicts]
 
 
-def families(get_facts: Callable[[str], dict[str, Any]]) -> Callable[[str], str | None]:
+def families(get_facts: Callable[[str], Facts]) -> Callable[[str], str | None]:
     """``family_of(host)`` from a facts getter (one probe run per host, only for hosts a failure names)."""
     from pytest_nova.hosts import HostError
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import cast
 from urllib.parse import urlsplit
 
 import pytest
@@ -23,15 +23,16 @@ from pytest_nova import runcache
 from pytest_nova.catalog import Requirement
 from pytest_nova.checks.dns import judge_name
 from pytest_nova.checks.endpoints import endpoint_fix, judge_endpoint
+from pytest_nova.checks.facts import Facts, Needs
 from pytest_nova.checks.node_rules import (
     PEER_CHECKS,
     RULES,
     Context,
-    Facts,
     judge_requirement,
     needs_of,
 )
 from pytest_nova.hosts import HostError, Hosts, host_fix
+from pytest_nova.model import JSONObject
 from pytest_nova.plan import Check, EndpointCheck, NamesOnNodeCheck, NodeCheck, dns_allowed
 from pytest_nova.remote_scripts import run_script
 from pytest_nova.session import selected_checks, session_of
@@ -79,7 +80,7 @@ class NodeFacts:
         self._lock = threading.Lock()
         self._keys: dict[str, tuple[str | None, str]] = {}
         self._cluster = [n.name for n in self.inventory.cluster_nodes]
-        self._peer_needs: dict[str, Any] = {}
+        self._peer_needs: Needs = {}
         for checks in self._by_host.values():
             for c in checks:
                 if isinstance(c, NodeCheck) and c.requirement.check in PEER_CHECKS:
@@ -95,19 +96,22 @@ class NodeFacts:
         blob, err = self.public_key(host)
         return Context(self.inventory, host, self.user(host), blob, err, lambda: self.peers(host))
 
-    def params(self, host: str) -> dict[str, Any]:
+    def params(self, host: str) -> JSONObject:
         """The probe parameters for ``host``: what its selected checks need, plus what peers compare."""
         params = needs_of(self._by_host.get(host, []), self.context(host))
         if host in self._cluster:
             for key, value in self._peer_needs.items():
-                params[key] = sorted({*params.get(key, []), *value})
-        proxy = None
+                mine = params.get(key)
+                # Peer checks need paths and names: lists of strings.
+                params[key] = [*sorted({str(v) for v in [*(mine if isinstance(mine, list) else []),
+                                                          *(value if isinstance(value, list) else [])]})]
+        proxy: JSONObject | None = None
         if self.inventory.http_proxy:
             parts = urlsplit(self.inventory.http_proxy)
             proxy = {"host": parts.hostname, "port": parts.port or (443 if parts.scheme == "https" else 80)}
         budget = 3 * self.probe_timeout + 2
         return {**params, "user": self.user(host), "timeout": self.probe_timeout, "budget": budget,
-                "proxy": proxy, "no_proxy": list(self.inventory.no_proxy)}
+                "proxy": proxy, "no_proxy": [*self.inventory.no_proxy]}
 
     def prefetch(self) -> None:
         """Start gathering every host's facts in the background, a few hosts at a time.
@@ -151,11 +155,13 @@ class NodeFacts:
     def _gather(self, host: str) -> Facts:
         params = self.params(host)
         # Long enough for the probe's own budget plus the privileged call; a hung host costs this once.
-        limit = min(self.command_timeout, float(params["budget"]) + self.hosts.access.connect_timeout + 15)
+        budget = params.get("budget")
+        assert isinstance(budget, float | int)  # set by params()
+        limit = min(self.command_timeout, float(budget) + self.hosts.access.connect_timeout + 15)
         facts = run_script(self.hosts[host], PROBE, params, timeout=limit)
         if not isinstance(facts, dict):
             raise HostError(host, f"{PROBE} probe answered {type(facts).__name__}, not facts")
-        return facts
+        return cast(Facts, facts)  # the probe's JSON, in the shapes checks/facts.py declares
 
     def peers(self, host: str) -> dict[str, Facts | HostError]:
         """The facts (or the error) of every other cluster node, for uniqueness checks."""

@@ -6,17 +6,31 @@ Each rule says what the probe must gather (``needs``) and judges a node's facts 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from pytest_nova.catalog import Requirement
+from pytest_nova.checks.facts import (
+    Account,
+    Binary,
+    Connect,
+    Endpoint,
+    Facts,
+    Http,
+    Listing,
+    Needs,
+    Resolved,
+    Stat,
+    Text,
+)
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory
+from pytest_nova.model import JSONValue
 from pytest_nova.plan import Check, EndpointCheck, NamesOnNodeCheck, NodeCheck
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Finding
 
-Facts = dict[str, Any]
+# A catalog entry's ``params`` (validated as a mapping when the catalog is loaded).
+Params = Mapping[str, JSONValue]
 # Checks that compare a node with the other nodes, so every node's facts must include what they compare.
 PEER_CHECKS = ("hostname_unique", "product_uuid_unique")
 # Endpoint statuses reported by the probe, in the words a failure message uses.
@@ -65,22 +79,22 @@ def _names(inv: Inventory) -> set[str]:
     return {h.name for h in (*inv.nodes, *inv.workstations)}
 
 
-Needs = Callable[[dict[str, Any], Context], dict[str, Any]]
-Judge = Callable[[Facts, dict[str, Any], Context], Finding]
+NeedsOf = Callable[[Params, Context], Needs]
+Judge = Callable[[Facts, Params, Context], Finding]
 
 
 @dataclass(frozen=True)
 class Rule:
     """How one catalog ``check`` is gathered and judged."""
 
-    needs: Needs
+    needs: NeedsOf
     judge: Judge
 
 
 RULES: dict[str, Rule] = {}
 
 
-def rule(name: str, needs: Needs | None = None) -> Callable[[Judge], Judge]:
+def rule(name: str, needs: NeedsOf | None = None) -> Callable[[Judge], Judge]:
     """Register the judge of catalog check ``name`` and what the probe must gather for it."""
 
     def register(fn: Judge) -> Judge:
@@ -90,19 +104,25 @@ def rule(name: str, needs: Needs | None = None) -> Callable[[Judge], Judge]:
     return register
 
 
-def _mode_text(st: dict[str, Any]) -> str:
+def _strings(params: Params, key: str) -> list[str]:
+    """A list parameter as strings (empty when absent)."""
+    value = params.get(key)
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _mode_text(st: Stat) -> str:
     return f"mode {st.get('mode')}, owner {st.get('owner')}"
 
 
-def _missing(st: dict[str, Any]) -> bool:
+def _missing(st: Stat | Text) -> bool:
     return st.get("errno") == 2  # ENOENT
 
 
-def _account(facts: Facts) -> dict[str, Any]:
-    return dict(facts.get("account") or {})
+def _account(facts: Facts) -> Account:
+    return facts.get("account") or {}
 
 
-def sudoers_path(params: dict[str, Any], ctx: Context) -> str:
+def sudoers_path(params: Params, ctx: Context) -> str:
     """The sudoers drop-in of the node's user."""
     return str(params.get("path", "/etc/sudoers.d/99-{user}-user")).replace("{user}", ctx.user)
 
@@ -119,7 +139,7 @@ def universe_hub(ctx: Context) -> tuple[str, int]:
     return f"hub.{domain}", 443
 
 
-def _unusable(path: str, st: dict[str, Any], *, label: str = "", hint: str = "", fix: str = "") -> Finding | None:
+def _unusable(path: str, st: Stat, *, label: str = "", hint: str = "", fix: str = "") -> Finding | None:
     """The finding for a file that is missing or cannot be examined; None when its stat is there to judge."""
     if _missing(st):
         return Finding(FAILED, f"{label}{path} is missing", fix)
@@ -132,7 +152,7 @@ def _unusable(path: str, st: dict[str, Any], *, label: str = "", hint: str = "",
 
 
 @rule("user_account")
-def user_account(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def user_account(facts: Facts, params: Params, ctx: Context) -> Finding:
     """The user exists with the expected shell and an existing home directory."""
     acct = _account(facts)
     if not acct.get("exists"):
@@ -151,13 +171,13 @@ def user_account(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
 
 
 @rule("sudoers_dropin", needs=lambda p, c: {"stat": [sudoers_path(p, c)]})
-def sudoers_dropin(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def sudoers_dropin(facts: Facts, params: Params, ctx: Context) -> Finding:
     """The sudoers drop-in is a regular file sudo will read: owned by root, not writable by group or others.
 
     The docs write it with ``cat << EOF >`` and give no mode (0644 under umask 022): sudo's own rule decides.
     """
     path = sudoers_path(params, ctx)
-    st = dict((facts.get("stat") or {}).get(path) or {"error": "not gathered"})
+    st = (facts.get("stat") or {}).get(path) or Stat(error="not gathered")
     owner = str(params.get("owner", "root"))
     unusable = _unusable(path, st, hint=" (sudo -n was refused too)")
     if unusable:
@@ -173,7 +193,7 @@ def sudoers_dropin(facts: Facts, params: dict[str, Any], ctx: Context) -> Findin
     return Finding(PASSED, f"{path} has {_mode_text(st)}")
 
 
-def _unsafe(st: dict[str, Any], owners: tuple[str, ...]) -> str:
+def _unsafe(st: Stat, owners: tuple[str, ...]) -> str:
     """Why a file or directory fails the rule sudo and sshd share: a wrong owner, or writable by group/others."""
     problems = []
     if st.get("owner") not in owners:
@@ -189,23 +209,23 @@ def _unsafe(st: dict[str, Any], owners: tuple[str, ...]) -> str:
 
 
 @rule("sudo_nopasswd", needs=lambda p, c: {"sudo": True})
-def sudo_nopasswd(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def sudo_nopasswd(facts: Facts, params: Params, ctx: Context) -> Finding:
     """``sudo -n true`` succeeds for the user."""
-    got = dict(facts.get("sudo") or {"rc": None, "err": "not gathered"})
-    if got.get("rc") == 0:
+    got = facts.get("sudo") or {"rc": None, "out": "", "err": "not gathered"}
+    if got["rc"] == 0:
         return Finding(PASSED, "sudo -n true succeeded")
-    err = (str(got.get("err") or "").strip().splitlines() or [f"exit status {got.get('rc')}"])[-1]
+    err = ((got["err"] or "").strip().splitlines() or [f"exit status {got['rc']}"])[-1]
     return Finding(FAILED, f"sudo -n true failed: {err}")
 
 
-def _home_stat(facts: Facts, ctx: Context) -> tuple[str, dict[str, Any]]:
+def _home_stat(facts: Facts, ctx: Context) -> tuple[str, Stat]:
     home = str(_account(facts).get("home"))
-    stats = dict(facts.get("stat") or {})
-    return home, dict(stats.get(home) or stats.get(f"~{ctx.user}") or {"error": "not gathered"})
+    stats = facts.get("stat") or {}
+    return home, stats.get(home) or stats.get(f"~{ctx.user}") or Stat(error="not gathered")
 
 
 @rule("ssh_dir", needs=lambda p, c: {"stat": [f"~{c.user}"]})
-def ssh_dir(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def ssh_dir(facts: Facts, params: Params, ctx: Context) -> Finding:
     """~/.ssh and the home pass sshd's StrictModes: owned by the user or root, not writable by group or others.
 
     The docs give no mode for either (a plain mkdir leaves 0755); OpenSSH's auth_secure_path is the rule.
@@ -214,7 +234,7 @@ def ssh_dir(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
     if not acct.get("exists"):
         return Finding(FAILED, f"user {ctx.user} does not exist")
     path = f"{acct.get('home')}/.ssh"
-    st = dict(acct.get("ssh_dir") or {})
+    st = acct.get("ssh_dir") or Stat()
     unusable = _unusable(path, st, fix=f"install -d -o {ctx.user} -g {ctx.user} {path}")
     if unusable:
         return unusable
@@ -237,13 +257,13 @@ def ssh_dir(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
 
 
 @rule("authorized_keys_mode")
-def authorized_keys_mode(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def authorized_keys_mode(facts: Facts, params: Params, ctx: Context) -> Finding:
     """~/.ssh/authorized_keys is owned by the user with the expected mode."""
     acct = _account(facts)
     if not acct.get("exists"):
         return Finding(FAILED, f"user {ctx.user} does not exist")
     path = str(acct.get("authorized_keys_path"))
-    st = dict(acct.get("authorized_keys") or {})
+    st = acct.get("authorized_keys") or Stat()
     mode = str(params.get("mode", "0600"))
     unusable = _unusable(path, st)
     if unusable:
@@ -254,7 +274,7 @@ def authorized_keys_mode(facts: Facts, params: dict[str, Any], ctx: Context) -> 
 
 
 @rule("authorized_key_present")
-def authorized_key_present(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def authorized_key_present(facts: Facts, params: Params, ctx: Context) -> Finding:
     """authorized_keys holds the public key of ssh.identityFile."""
     acct = _account(facts)
     if not acct.get("exists"):
@@ -263,7 +283,7 @@ def authorized_key_present(facts: Facts, params: dict[str, Any], ctx: Context) -
         key = ctx.inventory.ssh.identity_file
         return Finding(ERROR, f"cannot read the public key of {key}: {ctx.public_key_error}")
     if "keys" not in acct:
-        err = dict(acct.get("keys_error") or {}).get("error", "unreadable")
+        err = (acct.get("keys_error") or Text()).get("error", "unreadable")
         return Finding(FAILED, f"{acct.get('authorized_keys_path')} cannot be read: {err}")
     keys = list(acct["keys"])
     if ctx.public_key in keys:
@@ -276,14 +296,14 @@ def authorized_key_present(facts: Facts, params: dict[str, Any], ctx: Context) -
 
 
 @rule("private_key", needs=lambda p, c: {"stat": [private_key_path(c)]})
-def private_key(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def private_key(facts: Facts, params: Params, ctx: Context) -> Finding:
     """On nova-ctl the private key exists with an accepted mode."""
-    stats = dict(facts.get("stat") or {})
+    stats = facts.get("stat") or {}
     raw = private_key_path(ctx)
     # The probe reports the path with ~ expanded on the host.
-    path, st = next(((p, dict(s)) for p, s in stats.items() if p == raw or (raw.startswith("~") and
-                                                                              p.endswith(raw[1:]))),
-                    (raw, {"error": "not gathered"}))
+    path, st = next(((p, s) for p, s in stats.items() if p == raw or (raw.startswith("~") and
+                                                                        p.endswith(raw[1:]))),
+                    (raw, Stat(error="not gathered")))
     unusable = _unusable(path, st, label="private key ", fix=f"ssh-keygen -f {path}")
     if unusable:
         return unusable
@@ -300,9 +320,9 @@ def private_key(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
 
 
 @rule("node_resolver")
-def node_resolver(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def node_resolver(facts: Facts, params: Params, ctx: Context) -> Finding:
     """Every nameserver the node uses is one of network.dnsServers; none is public."""
-    res = dict(facts.get("resolver") or {})
+    res = facts.get("resolver") or {}
     servers = list(res.get("upstream") or res.get("resolv_conf") or [])
     where = "systemd-resolved upstream" if res.get("upstream") else "/etc/resolv.conf"
     if not servers:
@@ -342,10 +362,10 @@ def universe_ca_fix(facts: Facts, ctx: Context) -> str:
 
 
 @rule("universe_ca_trusted", needs=lambda p, c: {"endpoints": [list(universe_hub(c))]})
-def universe_ca_trusted(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def universe_ca_trusted(facts: Facts, params: Params, ctx: Context) -> Finding:
     """A TLS handshake with the Universe hub verifies against the node's own trust store."""
     name, port = universe_hub(ctx)
-    got = dict((facts.get("endpoints") or {}).get(f"{name}:{port}") or {"status": "error", "error": "not probed"})
+    got = (facts.get("endpoints") or {}).get(f"{name}:{port}") or Endpoint(status="error", error="not probed")
     status = got.get("status")
     if status == "ok":
         issuer = got.get("issuer")
@@ -379,14 +399,14 @@ def _in_networks(address: str, networks: Iterable[str]) -> bool:
         return False
 
 
-@rule("documented_ips", needs=lambda p, c: {"names": sorted(documented_ips())})
-def documented_ips_match(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+@rule("documented_ips", needs=lambda p, c: {"names": [*sorted(documented_ips())]})
+def documented_ips_match(facts: Facts, params: Params, ctx: Context) -> Finding:
     """Every vendor name resolves, through the host's resolver, only to the addresses its docs row lists."""
-    names = dict(facts.get("names") or {})
+    names = facts.get("names") or {}
     off: list[str] = []
     unresolved: list[str] = []
     for name, networks in documented_ips().items():
-        got = dict(names.get(name) or {})
+        got = names.get(name) or Resolved()
         if got.get("status") != "ok":
             unresolved.append(name)
             continue
@@ -409,19 +429,19 @@ def documented_ips_match(facts: Facts, params: dict[str, Any], ctx: Context) -> 
 
 
 @rule("swap_off")
-def swap_off(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def swap_off(facts: Facts, params: Params, ctx: Context) -> Finding:
     """No active swap in /proc/swaps."""
-    swaps = list(facts.get("swaps") or [])
+    swaps = facts.get("swaps") or []
     if swaps:
         return Finding(FAILED, f"swap is on: {', '.join(swaps)} (/proc/swaps)")
     return Finding(PASSED, "no active swap")
 
 
 @rule("sysctl", needs=lambda p, c: {"sysctls": [p["key"]]})
-def sysctl(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def sysctl(facts: Facts, params: Params, ctx: Context) -> Finding:
     """A sysctl has the expected value."""
     key, want = str(params["key"]), str(params["value"])
-    value = dict(facts.get("sysctl") or {}).get(key)
+    value = (facts.get("sysctl") or {}).get(key)
     if value is None:
         return Finding(FAILED, f"{key} does not exist on this kernel")
     if str(value) != want:
@@ -431,10 +451,10 @@ def sysctl(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
 
 
 @rule("br_netfilter", needs=lambda p, c: {"sysctls": [p["key"]], "modules": [p["module"]]})
-def br_netfilter(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def br_netfilter(facts: Facts, params: Params, ctx: Context) -> Finding:
     """br_netfilter is loaded (its sysctl exists) and bridged traffic passes iptables."""
     key, want, module = str(params["key"]), str(params["value"]), str(params["module"])
-    value = dict(facts.get("sysctl") or {}).get(key)
+    value = (facts.get("sysctl") or {}).get(key)
     if value is None:
         return Finding(FAILED, f"{module} is not loaded ({key} does not exist)")
     if str(value) != want:
@@ -464,7 +484,7 @@ def _unique(what: str, mine: str, ctx: Context, pick: Callable[[Facts], str | No
 
 
 @rule("hostname_unique")
-def hostname_unique(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def hostname_unique(facts: Facts, params: Params, ctx: Context) -> Finding:
     """The node's hostname is not another node's."""
     mine = str(facts.get("hostname") or "")
     if not mine:
@@ -472,15 +492,15 @@ def hostname_unique(facts: Facts, params: dict[str, Any], ctx: Context) -> Findi
     return _unique("hostname", mine, ctx, lambda f: str(f.get("hostname") or "") or None)
 
 
-def product_uuid(facts: Facts, path: str) -> tuple[str | None, dict[str, Any]]:
+def product_uuid(facts: Facts, path: str) -> tuple[str | None, Text]:
     """The node's product_uuid (lower case) and the raw read result."""
-    got = dict((facts.get("read") or {}).get(path) or {"error": "not gathered"})
+    got = (facts.get("read") or {}).get(path) or Text(error="not gathered")
     text = str(got.get("text") or "").strip().lower()
     return (text or None), got
 
 
 @rule("product_uuid_unique", needs=lambda p, c: {"read": [p.get("path", "/sys/class/dmi/id/product_uuid")]})
-def product_uuid_unique(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def product_uuid_unique(facts: Facts, params: Params, ctx: Context) -> Finding:
     """The node's product_uuid is not another node's."""
     path = str(params.get("path", "/sys/class/dmi/id/product_uuid"))
     mine, got = product_uuid(facts, path)
@@ -491,22 +511,22 @@ def product_uuid_unique(facts: Facts, params: dict[str, Any], ctx: Context) -> F
     return _unique("product_uuid", mine, ctx, lambda f: product_uuid(f, path)[0])
 
 
-@rule("container_runtime", needs=lambda p, c: {"sockets": list(p.get("sockets", []))})
-def container_runtime(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+@rule("container_runtime", needs=lambda p, c: {"sockets": list(_strings(p, "sockets"))})
+def container_runtime(facts: Facts, params: Params, ctx: Context) -> Finding:
     """One of the CRI sockets accepts a connection."""
-    socks = dict(facts.get("sockets") or {})
-    for path in params.get("sockets", []):
-        if dict(socks.get(path) or {}).get("ok"):
+    socks = facts.get("sockets") or {}
+    for path in _strings(params, "sockets"):
+        if (socks.get(path) or Connect()).get("ok"):
             return Finding(PASSED, f"the CRI socket {path} accepts connections")
-    seen = [f"{p}: {dict(socks.get(p) or {}).get('error', 'not probed')}" for p in params.get("sockets", [])]
+    seen = [f"{p}: {(socks.get(p) or Connect()).get('error', 'not probed')}" for p in _strings(params, "sockets")]
     return Finding(FAILED, "no CRI socket answers (" + "; ".join(seen) + ")")
 
 
 @rule("kubelet_healthz", needs=lambda p, c: {"http": [p["url"]]})
-def kubelet_healthz(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def kubelet_healthz(facts: Facts, params: Params, ctx: Context) -> Finding:
     """The kubelet's healthz endpoint answers 200 ok."""
     url = str(params["url"])
-    got = dict((facts.get("http") or {}).get(url) or {"error": "no answer in time"})
+    got = (facts.get("http") or {}).get(url) or Http(error="no answer in time")
     if got.get("status") == 200 and str(got.get("body", "")).strip() == "ok":
         return Finding(PASSED, f"{url} answered ok")
     if "status" in got:
@@ -514,13 +534,13 @@ def kubelet_healthz(facts: Facts, params: dict[str, Any], ctx: Context) -> Findi
     return Finding(FAILED, f"{url}: {got.get('error')} (the kubelet is not running)")
 
 
-@rule("binaries_installed", needs=lambda p, c: {"binaries": list(p.get("binaries", []))})
-def binaries_installed(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+@rule("binaries_installed", needs=lambda p, c: {"binaries": list(_strings(p, "binaries"))})
+def binaries_installed(facts: Facts, params: Params, ctx: Context) -> Finding:
     """Each binary is on the PATH and prints its version."""
-    bins = dict(facts.get("binaries") or {})
+    bins = facts.get("binaries") or {}
     missing, broken, ok = [], [], []
-    for name in params.get("binaries", []):
-        got = dict(bins.get(name) or {})
+    for name in _strings(params, "binaries"):
+        got = bins.get(name) or Binary()
         if not got.get("found"):
             missing.append(name)
         elif got.get("rc") != 0:
@@ -535,10 +555,10 @@ def binaries_installed(facts: Facts, params: dict[str, Any], ctx: Context) -> Fi
 
 
 @rule("cni_configured", needs=lambda p, c: {"dirs": [p.get("path", "/etc/cni/net.d")]})
-def cni_configured(facts: Facts, params: dict[str, Any], ctx: Context) -> Finding:
+def cni_configured(facts: Facts, params: Params, ctx: Context) -> Finding:
     """The CNI config directory holds a network config."""
     path = str(params.get("path", "/etc/cni/net.d"))
-    got = dict((facts.get("dirs") or {}).get(path) or {"error": "not gathered"})
+    got = (facts.get("dirs") or {}).get(path) or Listing(error="not gathered")
     if "error" in got:
         return Finding(FAILED, f"{path}: {got['error']}")
     confs = [n for n in got.get("entries", []) if n.endswith((".conf", ".conflist", ".json"))]
@@ -557,12 +577,12 @@ def judge_requirement(req: Requirement, facts: Facts, ctx: Context) -> Finding:
     return RULES[str(req.check)].judge(facts, req.params, ctx)
 
 
-def needs_of(checks: Iterable[Check], ctx: Context) -> dict[str, Any]:
+def needs_of(checks: Iterable[Check], ctx: Context) -> Needs:
     """The probe parameters that gather everything ``checks`` (all of one host) need."""
-    lists: dict[str, list[Any]] = {}
+    lists: dict[str, list[JSONValue]] = {}
     flags: dict[str, bool] = {}
 
-    def add(extra: dict[str, Any]) -> None:
+    def add(extra: Needs) -> None:
         for key, value in extra.items():
             if isinstance(value, list):
                 bucket = lists.setdefault(key, [])

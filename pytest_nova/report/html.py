@@ -10,12 +10,23 @@ from __future__ import annotations
 import html
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from pytest_nova.areas import BUILTIN_AREAS
 from pytest_nova.inventory import Inventory
-from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Outcome
-from pytest_nova.verdicts import COUNTS_PROPERTY, ERROR, FAILED, PASSED, SKIPPED, USER_PROPERTY, WAIVED, WARNING, where
+from pytest_nova.model import CheckMeta, Record
+from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Decision
+from pytest_nova.verdicts import (
+    COUNTS_PROPERTY,
+    ERROR,
+    FAILED,
+    PASSED,
+    SKIPPED,
+    USER_PROPERTY,
+    WAIVED,
+    WARNING,
+    observed,
+    where,
+)
 from pytest_nova.waivers import Usage, Waivers
 
 # Area titles in the order of the area × role matrix: the built-in areas, then those site plugins add.
@@ -55,21 +66,16 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True).replace("\r", "").replace("\n", "&#10;")
 
 
-def explain_parts(record: Mapping[str, Any]) -> dict[str, str]:
-    """Split a record's Checked / Expected / Observed / Fix text into its parts."""
-    parts: dict[str, str] = {}
-    current = ""
-    for line in str(record.get("_explain") or "").splitlines():
-        label, _, rest = line.partition(":")
-        if label in LABELS and (rest.startswith(" ") or not rest):
-            current = label
-            parts[current] = rest.strip()
-        elif current:
-            parts[current] += "\n" + line
-    parts.setdefault("Observed", str(record.get("message") or ""))
-    if not parts.get("Fix") and record.get("_fix"):
-        parts["Fix"] = str(record["_fix"])
-    return parts
+def explain_parts(record: Record) -> dict[str, str]:
+    """A record's Checked / Expected / Observed / Fix, from its fields (empty ones left out)."""
+    expected = record.get("_expected", "")
+    parts = {
+        "Checked": record.get("_checked", ""),
+        "Expected": f"{expected} (docs {record['section']})" if expected else "",
+        "Observed": observed(record),
+        "Fix": record.get("_fix", ""),
+    }
+    return {label: text for label, text in parts.items() if text}
 
 
 def roles_of(inv: Inventory | None) -> dict[str, str]:
@@ -82,7 +88,7 @@ def roles_of(inv: Inventory | None) -> dict[str, str]:
     return roles
 
 
-def role_of(record: Mapping[str, Any], roles: Mapping[str, str]) -> str:
+def role_of(record: Mapping[str, object], roles: Mapping[str, str]) -> str:
     """The matrix column of a record: its source's role, else its target's, else cluster-wide."""
     for key in ("source", "target"):
         name = record.get(key)
@@ -106,7 +112,7 @@ def _cell_class(counter: Counter[str]) -> str:
     return "c-passed" if sum(counter.values()) else "c-none"
 
 
-def matrix_html(records: Iterable[Mapping[str, Any]], roles: Mapping[str, str],
+def matrix_html(records: Iterable[Mapping[str, object]], roles: Mapping[str, str],
                 titles: Mapping[str, str] = AREA_TITLES) -> str:
     """Areas × roles: counts of failed, waived, skipped and passed results per cell, coloured by the worst."""
     cells: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
@@ -133,7 +139,7 @@ def matrix_html(records: Iterable[Mapping[str, Any]], roles: Mapping[str, str],
     )
 
 
-def signoff_html(outcome: Outcome, waivers: Waivers | None, cluster: str) -> str:
+def signoff_html(outcome: Decision, waivers: Waivers | None, cluster: str) -> str:
     """The verdict, the waivers it rests on, and expired or unused waivers."""
     kind = {ACCEPTED: "ok", ACCEPTED_WITH_WAIVERS: "waived"}.get(outcome.verdict, "bad")
     out = [
@@ -183,23 +189,22 @@ def _waiver_table(usage: list[Usage], waivers: Waivers | None, count_label: str 
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def problems_html(records: Iterable[Mapping[str, Any]]) -> str:
+def problems_html(records: Iterable[Record]) -> str:
     """Failures grouped by requirement and fix: what to fix, and where."""
     return _grouped(records, (FAILED, ERROR), "nova-problems", "What to fix")
 
 
-def warnings_html(records: Iterable[Mapping[str, Any]]) -> str:
+def warnings_html(records: Iterable[Record]) -> str:
     """Advisory requirements that do not hold: listed on their own, they do not change the verdict."""
     return _grouped(records, (WARNING,), "nova-warnings",
                     "Advisory warnings, not gating (good practice the Nova docs do not demand; --nova-strict gates)")
 
 
-def _grouped(records: Iterable[Mapping[str, Any]], outcomes: tuple[str, ...], div: str, title: str) -> str:
-    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+def _grouped(records: Iterable[Record], outcomes: tuple[str, ...], div: str, title: str) -> str:
+    groups: dict[tuple[str, str, str], list[Record]] = {}
     for r in records:
-        if r.get("outcome") in outcomes:
-            parts = explain_parts(r)
-            key = (str(r.get("requirement")), str(r.get("section")), parts.get("Fix", ""))
+        if r["outcome"] in outcomes:
+            key = (str(r["requirement"]), str(r["section"]), r.get("_fix", ""))
             groups.setdefault(key, []).append(r)
     if not groups:
         return ""
@@ -231,10 +236,10 @@ def header_cells() -> list[str]:
     return [f'<th class="sortable" data-column-type="{key}">{title}</th>' for key, title in TABLE_COLUMNS]
 
 
-def row_cells(meta: Mapping[str, Any] | None) -> list[str]:
+def row_cells(meta: CheckMeta | None) -> list[str]:
     """Row cells matching :func:`header_cells`, from an item's check description."""
-    meta = meta or {}
-    values = {"area": meta.get("check"), **{k: meta.get(k) for k, _ in TABLE_COLUMNS[1:]}}
+    data: Mapping[str, object] = meta or {}
+    values = {"area": data.get("check"), **{k: data.get(k) for k, _ in TABLE_COLUMNS[1:]}}
     return [f'<td class="col-{key}">{esc(values[key])}</td>' for key, _ in TABLE_COLUMNS]
 
 
@@ -246,7 +251,7 @@ def result_count(props: Sequence[tuple[str, object]]) -> int:
     return sum(1 for k, _ in props if k == USER_PROPERTY)
 
 
-def detail_html(records: Sequence[Mapping[str, Any]], counts: Mapping[str, int] | None = None) -> str:
+def detail_html(records: Sequence[Record], counts: Mapping[str, int] | None = None) -> str:
     """One item's results: counts, then Checked / Expected / Observed / Fix of each one that did not pass.
 
     ``counts`` (per outcome) when the passed records are no longer in ``records``.
@@ -276,9 +281,10 @@ def detail_html(records: Sequence[Mapping[str, Any]], counts: Mapping[str, int] 
     )
 
 
-def passed_row(nodeid: str, meta: Mapping[str, Any], records: int) -> str:
+def passed_row(nodeid: str, meta: CheckMeta, records: int) -> str:
     """One passed check in the static list."""
-    cells = [nodeid, meta.get("check"), *(meta.get(k) for k, _ in TABLE_COLUMNS[1:]), records]
+    data: Mapping[str, object] = meta
+    cells = [nodeid, data.get("check"), *(data.get(k) for k, _ in TABLE_COLUMNS[1:]), records]
     return "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>"
 
 

@@ -8,15 +8,30 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from typing import Any
+from typing import Protocol, cast
 
 import pytest
 
 from pytest_nova import __version__
+from pytest_nova.model import CheckMeta
 from pytest_nova.report import html
 from pytest_nova.report.summary import SignOff
 from pytest_nova.results import CHECK_PROPERTY
-from pytest_nova.verdicts import COUNTS_PROPERTY, USER_PROPERTY
+from pytest_nova.verdicts import COUNTS_PROPERTY, records_of
+
+
+class ReportData(Protocol):
+    """What the hooks use of pytest-html's ``ReportData``."""
+
+    title: str
+
+    @property
+    def outcomes(self) -> dict[str, dict[str, str]]:
+        """Per outcome: its label and count in the summary."""
+
+    @outcomes.setter
+    def outcomes(self, outcome: str) -> None:
+        """Count one more result of ``outcome``."""
 
 
 def operator() -> str:
@@ -34,7 +49,7 @@ class HtmlReport:
     def __init__(self, signoff: SignOff) -> None:
         self.signoff = signoff
         self.state = signoff.state
-        self.report: Any = None  # pytest-html's ReportData, kept to put the verdict in the title at the end
+        self.report: ReportData | None = None  # kept to put the verdict in the title at the end
         self.passed_rows: list[str] = []
 
     def environment(self) -> dict[str, str]:
@@ -80,7 +95,7 @@ class HtmlReport:
         """Fill the environment table before pytest-html reads it."""
         self._replace_metadata()
 
-    def pytest_html_report_title(self, report: Any) -> None:
+    def pytest_html_report_title(self, report: ReportData) -> None:
         """Title with the cluster name; the xfail counter is the waived counter."""
         inv = self.state.inventory
         report.title = f"Nova acceptance report: {inv.name}" if inv else "Nova acceptance report"
@@ -119,17 +134,18 @@ class HtmlReport:
         (pytest-html#684): thousands of rows make the report unusable. Passed checks, the bulk of a run, are
         listed in a static table instead; the interactive table keeps what needs attention.
         """
-        meta = dict(report.user_properties).get(CHECK_PROPERTY)
-        if isinstance(meta, dict) and report.when == "call" and report.passed and self.report is not None:
+        raw = dict(report.user_properties).get(CHECK_PROPERTY)
+        meta = cast(CheckMeta, raw) if isinstance(raw, dict) else None
+        if meta is not None and report.when == "call" and report.passed and self.report is not None:
             self.passed_rows.append(html.passed_row(report.nodeid, meta, html.result_count(report.user_properties)))
             self.report.outcomes = "passed"  # counted here: pytest-html skips rows whose cells are cleared
             cells.clear()
             return
-        cells[2:2] = html.row_cells(meta if isinstance(meta, dict) else None)
+        cells[2:2] = html.row_cells(meta)
 
     def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
         """Replace the failure text with a table of the results that did not pass (captured output stays)."""
-        records = [v for k, v in report.user_properties if k == USER_PROPERTY and isinstance(v, dict)]
+        records = records_of(report.user_properties)
         counts = dict(report.user_properties).get(COUNTS_PROPERTY)
         if not (records or counts) or report.when != "call":
             return

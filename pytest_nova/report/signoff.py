@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
+from pytest_nova.model import JSONObject
 from pytest_nova.results import summarize
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, WAIVED, WARNING
 from pytest_nova.waivers import Usage
@@ -16,7 +16,7 @@ NOT_ACCEPTED = "NOT ACCEPTED"
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Decision:
     """The verdict and what it rests on."""
 
     verdict: str
@@ -24,7 +24,7 @@ class Outcome:
     summary: dict[str, int]
     usage: list[Usage] = field(default_factory=list)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JSONObject:
         """The verdict and waivers as extra top-level keys of the results JSON."""
         return {
             "verdict": self.verdict,
@@ -44,13 +44,13 @@ class Outcome:
 
 
 def decide(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[Mapping[str, object]],
     usage: list[Usage],
     *,
     other_failures: int = 0,
     complete: bool = True,
     unprovable: int = 0,
-) -> Outcome:
+) -> Decision:
     """ACCEPTED when every result passed, ACCEPTED WITH WAIVERS when only waived failures remain, else NOT.
 
     ``other_failures`` counts failures outside the plan's records (a user's own test, a collection error);
@@ -61,19 +61,19 @@ def decide(
     bad = summary[FAILED] + summary[ERROR]
     total = sum(summary.values())
     if not complete:
-        return Outcome(NOT_ACCEPTED, "the run did not complete", summary, usage)
+        return Decision(NOT_ACCEPTED, "the run did not complete", summary, usage)
     if bad or other_failures:
         parts = [f"{n} {what}" for n, what in ((summary[FAILED], "failed"), (summary[ERROR], "could not be checked"))
                  if n]
         if other_failures:
             parts.append(f"{other_failures} other test failure{'s' if other_failures > 1 else ''}")
-        return Outcome(NOT_ACCEPTED, f"{', '.join(parts)}: fix them and run again", summary, usage)
+        return Decision(NOT_ACCEPTED, f"{', '.join(parts)}: fix them and run again", summary, usage)
     if total == 0:
-        return Outcome(NOT_ACCEPTED, "nothing was checked", summary, usage)
+        return Decision(NOT_ACCEPTED, "nothing was checked", summary, usage)
     # Advisories that do not hold are listed, never counted against the verdict (--nova-strict makes them failures).
     warned = f"; {_n(summary[WARNING], 'advisory warning')} (not gating)" if summary[WARNING] else ""
     if summary[WAIVED]:
-        return Outcome(
+        return Decision(
             ACCEPTED_WITH_WAIVERS,
             f"{summary[WAIVED]} failure{'s' if summary[WAIVED] > 1 else ''} accepted by waivers, the rest passed"
             + warned,
@@ -87,9 +87,9 @@ def decide(
     if summary[SKIPPED] - unprovable:
         skipped += f"; {summary[SKIPPED] - unprovable} not applicable (skipped)"
     if warned:
-        return Outcome(ACCEPTED, f"every required check passed ({summary[PASSED]} passed){warned}{skipped}", summary,
+        return Decision(ACCEPTED, f"every required check passed ({summary[PASSED]} passed){warned}{skipped}", summary,
                        usage)
-    return Outcome(ACCEPTED, f"all {summary[PASSED]} checks passed{skipped}", summary, usage)
+    return Decision(ACCEPTED, f"all {summary[PASSED]} checks passed{skipped}", summary, usage)
 
 
 def _n(count: int, what: str) -> str:

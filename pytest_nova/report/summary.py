@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Outcome, decide
+from pytest_nova.model import JSONObject, Record
+from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Decision, decide
 from pytest_nova.results import CHECK_PROPERTY, now
 from pytest_nova.session import NovaSession
 from pytest_nova.verdicts import WARNING, unprovable, where
 from pytest_nova.waivers import Waivers, usage
 
-OUTCOME = pytest.StashKey[Outcome]()
+OUTCOME = pytest.StashKey[Decision]()
 _INCOMPLETE = (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR)
 
 
@@ -39,7 +38,7 @@ class SignOff:
         """Keep the session: the verdict reads its exit status and whether it was stopped."""
         self.session = session
 
-    def decision(self) -> Outcome | None:
+    def decision(self) -> Decision | None:
         """The verdict, decided once at the end of the run by whichever asks first (None for --collect-only).
 
         The results JSON, the HTML report and the terminal all ask for it while the session finishes, in
@@ -67,12 +66,12 @@ class SignOff:
                 and len(self.state.collector):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def pytest_nova_results_fields(self) -> dict[str, Any] | None:
+    def pytest_nova_results_fields(self) -> JSONObject | None:
         """The verdict's keys in the results JSON (``verdict``, ``waivers``: docs/report.md)."""
         outcome = self.decision()
         return outcome.as_json() if outcome is not None else None
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """The verdict, the waivers applied, and expired or unused waivers."""
         outcome = self.config.stash.get(OUTCOME, None)
         if outcome is None or self.state.inventory is None or self.config.option.collectonly:
@@ -101,18 +100,18 @@ class SignOff:
                 tr.write_line(f"unused waiver: {where}: {w.label} matched no failure", yellow=True)
 
 
-    def _warnings(self, tr: Any) -> None:
+    def _warnings(self, tr: pytest.TerminalReporter) -> None:
         """Advisory requirements that do not hold, one line per requirement with where and what was seen."""
-        groups: dict[str, list[dict[str, Any]]] = {}
+        groups: dict[str, list[Record]] = {}
         for r in self.state.collector.records(passed=False):
-            if r.get("outcome") == WARNING:
-                groups.setdefault(str(r.get("requirement")), []).append(r)
+            if r["outcome"] == WARNING:
+                groups.setdefault(r["requirement"], []).append(r)
         if not groups:
             return
         n = sum(len(rs) for rs in groups.values())
         tr.write_line(f"advisory warnings (not gating; --nova-strict makes them fail): {n}", yellow=True)
         for req, rs in groups.items():
-            places = sorted({where(r) or str(r.get("nodeid")) for r in rs})
+            places = sorted({where(r) or r["nodeid"] for r in rs})
             shown = ", ".join(places[:6]) + (f" and {len(places) - 6} more" if len(places) > 6 else "")
-            tr.write_line(f"  warning: {req} (docs {rs[0].get('section')}): {len(rs)} result(s) at {shown}: "
-                          f"{rs[0].get('message')}", yellow=True)
+            tr.write_line(f"  warning: {req} (docs {rs[0]['section']}): {len(rs)} result(s) at {shown}: "
+                          f"{rs[0]['message']}", yellow=True)

@@ -6,10 +6,11 @@ That is the worker under pytest-xdist, so the controller, JUnit and the exit cod
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import cast
 
 import pytest
 
+from pytest_nova.model import Record
 from pytest_nova.verdicts import ERROR, FAILED, USER_PROPERTY
 from pytest_nova.waivers import Waiver, Waivers, waive
 
@@ -18,7 +19,9 @@ WAIVED_CATEGORY = "waived"
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Mark failed records an unexpired waiver covers as waived; when that is all of them, the item is xfailed."""
     report: pytest.TestReport = yield
     waivers = item.config.stash.get(WAIVERS, None)
@@ -35,9 +38,10 @@ def _apply(item: pytest.Item, report: pytest.TestReport, waivers: Waivers) -> No
         if key != USER_PROPERTY or not isinstance(value, dict) or value.get("outcome") not in (FAILED, ERROR):
             continue
         failing += 1
-        w = waivers.find(value)
+        record = cast(Record, value)
+        w = waivers.find(record)
         if w is not None:
-            props[i] = (key, waive(value, w))
+            props[i] = (key, waive(record, w))
             used.append(w)
     if not used:
         return
