@@ -8,11 +8,14 @@ timeout. An SSH ``ControlMaster`` socket shared by all pytest-xdist workers keep
 
 from __future__ import annotations
 
+import math
 import os
+import select
 import shlex
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -321,6 +324,9 @@ class Stream:
         self.remote, self.proc = remote, proc
         self._closed = False
         self._close_lock = threading.Lock()
+        # Output read from the pipe but not yet returned (readline reads the fd directly, in chunks).
+        self._buffer = bytearray()
+        self._eof = False
 
     @property
     def stdout(self) -> IO[bytes]:
@@ -329,18 +335,31 @@ class Stream:
         return self.proc.stdout
 
     def readline(self, timeout: float) -> str:
-        """The next line of output, or raise :class:`HostError` after ``timeout`` seconds."""
-        box: list[bytes] = []
-        reader = threading.Thread(target=lambda: box.append(self.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if reader.is_alive():
-            self.kill()
-            raise HostError(self.remote.name, f"no answer within {timeout:g} s")
-        line = box[0].decode(errors="replace") if box else ""
-        if not line:
-            self.failed()
-        return line
+        """The next line of output, or raise :class:`HostError` after ``timeout`` seconds.
+
+        Waits on the pipe with ``poll`` in the calling thread (no thread per call); at the end of the output a
+        last unterminated line is returned, then :meth:`failed` says why the command ended.
+        """
+        deadline = time.monotonic() + timeout
+        fd = self.stdout.fileno()
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0 or (self._eof and self._buffer):
+                size = end + 1 if end >= 0 else len(self._buffer)
+                line = bytes(self._buffer[:size])
+                del self._buffer[:size]
+                return line.decode(errors="replace")
+            if self._eof:
+                self.failed()
+            left = deadline - time.monotonic()
+            if left <= 0 or not _readable(fd, left):
+                self.kill()
+                raise HostError(self.remote.name, f"no answer within {timeout:g} s")
+            chunk = os.read(fd, 65536)
+            if chunk:
+                self._buffer += chunk
+            else:
+                self._eof = True
 
     def failed(self) -> None:
         """The command ended early (no more output): raise :class:`HostError` with the reason from stderr."""
@@ -375,9 +394,10 @@ class Stream:
                 return ""
             self._closed = True
             self.close_input()
+            early, self._buffer = bytes(self._buffer), bytearray()
             try:
                 out, _ = self.proc.communicate(timeout=timeout)
-                return out.decode(errors="replace")
+                return (early + (out or b"")).decode(errors="replace")
             except (subprocess.TimeoutExpired, OSError, ValueError):
                 self.kill()
                 return ""
@@ -392,6 +412,13 @@ class Stream:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass  # unkillable only in theory; nothing more to do locally
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` has input (or its end) within ``timeout`` seconds."""
+    poller = select.poll()  # holds no file descriptor of its own, unlike epoll
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
 
 
 class Hosts:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from pytest_nova import runcache
+from pytest_nova import executor, runcache
 from pytest_nova.checks.node_rules import Facts
 from pytest_nova.plan import Check
 from pytest_nova.session import selected_checks, session_of
@@ -108,9 +107,8 @@ class NameChecks:
         names = self._names.get(server, [])
 
         def ask() -> dict[str, Any]:
-            with ThreadPoolExecutor(max_workers=min(16, max(1, len(names)))) as pool:
-                found = dict(zip(names, pool.map(lambda n: query_a(n, server, self.timeout), names),
-                                 strict=True))
+            found = dict(zip(names, executor.run_all(lambda n: query_a(n, server, self.timeout), names, 16),
+                             strict=True))
             return {n: [a.status, list(a.addresses), a.detail] for n, a in found.items()}
 
         raw = runcache.once(self.run_dir, f"dns-{server}", ask)
