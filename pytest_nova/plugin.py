@@ -45,6 +45,13 @@ FIXTURE_MODULES = ("pytest_nova.fixtures", "pytest_nova.checks.node", "pytest_no
                    "pytest_nova.report", "pytest_nova.unreached")
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Register the hooks other plugins implement (transports, site requirements, kinds, results fields)."""
+    from pytest_nova import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register the --nova-* options."""
     add_options(parser)
