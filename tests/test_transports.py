@@ -69,7 +69,7 @@ def test_local_and_other_urls(inv: Inventory, tmp_path: Path) -> None:
     for connection in ("paramiko", "docker://box"):
         other = builtin_transport(replace(inv.host("master-1"), connection=connection), inv, access)
         assert isinstance(other, TestinfraTransport) and other.command("true") is None
-    assert other.url == "docker://box"
+    assert isinstance(other, TestinfraTransport) and other.url == "docker://box"
 
 
 def test_a_closed_port_is_refused_through_the_real_ssh_client(inv: Inventory, tmp_path: Path) -> None:

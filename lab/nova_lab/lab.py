@@ -442,6 +442,22 @@ class Lab:
         """``argv`` prefixed to run inside nova-ctl's namespace (the runner, with the lab resolver)."""
         return in_netns(self.netns("nova-ctl"), argv)
 
+    def wait_healthchecks(self, timeout: float = 30) -> None:
+        """Wait until every balancer has run a whole round of backend healthchecks begun after this call.
+
+        Call it after changing a backend (a fault): from then on the balancers route by the new health.
+        """
+        since = time.time()
+        files = [p.with_suffix(".checked") for p in (self.state_dir / "run").glob("lb-*.ready")]
+
+        def checked() -> bool:
+            try:
+                return all(float(f.read_text()) > since for f in files)
+            except (FileNotFoundError, ValueError):
+                return False
+
+        self._wait("balancer healthchecks", checked, timeout)
+
     def sshd_logins(self, host: str) -> int:
         """How many public-key logins ``host``'s sshd has accepted."""
         try:
