@@ -58,7 +58,7 @@ class Batch(Generic[T, R]):
         self._items = list(items)
         self._results: list[R | None] = [None] * len(self._items)
         self._errors: list[BaseException | None] = [None] * len(self._items)
-        self._futures: list[Future[R]] = []
+        self._futures: list[Future[None]] = []
         self._next = 0
         self._left = len(self._items)
         self._stopped = False
@@ -75,48 +75,51 @@ class Batch(Generic[T, R]):
     def _submit_next(self) -> None:
         with self._lock:
             if self._stopped or self._next >= len(self._items):
-                self._cancel_unstarted()
                 return
             index = self._next
             self._next += 1
         try:
-            future = self._pool.submit(self._work, self._items[index])
+            future = self._pool.submit(self._run, index)
         except RuntimeError:  # the pool is shut down: the run is ending
             with self._lock:
                 self._errors[index] = CancelledError()
-                self._left -= 1
                 self._stopped = True
                 self._cancel_unstarted()
-                if self._left == 0:
-                    self._done.set()
+            self._end_one()
             return
         with self._lock:
             self._futures.append(future)
-        future.add_done_callback(lambda f: self._finished(index, f))
+        future.add_done_callback(lambda f: self._if_cancelled(index, f))
+
+    def _run(self, index: int) -> None:
+        # The bookkeeping and the next submission happen here, in the worker: a submission only queues,
+        # so no task waits on the pool, and fast items never recurse through done-callbacks.
+        try:
+            self._results[index] = self._work(self._items[index])
+        except BaseException as exc:  # handed to whoever reads the results
+            self._errors[index] = exc
+        self._end_one()
+        self._submit_next()
+
+    def _if_cancelled(self, index: int, future: Future[None]) -> None:
+        if future.cancelled():  # it never ran, so _run did not count it
+            self._errors[index] = CancelledError()
+            self._end_one()
+
+    def _end_one(self) -> None:
+        with self._lock:
+            self._left -= 1
+            if self._left == 0:
+                self._done.set()
 
     def _cancel_unstarted(self) -> None:
-        # Called with the lock held, once stopped or once every item is submitted.
-        if not self._stopped:
-            return
+        # Called with the lock held, once stopped: the items never submitted end as cancelled.
         for i in range(self._next, len(self._items)):
             self._errors[i] = CancelledError()
         self._left -= len(self._items) - self._next
         self._next = len(self._items)
         if self._left == 0:
             self._done.set()
-
-    def _finished(self, index: int, future: Future[R]) -> None:
-        with self._lock:
-            if future.cancelled():
-                self._errors[index] = CancelledError()
-            elif future.exception() is not None:
-                self._errors[index] = future.exception()
-            else:
-                self._results[index] = future.result()
-            self._left -= 1
-            if self._left == 0:
-                self._done.set()
-        self._submit_next()
 
     def cancel(self) -> None:
         """Start no further item and cancel those queued; running ones finish on their own timeouts."""

@@ -45,6 +45,10 @@ def test_results_come_in_item_order_and_the_limit_holds() -> None:
     assert peak[0] == 4
 
 
+def test_many_instant_items_run_without_growing_the_stack() -> None:
+    assert executor.run_all(lambda i: i, range(20_000), 2) == list(range(20_000))
+
+
 def test_the_first_error_in_item_order_is_raised_after_every_item_ended() -> None:
     ended: list[int] = []
 
