@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,10 +73,11 @@ def test_local_and_other_urls(inv: Inventory, tmp_path: Path) -> None:
     assert isinstance(other, TestinfraTransport) and other.url == "docker://box"
 
 
-def test_a_closed_port_is_refused_through_the_real_ssh_client(inv: Inventory, tmp_path: Path) -> None:
+def test_a_closed_port_is_refused_through_the_real_ssh_client(inv: Inventory) -> None:
     host = replace(inv.host("master-1"), address="127.0.0.1", port=1)
-    with pytest.raises(HostError) as caught:
-        RemoteHost(host, inv, Access(2.0, 10.0, tmp_path)).run("true")
+    # A short folder, as the run folder is: ssh limits a ControlPath to 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="nova-", dir="/tmp") as run_dir, pytest.raises(HostError) as caught:
+        RemoteHost(host, inv, Access(2.0, 10.0, Path(run_dir))).run("true")
     assert caught.value.cause == "ssh: connection refused by 127.0.0.1:1 (is sshd running?)"
 
 
