@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from concurrent.futures import CancelledError
@@ -149,3 +150,14 @@ def test_readline_at_the_end_returns_the_last_partial_line_then_says_why(local: 
     with pytest.raises(HostError) as caught:
         stream.readline(5)
     assert caught.value.cause == "it broke"
+
+
+def test_no_engine_starts_threads_or_pools_of_its_own() -> None:
+    package = REPO / "pytest_nova"
+    # Probes run on the checked hosts; the testinfra fallback keeps a watchdog thread, so a hung library call
+    # never holds a slot of the shared pool.
+    allowed = {package / "executor.py", package / "transports.py"}
+    starts = re.compile(r"ThreadPoolExecutor\(|threading\.Thread\(|\bThread\(")
+    offenders = [str(p.relative_to(REPO)) for p in package.rglob("*.py")
+                 if p not in allowed and "probes" not in p.parts and starts.search(p.read_text())]
+    assert offenders == []
