@@ -713,11 +713,25 @@ class Lab:
         tmp.write_text(dns.hosts_file(records))
         tmp.replace(target)
         if reload:
-            for key in ["dnsmasq:dns-1", "dnsmasq:dns-2", *(f"dns53:{h.name}" for h in self.plan)]:
+            logs = {"dnsmasq:dns-1": "dns-1.queries.log", "dnsmasq:dns-2": "dns-2.queries.log",
+                    **{f"dns53:{h.name}": f"{h.name}.dns.queries.log" for h in self.plan}}
+            line = f"read {target} "
+
+            def reads(log: str) -> int:
+                try:
+                    return (self.state_dir / "logs" / log).read_text(errors="replace").count(line)
+                except FileNotFoundError:
+                    return 0
+
+            running = {key: log for key, log in logs.items() if self._pid(key)}
+            before = {key: reads(log) for key, log in running.items()}
+            for key in running:
                 pid = self._pid(key)
                 if pid:
                     os.kill(pid, signal.SIGHUP)
-            time.sleep(0.1)  # dnsmasq re-reads the file asynchronously after SIGHUP
+            # dnsmasq re-reads the file after SIGHUP in its own time, and logs each read.
+            self._wait("DNS records reloaded", lambda: all(reads(log) > before[k] for k, log in running.items()),
+                       timeout=10)
 
     def _sync_nft(self) -> None:
         base: dict[str, list[str]] = {}
