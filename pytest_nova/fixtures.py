@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from pytest_nova.catalog import Catalog
-from pytest_nova.hosts import Access, Hosts
-from pytest_nova.inventory import Inventory
+from pytest_nova.hosts import Access, Hosts, Transport
+from pytest_nova.inventory import Host, Inventory
 from pytest_nova.options import NO_INVENTORY
 from pytest_nova.rundir import run_dir
 from pytest_nova.session import NovaItem, NovaSession, session_of
+from pytest_nova.transports import builtin_transport
 
 
 def _state(config: pytest.Config) -> NovaSession:
@@ -43,9 +44,21 @@ def nova(request: pytest.FixtureRequest) -> NovaItem:
 
 @pytest.fixture(scope="session")
 def nova_hosts(pytestconfig: pytest.Config, nova_inventory: Inventory) -> Hosts:
-    """Every inventory host, reached through its testinfra backend with the run's timeouts."""
+    """Every inventory host, reached through the transport the ``pytest_nova_transport`` hook gives for it."""
     settings = session_of(pytestconfig).settings
-    return Hosts(nova_inventory, Access(settings.connect_timeout, settings.command_timeout, run_dir()))
+    hook = pytestconfig.hook.pytest_nova_transport
+
+    def transport(host: Host, inventory: Inventory, access: Access) -> Transport | None:
+        chosen: Transport | None = hook(host=host, inventory=inventory, access=access)
+        return chosen
+
+    return Hosts(nova_inventory, Access(settings.connect_timeout, settings.command_timeout, run_dir()), transport)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_nova_transport(host: Host, inventory: Inventory, access: Access) -> Transport:
+    """The built-in transports (ssh, local, any other testinfra URL); a plugin's own implementation wins."""
+    return builtin_transport(host, inventory, access)
 
 
 @pytest.fixture(scope="session")

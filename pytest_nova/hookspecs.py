@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_nova.hosts import Access, Transport  # type: ignore[attr-defined]
+    from pytest_nova.hosts import Access, Transport
     from pytest_nova.inventory import Host, Inventory
     from pytest_nova.kinds import Registry
     from pytest_nova.model import JSONObject

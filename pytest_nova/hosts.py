@@ -1,108 +1,40 @@
-"""Host access: one testinfra host per inventory host, with timeouts on everything and clear failures.
+"""Host access: one :class:`RemoteHost` per inventory host, with timeouts on everything and clear failures.
 
-Commands are built by testinfra's backends (ssh, paramiko, local or any testinfra URL). For the ssh and local
-backends this module runs the command itself, so it can feed a script on standard input (nothing shows in
-process lists), stream output from long-lived helpers such as temporary listeners, and bound every run with a
-timeout. An SSH ``ControlMaster`` socket shared by all pytest-xdist workers keeps one login per host per run.
+Each host's :class:`~pytest_nova.transports.Transport` (chosen through the ``pytest_nova_transport`` hook)
+gives the argv that runs a command there; this module runs it itself, so it can feed a script on standard
+input (nothing shows in process lists), stream output from long-lived helpers such as temporary listeners,
+and bound every run with a timeout. An SSH ``ControlMaster`` socket shared by all pytest-xdist workers keeps
+one login per host per run.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import shlex
+import select
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass
-from functools import cache
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
-
-import testinfra
-from testinfra.backend.local import LocalBackend
-from testinfra.backend.ssh import SshBackend
+from typing import IO
 
 from pytest_nova.inventory import Host, Inventory
+from pytest_nova.transports import SSH_FAILED as SSH_FAILED
+from pytest_nova.transports import Access as Access
+from pytest_nova.transports import HostError as HostError
+from pytest_nova.transports import Result as Result
+from pytest_nova.transports import Transport as Transport
+from pytest_nova.transports import builtin_transport, host_url
+from pytest_nova.transports import explain_ssh_failure as explain_ssh_failure
+from pytest_nova.transports import kex_preference as kex_preference
 
-SSH_FAILED = 255
 LOGIN_KEY = "login-"  # run-cache key prefix of each host's one login of the run
-# Says the shared connection is fine but sshd allows no further session on it (MaxSessions).
-_SESSION_REFUSED = ("session open refused", "administratively prohibited", "session request failed")
 # Said when sshd dropped a connection before authentication (MaxStartups): worth one more try.
 _DROPPED_EARLY = ("kex_exchange_identification", "connection closed by remote host", "connection reset by peer")
-_NO_MUX = "-o ControlMaster=no -o ControlPath=none"
-
-
-@cache
-def kex_preference() -> str | None:
-    """The ssh client's default key exchanges with curve25519 first, or None to keep the defaults.
-
-    OpenSSH 9.x prefers sntrup761x25519, which costs about 0.25 s of CPU per login on each side against 0.02 s
-    for curve25519; with one login per host that is most of a large run's login cost. The sessions carry
-    facts and probe results, no secrets, so the post-quantum exchange buys nothing here.
-    """
-    try:
-        out = subprocess.run(["ssh", "-G", "nova-probe"], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    for line in out.stdout.splitlines():
-        if line.startswith("kexalgorithms "):
-            algorithms = line.split(None, 1)[1].strip().split(",")
-            fast = [a for a in algorithms if a.startswith("curve25519")]
-            return ",".join(fast + [a for a in algorithms if a not in fast]) if fast else None
-    return None
-
-
-class HostError(Exception):
-    """A host could not be reached or could not run a command; the message names host and cause."""
-
-    def __init__(self, host: str, cause: str) -> None:
-        super().__init__(f"{host}: {cause}")
-        self.host, self.cause = host, cause
-
-
-@dataclass(frozen=True)
-class Result:
-    """What a remote command returned."""
-
-    rc: int
-    stdout: str
-    stderr: str
-
-
-@dataclass(frozen=True)
-class Access:
-    """Connection settings shared by all hosts of a run."""
-
-    connect_timeout: float
-    command_timeout: float
-    run_dir: Path
-
-
-def explain_ssh_failure(stderr: str, host: Host, user: str, port: int, access: Access, key: str) -> str:
-    """Turn ssh's stderr into one actionable sentence."""
-    text = stderr.lower()
-    if "timed out" in text:
-        return f"ssh: connection timed out after {access.connect_timeout:g} s (is {host.address}:{port} reachable?)"
-    if "connection refused" in text:
-        return f"ssh: connection refused by {host.address}:{port} (is sshd running?)"
-    if "no route to host" in text:
-        return f"ssh: no route to host {host.address}"
-    if "host key verification failed" in text or "identification has changed" in text:
-        return (
-            f"ssh: host key of {host.address} is unknown or changed; add it to the known_hosts file "
-            "(ssh-keyscan) or set ssh.hostKeyPolicy: accept-new"
-        )
-    if "permission denied" in text:
-        return f"ssh: login as {user!r} with key {key} refused (is the public key in ~{user}/.ssh/authorized_keys?)"
-    if "could not resolve" in text:
-        return f"ssh: cannot resolve {host.address}"
-    if any(s in text for s in _SESSION_REFUSED):
-        return f"ssh: {host.address} refused another session on the connection (sshd MaxSessions too low)"
-    last = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    message = last[-1] if last else "failed without a message"
-    # ssh prefixes its own messages with "ssh: "; say it once.
-    return "ssh: " + (message[len("ssh: "):] if message.startswith("ssh: ") else message)
+# Makes each host's transport; the plugin passes its ``pytest_nova_transport`` hook, unit tests the built-in.
+TransportFactory = Callable[[Host, Inventory, Access], "Transport | None"]
 
 
 def session_refused(exc: HostError) -> bool:
@@ -111,9 +43,9 @@ def session_refused(exc: HostError) -> bool:
 
 
 class RemoteHost:
-    """One inventory host reached through a testinfra backend."""
+    """One inventory host reached through its transport."""
 
-    def __init__(self, host: Host, inv: Inventory, access: Access) -> None:
+    def __init__(self, host: Host, inv: Inventory, access: Access, transport: Transport | None = None) -> None:
         self.host = host
         self.name = host.name
         self.access = access
@@ -121,80 +53,18 @@ class RemoteHost:
         self.port = host.port or inv.ssh.port
         self.key = str(inv.resolve_file(host.identity_file or inv.ssh.identity_file))
         self.connection = host.connection or "ssh"
-        self._lock = threading.Lock()
+        self.url = host_url(host, inv)
+        self.transport = transport if transport is not None else builtin_transport(host, inv, access)
         self._login_lock = threading.Lock()
         self._login: HostError | bool = False
-        self._backend: Any = None
-        self._ssh_options = self._options(inv)
-
-    def _options(self, inv: Inventory) -> list[str]:
-        known = inv.resolve_file(inv.ssh.known_hosts_file) if inv.ssh.known_hosts_file else None
-        policy = "yes" if inv.ssh.host_key_policy == "strict" else "accept-new"
-        settings = [
-            "BatchMode=yes",
-            f"StrictHostKeyChecking={policy}",
-            f"ConnectTimeout={max(1, round(self.access.connect_timeout))}",
-            "ServerAliveInterval=2",
-            "ServerAliveCountMax=3",
-            "ControlMaster=auto",
-            "ControlPersist=120",
-            f"ControlPath={self.access.run_dir}/%C",
-            "LogLevel=ERROR",
-            "IdentitiesOnly=yes",
-            "PasswordAuthentication=no",
-        ]
-        kex = kex_preference()
-        if kex:
-            settings.append(f"KexAlgorithms={kex}")
-        opts = [arg for setting in settings for arg in ("-o", setting)]
-        if known is not None:
-            opts += ["-o", f"UserKnownHostsFile={known}"]
-        return opts
-
-    @property
-    def backend(self) -> Any:
-        """The testinfra host, created on first use."""
-        with self._lock:
-            if self._backend is None:
-                self._backend = testinfra.get_host(self.url, **self._kwargs())
-            return self._backend
-
-    @property
-    def url(self) -> str:
-        """The testinfra host URL of this host."""
-        if "://" in self.connection:
-            return self.connection
-        if self.connection == "local":
-            return "local://"
-        return f"{self.connection}://{self.user}@{self.host.address}:{self.port}"
-
-    def _kwargs(self) -> dict[str, Any]:
-        if self.connection == "ssh":
-            return {
-                "ssh_identity_file": self.key,
-                "ssh_extra_args": shlex.join(self._ssh_options),
-                "timeout": max(1, round(self.access.connect_timeout)),
-                "controlpersist": 0,
-            }
-        if self.connection == "paramiko":
-            return {"ssh_identity_file": self.key, "timeout": max(1, round(self.access.connect_timeout))}
-        return {}
 
     def command(self, remote: str, *, multiplex: bool = True) -> list[str] | None:
-        """The local argv that runs ``remote`` here, as testinfra builds it; None where only testinfra can.
+        """The local argv that runs ``remote`` here, from the host's transport; None where only it can run it.
 
         ``multiplex=False`` opens a connection of its own instead of a session on the shared one (for an sshd
-        whose MaxSessions is used up); ssh keeps the first value of each option, so these go first.
+        whose MaxSessions is used up).
         """
-        backend = self.backend.backend
-        if isinstance(backend, SshBackend):
-            cmd, args = backend._build_ssh_command(remote)  # testinfra's own ssh command line
-            if not multiplex:
-                cmd.insert(cmd.index("ssh") + 1, _NO_MUX)
-            return ["/bin/sh", "-c", backend.quote(" ".join(cmd), *args)]
-        if isinstance(backend, LocalBackend):
-            return ["/bin/sh", "-c", backend.get_command(remote)]
-        return None
+        return self.transport.command(remote, multiplex=multiplex)
 
     def login(self) -> None:
         """Log in once per run (shared by every process of the run); raise the cached HostError if that failed.
@@ -241,7 +111,7 @@ class RemoteHost:
     def _run(self, remote: str, *, stdin: bytes | None, limit: float, multiplex: bool = True) -> Result:
         argv = self.command(remote, multiplex=multiplex)
         if argv is None:
-            return self._run_testinfra(remote, stdin, limit)
+            return self.transport.run(remote, stdin=stdin, timeout=limit)
         try:
             proc = subprocess.run(
                 argv, input=stdin or b"", capture_output=True, timeout=limit, start_new_session=True, check=False
@@ -255,31 +125,9 @@ class RemoteHost:
         return result
 
     def _raise_for_login(self, result: Result) -> None:
-        if self.connection == "ssh" and result.rc == SSH_FAILED:
-            raise HostError(
-                self.name, explain_ssh_failure(result.stderr, self.host, self.user, self.port, self.access, self.key)
-            )
-
-    def _run_testinfra(self, remote: str, stdin: bytes | None, limit: float) -> Result:
-        if stdin:
-            remote = f"printf %s {shlex.quote(stdin.decode())} | {remote}"
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["out"] = self.backend.run(f"timeout {int(limit)} sh -c {shlex.quote(remote)}")
-            except Exception as exc:  # testinfra backends raise bare exceptions for connection failures
-                box["exc"] = exc
-
-        worker = threading.Thread(target=target, daemon=True)
-        worker.start()
-        worker.join(limit + self.access.connect_timeout + 2)
-        if worker.is_alive():
-            raise HostError(self.name, f"command did not finish within {limit:g} s")
-        if "exc" in box:
-            raise HostError(self.name, f"{self.connection}: {box['exc']}".splitlines()[0])
-        out = box["out"]
-        return Result(out.rc, out.stdout, out.stderr)
+        cause = self.transport.connection_failure(result)
+        if cause is not None:
+            raise HostError(self.name, cause)
 
     def start(self, remote: str, stdin: bytes, *, multiplex: bool = True) -> Stream:
         """Start a long-lived command fed ``stdin``; it ends when :meth:`Stream.close` closes its input.
@@ -307,11 +155,8 @@ class RemoteHost:
         return stream
 
     def close(self) -> None:
-        """End the shared SSH connection of this host, if one is open."""
-        if self.connection != "ssh":
-            return
-        argv = ["ssh", *self._ssh_options, "-O", "exit", "-p", str(self.port), "-l", self.user, self.host.address]
-        subprocess.run(argv, capture_output=True, timeout=10, check=False)
+        """End the shared connection of this host, if its transport keeps one open."""
+        self.transport.close()
 
 
 class Stream:
@@ -321,6 +166,9 @@ class Stream:
         self.remote, self.proc = remote, proc
         self._closed = False
         self._close_lock = threading.Lock()
+        # Output read from the pipe but not yet returned (readline reads the fd directly, in chunks).
+        self._buffer = bytearray()
+        self._eof = False
 
     @property
     def stdout(self) -> IO[bytes]:
@@ -329,18 +177,31 @@ class Stream:
         return self.proc.stdout
 
     def readline(self, timeout: float) -> str:
-        """The next line of output, or raise :class:`HostError` after ``timeout`` seconds."""
-        box: list[bytes] = []
-        reader = threading.Thread(target=lambda: box.append(self.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if reader.is_alive():
-            self.kill()
-            raise HostError(self.remote.name, f"no answer within {timeout:g} s")
-        line = box[0].decode(errors="replace") if box else ""
-        if not line:
-            self.failed()
-        return line
+        """The next line of output, or raise :class:`HostError` after ``timeout`` seconds.
+
+        Waits on the pipe with ``poll`` in the calling thread (no thread per call); at the end of the output a
+        last unterminated line is returned, then :meth:`failed` says why the command ended.
+        """
+        deadline = time.monotonic() + timeout
+        fd = self.stdout.fileno()
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0 or (self._eof and self._buffer):
+                size = end + 1 if end >= 0 else len(self._buffer)
+                line = bytes(self._buffer[:size])
+                del self._buffer[:size]
+                return line.decode(errors="replace")
+            if self._eof:
+                self.failed()
+            left = deadline - time.monotonic()
+            if left <= 0 or not _readable(fd, left):
+                self.kill()
+                raise HostError(self.remote.name, f"no answer within {timeout:g} s")
+            chunk = os.read(fd, 65536)
+            if chunk:
+                self._buffer += chunk
+            else:
+                self._eof = True
 
     def failed(self) -> None:
         """The command ended early (no more output): raise :class:`HostError` with the reason from stderr."""
@@ -375,9 +236,10 @@ class Stream:
                 return ""
             self._closed = True
             self.close_input()
+            early, self._buffer = bytes(self._buffer), bytearray()
             try:
                 out, _ = self.proc.communicate(timeout=timeout)
-                return out.decode(errors="replace")
+                return (early + (out or b"")).decode(errors="replace")
             except (subprocess.TimeoutExpired, OSError, ValueError):
                 self.kill()
                 return ""
@@ -394,18 +256,28 @@ class Stream:
             pass  # unkillable only in theory; nothing more to do locally
 
 
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` has input (or its end) within ``timeout`` seconds."""
+    poller = select.poll()  # holds no file descriptor of its own, unlike epoll
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
+
+
 class Hosts:
     """The run's hosts by name, each created on first use."""
 
-    def __init__(self, inv: Inventory, access: Access) -> None:
+    def __init__(self, inv: Inventory, access: Access, transport: TransportFactory = builtin_transport) -> None:
         self.inventory, self.access = inv, access
+        self._transport = transport
         self._hosts: dict[str, RemoteHost] = {}
         self._lock = threading.Lock()
 
     def __getitem__(self, name: str) -> RemoteHost:
         with self._lock:
             if name not in self._hosts:
-                self._hosts[name] = RemoteHost(self.inventory.host(name), self.inventory, self.access)
+                host = self.inventory.host(name)
+                transport = self._transport(host, self.inventory, self.access)
+                self._hosts[name] = RemoteHost(host, self.inventory, self.access, transport)
             return self._hosts[name]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_nova import __version__, secrets
+from pytest_nova import __version__, executor, secrets
 from pytest_nova.areas import AREAS
 from pytest_nova.catalog import Catalog, load_catalog
 from pytest_nova.collect import add_suites, ignore_extensions
@@ -162,7 +162,8 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """On the controller: close the shared SSH connections and remove the run's folder."""
+    """Join this process's remote work; on the controller, close the shared SSH connections, remove the run's folder."""
+    executor.shutdown()
     state = config.stash.get(SESSION, None)
     if state is None or state.run_dir is None:
         return

@@ -17,7 +17,7 @@ import pytest
 from nova_lab import Lab, LabSpec
 from pytest_nova.catalog import load_catalog
 from pytest_nova.inventory import Inventory, load_inventory
-from tests.lab_fixtures import REPO, booted, run_suite, worker_id
+from tests.lab_fixtures import REPO, booted, lab_name, run_suite
 
 pytestmark = pytest.mark.lab
 
@@ -52,7 +52,7 @@ _INSPECT = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def fw_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
     """A default-size lab (3 masters, 2 infra, 1 ingress, 3 workers, ops-1) of this module's own."""
-    yield from booted(LabSpec(name=f"fw{worker_id(pytestconfig)}"))
+    yield from booted(LabSpec(name=lab_name("fw", pytestconfig)))
 
 
 def _hosts(lab: Lab) -> list[str]:
@@ -184,6 +184,12 @@ def test_postinstall_proves_free_documented_ports_with_listeners(fw_lab: Lab) ->
     assert rc_drop == 1
 
 
+def _listening_and_probing(lab: Lab) -> bool:
+    scripts = {h: a["scripts"] for h, a in inspect(lab).items()}
+    return any("nova-listener" in s for s in scripts["worker-1"]) and \
+        any("nova-portprobe" in s for ss in scripts.values() for s in ss)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
 def test_an_interrupted_run_leaves_nothing_behind(fw_lab: Lab, sig: signal.Signals) -> None:
     before = inspect(fw_lab)
@@ -212,10 +218,10 @@ def test_an_interrupted_run_leaves_nothing_behind(fw_lab: Lab, sig: signal.Signa
         )
         try:
             deadline = time.monotonic() + 60
-            while not inspect(fw_lab)["worker-1"]["scripts"]:
+            # Interrupt once worker-1's listener is up and probes are running (they wait 30 s on ICMP).
+            while not _listening_and_probing(fw_lab):
                 assert proc.poll() is None and time.monotonic() < deadline, "the matrix never started"
                 time.sleep(0.3)
-            time.sleep(1)
             assert proc.poll() is None, "the run ended before it could be interrupted"
             os.killpg(proc.pid, sig)  # as a terminal's Ctrl-C does: the whole process group
             proc.wait(30)
@@ -230,7 +236,7 @@ def test_an_interrupted_run_leaves_nothing_behind(fw_lab: Lab, sig: signal.Signa
 def proxy_fw_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
     """A 1/1/0/1 lab in proxy mode (the HTTP proxy on 3128 is not an inventory host)."""
     yield from booted(
-        LabSpec(name=f"fp{worker_id(pytestconfig)}", masters=1, infra=1, ingress=0, workers=1, proxy=True)
+        LabSpec(name=lab_name("fp", pytestconfig), masters=1, infra=1, ingress=0, workers=1, proxy=True)
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -154,12 +157,42 @@ def _collect(*args: str) -> list[str]:
     return [line for line in proc.stdout.splitlines() if "::" in line]
 
 
-def test_collect_only_lists_every_area_and_is_identical_under_xdist() -> None:
+def test_collect_only_lists_every_area() -> None:
     serial = _collect()
     assert any("test_dns_record[nova-console.nova.mycompany.local:10.10.0.53]" in i for i in serial)
     assert any("[worker-1:masters:2379/tcp]" in i for i in serial)
-    parallel = _collect("-n", "2")
-    assert serial and sorted(serial) == sorted(parallel)
+
+
+def _unreachable_prod(folder: Path) -> Path:
+    """The example inventory moved to TEST-NET-2 (RFC 5737): every login and probe times out, quickly."""
+    text = re.sub(r"\b10\.\d+\.\d+\.(\d+)\b", r"198.51.100.\1", PROD.read_text())
+    path = folder / "unreachable.yaml"
+    path.write_text(text.replace(", connection: local}", "}"))
+    return path
+
+
+def _run(inventory: Path, results: Path, *args: str) -> tuple[dict[tuple[str, str, str], int], str]:
+    """Run the packaged plan for real; (nodeid, requirement, outcome) -> records, and the terminal output."""
+    # The outer session's xdist variables would make the inner pytest think it is a worker.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
+    proc = subprocess.run([sys.executable, "-m", "pytest", f"--nova-inventory={inventory}", f"--nova-json={results}",
+                           "--nova-connect-timeout=1", "--nova-timeout=1", "-p", "no:cacheprovider", "-v", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert results.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = json.loads(results.read_text())["results"]
+    return Counter((r["nodeid"], r["requirement"], r["outcome"]) for r in records), proc.stdout
+
+
+def test_a_run_under_n_2_runs_the_same_items_with_the_same_results_as_a_plain_run(tmp_path: Path) -> None:
+    inventory = _unreachable_prod(tmp_path)
+    plain, _ = _run(inventory, tmp_path / "plain.json", "-p", "no:xdist")
+    parallel, out = _run(inventory, tmp_path / "n2.json", "-n", "2")
+    assert len({nodeid for nodeid, _, _ in plain}) > 300  # every area of the example's plan
+    assert parallel == plain
+    # The items really ran on two xdist workers (``-v`` prefixes each with its worker), and nowhere else.
+    ran = re.findall(r"^\[(gw[01])\] \[\s*\d+%\] \w+ (\S+::\S+)", out, re.MULTILINE)
+    assert {worker for worker, _ in ran} == {"gw0", "gw1"}
+    assert sorted(nodeid for _, nodeid in ran) == sorted({nodeid for nodeid, _, _ in plain})
 
 
 def test_markers_select_by_area_and_phase() -> None:

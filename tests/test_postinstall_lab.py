@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,6 @@ pytestmark = [
 SUITES = ("pytest_nova/suites/test_lb.py", "pytest_nova/suites/test_cluster.py", "--nova-phase=postinstall")
 LB = "pytest_nova/suites/test_lb.py::test_balancer"
 NODE = "pytest_nova/suites/test_cluster.py::test_cluster_node"
-# A balancer checks its backends every second; give it time to take a sick one out.
-SETTLE = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +94,7 @@ def test_internal_dns_answers_53_through_the_infra_balancer_and_on_each_infra_no
 def test_dns53_down_fails_exactly_that_backends_53_checks(post_lab: Lab) -> None:
     inventory = _dns_internal(post_lab)
     with post_lab.fault("dns53-down", host="infra-1"):
-        time.sleep(SETTLE)  # the balancer's TCP check of 53 takes infra-1 out for udp and tcp
+        post_lab.wait_healthchecks()  # the balancer's TCP check of 53 takes infra-1 out for udp and tcp
         rc, results, output = run_suite(
             post_lab, "pytest_nova/suites/test_lb.py", "--nova-phase=postinstall", f"--nova-inventory={inventory}"
         )
@@ -158,7 +155,7 @@ def test_fault_fails_exactly_its_checks(
     post_lab: Lab, fault: str, params: dict[str, str], expected: dict[str, str]
 ) -> None:
     with post_lab.fault(fault, **params):
-        time.sleep(SETTLE)
+        post_lab.wait_healthchecks()  # the balancers have seen the fault
         # Strict: the cluster checks are advisory (Kubernetes guide), and these faults must fail them.
         rc, results, output = run_suite(post_lab, *SUITES, "--nova-strict")
     assert rc == 1, output[-3000:]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from nova_lab import Lab, LabSpec
-from tests.lab_fixtures import booted, run_suite, ssh_argv, worker_id
+from tests.lab_fixtures import booted, lab_name, run_suite, ssh_argv
 
 pytestmark = pytest.mark.lab
 NODES = ("master-1", "infra-1", "ingress-1", "worker-1")
@@ -22,7 +22,7 @@ OS, K8S = "pytest_nova/suites/test_os.py", "pytest_nova/suites/test_k8s_nodes.py
 
 @pytest.fixture(scope="module")
 def small_lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
-    yield from booted(LabSpec(name=f"sv{worker_id(pytestconfig)}", masters=1, infra=1, ingress=1, workers=1))
+    yield from booted(LabSpec(name=lab_name("sv", pytestconfig), masters=1, infra=1, ingress=1, workers=1))
 
 
 def _outcomes(results: dict[str, Any], outcome: str) -> dict[str, str]:

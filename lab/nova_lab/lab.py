@@ -442,6 +442,22 @@ class Lab:
         """``argv`` prefixed to run inside nova-ctl's namespace (the runner, with the lab resolver)."""
         return in_netns(self.netns("nova-ctl"), argv)
 
+    def wait_healthchecks(self, timeout: float = 30) -> None:
+        """Wait until every balancer has run a whole round of backend healthchecks begun after this call.
+
+        Call it after changing a backend (a fault): from then on the balancers route by the new health.
+        """
+        since = time.time()
+        files = [p.with_suffix(".checked") for p in (self.state_dir / "run").glob("lb-*.ready")]
+
+        def checked() -> bool:
+            try:
+                return all(float(f.read_text()) > since for f in files)
+            except (FileNotFoundError, ValueError):
+                return False
+
+        self._wait("balancer healthchecks", checked, timeout)
+
     def sshd_logins(self, host: str) -> int:
         """How many public-key logins ``host``'s sshd has accepted."""
         try:
@@ -697,11 +713,25 @@ class Lab:
         tmp.write_text(dns.hosts_file(records))
         tmp.replace(target)
         if reload:
-            for key in ["dnsmasq:dns-1", "dnsmasq:dns-2", *(f"dns53:{h.name}" for h in self.plan)]:
+            logs = {"dnsmasq:dns-1": "dns-1.queries.log", "dnsmasq:dns-2": "dns-2.queries.log",
+                    **{f"dns53:{h.name}": f"{h.name}.dns.queries.log" for h in self.plan}}
+            line = f"read {target} "
+
+            def reads(log: str) -> int:
+                try:
+                    return (self.state_dir / "logs" / log).read_text(errors="replace").count(line)
+                except FileNotFoundError:
+                    return 0
+
+            running = {key: log for key, log in logs.items() if self._pid(key)}
+            before = {key: reads(log) for key, log in running.items()}
+            for key in running:
                 pid = self._pid(key)
                 if pid:
                     os.kill(pid, signal.SIGHUP)
-            time.sleep(0.1)  # dnsmasq re-reads the file asynchronously after SIGHUP
+            # dnsmasq re-reads the file after SIGHUP in its own time, and logs each read.
+            self._wait("DNS records reloaded", lambda: all(reads(log) > before[k] for k, log in running.items()),
+                       timeout=10)
 
     def _sync_nft(self) -> None:
         base: dict[str, list[str]] = {}

@@ -16,6 +16,7 @@ import json
 import os
 import ssl
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -201,10 +202,13 @@ async def serve_proxy(cfg: dict[str, Any]) -> None:
 class Pool:
     """The backends of one frontend, with their health as the last healthcheck saw it."""
 
-    def __init__(self, backends: list[tuple[str, int]], health: dict[str, Any] | None) -> None:
+    def __init__(self, backends: list[tuple[str, int]], health: dict[str, Any] | None,
+                 on_checked: Callable[[], None] = lambda: None) -> None:
         self.backends = backends
         self.health = health
         self.healthy = set(range(len(backends))) if health is None else set()
+        self.checked_since = 0.0  # wall-clock start of the last finished round of healthchecks
+        self._on_checked = on_checked
         self._rr = itertools.count()
 
     def order(self) -> list[tuple[str, int]]:
@@ -220,8 +224,11 @@ class Pool:
         h = self.health
         ctx = insecure_client_context() if h["scheme"] == "https" else None
         while True:
+            started = time.time()
             results = await asyncio.gather(*(self._probe(b[0], h["port"], h.get("path"), ctx) for b in self.backends))
             self.healthy = {i for i, ok in enumerate(results) if ok}
+            self.checked_since = started
+            self._on_checked()
             await asyncio.sleep(1)
 
     @staticmethod
@@ -246,8 +253,19 @@ class Pool:
 async def serve_lb(cfg: dict[str, Any]) -> None:
     """Every frontend of ``cfg``: TCP passthrough (or TLS termination while its flag is on) and UDP."""
     loop = asyncio.get_running_loop()
+    checked = Path(cfg["ready"]).with_suffix(".checked")
+    pools: list[Pool] = []
+
+    def write_checked() -> None:
+        # When every frontend's healthchecks last began a full round: state seen then is in effect now.
+        since = min((p.checked_since for p in pools if p.health is not None), default=0.0)
+        tmp = checked.with_suffix(".tmp")
+        tmp.write_text(repr(since))
+        tmp.replace(checked)
+
     for fe in cfg["frontends"]:
-        pool = Pool([(a, p) for a, p in fe["backends"]], fe.get("health"))
+        pool = Pool([(a, p) for a, p in fe["backends"]], fe.get("health"), write_checked)
+        pools.append(pool)
         if pool.health is not None:
             _TASKS.add(loop.create_task(pool.check_forever()))
         if fe["proto"] == "udp":

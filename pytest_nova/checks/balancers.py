@@ -18,7 +18,6 @@ import http.client
 import socket
 import ssl
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import TypedDict, cast
@@ -29,7 +28,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from pytest_nova import runcache
+from pytest_nova import executor, runcache
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory
 from pytest_nova.kubeconfig import kubeconfig_ca, kubeconfig_path
@@ -217,9 +216,7 @@ def run_batch(jobs: dict[str, Callable[[], Probe]]) -> dict[str, Probe]:
     """Run every job concurrently; the results by job id."""
     if not jobs:
         return {}
-    with ThreadPoolExecutor(max_workers=min(32, len(jobs))) as pool:
-        futures = {k: pool.submit(fn) for k, fn in jobs.items()}
-        return {k: f.result() for k, f in futures.items()}
+    return dict(zip(jobs, executor.run_all(lambda fn: fn(), jobs.values(), 32), strict=True))
 
 
 # --- judging -----------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypedDict, cast
@@ -19,7 +18,7 @@ from typing import TypedDict, cast
 import pytest
 import yaml
 
-from pytest_nova import runcache
+from pytest_nova import executor, runcache
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Host, Inventory
 from pytest_nova.kubeconfig import kubeconfig_path, kubeconfig_server
@@ -395,11 +394,9 @@ def fetch(kubeconfig: Path, namespace: str, timeout: float, cache_dir: Path, lab
     # Each call may retry discovery a few times, each bounded by --request-timeout.
     outer = 6 * timeout + 10
     calls = {"get nodes": ["nodes"], f"-n {namespace} get pods": ["pods", "-n", namespace]}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {what: pool.submit(run_kubectl, kubectl_argv(kubectl, kubeconfig, timeout, cache_dir, *args),
-                                     what, outer) for what, args in calls.items()}
-        docs = {what: f.result() for what, f in futures.items()}
-    nodes, pods = docs.values()
+    nodes, pods = executor.run_all(
+        lambda call: run_kubectl(kubectl_argv(kubectl, kubeconfig, timeout, cache_dir, *call[1]), call[0], outer),
+        calls.items(), 2)
     # kubectl's JSON, trusted to be the objects it asked for; what the checks read is then checked field by field.
     return {"nodes": [cast(StoredNode, asdict(n)) for n in parse_nodes(cast(NodeList, nodes), label_prefix)],
             "pods": [cast(StoredPod, asdict(p)) for p in parse_pods(cast(PodList, pods))],

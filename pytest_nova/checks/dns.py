@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -22,7 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from pytest_nova import runcache
+from pytest_nova import executor, runcache
 from pytest_nova.checks.facts import Facts, Resolved
 from pytest_nova.plan import Check, DnsRecordCheck
 from pytest_nova.session import selected_checks, session_of
@@ -116,9 +115,8 @@ class NameChecks:
         names = self._names.get(server, [])
 
         def ask() -> dict[str, StoredAnswer]:
-            with ThreadPoolExecutor(max_workers=min(16, max(1, len(names)))) as pool:
-                found = dict(zip(names, pool.map(lambda n: query_a(n, server, self.timeout), names),
-                                 strict=True))
+            found = dict(zip(names, executor.run_all(lambda n: query_a(n, server, self.timeout), names, 16),
+                             strict=True))
             return {n: {"status": a.status, "addresses": list(a.addresses), "detail": a.detail}
                     for n, a in found.items()}
 

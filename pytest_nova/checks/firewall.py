@@ -19,14 +19,13 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, TypedDict, TypeVar, cast
 
 import pytest
 
-from pytest_nova import runcache
+from pytest_nova import executor, runcache
 from pytest_nova.hosts import HostError, Hosts, RemoteHost, Stream
 from pytest_nova.inventory import Inventory
 from pytest_nova.model import JSONScalar, JSONValue, Outcome
@@ -312,14 +311,7 @@ class Streams:
 
 def _parallel(items: Sequence[T], work: Callable[[T], None], limit: int = MAX_PARALLEL_HOSTS) -> None:
     """Run ``work`` on every item at once; on Ctrl-C stop waiting (the caller's cleanup ends the scripts)."""
-    if not items:
-        return
-    pool = ThreadPoolExecutor(max_workers=min(len(items), limit), thread_name_prefix="nova-matrix")
-    try:
-        for future in [pool.submit(work, item) for item in items]:
-            future.result()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    executor.run_all(work, items, limit)
 
 
 def staggered(probes: Sequence[Probe], offset: int) -> list[Probe]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
 import pytest
 
-from pytest_nova import runcache
+from pytest_nova import executor, runcache
 from pytest_nova.catalog import Requirement
 from pytest_nova.checks.dns import judge_name
 from pytest_nova.checks.endpoints import endpoint_fix, judge_endpoint
@@ -76,7 +75,7 @@ class NodeFacts:
             if isinstance(c, FACT_TYPES) and c.host:
                 self._by_host.setdefault(c.host, []).append(c)
         self._memo: dict[str, Facts | HostError] = {}
-        self._pool: ThreadPoolExecutor | None = None
+        self._prefetching: executor.Batch[str, None] | None = None
         self._lock = threading.Lock()
         self._keys: dict[str, tuple[str | None, str]] = {}
         self._cluster = [n.name for n in self.inventory.cluster_nodes]
@@ -121,13 +120,10 @@ class NodeFacts:
         even when every worker prefetches.
         """
         with self._lock:
-            if self._pool is not None:
+            if self._prefetching is not None:
                 return
-            self._pool = ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="nova-facts")
-        wanted = list(dict.fromkeys([*self._by_host, *(self._cluster if self._peer_needs else [])]))
-        for host in wanted:
-            self._pool.submit(self._quiet_get, host)
-        self._pool.shutdown(wait=False)
+            wanted = list(dict.fromkeys([*self._by_host, *(self._cluster if self._peer_needs else [])]))
+            self._prefetching = executor.start_all(self._quiet_get, wanted, PREFETCH)
 
     def _quiet_get(self, host: str) -> None:
         try:
