@@ -106,6 +106,7 @@ real_parallel(names, login)
 matrix._parallel = parallel
 marks.append(("logins", time.monotonic()))
 run = matrix.MatrixRun(hosts, checks, settings)
+marks.append(("probes planned (MatrixRun())", time.monotonic()))
 value = run.compute()
 marks.append(("closing", time.monotonic()))
 close_control_sockets(run_dir())
