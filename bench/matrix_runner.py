@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,7 @@ def one(nodes: int) -> dict[str, float]:
     out["stored MB"] = round(len(stored) / 1e6, 1)
     step("stored JSON")
     out["peak RSS MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    shutil.rmtree(folder, ignore_errors=True)
     return out
 
 
