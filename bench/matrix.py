@@ -37,7 +37,7 @@ from nova_lab.state import state_dir  # noqa: E402
 
 # Runs in nova-ctl's namespace with PYTHONPATH set to the code under test; prints one JSON line.
 _INSIDE = r'''
-import functools, json, os, resource, sys, threading, time
+import functools, json, os, resource, shutil, sys, threading, time
 from pathlib import Path
 from pytest_nova import matrix
 from pytest_nova.catalog import load_catalog
@@ -110,6 +110,7 @@ marks.append(("probes planned (MatrixRun())", time.monotonic()))
 value = run.compute()
 marks.append(("closing", time.monotonic()))
 close_control_sockets(run_dir())
+shutil.rmtree(run_dir(), ignore_errors=True)
 outcomes = {}
 for outcome, message in value["verdicts"].values():
     outcomes[outcome] = outcomes.get(outcome, 0) + 1
