@@ -1,6 +1,7 @@
 """Benchmark the firewall matrix on labs of 3 masters / 2 infra / 1 ingress / N workers; print a markdown table.
 
-For each N it boots a lab, then measures, from inside nova-ctl's namespace, with ``-n auto``:
+For each N it boots a lab, then measures, from inside nova-ctl's namespace, with ``-n auto`` (pytest-nova: the
+README's invocation, with ``--nova-json``, ``--html`` and ``--junitxml``):
 
 1. the full pre-install matrix (``pytest_nova/suites/test_firewall.py``: temporary listeners, TCP/UDP/ICMP/IPIP);
 2. on the installed lab, the same suite limited to the TCP rules (``-k tcp``, post-install: real services);
@@ -86,7 +87,10 @@ def run_matrix(lab: Lab, *extra: str) -> Run:
     results = lab.state_dir / "bench-results.json"
     logins = _logins(lab)
     start = time.monotonic()
+    # The README's invocation: the HTML report and JUnit XML are part of what a user waits for.
     rc, out = _pytest(lab, [f"--nova-inventory={lab.inventory_path}", f"--nova-json={results}",
+                            f"--html={lab.state_dir / 'bench-report.html'}", "--self-contained-html",
+                            f"--junitxml={lab.state_dir / 'bench-junit.xml'}",
                             "pytest_nova/suites/test_firewall.py", *extra])
     seconds = time.monotonic() - start
     data: dict[str, Any] = json.loads(results.read_text()) if results.exists() else {"results": []}

@@ -15,6 +15,7 @@ load average before and after (the machine is shared). The lab is always torn do
 
     python bench/run.py --sizes 10 30 60 200
     python bench/run.py --sizes 200 --baseline /tmp/nova-old
+    python bench/run.py --sizes 30 200 --workers auto 0 2 4 off   # is -n auto the fastest way?
 """
 
 from __future__ import annotations
@@ -97,13 +98,18 @@ class Sampler(threading.Thread):
             self.peak["ssh_rss_mb"] = max(self.peak["ssh_rss_mb"], sum(rss for *_, rss in ssh) // 1024)
 
 
-def measure(lab: Lab, code: Path, label: str) -> dict[str, Any]:
-    """One run of the README's command with the code at ``code``; sizes of what it wrote."""
-    out = lab.state_dir / f"bench-run-{label}"
+def xdist_args(workers: str) -> list[str]:
+    """The pytest arguments of one ``--workers`` value: ``auto``, a number (``0``: xdist in-process), ``off``."""
+    return ["-p", "no:xdist"] if workers == "off" else ["-n", workers]
+
+
+def measure(lab: Lab, code: Path, label: str, workers: str = "auto") -> dict[str, Any]:
+    """One run of the README's command (``-n workers``) with the code at ``code``; sizes of what it wrote."""
+    out = lab.state_dir / f"bench-run-{label}-{workers}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={code}",
-            f"--nova-inventory={lab.inventory_path}", "-n", "auto", f"--html={out / 'report.html'}",
+            f"--nova-inventory={lab.inventory_path}", *xdist_args(workers), f"--html={out / 'report.html'}",
             "--self-contained-html", f"--nova-json={out / 'results.json'}", f"--junitxml={out / 'junit.xml'}",
             str(_suites(code))]
     load = os.getloadavg()[0]
@@ -123,7 +129,8 @@ def measure(lab: Lab, code: Path, label: str) -> dict[str, Any]:
         raise SystemExit(f"{label}: pytest exited {run['rc']}:\n{(out / 'output.txt').read_text()[-3000:]}")
     data = json.loads(results.read_text())
     row = {
-        "label": label, "seconds": round(run["seconds"], 1), "rc": run["rc"], "records": len(data["results"]),
+        "label": label, "workers": workers, "seconds": round(run["seconds"], 1), "rc": run["rc"],
+        "records": len(data["results"]),
         # pytest, its workers and the ssh clients they waited for; not the control masters (daemons) or the hosts.
         "cpu_s": run["cpu_s"],
         "summary": data["summary"], "verdict": data.get("verdict"),
@@ -150,7 +157,7 @@ def phases(junit: Path) -> dict[str, list[float]]:
     return out
 
 
-def bench(n: int, baseline: Path | None, keep: bool) -> list[dict[str, Any]]:
+def bench(n: int, baseline: Path | None, keep: bool, workers: list[str]) -> list[dict[str, Any]]:
     """Boot the 3/2/1/n lab, run the command (and the baseline's), tear the lab down."""
     spec = LabSpec(name=f"run{n}x{os.getpid()}", workers=n)
     if state_dir(spec.name).exists():
@@ -161,12 +168,14 @@ def bench(n: int, baseline: Path | None, keep: bool) -> list[dict[str, Any]]:
     rows = []
     try:
         hosts = len([h for h in lab.hosts.values() if h.kind in ("runner", "node", "workstation")])
-        for code, label in [(REPO, "now"), *([(baseline, "baseline")] if baseline else [])]:
-            row = measure(lab, code, label) | {"n": n, "hosts": hosts, "boot_s": round(boot, 1)}
+        runs = [(code, label, w) for w in workers
+                for code, label in [(REPO, "now"), *([(baseline, "baseline")] if baseline else [])]]
+        for code, label, w in runs:
+            row = measure(lab, code, label, w) | {"n": n, "hosts": hosts, "boot_s": round(boot, 1)}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
             if keep:
-                dest = Path("/var/tmp") / f"nova-bench-run-{n}-{label}"
+                dest = Path("/var/tmp") / f"nova-bench-run-{n}-{label}-{w}"
                 shutil.rmtree(dest, ignore_errors=True)
                 shutil.copytree(row["folder"], dest)
                 row["folder"] = str(dest)
@@ -181,13 +190,17 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 60, 200])
     parser.add_argument("--baseline", type=Path, help="also run the code of this checkout on the same lab")
     parser.add_argument("--keep", action="store_true", help="copy each run's files to /var/tmp/nova-bench-run-*")
+    parser.add_argument("--workers", nargs="+", default=["auto"],
+                        help="xdist settings to compare on the same lab: auto, a number (-n N; 0 runs in-process), "
+                             "off (-p no:xdist)")
     a = parser.parse_args()
-    rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep)]
-    print("| workers (hosts) | code | wall (CPU) | exit | records | results JSON | JUnit | HTML | peak RSS | "
+    rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep, a.workers)]
+    print("| workers (hosts) | code | -n | wall (CPU) | exit | records | results JSON | JUnit | HTML | peak RSS | "
           "ssh processes (masters), their RSS | load |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['n']} ({r['hosts']}) | {r['label']} | {r['seconds']} s ({r['cpu_s']} s) | {r['rc']} | "
+        print(f"| {r['n']} ({r['hosts']}) | {r['label']} | {r['workers']} | {r['seconds']} s ({r['cpu_s']} s) | "
+              f"{r['rc']} | "
               f"{r['records']} | "
               f"{r['json_mb']} MB | {r['junit_mb']} MB | {r['html_mb']} MB | {r['peak_rss_mb']} MB | "
               f"{r['ssh_processes']} ({r['ssh_masters']}), {r['ssh_rss_mb']} MB | "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -249,3 +250,20 @@ def test_portprobe_exits_when_its_lifeline_closes() -> None:
     proc.stdin.close()
     assert proc.wait(5) == 3
     silent.close()
+
+
+def test_listener_names_a_taken_port_from_one_read_of_each_socket_table() -> None:
+    from pytest_nova.probes import listener
+
+    listener._TABLES.clear()
+    with socket.socket() as held, socket.socket() as other:
+        for s in (held, other):
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+        inodes = listener.owners_of(held.getsockname()[1], "tcp")
+        assert inodes == [str(os.fstat(held.fileno()).st_ino)]
+        # Found over IPv4: the IPv6 table was not read; a second port reuses the same read.
+        assert set(listener._TABLES) == {"tcp"}
+        assert listener.owners_of(other.getsockname()[1], "tcp") == [str(os.fstat(other.fileno()).st_ino)]
+        assert listener.process_of(inodes) == f"{Path('/proc/self/comm').read_text().strip()} (pid {os.getpid()})"
+    assert listener.owners_of(1, "udp") == [] and set(listener._TABLES) == {"tcp", "udp", "udp6"}

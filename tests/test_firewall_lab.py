@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,6 +108,10 @@ def test_clean_lab_is_all_open_with_one_record_per_probe_and_nothing_left(fw_lab
     )
     assert {p[3] for p in got} == {"tcp", "udp", "icmp", "ipip"}
     assert "test_port[worker-1:masters:2379/tcp]" in str([r["nodeid"] for r in got.values()])
+    # The summary line says where the matrix's time went (on the controller, although a worker computed it).
+    summary = (rf"nova firewall matrix: {len(got)} probes .*; 0 probed a second time before being called dropped "
+               r"\(listeners [\d.]+ s, probes [\d.]+ s, second pass [\d.]+ s, closing [\d.]+ s\)")
+    assert re.search(summary, out), out[-3000:]
     assert_nothing_left(fw_lab, before)
 
 

@@ -20,8 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple, TypedDict, TypeVar, cast
+from typing import NamedTuple, NotRequired, TypedDict, TypeVar, cast
 
 import pytest
 
@@ -46,6 +47,8 @@ PER_TARGET = 8
 # and at most this many sources at a time.
 SECOND_PASS_SLOWER = 2
 SECOND_PASS_HOSTS = 16
+# The first-pass answers :func:`suspect` may send to the second pass.
+LOOKS_DROPPED = frozenset({"filtered", "sent", "silent"})
 
 T = TypeVar("T")
 
@@ -70,9 +73,9 @@ class Probe:
     port: int | None
     protocol: str
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """The cache key."""
+        """The cache key (made once: a run looks it up several times for each of its 300,000 probes at 200 nodes)."""
         return probe_key(self.source, self.target, self.port, self.protocol)
 
 
@@ -181,6 +184,7 @@ class Matrix(TypedDict):
     destinations: int
     seconds: float
     second_pass: int
+    phases: NotRequired[dict[str, float]]  # seconds per phase: listeners, probes, second pass, closing
 
 
 class Judgement(NamedTuple):
@@ -363,19 +367,31 @@ class MatrixRun:
         self.no_sudo: dict[str, str] = {}  # host -> why sudo -n was refused there
         self.second_pass = 0
         self.lock = threading.Lock()
+        self.phases: dict[str, float] = {}  # seconds per phase of :meth:`compute`, for the summary line
+        self._phase_start = 0.0
+
+    def _phase(self, name: str) -> None:
+        """Close the phase called ``name``: its time since the previous one ended."""
+        now = time.monotonic()
+        self.phases[name] = round(now - self._phase_start, 3)
+        self._phase_start = now
 
     def compute(self) -> Matrix:
         """Probe everything; return ``{"verdicts": {key: [outcome, message, unprovable]}, ...}`` (stored as JSON)."""
-        started = time.monotonic()
+        started = self._phase_start = time.monotonic()
         try:
             _parallel(sorted(self.requests.values(), key=lambda r: r.host), self._listen)
+            self._phase("listeners")
             sources = sorted(self.by_source)
             _parallel([(i, s, self.by_source[s], False) for i, s in enumerate(sources)], self._probe)
             self._collect_ipip()
+            self._phase("probes")
             self._second_pass()
+            self._phase("second pass")
             self._still_listening()
         finally:
             self.streams.close_all()
+            self._phase("closing")
         verdicts: dict[str, list[JSONScalar]] = {}
         for probes in self.by_source.values():
             for p in probes:
@@ -393,7 +409,7 @@ class MatrixRun:
                 verdicts[p.key] = list(judged)
         return Matrix(verdicts=verdicts, probes=len(verdicts), sources=len(self.by_source),
                       destinations=len(self.requests), seconds=round(time.monotonic() - started, 3),
-                      second_pass=self.second_pass)
+                      second_pass=self.second_pass, phases=self.phases)
 
     def _lifetime(self) -> float:
         # A safety net only: normally the listener ends when its stdin closes.
@@ -487,6 +503,8 @@ class MatrixRun:
         for source, probes in self.by_source.items():
             for p in probes:
                 status = self.raw.get(p.key, ("", ""))[0]
+                if status not in LOOKS_DROPPED:
+                    continue
                 inside = (p.target, p.address) in self.known
                 if suspect(status, self.listening.get(p.target) if inside else None, p):
                     again.setdefault(source, []).append(p)
@@ -615,8 +633,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     stored = runcache.stored(run_dir, CACHE_KEY) if run_dir else None
     if isinstance(stored, dict) and stored:
         value = cast(Matrix, stored)
+        phases = value.get("phases") or {}
         terminalreporter.write_line(
             f"nova firewall matrix: {value['probes']} probes from {value.get('sources', '?')} sources to "
             f"{value.get('destinations', '?')} listening hosts in {value['seconds']:.2f} s; "
             f"{value.get('second_pass', 0)} probed a second time before being called dropped"
+            + (f" ({', '.join(f'{k} {v:.2f} s' for k, v in phases.items())})" if phases else "")
         )

@@ -23,7 +23,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 IPIP = 4
 INNER_PROTO = 253
@@ -31,23 +31,67 @@ TCP_LISTEN = "0A"
 HEX_PORT = 16
 
 
-def owners_of(port: int, proto: str) -> List[str]:
-    """Socket inodes bound to ``port`` (TCP: listening only), from /proc/net."""
-    inodes = []
-    for name in (proto, proto + "6"):
+_TABLES = {}  # type: Dict[str, List[Tuple[int, str, str]]]
+
+
+def _table(name: str) -> List[Tuple[int, str, str]]:
+    """(local port, state, inode) of every socket in /proc/net/``name``, read once per run of this script.
+
+    Reading such a file walks the kernel's whole socket hash table (about 40 ms of system time on a host with
+    much memory, however few sockets it holds), so it is read once, not once per taken port.
+    """
+    if name not in _TABLES:
+        rows = []
         try:
             with open("/proc/net/" + name) as f:
                 lines = f.read().splitlines()[1:]
         except OSError:
-            continue
+            lines = []
         for line in lines:
             cols = line.split()
-            if len(cols) < 10 or int(cols[1].rsplit(":", 1)[1], HEX_PORT) != port:
-                continue
-            if proto == "tcp" and cols[3] != TCP_LISTEN:
-                continue
-            inodes.append(cols[9])
-    return inodes
+            if len(cols) >= 10:
+                rows.append((int(cols[1].rsplit(":", 1)[1], HEX_PORT), cols[3], cols[9]))
+        _TABLES[name] = rows
+    return _TABLES[name]
+
+
+def owners_of(port: int, proto: str) -> List[str]:
+    """Socket inodes bound to ``port`` (TCP: listening only), from /proc/net (IPv6 only if IPv4 has none)."""
+    for name in (proto, proto + "6"):
+        inodes = [inode for p, state, inode in _table(name)
+                  if p == port and (proto != "tcp" or state == TCP_LISTEN)]
+        if inodes:
+            return inodes
+    return []
+
+
+def _netns(pid: str) -> Optional[str]:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def _holder(pid: str, wanted: Set[str]) -> str:
+    """``name (pid N)`` if process ``pid`` holds one of the sockets ``wanted``, else an empty string."""
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return ""
+    for fd in fds:
+        try:
+            link = os.readlink(fd_dir + "/" + fd)
+        except OSError:
+            continue
+        if link in wanted:
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    comm = f.read().strip()
+            except OSError:
+                comm = "?"
+            return f"{comm} (pid {pid})"
+    return ""
 
 
 def process_of(inodes: List[str]) -> str:
@@ -56,24 +100,17 @@ def process_of(inodes: List[str]) -> str:
     if not inodes:
         return "unknown process"
     if wanted:
-        for pid in (d for d in os.listdir("/proc") if d.isdigit()):
-            fd_dir = f"/proc/{pid}/fd"
-            try:
-                fds = os.listdir(fd_dir)
-            except OSError:
-                continue
-            for fd in fds:
-                try:
-                    link = os.readlink(fd_dir + "/" + fd)
-                except OSError:
-                    continue
-                if link in wanted:
-                    try:
-                        with open(f"/proc/{pid}/comm") as f:
-                            comm = f.read().strip()
-                    except OSError:
-                        comm = "?"
-                    return f"{comm} (pid {pid})"
+        # The holder is almost always in this network namespace: look there first (one readlink per process),
+        # and through every other process's descriptors only if not found. Reading all descriptors of all
+        # processes costs about 0.15 s of CPU per taken port on a machine with 1,500 processes.
+        pids = [d for d in os.listdir("/proc") if d.isdigit()]
+        here = _netns("self")
+        near = [pid for pid in pids if here is not None and _netns(pid) == here]
+        seen = set(near)
+        for pid in near + [pid for pid in pids if pid not in seen]:
+            holder = _holder(pid, wanted)
+            if holder:
+                return holder
     if os.geteuid() == 0:
         # Root sees every process's descriptors: a socket no process holds belongs to the kernel.
         return "the kernel (no process holds the socket: a VXLAN or other tunnel device)"
