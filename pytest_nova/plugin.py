@@ -1,4 +1,7 @@
-"""The pytest plugin: options, markers, parametrization from the plan, and the results JSON."""
+"""The pytest plugin: hooks only, wiring options, the registry, the catalog, the plan, the suites and the report.
+
+The run state lives in :mod:`pytest_nova.session`, the engines in :mod:`pytest_nova.checks`.
+"""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ def _inventory(folder: Path, nodes: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("nodes", "where"), [(20, "RAN-IN master"), (ONE_PROCESS_HOSTS + 40, "RAN-IN gw0")])
+@pytest.mark.parametrize(("nodes", "where"), [(20, "RAN-IN master"), (ONE_PROCESS_HOSTS + 40, "RAN-IN gw")])
 def test_n_auto_runs_in_one_process_up_to_the_measured_size(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
                                                             nodes: int, where: str) -> None:
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
@@ -31,7 +31,7 @@ def test_n_auto_runs_in_one_process_up_to_the_measured_size(pytester: pytest.Pyt
     result = pytester.runpytest_subprocess(f"--nova-inventory={inv}", "-n", "auto", "-s", "-p", "no:cacheprovider",
                                            "test_who.py")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
-    assert (pytester.path / "who.txt").read_text() == where
+    assert (pytester.path / "who.txt").read_text().startswith(where)  # master: no workers; gw0 or gw1 else
 
 
 def test_an_explicit_auto_worker_count_is_kept(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
