@@ -32,6 +32,7 @@ from pytest_nova.transports import kex_preference as kex_preference
 
 LOGIN_KEY = "login-"  # run-cache key prefix of each host's one login of the run
 # Said when sshd dropped a connection before authentication (MaxStartups): worth one more try.
+CANNOT_START = "cannot start"  # the runner could not start the local command (fork or exec failed)
 _DROPPED_EARLY = ("kex_exchange_identification", "connection closed by remote host", "connection reset by peer")
 # Makes each host's transport; the plugin passes its ``pytest_nova_transport`` hook, unit tests the built-in.
 TransportFactory = Callable[[Host, Inventory, Access], "Transport | None"]
@@ -91,9 +92,11 @@ class RemoteHost:
         try:
             self._run("true", stdin=None, limit=limit)
         except HostError as exc:
-            if not any(s in exc.cause.lower() for s in _DROPPED_EARLY):
+            # sshd drops excess unauthenticated connections at random (MaxStartups), and a runner under load can
+            # fail to start a process at all: neither says anything about the host, and the login's outcome is
+            # kept for the whole run, so one more try.
+            if not (exc.cause.startswith(CANNOT_START) or any(s in exc.cause.lower() for s in _DROPPED_EARLY)):
                 raise
-            # sshd drops excess unauthenticated connections at random (MaxStartups): one more try.
             self._run("true", stdin=None, limit=limit)
         return True
 
@@ -119,7 +122,7 @@ class RemoteHost:
         except subprocess.TimeoutExpired:
             raise HostError(self.name, f"command did not finish within {limit:g} s") from None
         except OSError as exc:
-            raise HostError(self.name, f"cannot start {argv[0]}: {exc.strerror}") from None
+            raise HostError(self.name, f"{CANNOT_START} {argv[0]}: {exc.strerror}") from None
         result = Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
         self._raise_for_login(result)
         return result
@@ -143,7 +146,7 @@ class RemoteHost:
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
             )
         except OSError as exc:
-            raise HostError(self.name, f"cannot start {argv[0]}: {exc.strerror}") from None
+            raise HostError(self.name, f"{CANNOT_START} {argv[0]}: {exc.strerror}") from None
         stream = Stream(self, proc)
         try:
             assert proc.stdin is not None

@@ -103,6 +103,32 @@ def test_hosts_take_their_transport_from_the_factory(inv: Inventory, tmp_path: P
     assert hosts["worker-1"] is hosts["worker-1"] and chosen == ["worker-1"]
 
 
+def test_a_login_the_runner_could_not_start_is_tried_once_more(inv: Inventory, tmp_path: Path) -> None:
+    """A local spawn failure (the runner's, under load) is not the host's: one more try before it is cached."""
+    class FlakyStart(CommandTransport):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def command(self, remote: str, *, multiplex: bool = True) -> list[str] | None:
+            self.calls += 1
+            return [str(tmp_path / "missing-shell")] if self.calls == 1 else ["/bin/sh", "-c", remote]
+
+    flaky = FlakyStart()
+    hosts = Hosts(inv, Access(2.0, 10.0, tmp_path), lambda host, inventory, access: flaky)
+    assert hosts["worker-1"].run("echo ran").stdout == "ran\n"
+    assert flaky.calls == 3  # the failed start, the login's second try, the command
+
+    class NeverStarts(CommandTransport):
+        def command(self, remote: str, *, multiplex: bool = True) -> list[str] | None:
+            return [str(tmp_path / "missing-shell")]
+
+    broken = Hosts(inv, Access(2.0, 10.0, tmp_path / "other"), lambda host, inventory, access: NeverStarts())
+    (tmp_path / "other").mkdir()
+    with pytest.raises(HostError) as info:
+        broken["worker-2"].run("true")
+    assert str(info.value) == f"worker-2: cannot start {tmp_path / 'missing-shell'}: No such file or directory"
+
+
 PLUGIN = '''
 from __future__ import annotations
 
