@@ -29,7 +29,7 @@ from pytest_nova.options import NO_INVENTORY, add_options, check_outputs, read_s
 from pytest_nova.plan import Check
 from pytest_nova.results import CHECK_PROPERTY, ResultsWriter
 from pytest_nova.rundir import forget_run_dir, run_dir
-from pytest_nova.session import SESSION, NovaSession, session_of
+from pytest_nova.session import SESSION, NovaSession, check_of, session_of
 from pytest_nova.verdicts import junit_properties
 
 # Inventories up to this many hosts run in one process under ``-n auto`` (measured: docs/scaling.md).
@@ -243,9 +243,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep: list[pytest.Item] = []
     empty: list[pytest.Item] = []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        params = callspec.params if callspec is not None else {}
-        check = next((v for v in params.values() if isinstance(v, Check)), None)
+        check = check_of(item)
         if check is not None:
             item.user_properties.append((CHECK_PROPERTY, describe(check)))
         elif item.get_closest_marker("nova_empty"):

@@ -39,14 +39,16 @@ def session_of(config: pytest.Config) -> NovaSession:
     return config.stash[SESSION]
 
 
+def check_of(item: pytest.Item) -> Check | None:
+    """The plan's check an item was parametrized with, if any."""
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    return next((v for v in params.values() if isinstance(v, Check)), None)
+
+
 def selected_checks(session: pytest.Session) -> list[Check]:
     """The checks of the items this session runs (after ``-k``, ``-m`` and deselection)."""
-    out: list[Check] = []
-    for item in session.items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None:
-            out += [v for v in callspec.params.values() if isinstance(v, Check)]
-    return out
+    return [c for c in map(check_of, session.items) if c is not None]
 
 
 class NovaItem:

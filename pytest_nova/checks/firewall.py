@@ -33,7 +33,7 @@ from pytest_nova.model import JSONScalar, JSONValue, Outcome
 from pytest_nova.options import Settings
 from pytest_nova.plan import PortRuleCheck
 from pytest_nova.remote_scripts import SUDO_REFUSED, Script, run_script, start_and_read, sudo_refused
-from pytest_nova.session import session_of
+from pytest_nova.session import selected_checks, session_of
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, UNPROVABLE, Verdict
 
 CACHE_KEY = "firewall-matrix"
@@ -567,15 +567,14 @@ def compute(hosts: Hosts, checks: Sequence[PortRuleCheck], settings: Settings) -
     return MatrixRun(hosts, checks, settings).compute()
 
 
-def selected_port_rules(items: Iterable[pytest.Item]) -> list[PortRuleCheck]:
-    """The port-rule checks of the session's selected items (every xdist worker collects the same)."""
-    checks: list[PortRuleCheck] = []
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        check = callspec.params.get("port_rule") if callspec is not None else None
-        if isinstance(check, PortRuleCheck) and check not in checks:
-            checks.append(check)
-    return checks
+def selected_port_rules(session: pytest.Session) -> list[PortRuleCheck]:
+    """The port-rule checks of the session's selected items, each once (every xdist worker collects the same).
+
+    By id: a check that two test modules ask for is probed once, and comparing whole checks (thousands of
+    targets each) pairwise grew with the square of the items.
+    """
+    by_id = {c.id: c for c in selected_checks(session) if isinstance(c, PortRuleCheck)}
+    return list(by_id.values())
 
 
 class PortMatrix:
@@ -622,7 +621,7 @@ def port_matrix(request: pytest.FixtureRequest, nova_hosts: Hosts, nova_run_dir:
     """The firewall matrix of this run's selected port rules, computed once per run."""
     settings = session_of(request.config).settings
     run_dir = nova_run_dir
-    checks = selected_port_rules(request.session.items)
+    checks = selected_port_rules(request.session)
     stored = runcache.once(run_dir, CACHE_KEY, lambda: compute(nova_hosts, checks, settings))
     return PortMatrix(stored)
 
