@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from pytest_nova import __version__, executor, secrets
-from pytest_nova.areas import AREAS
 from pytest_nova.catalog import Catalog, load_catalog
 from pytest_nova.collect import add_suites, ignore_extensions
 from pytest_nova.errors import SourceError
@@ -106,7 +105,7 @@ def _catalog(config: pytest.Config, registry: Registry) -> Catalog:
     """The packaged catalog plus the folders site plugins add (validated the same way)."""
     extra = [Path(d) for dirs in config.hook.pytest_nova_catalog_dirs(config=config) if dirs for d in dirs]
     try:
-        return load_catalog(extra=extra, areas=registry.areas if extra or len(registry.areas) > len(AREAS) else None)
+        return load_catalog(extra=extra, areas=registry.areas)
     except ValueError as exc:
         raise pytest.UsageError(f"pytest_nova_catalog_dirs: {exc}") from None
 

@@ -230,9 +230,10 @@ def load_catalog(folder: Path = _HERE, *, extra: Sequence[Path] = (),
     the same way against ``areas`` (by default the built-in ones); their ids must not repeat any other's, and
     the catalog's version stays that of ``folder``.
     """
-    if not extra and areas is None:
+    areas = _BUILTIN if areas is None else areas
+    if not extra and areas.keys() == _BUILTIN.keys():  # the packaged catalog alone: read once per process
         return _load_cached(folder.resolve())
-    return _load((folder.resolve(), *(f.resolve() for f in extra)), areas or _BUILTIN)
+    return _load((folder.resolve(), *(f.resolve() for f in extra)), areas)
 
 
 @cache
