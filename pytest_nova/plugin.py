@@ -40,6 +40,7 @@ PHASE_MARKERS = {
 
 
 NO_INVENTORY_ID = "nova-no-inventory"
+_INVENTORY = pytest.StashKey[tuple[Path, Inventory]]()
 # Modules loaded as plugins besides the engines (whose modules the kinds name): common fixtures, the report.
 PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached")
 
@@ -70,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         state = NovaSession(settings=settings, catalog=_catalog(config, registry), registry=registry)
         if settings.inventory is not None:
-            state.inventory = load_inventory(settings.inventory)
+            state.inventory = _inventory(config, settings.inventory)
             state.plan = registry.build(state.catalog, state.inventory)
             add_suites(config)
     except SourceError as exc:
@@ -89,6 +90,14 @@ def pytest_configure(config: pytest.Config) -> None:
     for module in (*PLUGIN_MODULES, *registry.engines):
         if not config.pluginmanager.has_plugin(module) and importlib.util.find_spec(module) is not None:
             config.pluginmanager.import_plugin(module)
+
+
+def _inventory(config: pytest.Config, path: Path) -> Inventory:
+    """The inventory at ``path``, read once per process (``-n auto`` reads it before the run is configured)."""
+    loaded = config.stash.get(_INVENTORY, None)
+    if loaded is None or loaded[0] != path:
+        loaded = config.stash[_INVENTORY] = (path, load_inventory(path))
+    return loaded[1]
 
 
 def _registry(config: pytest.Config) -> Registry:
@@ -172,7 +181,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
         return None
     path = read_settings(config).inventory
     try:
-        inv = load_inventory(path) if path is not None else None
+        inv = _inventory(config, path) if path is not None else None
     except SourceError:
         return None  # reported in one line when the run is configured
     return 0 if inv is not None and len(inv.nodes) + len(inv.workstations) <= ONE_PROCESS_HOSTS else None
