@@ -42,7 +42,7 @@ PHASE_MARKERS = {
 NO_INVENTORY_ID = "nova-no-inventory"
 _INVENTORY = pytest.StashKey[tuple[Path, Inventory]]()
 # Modules loaded as plugins besides the engines (whose modules the kinds name): common fixtures, the report.
-PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached")
+PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached", "pytest_nova.site_tests")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
