@@ -32,6 +32,7 @@ class Settings:
     waivers: Path | None
     strict: bool = False  # advisory requirements gate too
     require_proof: bool = False  # a rule that could not be proven (no listener possible, no answer to wait for) fails
+    baseline: Path | None = None  # the results JSON of an earlier run of the same cluster, to compare with
 
 
 def number(flag: str, text: object, kind: type[float] | type[int], limit: float) -> float:
@@ -77,6 +78,9 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--nova-json", metavar="PATH", help="write the results JSON (format v1) to PATH")
     group.addoption("--nova-waivers", metavar="PATH", help="waivers file: accepted deviations with expiry")
+    group.addoption("--nova-baseline", metavar="PREVIOUS.json",
+                    help="the results JSON of an earlier run of the same cluster: say what was fixed, what is new "
+                         "and what still fails; also NOVA_BASELINE or the nova_baseline ini option")
     group.addoption("--nova-strict", action="store_true", default=None,
                     help="advisory requirements gate too (a warning fails); also NOVA_STRICT=1 or nova_strict = true")
     for flag, metavar, _, default, _, text in _NUMBERS:
@@ -84,6 +88,7 @@ def add_options(parser: pytest.Parser) -> None:
         group.addoption(flag, metavar=metavar, default=str(default), help=f"{text}; default {default:g}")
     parser.addini("nova_inventory", "inventory file used when --nova-inventory is not given")
     parser.addini("nova_phase", "default for --nova-phase", default="preinstall")
+    parser.addini("nova_baseline", "results JSON of an earlier run used when --nova-baseline is not given")
     group.addoption("--nova-require-proof", action="store_true", default=None,
                     help="a rule that could not be proven fails instead of being skipped; also NOVA_REQUIRE_PROOF=1 "
                          "or nova_require_proof = true")
@@ -115,6 +120,7 @@ def read_settings(config: pytest.Config) -> Settings:
     }
     json_path = config.getoption("nova_json")
     waivers = config.getoption("nova_waivers")
+    baseline = config.getoption("nova_baseline") or os.environ.get("NOVA_BASELINE") or config.getini("nova_baseline")
     return Settings(
         inventory=inventory,
         phase=str(phase),
@@ -126,6 +132,7 @@ def read_settings(config: pytest.Config) -> Settings:
         waivers=user_path(waivers) if waivers else None,
         strict=_flag(config, "nova_strict"),
         require_proof=_flag(config, "nova_require_proof"),
+        baseline=Path(os.path.expanduser(str(baseline))) if baseline else None,
     )
 
 
