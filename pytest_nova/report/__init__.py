@@ -6,13 +6,17 @@ verdict and prints it (:mod:`.summary`) and, with ``--html``, fills pytest-html'
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
+from pytest_nova.baseline import Baseline, BaselineError, load_baseline
 from pytest_nova.errors import SourceError
 from pytest_nova.report.html_hooks import HtmlReport
 from pytest_nova.report.summary import SignOff
 from pytest_nova.report.waiving import WAIVERS, pytest_report_teststatus, pytest_runtest_makereport
-from pytest_nova.session import session_of
+from pytest_nova.session import NovaSession, session_of
 from pytest_nova.waivers import load_waivers
 
 
@@ -32,11 +36,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[WAIVERS] = waivers
     if hasattr(config, "workerinput"):
         return
-    signoff = SignOff(config, state, waivers)
+    signoff = SignOff(config, state, waivers, _baseline(config, state))
     config.pluginmanager.register(signoff, "nova-signoff")
     # Only with --html: the hooks replace pytest-metadata's table, which other plugins may read.
     if config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None):
         config.pluginmanager.register(HtmlReport(signoff), "nova-html")
+
+
+def _baseline(config: pytest.Config, state: NovaSession) -> Baseline | None:
+    """The earlier run to compare with (``--nova-baseline``), read on the controller only."""
+    path, inv = state.settings.baseline, state.inventory
+    if path is None or inv is None:
+        return None
+    outs = [(flag, Path(os.path.expanduser(str(value)))) for flag, value in (
+        ("--nova-json", state.settings.json_path), ("--junitxml", getattr(config.option, "xmlpath", None)),
+        ("--html", getattr(config.option, "htmlpath", None))) if value]
+    try:
+        return load_baseline(path, inv.name, outputs=outs)
+    except BaselineError as exc:
+        raise pytest.UsageError(f"--nova-baseline: {exc}") from None
 
 
 __all__ = ["pytest_configure", "pytest_report_teststatus", "pytest_runtest_makereport"]

@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
 from pytest_nova.areas import BUILTIN_AREAS
+from pytest_nova.baseline import Comparison, Identity, when
 from pytest_nova.inventory import Inventory
 from pytest_nova.model import CheckMeta, Record
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Decision
@@ -225,6 +226,44 @@ def _grouped(records: Iterable[Record], outcomes: tuple[str, ...], div: str, tit
         "<table><tr><th>requirement</th><th>expected, and where it failed</th><th>fix</th></tr>"
         f"{''.join(items)}</table></div>"
     )
+
+
+MAX_LISTED = 60  # places listed per requirement in a list of places; the rest are counted
+
+
+def _place(key: Identity) -> str:
+    _, src, dst, port, proto = key
+    return where({"source": src, "target": dst, "port": port, "protocol": proto}) or "cluster-wide"
+
+
+def _listed(places: Sequence[str]) -> str:
+    shown = ", ".join(places[:MAX_LISTED])
+    return shown + (f" and {len(places) - MAX_LISTED} more" if len(places) > MAX_LISTED else "")
+
+
+def baseline_html(comparison: Comparison) -> str:
+    """Since the earlier run: new failures first, then those still failing, then the fixed."""
+    b = comparison.baseline
+    parts = [
+        '<div class="nova" id="nova-baseline"><h2>Since the run of '
+        f"{esc(when(b.started))}</h2><p>{esc(comparison.line())}. Baseline: <code>{esc(b.path)}</code>, "
+        f"sha256 <code>{esc(b.sha256)}</code>.</p>"
+    ]
+    for keys, title, cls in ((comparison.new, "New failures", "n-failed"),
+                             (comparison.still_failing, "Still failing", "n-failed"),
+                             (comparison.fixed, "Fixed", "n-passed"),
+                             (comparison.not_checked, "Failing then, not checked by this run", "")):
+        if not keys:
+            continue
+        by_req: dict[str, list[str]] = {}
+        for key in keys:
+            by_req.setdefault(key[0], []).append(_place(key))
+        rows = "".join(f"<tr><td><b>{esc(req)}</b></td><td>{len(places)}</td><td>{esc(_listed(places))}</td></tr>"
+                       for req, places in by_req.items())
+        parts.append(f'<h3 class="{cls}">{esc(title)} ({len(keys)})</h3><table><tr><th>requirement</th>'
+                     f"<th>results</th><th>where</th></tr>{rows}</table>")
+    parts.append("</div>")
+    return "".join(parts)
 
 
 TABLE_COLUMNS = (("area", "Area"), ("requirement", "Requirement"), ("section", "Docs"), ("source", "Source"),

@@ -117,6 +117,8 @@ class HtmlReport:
         prefix.append(html.signoff_html(outcome, self.signoff.waivers, inv.name if inv else ""))
         not_passed = self.state.collector.records(passed=False)
         prefix.append(html.problems_html(not_passed))
+        if self.signoff.comparison is not None:
+            prefix.append(html.baseline_html(self.signoff.comparison))
         prefix.append(html.warnings_html(not_passed))
         titles = {a.name: a.title for a in self.state.registry.areas.values()}
         prefix.append(html.matrix_html(records, html.roles_of(inv), titles))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_nova.baseline import Baseline, Comparison, compare
 from pytest_nova.model import JSONObject, Record
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Decision, decide
 from pytest_nova.results import CHECK_PROPERTY, now
@@ -18,8 +19,10 @@ _INCOMPLETE = (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pyte
 class SignOff:
     """On the controller: decide the verdict, extend the results JSON, print it in the terminal summary."""
 
-    def __init__(self, config: pytest.Config, state: NovaSession, waivers: Waivers | None) -> None:
-        self.config, self.state, self.waivers = config, state, waivers
+    def __init__(self, config: pytest.Config, state: NovaSession, waivers: Waivers | None,
+                 baseline: Baseline | None = None) -> None:
+        self.config, self.state, self.waivers, self.baseline = config, state, waivers, baseline
+        self.comparison: Comparison | None = None  # with the baseline, once the verdict is decided
         self.other_failures: set[str] = set()
         self.finished = ""
         self.session: pytest.Session | None = None
@@ -55,6 +58,8 @@ class SignOff:
         not_proven = sum(1 for r in self.state.collector.records(passed=False) if unprovable(r))
         outcome = decide(records, used, other_failures=len(self.other_failures), complete=complete,
                          unprovable=not_proven)
+        if self.baseline is not None:
+            self.comparison = compare(self.baseline, self.state.collector.records())
         self.config.stash[OUTCOME] = outcome
         self.finished = now()
         return outcome
@@ -67,9 +72,14 @@ class SignOff:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_nova_results_fields(self) -> JSONObject | None:
-        """The verdict's keys in the results JSON (``verdict``, ``waivers``: docs/report.md)."""
+        """The verdict's keys in the results JSON (``verdict``, ``waivers``: docs/report.md; ``baseline``)."""
         outcome = self.decision()
-        return outcome.as_json() if outcome is not None else None
+        if outcome is None:
+            return None
+        fields = outcome.as_json()
+        if self.comparison is not None:
+            fields["baseline"] = self.comparison.as_json()
+        return fields
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """The verdict, the waivers applied, and expired or unused waivers."""
@@ -80,6 +90,9 @@ class SignOff:
         colour = {ACCEPTED: "green", ACCEPTED_WITH_WAIVERS: "yellow"}.get(outcome.verdict, "red")
         tr.write_sep("=", f"nova verdict: {outcome.verdict}", **{colour: True, "bold": True})
         tr.write_line(f"{self.state.inventory.name}: {outcome.reason}")
+        if self.comparison is not None:
+            c = self.comparison
+            tr.write_line(c.line(), red=bool(c.new), green=not (c.new or c.still_failing))
         self._warnings(tr)
         waivers = self.waivers
         for u in outcome.usage:
