@@ -6,9 +6,7 @@ verdict and prints it (:mod:`.summary`) and, with ``--html``, fills pytest-html'
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -62,15 +60,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def _baseline(config: pytest.Config, state: NovaSession) -> Baseline | None:
-    """The earlier run to compare with (``--nova-baseline``), read on the controller only."""
+    """The earlier run to compare with (``--nova-baseline``), read on the controller only.
+
+    That no output of the run is the baseline is checked before (:mod:`pytest_nova.runfiles`).
+    """
     path, inv = state.settings.baseline, state.inventory
     if path is None or inv is None:
         return None
-    outs = [(flag, Path(os.path.expanduser(str(value)))) for flag, value in (
-        ("--nova-json", state.settings.json_path), ("--junitxml", getattr(config.option, "xmlpath", None)),
-        ("--html", getattr(config.option, "htmlpath", None))) if value]
     try:
-        return load_baseline(path, inv.name, outputs=outs)
+        return load_baseline(path, inv.name)
     except BaselineError as exc:
         raise pytest.UsageError(f"--nova-baseline: {exc}") from None
 
