@@ -320,6 +320,7 @@ def describe(check: Check) -> dict[str, Any]:
         "summary": r.summary,
         "severity": r.severity,
         "kind": check.kind,
+        "id": check.id,
     }
 
 
