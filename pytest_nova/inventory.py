@@ -55,6 +55,7 @@ class Host:
     user: str | None = None
     port: int | None = None
     identity_file: str | None = None
+    ssh_options: tuple[str, ...] = ()  # OpenSSH "Key=Value" options after ssh.options (sshOptions)
 
     def has(self, role: str) -> bool:
         """Whether the host carries ``role``."""
@@ -79,6 +80,7 @@ class Ssh:
     port: int
     known_hosts_file: str | None
     host_key_policy: str
+    options: tuple[str, ...] = ()  # OpenSSH "Key=Value" options for every ssh login (a jump host...)
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,19 @@ def _kind(value: object) -> str:
     return f"'{value}'" if isinstance(value, str) else repr(value)
 
 
-_HOST_KEYS = {"name": True, "address": True, "connection": False, "user": False, "port": False, "identityFile": False}
+_HOST_KEYS = {
+    "name": True, "address": True, "connection": False, "user": False, "port": False, "identityFile": False,
+    "sshOptions": False,
+}
+# OpenSSH options the inventory sets through keys of its own, or that pytest-nova needs as it sets them (the
+# shared connection, no prompt): given in ssh.options they would be ignored (ssh keeps an option's first value).
+_OWN_SSH_OPTIONS = {
+    "user": "the user key", "port": "the port key", "identityfile": "the identityFile key",
+    "hostname": "the node's address", "stricthostkeychecking": "ssh.hostKeyPolicy",
+    "userknownhostsfile": "ssh.knownHostsFile", "batchmode": "", "controlmaster": "", "controlpath": "",
+    "controlpersist": "", "passwordauthentication": "", "identitiesonly": "",
+}
+_SSH_OPTION = re.compile(r"^([A-Za-z][A-Za-z0-9]*)(?:=|\s+)(\S.*)$")
 
 
 def _host(r: _Reader, raw: object, path: KeyPath, *, node: bool) -> Host:
@@ -246,7 +260,27 @@ def _host(r: _Reader, raw: object, path: KeyPath, *, node: bool) -> Host:
         user=r.string(m["user"], (*path, "user")) if m.get("user") is not None else None,
         port=r.port(m["port"], (*path, "port")) if m.get("port") is not None else None,
         identity_file=r.string(m["identityFile"], (*path, "identityFile")) if m.get("identityFile") else None,
+        ssh_options=_ssh_options(r, m.get("sshOptions"), (*path, "sshOptions"), connection),
     )
+
+
+def _ssh_options(r: _Reader, value: object, path: KeyPath, connection: str | None = "ssh") -> tuple[str, ...]:
+    """``ssh.options`` or a host's ``sshOptions``: OpenSSH ``Key=Value`` strings the ssh client is given."""
+    if value is None:
+        return ()
+    options = r.strings(value, path, r.string)
+    if options and connection not in (None, "ssh") and not str(connection).startswith("ssh://"):
+        raise r.fail(path, f"OpenSSH options apply to ssh connections only; this host's connection is {connection}")
+    for i, option in enumerate(options):
+        m = _SSH_OPTION.match(option.strip())
+        if m is None or any(c in option for c in "\n\r\0"):
+            raise r.fail((*path, i), f"'{option}' is not an OpenSSH option; write Key=Value, e.g. "
+                                     "ProxyJump=ops@10.10.0.2")
+        own = _OWN_SSH_OPTIONS.get(m.group(1).lower())
+        if own is not None:
+            instead = f"use {own}" if own else "pytest-nova sets it itself"
+            raise r.fail((*path, i), f"{m.group(1)} cannot be given here: {instead}")
+    return tuple(o.strip() for o in options)
 
 
 def _unique(r: _Reader, hosts: Iterator[tuple[KeyPath, Host]], balancers: dict[str, str]) -> None:
@@ -339,7 +373,8 @@ def parse(doc: Document) -> Inventory:
     s = r.mapping(
         top["ssh"],
         ("ssh",),
-        {"user": True, "identityFile": True, "port": False, "knownHostsFile": False, "hostKeyPolicy": False},
+        {"user": True, "identityFile": True, "port": False, "knownHostsFile": False, "hostKeyPolicy": False,
+         "options": False},
     )
     ssh = Ssh(
         user=r.string(s["user"], ("ssh", "user")),
@@ -349,6 +384,7 @@ def parse(doc: Document) -> Inventory:
         host_key_policy=r.choice(
             s.get("hostKeyPolicy", "strict"), ("ssh", "hostKeyPolicy"), HOST_KEY_POLICIES, "host key policy"
         ),
+        options=_ssh_options(r, s.get("options"), ("ssh", "options")),
     )
 
     balancers: dict[str, str] = {}

@@ -152,7 +152,9 @@ class SshTransport(CommandTransport):
         self.user = user or host.user or inv.ssh.user
         self.port = port or host.port or inv.ssh.port
         self.key = str(inv.resolve_file(host.identity_file or inv.ssh.identity_file))
-        self.options = ssh_options(inv, access)
+        # The host's own options first: ssh keeps the first value of each option, so they win over ssh.options.
+        extra = [arg for option in (*host.ssh_options, *inv.ssh.options) for arg in ("-o", option)]
+        self.options = ssh_options(inv, access) + extra
 
     def command(self, remote: str, *, multiplex: bool = True) -> list[str]:
         """``ssh [own connection] OPTIONS -o User= -o Port= -i KEY ADDRESS REMOTE``."""

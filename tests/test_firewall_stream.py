@@ -20,10 +20,12 @@ import pytest
 
 from pytest_nova.catalog import load_catalog
 from pytest_nova.checks import firewall as matrix
+from pytest_nova.checks import udp_evidence
 from pytest_nova.checks.firewall import Judgement, Listening, ListenRequest, Probe, judge_probe
 from pytest_nova.hosts import Access, HostError, Hosts, RemoteHost
 from pytest_nova.inventory import load_inventory
 from pytest_nova.kinds import build
+from pytest_nova.model import JSONScalar, Outcome
 from pytest_nova.options import Settings
 from pytest_nova.plan import PortRuleCheck
 from pytest_nova.probes import portprobe
@@ -72,6 +74,8 @@ class World:
         if req.host == "master-2":  # a service holds etcd's ports and a silent UDP port
             taken = {label: "etcd (pid 7)" for label in bound if label.startswith("23")}
             taken |= {label: "the kernel (a VXLAN device)" for label in bound if label == "4789/udp"}
+        if req.host == "worker-2":  # the same service, answering: evidence that master-2's silence is a drop
+            taken = {label: "the kernel (a VXLAN device)" for label in bound if label == "4789/udp"}
         return Listening(bound=frozenset(bound - set(taken)), taken=taken, ipip="ready" if req.ipip else None)
 
     def final(self, source: str, target: str, port: int | None, protocol: str) -> tuple[str, str]:
@@ -159,30 +163,41 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hosts, l
 
 
 def all_at_once(hosts: Hosts, checks: list[PortRuleCheck], world: World) -> dict[str, list[Judgement]]:
-    """The reference: every probe's final answer judged once all are in, as the matrix did before."""
+    """The reference: every probe's final answer judged once all are in, then the UDP evidence over all of them."""
     known = matrix.inventory_hosts(hosts.inventory)
     listening = {h: World.listening(r) for h, r in matrix.listen_requests(checks, listeners=True, known=known).items()}
     listening[DIED] = Listening(error=f"{DIED}: the listener ended during the probes: gone")
-    out = {}
-    for check in checks:
-        source = str(check.source)
-        judged = []
-        for t in check.targets:
-            p = Probe(source, t.name, t.address, check.port, str(check.protocol))
-            status, detail = world.final(source, t.name, check.port, p.protocol)
+    every: dict[str, tuple[Probe, str, str, list[JSONScalar]]] = {}
+    peers = udp_evidence.Peers()
+    for source, probes in matrix.probes_by_source(checks).items():
+        for p in probes:
+            status, detail = world.final(source, p.target, p.port, p.protocol)
             if source == UNREACHED:
                 status, detail = "unreached", "ssh: connection timed out after 5 s"
-            inside = (t.name, t.address) in known
-            judged.append(judge_probe(p, status, detail, listening=listening.get(t.name) if inside else None,
-                                      listeners=inside, timeout=SETTINGS.probe_timeout,
-                                      source_sudo=SUDO_REFUSED if source == NO_SUDO else None))
-        out[check.id] = judged
+            inside = (p.target, p.address) in known
+            served = listening.get(p.target) if inside else None
+            judged = judge_probe(p, status, detail, listening=served, listeners=inside, timeout=SETTINGS.probe_timeout,
+                                 source_sudo=SUDO_REFUSED if source == NO_SUDO else None)
+            every[p.key] = (p, status, detail, [judged.outcome, judged.message, judged.unprovable])
+            holder = served.taken.get(p.label) if served and p.protocol == "udp" else None
+            if status == "open" and holder:
+                peers.answered(source, p.target, p.port, holder)
+    silent = udp_evidence.silent_probes(every.values(), listening)
+    verdicts = {key: row[3] for key, row in every.items()}
+    udp_evidence.prove(cast(matrix.MatrixRun, None), silent, verdicts, peers, 0.0, probes=len(every), unprovable=0)
+    out = {}
+    for check in checks:
+        keys = [matrix.probe_key(str(check.source), t.name, check.port, str(check.protocol)) for t in check.targets]
+        out[check.id] = [Judgement(Outcome(str(verdicts[k][0])), str(verdicts[k][1]), verdicts[k][2] is True)
+                         for k in keys]
     return out
 
 
 def test_judging_as_answers_arrive_gives_the_records_of_judging_all_at_once(
-        planted: tuple[Hosts, list[PortRuleCheck], World], tmp_path: Path) -> None:
+        planted: tuple[Hosts, list[PortRuleCheck], World], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hosts, checks, world = planted
+    # No conntrack on the planted hosts: the service's answers elsewhere decide the silent UDP probes.
+    monkeypatch.setattr(udp_evidence, "read_kernel", lambda run, silent: ({}, {}))
     stored = PlantedRun(hosts, checks, tmp_path, world).compute()
     port_matrix = matrix.PortMatrix(stored, tmp_path)
     got = {c.id: [matrix.Judgement(v.outcome, v.message, v.unprovable) for v in port_matrix.verdicts(c)]
@@ -195,6 +210,7 @@ def test_judging_as_answers_arrive_gives_the_records_of_judging_all_at_once(
     assert any(j.message == "open: port already in use by etcd (pid 7)" for j in outcomes)
     assert any(j.message.startswith("filtered: the IPIP packet did not reach worker-1") for j in outcomes)
     assert any("the listener ended during the probes" in j.message for j in outcomes)
+    assert any("(evidence: the service's answers elsewhere)" in j.message for j in outcomes)
     # Counts per rule add up to every probe once; only what is not a plain pass is in the file.
     probes = sum(len(ps) for ps in matrix.probes_by_source(checks).values())
     assert stored["probes"] == probes == sum(n for c in stored["counts"].values() for n in c.values())
@@ -204,7 +220,7 @@ def test_judging_as_answers_arrive_gives_the_records_of_judging_all_at_once(
                   for t, j in zip(c.targets, expected[c.id], strict=True) if j.outcome != PASSED}
     assert 0 < len(lines) <= stored["sources"] and stored_verdicts == len(not_passed)
     assert stored["dropped"] > 0 and stored["passes"][1] > 0  # the IPIP probes sent again
-    assert "worker-2" not in stored["taken"] and set(stored["taken"]) == {"master-2"}
+    assert set(stored["taken"]) == {"master-2", "worker-2"}  # only hosts where a service holds a port
 
 
 def test_the_summary_line_counts_each_pass() -> None:
@@ -259,7 +275,8 @@ def test_portprobe_retries_no_answer_with_growing_patience_and_counts_each_pass(
     finally:
         lossy.close()
         silent.close()
-    assert results == {"lossy": ("open", "echo"), "dropped": ("silent", ""), "not-retried": ("silent", "")}
+    assert {k: v[0] for k, v in results.items()} == {"lossy": "open", "dropped": "silent", "not-retried": "silent"}
+    assert results["dropped"][1].startswith("127.0.0.1:")  # the last try's local end, for conntrack
     # Pass 1: all three; pass 2: the lossy and the dropped one; pass 3: only the drop, at 4 × the timeout.
     assert prober.passes == [3, 2, 1]
     assert 0.3 + 0.6 + 1.2 <= took < 5
@@ -272,4 +289,4 @@ def test_portprobe_starts_no_retry_that_cannot_end_within_its_budget() -> None:
         results = prober.run([portprobe.Probe("dropped", "127.0.0.1", silent.port, "udp", "t", True)])
     finally:
         silent.close()
-    assert results == {"dropped": ("silent", "")} and prober.passes == [1, 1, 0]
+    assert results["dropped"][0] == "silent" and prober.passes == [1, 1, 0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import textwrap
 from pathlib import Path
 
@@ -92,6 +93,9 @@ BROKEN = {
     "duplicate-key": (_broken("  name: prod\n", "  name: prod\n  name: test\n"),
                       "inv.yaml:3: cluster.name: duplicate key; keep only one of them"),
     "empty": ("# nothing yet\n", "inv.yaml:1: the inventory is empty"),
+    "bad-ssh-option": (_broken("  user: nova-installer\n", "  user: nova-installer\n  options: [ProxyJump]\n"),
+                       "inv.yaml:9: ssh.options[0]: 'ProxyJump' is not an OpenSSH option; write Key=Value, e.g. "
+                       "ProxyJump=ops@10.10.0.2"),
     "unknown-connection": (_broken("connection: local", "connection: telnet"),
                            "inv.yaml:11: nodes[0].connection: unknown connection 'telnet' (expected ssh, paramiko, "
                            "local or a testinfra host URL)"),
@@ -166,3 +170,42 @@ def test_error_object_carries_location(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as info:
         load_inventory(path)
     assert (info.value.line, info.value.key) == (12, "nodes[1].roles")
+
+
+def test_ssh_options_load_per_inventory_and_per_node(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text(_broken("  user: nova-installer\n", "  user: nova-installer\n  options: [ServerAliveInterval=5]\n")
+                    .replace("roles: [worker]}", "roles: [worker], sshOptions: ['ProxyCommand ssh -W %h:%p j']}"))
+    inv = load_inventory(path)
+    assert inv.ssh.options == ("ServerAliveInterval=5",)
+    assert inv.host("worker-1").ssh_options == ("ProxyCommand ssh -W %h:%p j",)
+    assert inv.host("master-1").ssh_options == () and load_inventory(REPO / "inventories" / "example-prod.yaml"
+                                                                     ).ssh.options == ()
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ("[ProxyJump]", "ssh.options[0]: 'ProxyJump' is not an OpenSSH option; write Key=Value, e.g. "
+                     "ProxyJump=ops@10.10.0.2"),
+    ("['=x']", "ssh.options[0]: '=x' is not an OpenSSH option; write Key=Value*"),
+    ("[Compression=yes, StrictHostKeyChecking=no]",
+     "ssh.options[1]: StrictHostKeyChecking cannot be given here: use ssh.hostKeyPolicy"),
+    ("[user=root]", "ssh.options[0]: user cannot be given here: use the user key"),
+    ("[ControlPath=/tmp/x]", "ssh.options[0]: ControlPath cannot be given here: pytest-nova sets it itself"),
+    ("[\"ProxyCommand=a\\nb\"]", "ssh.options[0]: 'ProxyCommand=a\\nb' is not an OpenSSH option*"),
+    ("ProxyJump=x", "ssh.options: expected a list, got 'ProxyJump=x'"),
+    ("['']", "ssh.options[0]: expected a non-empty string, got ''"),
+])
+def test_bad_ssh_options_name_file_line_and_key(tmp_path: Path, options: str, expected: str) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text(_broken("  user: nova-installer\n", f"  user: nova-installer\n  options: {options}\n"))
+    with pytest.raises(SourceError) as info:
+        load_inventory(path)
+    assert fnmatch.fnmatchcase(str(info.value), f"{path}:9: {expected}".replace("[", "[[]")), str(info.value)
+
+
+def test_node_ssh_options_need_an_ssh_connection(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text(_broken("connection: local}", "connection: local, sshOptions: [ProxyJump=j]}"))
+    with pytest.raises(SourceError, match=r"inv.yaml:11: nodes\[0\].sshOptions: OpenSSH options apply to ssh "
+                                          r"connections only; this host's connection is local"):
+        load_inventory(path)

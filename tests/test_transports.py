@@ -55,6 +55,21 @@ def test_a_nodes_own_user_port_and_key_win_over_the_inventorys(inv: Inventory, t
     assert "User=ops" in argv
 
 
+def test_ssh_options_reach_the_client_the_nodes_own_first(inv: Inventory, tmp_path: Path) -> None:
+    """ssh keeps an option's first value: a node's sshOptions win over ssh.options, both follow the run's own."""
+    both = replace(inv, ssh=replace(inv.ssh, options=("ProxyJump=ops@10.10.0.2", "Compression=yes")))
+    host = replace(inv.host("worker-1"), ssh_options=("ProxyJump=jump@10.10.0.3",))
+    access = Access(2.0, 10.0, tmp_path)
+    t = builtin_transport(host, both, access)
+    assert isinstance(t, SshTransport)
+    argv = t.command("true")
+    run_own = ssh_options(both, access)
+    assert argv[1:len(run_own) + 7] == [*run_own, "-o", "ProxyJump=jump@10.10.0.3", "-o", "ProxyJump=ops@10.10.0.2",
+                                        "-o", "Compression=yes"]
+    other = builtin_transport(inv.host("worker-2"), both, access).command("true") or []
+    assert "ProxyJump=ops@10.10.0.2" in other and "ProxyJump=jump@10.10.0.3" not in other
+
+
 def test_an_ssh_url_uses_the_same_client_at_the_urls_address(inv: Inventory, tmp_path: Path) -> None:
     host = replace(inv.host("master-1"), connection="ssh://admin@10.9.9.9:2200")
     t = builtin_transport(host, inv, Access(2.0, 10.0, tmp_path))

@@ -32,6 +32,7 @@ from typing import NamedTuple, NotRequired, TypedDict, TypeVar, cast
 import pytest
 
 from pytest_nova import executor, runcache
+from pytest_nova.checks.udp_evidence import Peers, Proof, proof_line, prove, silent_probes
 from pytest_nova.hosts import HostError, Hosts, RemoteHost, Stream
 from pytest_nova.inventory import Inventory
 from pytest_nova.model import JSONScalar, JSONValue, Outcome
@@ -240,6 +241,7 @@ class Matrix(TypedDict):
     taken: dict[str, dict[str, str]]  # host -> port label -> the process holding it
     exceptions: str  # file name in the run folder
     phases: NotRequired[dict[str, float]]  # seconds per phase: listeners, probes, IPIP retries, closing
+    proof: NotRequired[Proof]  # how silent UDP probes of held ports were decided (checks/udp_evidence.py)
 
 
 class Judgement(NamedTuple):
@@ -482,6 +484,9 @@ class MatrixRun:
         self.lock = threading.Lock()
         self.phases: dict[str, float] = {}  # seconds per phase of :meth:`compute`, for the summary line
         self._phase_start = 0.0
+        self.probes_started = 0.0  # when the first probe may have left: bounds the age of a conntrack entry
+        self.peers = Peers()  # who got an answer from a held UDP port (checks/udp_evidence.py)
+        self.proof = Proof(silent=0, conntrack=0, peers=0, proven=0, probes=0)
 
     def _phase(self, name: str) -> None:
         """Close the phase called ``name``: its time since the previous one ended."""
@@ -495,6 +500,7 @@ class MatrixRun:
         try:
             _parallel(sorted(self.requests.values(), key=lambda r: r.host), self._listen)
             self._phase("listeners")
+            self.probes_started = time.monotonic()
             sources = sorted(self.by_source)
             _parallel(list(enumerate(sources)), self._probe)
             self._collect_ipip(self.settings.probe_timeout)
@@ -509,7 +515,7 @@ class MatrixRun:
         return Matrix(probes=self.probes, sources=len(self.by_source), destinations=len(self.requests),
                       seconds=round(time.monotonic() - started, 3), second_pass=self.passes[1],
                       passes=self.passes, dropped=self.dropped, counts=counts, checks=self.check_ids, taken=taken,
-                      exceptions=EXCEPTIONS_FILE, phases=self.phases)
+                      exceptions=EXCEPTIONS_FILE, phases=self.phases, proof=self.proof)
 
     def exceptions_path(self) -> Path:
         """Where the verdicts that are not a plain pass go (the run folder; a temporary one without)."""
@@ -530,6 +536,11 @@ class MatrixRun:
                            listeners=self.listeners and inside, timeout=self.settings.probe_timeout,
                            source_sudo=self.no_sudo.get(p.source))
 
+    def verdict(self, p: Probe, status: str, detail: str) -> list[JSONScalar]:
+        """:meth:`judge` as stored: ``[outcome, message, unprovable]``."""
+        judged = self.judge(p, status, detail)
+        return [str(judged.outcome), judged.message, judged.unprovable]
+
     def _settle(self) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, str]]]:
         """Judge what did not pass plainly, now that every listener is checked; write it, one source at a time."""
         taken = self._taken_of
@@ -537,22 +548,33 @@ class MatrixRun:
         for source, targets in self.ipip_sent.items():
             self.unsettled.setdefault(source, []).extend((p, "sent", "") for p in targets.values())
         self.ipip_sent = {}
+        settled: dict[str, list[tuple[Probe, str, str, list[JSONScalar]]]] = {
+            source: [(p, status, detail, self.verdict(p, status, detail))
+                     for p, status, detail in self.unsettled[source]] for source in sorted(self.unsettled)}
+        self.unsettled = {}
+        every = [row for rows in settled.values() for row in rows]
+        silent = silent_probes(every, self.listening)
+        keys = {s.probe.key for s in silent}
+        judged = {p.key: v for p, _, _, v in every if p.protocol == "udp" and p.key in keys}
+        unprovable = sum(1 for *_, v in every if v[2] is True)
+        self.proof = prove(self, silent, judged, self.peers, self.probes_started, probes=self.probes,
+                           unprovable=unprovable)
         path = self.exceptions_path()
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "w") as out:
-            for source in sorted(self.unsettled):
+            for source, rows in settled.items():
                 verdicts: dict[str, list[JSONScalar]] = {}
-                for p, status, detail in self.unsettled[source]:
-                    judged = self.judge(p, status, detail)
-                    counts.setdefault(p.rule, Counter())[str(judged.outcome)] += 1
-                    if judged.outcome == FAILED and judged.message.startswith(DROP_MESSAGES):
+                for p, _status, _detail, verdict in rows:
+                    v = judged.get(p.key, verdict) if p.protocol == "udp" else verdict
+                    final = Judgement(Outcome(str(v[0])), str(v[1]), v[2] is True)
+                    counts.setdefault(p.rule, Counter())[str(final.outcome)] += 1
+                    if final.outcome == FAILED and final.message.startswith(DROP_MESSAGES):
                         self.dropped += 1
-                    if judged != plain_pass(taken, p.target, p.label):
-                        verdicts[f"{p.target}>{p.label}"] = list(judged)
+                    if final != plain_pass(taken, p.target, p.label):
+                        verdicts[f"{p.target}>{p.label}"] = list(final)
                 if verdicts:
                     out.write(Exceptions.line(source, verdicts))
         tmp.replace(path)
-        self.unsettled = {}
         return {rule: dict(c) for rule, c in sorted(counts.items())}, taken
 
     def _lifetime(self) -> float:
@@ -634,6 +656,15 @@ class MatrixRun:
                 for t in targets]
 
     @cached_property
+    def _held(self) -> dict[str, dict[str, str]]:
+        # Port label -> the hosts where a service holds it -> the holder, once all listeners have answered.
+        out: dict[str, dict[str, str]] = {}
+        for host, lst in self.listening.items():
+            for label, holder in lst.taken.items():
+                out.setdefault(label, {})[host] = holder
+        return out
+
+    @cached_property
     def _echoing(self) -> dict[str, frozenset[str]]:
         # The ports each destination's listener bound, read once all listeners have answered.
         return {h: lst.bound for h, lst in self.listening.items()}
@@ -663,11 +694,17 @@ class MatrixRun:
         passed: Counter[str] = Counter()
         unsettled: list[tuple[Probe, str, str]] = []
         sent: dict[str, Probe] = {}
+        peers = Peers()
         at = 0
         for check, targets in groups:
             part = results[at:at + len(targets)]
             at += len(targets)
             rule, port, protocol = check.requirement.id, check.port, str(check.protocol)
+            held = self._held.get(port_label(port, protocol)) if protocol == "udp" else None
+            if held:  # evidence for silent probes of held ports: who answered them (checks/udp_evidence.py)
+                for t, result in zip(targets, part, strict=False):
+                    if result == "open" and t.name in held and (t.name, t.address) in self.known:
+                        peers.answered(source, t.name, port, held[t.name])
             if protocol != "ipip" and part.count("open") == len(targets):
                 passed[rule] += len(targets)  # the common case: every target open, a plain pass
                 continue
@@ -690,6 +727,8 @@ class MatrixRun:
                 self.unsettled[source] = unsettled
             if sent:
                 self.ipip_sent[source] = sent
+            if peers.others:
+                self.peers.update(peers)
             for k, n in enumerate(answer.get("passes", [])[: len(self.passes)]):
                 self.passes[k] += int(n)
 
@@ -874,3 +913,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     stored = runcache.stored(run_dir, CACHE_KEY) if run_dir else None
     if isinstance(stored, dict) and stored:
         terminalreporter.write_line(summary_line(cast(Matrix, stored)))
+        proof = cast(Matrix, stored).get("proof")
+        if proof:
+            terminalreporter.write_line(proof_line(proof))
