@@ -8,7 +8,8 @@ a host name is resolved first, here (``unresolved`` if it does not resolve):
 - tcp:  a non-blocking connect: ``open``, ``refused`` (RST or ICMP port unreachable), ``unreachable``, ``filtered``;
 - udp:  a datagram carrying the run's token, resent twice; ``open`` when it comes back (the temporary echo
         listener), ``refused`` on ICMP port unreachable, ``silent`` when neither happens;
-- icmp: an echo request through an unprivileged ICMP socket (raw socket as root, else the ping binary);
+- icmp: an echo request (resent twice within the timeout) through an unprivileged ICMP socket (raw socket as
+        root, else the ping binary);
 - ipip: an IP protocol 4 packet whose inner packet carries the token (raw socket, root only); the receiver on the
         destination reports it, so the answer here is only ``sent``.
 
@@ -39,7 +40,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 INNER_PROTO = 253  # RFC 3692 experimental: no host stack acts on the inner packet
 IPIP = 4
-UDP_SENDS = 3
+UDP_SENDS = 3  # datagrams (and ICMP echo requests) per probe, spread over its timeout
+IPIP_SENDS = 2  # copies of each IPIP packet: one lost packet is no drop
 Result = Tuple[str, str]
 
 
@@ -90,6 +92,7 @@ class Probe:
         self.sends = 0
         self.seq = 0
         self.raw_icmp = False
+        self.packet = b""  # the ICMP echo request, resent as is
 
 
 class Prober:
@@ -285,8 +288,15 @@ class Prober:
         self._watch(p, sock, selectors.EVENT_READ)
         body = self.magic + b" " + p.token.encode()
         head = struct.pack("!BBHHH", 8, 0, 0, os.getpid() & 0xFFFF, p.seq)
-        packet = head[:2] + struct.pack("!H", checksum(head + body)) + head[4:] + body
-        sock.sendto(packet, (p.address, 0))
+        p.packet = head[:2] + struct.pack("!H", checksum(head + body)) + head[4:] + body
+        self._send_icmp(p, time.monotonic())
+
+    def _send_icmp(self, p: Probe, now: float) -> None:
+        """(Re)send the echo request: like a UDP datagram, up to three times within the timeout."""
+        assert p.sock is not None
+        p.sends += 1
+        p.next_send = now + p.timeout / UDP_SENDS
+        p.sock.sendto(p.packet, (p.address, 0))
 
     def _start_ping(self, p: Probe) -> None:
         def ping() -> None:
@@ -294,7 +304,8 @@ class Prober:
                 wait = str(max(1, round(self.timeout)))
                 try:
                     rc = subprocess.call(
-                        ["ping", "-n", "-c", "1", "-W", wait, p.address],
+                        # -w: one echo a second until a reply or the deadline, so one lost packet is no drop.
+                        ["ping", "-n", "-c", "1", "-w", wait, p.address],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
@@ -321,7 +332,8 @@ class Prober:
         payload = self.magic + b" " + p.token.encode()
         inner = ipv4_header(self.source or "0.0.0.0", p.address, INNER_PROTO, len(payload)) + payload
         try:
-            self.ipip_sock.sendto(inner, (p.address, 0))
+            for _ in range(IPIP_SENDS):
+                self.ipip_sock.sendto(inner, (p.address, 0))
             self.results[p.id] = ("sent", "")
         except OSError as exc:
             self.results[p.id] = errno_result(exc.errno or 0)
@@ -355,6 +367,11 @@ class Prober:
                 self._finish(p, ("silent", self._local(p)) if p.proto == "udp" else ("filtered", ""))
             elif p.proto == "udp" and now >= p.next_send and p.sends < UDP_SENDS:
                 self._send_udp(p, now)
+            elif p.proto == "icmp" and now >= p.next_send and p.sends < UDP_SENDS:
+                try:
+                    self._send_icmp(p, now)
+                except OSError as exc:
+                    self._finish(p, errno_result(exc.errno or 0))
 
     @staticmethod
     def _local(p: Probe) -> str:
@@ -366,7 +383,7 @@ class Prober:
 
     @staticmethod
     def _wake(p: Probe) -> float:
-        if p.proto == "udp" and p.sends < UDP_SENDS:
+        if p.proto in ("udp", "icmp") and p.sends < UDP_SENDS:
             return min(p.deadline, p.next_send)
         return p.deadline
 
@@ -455,11 +472,11 @@ def batch(params: Dict[str, Any]) -> List[Probe]:
 
 
 def answers(probes: List[Probe], results: Dict[str, Result]) -> List[Any]:
-    """The results in probe-id order: the status word alone when there is no detail (most are ``open``)."""
+    """The results in probe-id order: the status word alone when there is no detail, and for every ``open``."""
     out = []  # type: List[Any]
     for i in range(len(probes)):
         status, detail = results.get(str(i), ("error", "not probed"))
-        out.append([status, detail] if detail else status)
+        out.append([status, detail] if detail and status != "open" else status)
     return out
 
 
