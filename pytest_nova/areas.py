@@ -9,38 +9,63 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Key(StrEnum):
+    """Whether an area's entries must give a catalog key (``REQUIRED``) or may (``OPTIONAL``)."""
+
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+
+
+REQUIRED, OPTIONAL = Key.REQUIRED, Key.OPTIONAL
 
 
 @dataclass(frozen=True)
 class AreaSpec:
-    """One area: ``keys`` are the catalog keys its entries may have beyond the common ones (True: required)."""
+    """One area of the catalog.
+
+    ``name`` is the catalog files' ``area``, the ``check`` of its records and its ``-m`` marker; ``title`` the
+    report's heading; ``marker`` the marker's help. ``keys`` maps each catalog key its entries take beyond the
+    common ones (``id``, ``section``, ``phase``…) to :data:`REQUIRED` or :data:`OPTIONAL`; each must be a
+    requirement field (``host``, ``port``, ``protocol``, ``check``, ``params``…), read into the
+    :class:`~pytest_nova.catalog.Requirement` with that field's type. ``True``/``False`` are read as
+    required/optional.
+    """
 
     name: str
     title: str
     marker: str
-    keys: Mapping[str, bool] = field(default_factory=dict)
+    keys: Mapping[str, Key | bool] = field(default_factory=dict)
+
+    @property
+    def required(self) -> frozenset[str]:
+        """The keys every entry of this area must give."""
+        return frozenset(k for k, use in self.keys.items() if use is True or use == REQUIRED)
 
 
 BUILTIN_AREAS = (
     AreaSpec("dns", "DNS (1)", "DNS records of the platform's services (docs 1)",
-             {"record": True, "module": False}),
+             {"record": REQUIRED, "module": OPTIONAL}),
     # An external entry with ``check`` is judged per host from its facts (like os), not probed as an endpoint.
     AreaSpec("external", "External endpoints (2)", "vendor or Nova Universe endpoints (docs 2, 2.1)",
-             {"mode": True, "host": False, "port": False, "ips": False, "check": False, "scope": False,
-              "params": False}),
+             {"mode": REQUIRED, "host": OPTIONAL, "port": OPTIONAL, "ips": OPTIONAL, "check": OPTIONAL,
+              "scope": OPTIONAL, "params": OPTIONAL}),
     AreaSpec("firewall", "Firewall (3.1)", "port rules between node roles (docs 3.1)",
-             {"sources": True, "targets": True, "bidirectional": False, "port": False, "protocol": True,
-              "description": True}),
+             {"sources": REQUIRED, "targets": REQUIRED, "bidirectional": OPTIONAL, "port": OPTIONAL,
+              "protocol": REQUIRED, "description": REQUIRED}),
     AreaSpec("os", "OS account", "the OS account, sudo and SSH key (account preparation)",
-             {"check": True, "scope": True, "params": False}),
+             {"check": REQUIRED, "scope": REQUIRED, "params": OPTIONAL}),
     AreaSpec("lb", "Load balancers (3.2)", "load balancers and their healthchecks (docs 3.2)",
-             {"balancer": True, "port": True, "protocol": True, "backends": True, "scheme": False, "path": False,
-              "condition": False, "description": False, "internal": False, "external": False}),
+             {"balancer": REQUIRED, "port": REQUIRED, "protocol": REQUIRED, "backends": REQUIRED, "scheme": OPTIONAL,
+              "path": OPTIONAL, "condition": OPTIONAL, "description": OPTIONAL, "internal": OPTIONAL,
+              "external": OPTIONAL}),
     AreaSpec("k8s", "Kubernetes", "Kubernetes node prerequisites and cluster state",
-             {"check": True, "scope": True, "params": False}),
+             {"check": REQUIRED, "scope": REQUIRED, "params": OPTIONAL}),
     AreaSpec("inventory", "Inventory",
              "the inventory's own values the docs constrain (Nova Universe, 2.1 and universe 2.4)",
-             {"check": True, "params": False}),
+             {"check": REQUIRED, "params": OPTIONAL}),
 )
 
 AREAS = tuple(a.name for a in BUILTIN_AREAS)

@@ -6,7 +6,6 @@ The run state lives in :mod:`pytest_nova.session`, the engines in :mod:`pytest_n
 from __future__ import annotations
 
 import gc
-import importlib.util
 import os
 import shutil
 from collections.abc import Generator
@@ -28,6 +27,7 @@ from pytest_nova.options import NO_INVENTORY, add_options, check_outputs, read_s
 from pytest_nova.plan import Check
 from pytest_nova.results import CHECK_PROPERTY, ResultsWriter
 from pytest_nova.rundir import forget_run_dir, run_dir
+from pytest_nova.runfiles import check_run_files
 from pytest_nova.session import SESSION, NovaSession, check_of, session_of
 from pytest_nova.verdicts import junit_properties
 
@@ -40,16 +40,20 @@ PHASE_MARKERS = {
 
 
 NO_INVENTORY_ID = "nova-no-inventory"
+BUILTIN_KINDS_PLUGIN = "nova-builtin-kinds"
 _INVENTORY = pytest.StashKey[tuple[Path, Inventory]]()
 # Modules loaded as plugins besides the engines (whose modules the kinds name): common fixtures, the report.
-PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached")
+PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached", "pytest_nova.site_tests")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     """Register the hooks site plugins implement (:mod:`pytest_nova.hookspecs`)."""
-    from pytest_nova import hookspecs
+    from pytest_nova import builtin_kinds, hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
+    # The built-in kinds are an implementation of the same hook plugins implement.
+    if not pluginmanager.is_registered(builtin_kinds) and not pluginmanager.is_blocked(BUILTIN_KINDS_PLUGIN):
+        pluginmanager.register(builtin_kinds, BUILTIN_KINDS_PLUGIN)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,6 +61,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-html, which writes its assets while it is configured
 def pytest_configure(config: pytest.Config) -> None:
     """Load the inventory and catalog and build the plan; bad input ends the run with one line."""
     registry = _registry(config)
@@ -76,20 +81,38 @@ def pytest_configure(config: pytest.Config) -> None:
             add_suites(config)
     except SourceError as exc:
         raise pytest.UsageError(secrets.mask(str(exc))) from None
+    except RegistryError as exc:
+        raise pytest.UsageError(secrets.mask(f"pytest_nova_add_kinds: {exc}")) from None
     config.stash[SESSION] = state
     if state.inventory is not None:
         register_secrets(state.inventory)
     if not hasattr(config, "workerinput"):
         check_outputs(config)
+        check_run_files(config, settings, state.inventory)
         config.pluginmanager.register(ResultsWriter(state), "nova-results")
         if state.inventory is not None:
             # Created before xdist starts its workers, which inherit it through the environment.
             state.run_dir = run_dir()
             # Before the workers start too: they inherit the limit.
             state.fd_note = raise_fd_limit(fds_needed(len(state.inventory.nodes) + len(state.inventory.workstations)))
-    for module in (*PLUGIN_MODULES, *registry.engines):
-        if not config.pluginmanager.has_plugin(module) and importlib.util.find_spec(module) is not None:
+    for module in PLUGIN_MODULES:
+        if not config.pluginmanager.has_plugin(module):
             config.pluginmanager.import_plugin(module)
+    _import_engines(config, registry)
+
+
+def _import_engines(config: pytest.Config, registry: Registry) -> None:
+    """Load each kind's engine module as a plugin; one that cannot be imported ends the run with one line."""
+    for kind in registry.kinds.values():
+        module = kind.engine
+        if not module or config.pluginmanager.has_plugin(module):
+            continue
+        try:
+            config.pluginmanager.import_plugin(module)
+        except Exception as exc:  # any error raised while importing someone's module: named, not a traceback
+            cause = exc.__cause__ if isinstance(exc, ImportError) and exc.__cause__ else exc
+            raise pytest.UsageError(f"pytest_nova_add_kinds: kind {kind.name!r}: engine module {module!r} cannot be "
+                                    f"imported: {type(cause).__name__}: {cause}".splitlines()[0]) from None
 
 
 def _inventory(config: pytest.Config, path: Path) -> Inventory:
@@ -105,6 +128,7 @@ def _registry(config: pytest.Config) -> Registry:
     registry = Registry()
     try:
         config.hook.pytest_nova_add_kinds(registry=registry, config=config)
+        registry.check()
     except RegistryError as exc:
         raise pytest.UsageError(f"pytest_nova_add_kinds: {exc}") from None
     return registry
@@ -296,6 +320,7 @@ def describe(check: Check) -> dict[str, Any]:
         "summary": r.summary,
         "severity": r.severity,
         "kind": check.kind,
+        "id": check.id,
     }
 
 

@@ -67,7 +67,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     It still fails the run (pytest counts the failure, JUnit and the results JSON keep it); the terminal shows
     the cause once per host in :func:`pytest_terminal_summary` instead of once per test.
     """
-    if not report.failed or report.when == "teardown":
+    # A collection error's report comes here too (pytest calls it for every report): it has no properties.
+    if not isinstance(report, pytest.TestReport) or not report.failed or report.when == "teardown":
         return None
     state = session_of(config)
     # Only a report whose failures are all errors can be an unreachable host's: the run folder is read for those.

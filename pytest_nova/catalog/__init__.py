@@ -132,14 +132,15 @@ def _fail(doc: Document, path: KeyPath, msg: str) -> Exception:
 
 def _entry(doc: Document, area: AreaSpec, i: int, raw: Any) -> Requirement:
     path: KeyPath = ("requirements", i)
-    allowed = {**_COMMON, **area.keys}
+    allowed = [*_COMMON, *area.keys]
+    required = {k for k, need in _COMMON.items() if need} | area.required
     if not isinstance(raw, dict):
         raise _fail(doc, path, "expected a mapping")
     for key in raw:
         if key not in allowed:
             raise _fail(doc, (*path, key), f"unknown key (expected one of: {', '.join(allowed)})")
-    for key, required in allowed.items():
-        if required and raw.get(key) is None:
+    for key in allowed:
+        if key in required and raw.get(key) is None:
             raise _fail(doc, path, f"missing required key '{key}'")
 
     def choice(key: str, options: tuple[str, ...]) -> str:

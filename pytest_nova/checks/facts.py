@@ -141,6 +141,8 @@ class Facts(TypedDict, total=False):
     privileged: bool
     privileged_error: str
     elapsed: float
+    # The facts plugins add (checks/node_registry.py), by name: a command's Run, a gatherer's JSON, or {"error": …}.
+    extra: dict[str, JSONValue]
 
 
 # What the probe is asked to gather (its parameters): keys of lists, merged over the checks of a node.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ from pytest_nova.checks.node_rules import (
     PEER_CHECKS,
     RULES,
     Context,
+    Rule,
     judge_requirement,
     needs_of,
 )
@@ -67,8 +68,11 @@ class NodeFacts:
     """Each host's facts, gathered once per run, and the verdicts of the checks that read them."""
 
     def __init__(self, hosts: Hosts, run_dir: Path, probe_timeout: float, command_timeout: float,
-                 selected: Iterable[Check]) -> None:
+                 selected: Iterable[Check], rules: Mapping[str, Rule] = RULES,
+                 facts: Mapping[str, JSONObject | None] | None = None) -> None:
         self.hosts, self.inventory, self.run_dir = hosts, hosts.inventory, run_dir
+        # The run's rules and the probe specs of the facts plugins added (None: a built-in fact).
+        self.rules, self.facts = rules, facts or {}
         self.probe_timeout, self.command_timeout = probe_timeout, command_timeout
         self._by_host: dict[str, list[Check]] = {}
         for c in selected:
@@ -82,8 +86,8 @@ class NodeFacts:
         self._peer_needs: Needs = {}
         for checks in self._by_host.values():
             for c in checks:
-                if isinstance(c, NodeCheck) and c.requirement.check in PEER_CHECKS:
-                    self._peer_needs.update(RULES[str(c.requirement.check)].needs(c.requirement.params,
+                if isinstance(c, NodeCheck) and c.requirement.check in PEER_CHECKS and c.requirement.check in rules:
+                    self._peer_needs.update(rules[str(c.requirement.check)].needs(c.requirement.params,
                                                                                   self.context(c.host or "")))
 
     def user(self, host: str) -> str:
@@ -97,7 +101,15 @@ class NodeFacts:
 
     def params(self, host: str) -> JSONObject:
         """The probe parameters for ``host``: what its selected checks need, plus what peers compare."""
-        params = needs_of(self._by_host.get(host, []), self.context(host))
+        params = needs_of(self._by_host.get(host, []), self.context(host), self.rules)
+        wanted = params.pop("facts", [])
+        extra: JSONObject = {}
+        for name in wanted if isinstance(wanted, list) else []:
+            spec = self.facts.get(str(name))
+            if spec is not None:  # a built-in fact: the probe gathers it anyway
+                extra[str(name)] = spec
+        if extra:
+            params["extra"] = extra
         if host in self._cluster:
             for key, value in self._peer_needs.items():
                 mine = params.get(key)
@@ -194,7 +206,7 @@ class NodeFacts:
             return self._unreachable(check, exc)
         ctx = self.context(host)
         if isinstance(check, NodeCheck):
-            finding = judge_requirement(req, facts, ctx)
+            finding = judge_requirement(req, facts, ctx, self.rules)
             return [_verdict(check, req, finding, ctx, f"{host}: {req.id} ({req.check})")]
         if isinstance(check, NamesOnNodeCheck):
             return [
@@ -256,6 +268,17 @@ def read_public_key(path: Path) -> tuple[str | None, str]:
 @pytest.fixture(scope="session")
 def node_facts(request: pytest.FixtureRequest, nova_hosts: Hosts, nova_run_dir: Path) -> NodeFacts:
     """Each host's facts, gathered in one run per host per test run; ``.verdicts(check)`` judges a check."""
-    settings = session_of(request.config).settings
+    state = session_of(request.config)
+    settings, registry = state.settings, state.registry
     return NodeFacts(nova_hosts, nova_run_dir, settings.probe_timeout, settings.command_timeout,
-                     selected_checks(request.session))
+                     selected_checks(request.session), registry.node_rules, registry.node_facts)
+
+
+def node_verdicts(check: Check, request: pytest.FixtureRequest) -> list[Verdict]:
+    """The verdicts of a node check (a plugin kind whose check type subclasses ``NodeCheck``).
+
+    Judged from the node's one facts run, which gathers what every selected node check of the host needs,
+    the plugin's ones included: a plugin kind passes this as its ``verdicts``.
+    """
+    engine: NodeFacts = request.getfixturevalue("node_facts")
+    return engine.verdicts(check)

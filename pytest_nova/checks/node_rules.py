@@ -83,22 +83,33 @@ NeedsOf = Callable[[Params, Context], Needs]
 Judge = Callable[[Facts, Params, Context], Finding]
 
 
+def no_needs(params: Params, ctx: Context) -> Needs:
+    """A rule that needs nothing beyond the facts every run gathers."""
+    return {}
+
+
 @dataclass(frozen=True)
 class Rule:
-    """How one catalog ``check`` is gathered and judged."""
+    """How one catalog ``check`` is judged (pure) and what the node's facts run must gather for it.
 
-    needs: NeedsOf
+    ``needs`` gives probe parameters of the built-in facts (paths to stat, sysctls…); ``facts`` names the
+    facts a plugin added (:class:`~pytest_nova.checks.node_registry.NodeFact`) that ``judge`` reads.
+    """
+
     judge: Judge
+    needs: NeedsOf = no_needs
+    facts: tuple[str, ...] = ()
 
 
+# The built-in rules, registered with @rule; the run's registry (kinds.Registry.node_rules) starts from them.
 RULES: dict[str, Rule] = {}
 
 
 def rule(name: str, needs: NeedsOf | None = None) -> Callable[[Judge], Judge]:
-    """Register the judge of catalog check ``name`` and what the probe must gather for it."""
+    """Register the judge of built-in catalog check ``name`` and what the probe must gather for it."""
 
     def register(fn: Judge) -> Judge:
-        RULES[name] = Rule(needs or (lambda _p, _c: {}), fn)
+        RULES[name] = Rule(fn, needs or no_needs)
         return fn
 
     return register
@@ -570,15 +581,19 @@ def cni_configured(facts: Facts, params: Params, ctx: Context) -> Finding:
 # ---- dispatch: one requirement's judge, one host's probe parameters
 
 
-def judge_requirement(req: Requirement, facts: Facts, ctx: Context) -> Finding:
-    """Judge one node requirement from the node's facts."""
-    if req.check not in RULES:
+def judge_requirement(req: Requirement, facts: Facts, ctx: Context,
+                      rules: Mapping[str, Rule] = RULES) -> Finding:
+    """Judge one node requirement from the node's facts with the rule ``rules`` has for its check."""
+    if req.check not in rules:
         return Finding(ERROR, f"no rule implements check {req.check!r} (requirement {req.id})")
-    return RULES[str(req.check)].judge(facts, req.params, ctx)
+    return rules[str(req.check)].judge(facts, req.params, ctx)
 
 
-def needs_of(checks: Iterable[Check], ctx: Context) -> Needs:
-    """The probe parameters that gather everything ``checks`` (all of one host) need."""
+def needs_of(checks: Iterable[Check], ctx: Context, rules: Mapping[str, Rule] = RULES) -> Needs:
+    """The probe parameters that gather everything ``checks`` (all of one host) need.
+
+    ``facts`` lists the plugin facts their rules read (the node engine sends those facts' gatherers).
+    """
     lists: dict[str, list[JSONValue]] = {}
     flags: dict[str, bool] = {}
 
@@ -591,8 +606,11 @@ def needs_of(checks: Iterable[Check], ctx: Context) -> Needs:
                 flags[key] = bool(value) or flags.get(key, False)
 
     for c in checks:
-        if isinstance(c, NodeCheck) and c.requirement.check in RULES:
-            add(RULES[str(c.requirement.check)].needs(c.requirement.params, ctx))
+        if isinstance(c, NodeCheck) and c.requirement.check in rules:
+            chosen = rules[str(c.requirement.check)]
+            add(chosen.needs(c.requirement.params, ctx))
+            if chosen.facts:
+                add({"facts": list(chosen.facts)})
         elif isinstance(c, NamesOnNodeCheck):
             add({"names": [n for n, _ in c.records]})
         elif isinstance(c, EndpointCheck) and c.port:

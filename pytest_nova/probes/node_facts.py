@@ -11,6 +11,8 @@ threads, so one slow endpoint costs one timeout, not one per endpoint.
 # (typing.Dict, List, Optional, Tuple, Union, and socket.timeout, not TimeoutError before 3.10: this file runs on
 # the hosts' python3, which may be as old as 3.6)
 
+import __future__
+
 import errno
 import json
 import os
@@ -385,6 +387,20 @@ class Pool:
         return dict(self.results), [k for k, t in self.threads if t.is_alive()]
 
 
+def extra_fact(name: str, spec: Facts) -> Facts:
+    """A fact a plugin added: its command's rc and output, or its gatherer's JSON value (or the error)."""
+    if "command" in spec:
+        argv = [str(a) for a in spec["command"]]
+        return run(argv, float(spec.get("timeout", 5.0)))
+    namespace: Facts = {"__name__": "nova_fact_" + name}
+    # Postponed annotations (3.7+): a gatherer annotated with newer types still runs on an older python3.
+    flags = getattr(getattr(__future__, "annotations", None), "compiler_flag", 0)
+    exec(compile(str(spec["python"]), "nova-fact-" + name, "exec", flags, True), namespace)
+    value = namespace[str(spec["function"])]()
+    json.dumps(value)  # a value that is not JSON data fails here, as this fact's error, not the whole run's
+    return {"value": value}
+
+
 def main() -> None:
     """Read the parameters, gather the facts, print them as one JSON line."""
     params: Facts = json.loads(sys.stdin.readline() or "{}")
@@ -407,6 +423,8 @@ def main() -> None:
         pool.add(("binary", b), binary, b, max(timeout, 5.0))
     if params.get("sudo"):
         pool.add(("sudo",), run, ["sudo", "-n", "true"], max(timeout, 5.0))
+    for name, spec in (params.get("extra") or {}).items():
+        pool.add(("extra", name), extra_fact, name, spec)
 
     facts["hostname"] = socket.gethostname()
     facts["os_release"] = os_release()
@@ -448,6 +466,11 @@ def main() -> None:
             endpoints[f"{k[1]}:{k[2]}"] = {"status": "filtered", "error": "no result in time"}
     facts["http"] = {k[1]: v for k, v in done.items() if k[0] == "http"}
     facts["binaries"] = {k[1]: v for k, v in done.items() if k[0] == "binary"}
+    extra: Dict[Union[str, int], Any] = {}
+    for k in params.get("extra") or {}:
+        got = done.get(("extra", k), {"error": "no result in time"})
+        extra[k] = got["value"] if "value" in got and len(got) == 1 else got
+    facts["extra"] = extra
     if params.get("sudo"):
         facts["sudo"] = done.get(("sudo",), {"rc": None, "err": "sudo -n true did not finish in time"})
 

@@ -12,6 +12,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
 from pytest_nova.areas import BUILTIN_AREAS
+from pytest_nova.baseline import Comparison, Identity, when
+from pytest_nova.coverage import Coverage
 from pytest_nova.inventory import Inventory
 from pytest_nova.model import CheckMeta, Record
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Decision
@@ -139,8 +141,8 @@ def matrix_html(records: Iterable[Mapping[str, object]], roles: Mapping[str, str
     )
 
 
-def signoff_html(outcome: Decision, waivers: Waivers | None, cluster: str) -> str:
-    """The verdict, the waivers it rests on, and expired or unused waivers."""
+def signoff_html(outcome: Decision, waivers: Waivers | None, cluster: str, cov: Coverage | None = None) -> str:
+    """The verdict, the waivers it rests on, expired or unused waivers, and how much the run did not cover."""
     kind = {ACCEPTED: "ok", ACCEPTED_WITH_WAIVERS: "waived"}.get(outcome.verdict, "bad")
     out = [
         '<div class="nova" id="nova-signoff"><h2>Sign-off</h2>',
@@ -149,6 +151,10 @@ def signoff_html(outcome: Decision, waivers: Waivers | None, cluster: str) -> st
         f"<b>{'Yes' if kind != 'bad' else 'No'}</b>: {esc(outcome.reason)}.</p>",
         f"<p>{_counts(Counter(outcome.summary)).replace('<br>', ', ')}</p>",
     ]
+    if cov is not None and cov.requirements:
+        n = cov.requirements
+        out.append(f'<p class="nova-gaps">Not covered by this run: <b>{n} requirement{"s" if n != 1 else ""}</b> '
+                   '(see <a href="#nova-coverage">Not covered by this run</a>).</p>')
     applied = [u for u in outcome.usage if u.status == "applied"]
     if applied:
         out.append("<h3>Waived deviations</h3>" + _waiver_table(applied, waivers, "results waived"))
@@ -225,6 +231,71 @@ def _grouped(records: Iterable[Record], outcomes: tuple[str, ...], div: str, tit
         "<table><tr><th>requirement</th><th>expected, and where it failed</th><th>fix</th></tr>"
         f"{''.join(items)}</table></div>"
     )
+
+
+MAX_LISTED = 60  # places listed per requirement in a list of places; the rest are counted
+
+
+def _place(key: Identity) -> str:
+    _, src, dst, port, proto = key
+    return where({"source": src, "target": dst, "port": port, "protocol": proto}) or "cluster-wide"
+
+
+def _listed(places: Sequence[str]) -> str:
+    shown = ", ".join(places[:MAX_LISTED])
+    return shown + (f" and {len(places) - MAX_LISTED} more" if len(places) > MAX_LISTED else "")
+
+
+COVERAGE_TITLES = {"workstations": "Workstation rules", "phase": "The other phase", "inventory": "Not in the inventory",
+                   "deselected": "Deselected", "not-run": "Not run", "unprovable": "Could not be proven"}
+
+
+def coverage_html(cov: Coverage) -> str:
+    """Not covered by this run: requirements sharing a reason are one row."""
+    if not cov.not_covered:
+        return ""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for g in cov.not_covered:
+        rows.setdefault((g.kind, g.reason), []).append(f"{g.requirement} ({g.section})" if g.section else
+                                                       g.requirement)
+    body = "".join(
+        f"<tr><td><b>{esc(COVERAGE_TITLES.get(kind, kind))}</b></td><td>{esc(reason)}</td>"
+        f"<td>{len(reqs)}: {esc(', '.join(reqs))}</td></tr>"
+        for (kind, reason), reqs in sorted(rows.items(), key=lambda kv: list(COVERAGE_TITLES).index(kv[0][0])
+                                            if kv[0][0] in COVERAGE_TITLES else len(COVERAGE_TITLES))
+    )
+    n = cov.requirements
+    return (
+        f'<div class="nova" id="nova-coverage"><h2>Not covered by this run ({n} requirement{"s" if n != 1 else ""})'
+        "</h2><p>What this verdict does not rest on: these requirements, or the parts named, were not proven by this "
+        f"run.</p><table><tr><th>what</th><th>why, and how to cover it</th><th>requirements (docs)</th></tr>{body}"
+        "</table></div>"
+    )
+
+
+def baseline_html(comparison: Comparison) -> str:
+    """Since the earlier run: new failures first, then those still failing, then the fixed."""
+    b = comparison.baseline
+    parts = [
+        '<div class="nova" id="nova-baseline"><h2>Since the run of '
+        f"{esc(when(b.started))}</h2><p>{esc(comparison.line())}. Baseline: <code>{esc(b.path)}</code>, "
+        f"sha256 <code>{esc(b.sha256)}</code>.</p>"
+    ]
+    for keys, title, cls in ((comparison.new, "New failures", "n-failed"),
+                             (comparison.still_failing, "Still failing", "n-failed"),
+                             (comparison.fixed, "Fixed", "n-passed"),
+                             (comparison.not_checked, "Failing then, not checked by this run", "")):
+        if not keys:
+            continue
+        by_req: dict[str, list[str]] = {}
+        for key in keys:
+            by_req.setdefault(key[0], []).append(_place(key))
+        rows = "".join(f"<tr><td><b>{esc(req)}</b></td><td>{len(places)}</td><td>{esc(_listed(places))}</td></tr>"
+                       for req, places in by_req.items())
+        parts.append(f'<h3 class="{cls}">{esc(title)} ({len(keys)})</h3><table><tr><th>requirement</th>'
+                     f"<th>results</th><th>where</th></tr>{rows}</table>")
+    parts.append("</div>")
+    return "".join(parts)
 
 
 TABLE_COLUMNS = (("area", "Area"), ("requirement", "Requirement"), ("section", "Docs"), ("source", "Source"),
