@@ -82,6 +82,8 @@ class SignOff:
         if decided is not None or self.config.option.collectonly or self.session is None:
             return decided  # listing the plan checks nothing: no verdict that could read NOT ACCEPTED
         session = self.session
+        if session.exitstatus == pytest.ExitCode.USAGE_ERROR and not len(self.state.collector):
+            return None  # refused before anything ran: the one line says why, a verdict would add nothing
         records = self.state.collector.records()
         # Waivers concern failures only: read those back, not every passed result.
         used = usage(self.waivers, self.state.collector.records(passed=False)) if self.waivers is not None else []
