@@ -103,14 +103,14 @@ def check_outputs(config: pytest.Config) -> None:
         if not value:
             continue
         try:
-            outputs.check_writable(Path(os.path.expanduser(str(value))))
+            outputs.check_writable(user_path(value))
         except outputs.OutputError as exc:
             raise pytest.UsageError(f"{flag}: {exc}") from None
 
 
 def read_settings(config: pytest.Config) -> Settings:
     """Settings from options, the environment and the ini file, in that order."""
-    raw = config.getoption("nova_inventory") or os.environ.get("NOVA_INVENTORY") or config.getini("nova_inventory")
+    inventory = _inventory_path(config)
     phase = config.getoption("nova_phase") or os.environ.get("NOVA_PHASE") or config.getini("nova_phase")
     if phase not in PHASES:
         raise pytest.UsageError(f"--nova-phase: {phase!r} is not one of {', '.join(PHASES)}")
@@ -120,20 +120,48 @@ def read_settings(config: pytest.Config) -> Settings:
     }
     json_path = config.getoption("nova_json")
     waivers = config.getoption("nova_waivers")
-    baseline = config.getoption("nova_baseline") or os.environ.get("NOVA_BASELINE") or config.getini("nova_baseline")
     return Settings(
-        inventory=Path(str(raw)) if raw else None,
+        inventory=inventory,
         phase=str(phase),
-        json_path=Path(json_path) if json_path else None,
+        json_path=user_path(json_path) if json_path else None,
         probe_timeout=numbers["--nova-timeout"],
         connect_timeout=numbers["--nova-connect-timeout"],
         command_timeout=numbers["--nova-command-timeout"],
         concurrency=int(numbers["--nova-concurrency"]),
-        waivers=Path(waivers) if waivers else None,
+        waivers=user_path(waivers) if waivers else None,
         strict=_flag(config, "nova_strict"),
         require_proof=_flag(config, "nova_require_proof"),
-        baseline=Path(os.path.expanduser(str(baseline))) if baseline else None,
+        baseline=_given_path(config, "nova_baseline", "the results JSON of an earlier run"),
     )
+
+
+def user_path(value: object) -> Path:
+    """A path the user gave, ``~`` expanded: the start-up checks and the reads and writes use the same one."""
+    return Path(os.path.expanduser(str(value)))
+
+
+def _inventory_path(config: pytest.Config) -> Path | None:
+    """--nova-inventory, else NOVA_INVENTORY, else the ini option, relative to the ini file's folder."""
+    return _given_path(config, "nova_inventory", "the inventory's path")
+
+
+def _given_path(config: pytest.Config, name: str, what: str) -> Path | None:
+    """The option ``--nova-NAME``, else the variable ``NOVA_NAME``, else the ini option relative to the ini's folder."""
+    given = config.getoption(name)
+    if given:
+        return user_path(given)
+    var = name.upper()
+    env = os.environ.get(var)
+    if env is not None:
+        if not env.strip():
+            raise pytest.UsageError(f"{var}: set but empty; set it to {what}, or unset it")
+        return user_path(env)
+    ini = config.getini(name)
+    if not ini:
+        return None
+    path = user_path(ini)
+    # As pytest resolves its own path options from the ini file: against the ini file's folder.
+    return path if path.is_absolute() or config.inipath is None else config.inipath.parent / path
 
 
 def _flag(config: pytest.Config, name: str) -> bool:

@@ -27,6 +27,7 @@ from pytest_nova.options import NO_INVENTORY, add_options, check_outputs, read_s
 from pytest_nova.plan import Check
 from pytest_nova.results import CHECK_PROPERTY, ResultsWriter
 from pytest_nova.rundir import forget_run_dir, run_dir
+from pytest_nova.runfiles import check_run_files
 from pytest_nova.session import SESSION, NovaSession, check_of, session_of
 from pytest_nova.verdicts import junit_properties
 
@@ -42,7 +43,7 @@ NO_INVENTORY_ID = "nova-no-inventory"
 BUILTIN_KINDS_PLUGIN = "nova-builtin-kinds"
 _INVENTORY = pytest.StashKey[tuple[Path, Inventory]]()
 # Modules loaded as plugins besides the engines (whose modules the kinds name): common fixtures, the report.
-PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached")
+PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached", "pytest_nova.site_tests")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -60,6 +61,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-html, which writes its assets while it is configured
 def pytest_configure(config: pytest.Config) -> None:
     """Load the inventory and catalog and build the plan; bad input ends the run with one line."""
     registry = _registry(config)
@@ -86,6 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
         register_secrets(state.inventory)
     if not hasattr(config, "workerinput"):
         check_outputs(config)
+        check_run_files(config, settings, state.inventory)
         config.pluginmanager.register(ResultsWriter(state), "nova-results")
         if state.inventory is not None:
             # Created before xdist starts its workers, which inherit it through the environment.
@@ -317,6 +320,7 @@ def describe(check: Check) -> dict[str, Any]:
         "summary": r.summary,
         "severity": r.severity,
         "kind": check.kind,
+        "id": check.id,
     }
 
 

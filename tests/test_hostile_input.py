@@ -19,6 +19,8 @@ from pytest_nova import outputs, secrets
 from pytest_nova.inventory import load_inventory
 from tests.test_inventory import GOOD
 
+# Development plugins a user's install does not have; the benchmark plugin would also create .benchmarks/.
+QUIET = ("-p", "no:cacheprovider", "-p", "no:benchmark", "-p", "no:hypothesispytest")
 SUITE = "def test_x(node_requirement):\n    pass\n"
 WAIVER = """\
 waivers:
@@ -91,6 +93,41 @@ def json_is_directory(folder: Path) -> list[str]:
     return ["--nova-inventory=inv.yaml", "--nova-json=out"]
 
 
+def files(argv: list[str], inv: str = GOOD, **others: str) -> Setup:
+    """The inventory and other files (``folder/name``: text; a value "fifo" makes a FIFO), then ``argv``."""
+    def setup(folder: Path) -> list[str]:
+        (folder / "inv.yaml").write_text(inv)
+        for name, text in others.items():
+            path = folder / name.replace("__", "/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if text == "fifo":
+                os.mkfifo(path)
+            else:
+                path.write_text(text)
+        return argv
+
+    return setup
+
+
+def hard_link(folder: Path) -> list[str]:
+    (folder / "inv.yaml").write_text(GOOD)
+    os.link(folder / "inv.yaml", folder / "report.json")
+    return ["--nova-inventory=inv.yaml", "--nova-json=report.json"]
+
+
+def symlink(folder: Path) -> list[str]:
+    (folder / "inv.yaml").write_text(GOOD)
+    (folder / "out").mkdir()
+    (folder / "out" / "report.xml").symlink_to(folder / "inv.yaml")
+    return ["--nova-inventory=inv.yaml", "--junitxml=out/report.xml"]
+
+
+INV = "--nova-inventory=inv.yaml"
+KEY_INV = GOOD.replace("~/.ssh/id_nova", "id_nova")
+KUBE_INV = GOOD + "kubeconfig: kube.yaml\n"
+REPLACE = "; the run would replace it: name another file for the output"
+FIFO_OUT = ("is a FIFO; pytest writes this report at the end of the run and would wait there for a reader forever: "
+            "name a regular file")
 TIMEOUT = "expected seconds greater than 0 and at most 86400, got {!r}; write e.g. --nova-connect-timeout=5"
 NOT_HOST = "inv.yaml:14: nodes[3].address: {} is {}, not a host's address; write the address other hosts reach"
 
@@ -137,6 +174,33 @@ TABLE: dict[str, tuple[Setup, str]] = {
     "json-unwritable": (json_in_proc, "--nova-json: cannot write /proc/nova-results.json: /proc: No such file or "
                         "directory"),
     "json-directory": (json_is_directory, "--nova-json: out is a directory; name a file in it"),
+    "json-is-inventory": (args("--nova-json=inv.yaml"), "--nova-json: inv.yaml is the inventory" + REPLACE),
+    "junit-is-inventory": (args("--junitxml=inv.yaml"), "--junitxml: inv.yaml is the inventory" + REPLACE),
+    "html-is-inventory": (args("--html=inv.yaml"), "--html: inv.yaml is the inventory" + REPLACE),
+    "json-is-waivers": (files([INV, "--nova-waivers=w.yaml", "--nova-json=w.yaml"], **{"w.yaml": "waivers: []\n"}),
+                        "--nova-json: w.yaml is the waivers file" + REPLACE),
+    "json-is-key": (files(["--nova-inventory=inv.yaml", "--nova-json=id_nova"], KEY_INV, id_nova="KEY\n"),
+                    "--nova-json: id_nova is an SSH key (identityFile)" + REPLACE),
+    "junit-is-key-pub": (files([INV, "--junitxml=id_nova.pub"], KEY_INV, id_nova="K\n", **{"id_nova.pub": "P\n"}),
+                         "--junitxml: id_nova.pub is the public key of an identityFile" + REPLACE),
+    "json-is-kubeconfig": (files([INV, "--nova-json=kube.yaml"], KUBE_INV, **{"kube.yaml": "apiVersion: v1\n"}),
+                           "--nova-json: kube.yaml is the kubeconfig" + REPLACE),
+    "json-is-ini": (files([INV, "--nova-json=pytest.ini"], **{"pytest.ini": "[pytest]\n"}),
+                    "--nova-json: pytest.ini is the ini file ({ini})" + REPLACE),
+    "json-hard-link": (hard_link, "--nova-json: report.json is the inventory (inv.yaml)" + REPLACE),
+    "junit-symlink": (symlink, "--junitxml: out/report.xml is the inventory (inv.yaml)" + REPLACE),
+    "junit-is-json": (args("--nova-json=out.xml", "--junitxml=out.xml"),
+                      "--junitxml: out.xml is also the file of --nova-json; give each output a file of its own"),
+    "html-assets-hold-inventory": (
+        files(["--nova-inventory=assets/inv.yaml", "--html=report.html"], **{"assets__inv.yaml": GOOD}),
+        "--html: report.html writes its assets to {folder}/assets, which holds the inventory (assets/inv.yaml): "
+        "name a report in another folder, or add --self-contained-html"),
+    "html-dev-null": (args("--html=/dev/null"), "--html: /dev/null is not a regular file, and pytest-html would "
+                      "create /dev/assets beside it: name a file, or add --self-contained-html"),
+    "json-dev-full": (args("--nova-json=/dev/full"),
+                      "--nova-json: /dev/full is the device /dev/full, which takes no data: name a file"),
+    "junit-fifo": (files([INV, "--junitxml=out.fifo"], **{"out.fifo": "fifo"}), "--junitxml: out.fifo " + FIFO_OUT),
+    "html-fifo": (files([INV, "--html=out.fifo"], **{"out.fifo": "fifo"}), "--html: out.fifo " + FIFO_OUT),
     "ipv6-node": (inventory(_node("fd00::41")), "inv.yaml:14: nodes[3].address: 'fd00::41' is IPv6; nodes, "
                   "balancers and workstations need IPv4 addresses: the nodes talk IP-in-IP (protocol 4, docs 3.1), "
                   "which carries IPv4 only; write the host's IPv4 address"),
@@ -162,13 +226,30 @@ def test_bad_input_is_one_line_exit_4(pytester: pytest.Pytester, setup: Setup, e
     argv = setup(pytester.path)
     if xdist:
         argv += ["-n", "2"]
-    result = pytester.runpytest(*argv, "-p", "no:cacheprovider")
+    before = _contents(pytester.path)
+    result = pytester.runpytest(*argv, *QUIET)
     out, err = result.stdout.str(), result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR, out + err
     errors = [line for line in err.splitlines() if line.strip()]
-    assert errors == [f"ERROR: {expected}"]
+    assert errors == [f"ERROR: {_placed(expected, pytester.path)}"]
     assert "Traceback" not in out + err and "INTERNALERROR" not in out + err
-    assert not list(pytester.path.glob("**/*.tmp"))
+    # Nothing the user gave is changed, nothing is left behind (pytest-html writes its assets when configured).
+    assert _contents(pytester.path) == before and not Path("/dev/assets").exists()
+
+
+def _placed(expected: str, folder: Path) -> str:
+    return expected.replace("{folder}", str(folder)).replace("{ini}", str(folder / "pytest.ini"))
+
+
+def _contents(folder: Path) -> dict[str, bytes | str]:
+    """Every entry under ``folder``: a regular file's bytes, else its kind."""
+    found: dict[str, bytes | str] = {}
+    for path in sorted(folder.rglob("*")):
+        if "__pycache__" in path.parts:
+            continue
+        mode = path.lstat().st_mode
+        found[str(path)] = path.read_bytes() if stat.S_ISREG(mode) else stat.filemode(mode)[0]
+    return found
 
 
 def test_fifo_symlink_and_device_are_written_through(pytester: pytest.Pytester, tmp_path: Path) -> None:
