@@ -147,5 +147,5 @@ def test_a_baseline_is_refused_at_start_up_with_exit_4(pytester: pytest.Pytester
     before = (pytester.path / "results.json").read_bytes()
     result = run(pytester, "--nova-baseline=results.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --nova-baseline: results.json: is also this run's --nova-json output*"])
+    result.stderr.fnmatch_lines(["ERROR: --nova-json: results.json is the baseline file; the run would replace it*"])
     assert (pytester.path / "results.json").read_bytes() == before
