@@ -110,7 +110,7 @@ def check_outputs(config: pytest.Config) -> None:
 
 def read_settings(config: pytest.Config) -> Settings:
     """Settings from options, the environment and the ini file, in that order."""
-    inventory = _input_path(config, "nova_inventory")
+    inventory = _inventory_path(config)
     phase = config.getoption("nova_phase") or os.environ.get("NOVA_PHASE") or config.getini("nova_phase")
     if phase not in PHASES:
         raise pytest.UsageError(f"--nova-phase: {phase!r} is not one of {', '.join(PHASES)}")
@@ -120,7 +120,6 @@ def read_settings(config: pytest.Config) -> Settings:
     }
     json_path = config.getoption("nova_json")
     waivers = config.getoption("nova_waivers")
-    baseline = _input_path(config, "nova_baseline")
     return Settings(
         inventory=inventory,
         phase=str(phase),
@@ -132,7 +131,7 @@ def read_settings(config: pytest.Config) -> Settings:
         waivers=user_path(waivers) if waivers else None,
         strict=_flag(config, "nova_strict"),
         require_proof=_flag(config, "nova_require_proof"),
-        baseline=baseline,
+        baseline=_given_path(config, "nova_baseline", "the results JSON of an earlier run"),
     )
 
 
@@ -141,8 +140,13 @@ def user_path(value: object) -> Path:
     return Path(os.path.expanduser(str(value)))
 
 
-def _input_path(config: pytest.Config, name: str) -> Path | None:
-    """--nova-NAME, else NOVA_NAME, else the ini option NAME, relative to the ini file's folder."""
+def _inventory_path(config: pytest.Config) -> Path | None:
+    """--nova-inventory, else NOVA_INVENTORY, else the ini option, relative to the ini file's folder."""
+    return _given_path(config, "nova_inventory", "the inventory's path")
+
+
+def _given_path(config: pytest.Config, name: str, what: str) -> Path | None:
+    """The option ``--nova-NAME``, else the variable ``NOVA_NAME``, else the ini option relative to the ini's folder."""
     given = config.getoption(name)
     if given:
         return user_path(given)
@@ -150,7 +154,7 @@ def _input_path(config: pytest.Config, name: str) -> Path | None:
     env = os.environ.get(var)
     if env is not None:
         if not env.strip():
-            raise pytest.UsageError(f"{var}: set but empty; set it to a file's path, or unset it")
+            raise pytest.UsageError(f"{var}: set but empty; set it to {what}, or unset it")
         return user_path(env)
     ini = config.getini(name)
     if not ini:

@@ -264,7 +264,7 @@ TABLE: dict[str, tuple[Setup, str]] = {
     "fifo-waivers": (files([INV, "--nova-waivers=w.fifo"], **{"w.fifo": "fifo"}),
                      "--nova-waivers: w.fifo: " + FIFO_IN),
     "inventory-env-empty": (files(["env:NOVA_INVENTORY="]),
-                            "NOVA_INVENTORY: set but empty; set it to a file's path, or unset it"),
+                            "NOVA_INVENTORY: set but empty; set it to the inventory's path, or unset it"),
     "proxy-slash-in-password": (inventory(proxy("http://nova:Pa/ss@proxy:3128")),
                                 "inv.yaml:7: network.httpProxy: 'http://***@proxy:3128': " + PERCENT),
     "proxy-password-like-port": (inventory(proxy("http://nova:2024/Secret@proxy:3128")),

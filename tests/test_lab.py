@@ -243,7 +243,9 @@ def test_fault_fw_drop_tcp_udp_icmp(installed_lab: Lab, fault: FaultFactory) -> 
         assert tcp(lab, "infra-1", m1, 2379) == "open"
     assert tcp(lab, "worker-1", m1, 2379) == "open"
     assert udp_echo(lab, "worker-1", m1, 8472)
-    assert not udp_echo(lab, "worker-1", m1, 4789)  # the overlay uses 8472: nothing serves 4789
+    assert not udp_echo(lab, "worker-1", m1, 4789)  # a kernel VXLAN device holds 4789: it answers nothing
+    kernel = lab.exec("master-1", "ip -d link show nova-vxlan; nft list table inet novalab-kube").stdout
+    assert "dstport 4789" in kernel and "ct state invalid" in kernel
     fault("fw-drop", port=8472, protocol="udp", source="worker-1", destination="master-1")
     fault("fw-drop", port=0, protocol="icmp", source="worker-1", destination="master-1")
     assert not udp_echo(lab, "worker-1", m1, 8472)

@@ -7,6 +7,7 @@ backend) for the whole module, always torn down. pytest runs inside nova-ctl's n
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,3 +207,44 @@ def test_node_fault_fails_exactly_its_postinstall_check(post_lab: Lab, fault: st
     assert set(failed) == set(expected), output[-3000:]
     for nodeid, text in expected.items():
         assert text in failed[nodeid]
+
+
+FIREWALL = "pytest_nova/suites/test_firewall.py"
+
+
+def test_the_postinstall_gate_and_udp_evidence_in_one_run(post_lab: Lab) -> None:
+    """Without --nova-strict: a NotReady node fails the gate; 8472/udp dropped at worker-1 (proven by conntrack
+    there) and at infra-2, which has no sudo (proven by the same service answering on the other nodes)."""
+    planted: list[tuple[str, dict[str, object]]] = [
+               ("node-notready", {"node": "ingress-1"}),
+               ("fw-drop", {"port": 8472, "protocol": "udp", "source": "nodes", "destination": "worker-1"}),
+               ("fw-drop", {"port": 8472, "protocol": "udp", "source": "nodes", "destination": "infra-2"}),
+               ("sudoers-missing", {"host": "infra-2"})]
+    applied = [post_lab.apply(kind, **params) for kind, params in planted]
+    try:
+        rc, results, output = run_suite(post_lab, "pytest_nova/suites/test_cluster.py", FIREWALL,
+                                        "--nova-phase=postinstall")
+    finally:
+        for f in applied:
+            post_lab.revert(f)
+    assert rc == 1, output[-3000:]
+    assert "nova verdict: NOT ACCEPTED" in output and "Traceback" not in output
+    bad = {(r.get("source") or "", r.get("target") or "", r["requirement"]): r["message"]
+           for r in results["results"] if r["outcome"] in ("failed", "error")}
+    nodes = ("master-1", "infra-1", "infra-2", "ingress-1", "worker-1")
+    expected = {("", "ingress-1", "k8s-nodes-ready")} | {
+        (s, t, "fw-vxlan-8472") for t in ("worker-1", "infra-2") for s in nodes if s != t}
+    assert set(bad) == expected, output[-3000:]
+    assert bad[("", "ingress-1", "k8s-nodes-ready")].startswith("ingress-1 is NotReady")
+    for s in nodes:
+        if s != "worker-1":
+            assert "(evidence: conntrack on worker-1 tracks this run's SSH connection but holds no entry for the " \
+                   "probe's flow" in bad[(s, "worker-1", "fw-vxlan-8472")]
+        if s != "infra-2":
+            assert bad[(s, "infra-2", "fw-vxlan-8472")].startswith("filtered: no answer from infra-2 8472/udp")
+            assert "(evidence: the service's answers elsewhere)" in bad[(s, "infra-2", "fw-vxlan-8472")]
+    # Without sudo on infra-2, its kernel-held 4789 cannot be proven (nothing answers 4789 anywhere): skipped.
+    skipped = {(r["source"], r["target"]) for r in results["results"]
+               if r["outcome"] == "skipped" and r["requirement"] == "fw-vxlan-4789"}
+    assert skipped == {(s, "infra-2") for s in nodes if s != "infra-2"}
+    assert re.search(r"nova firewall proof: \d+ of \d+ probes proven \(\d+\.\d%\)", output)

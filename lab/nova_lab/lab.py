@@ -68,8 +68,16 @@ def _listening(pid: int, proto: str, port: int) -> bool:
     return False
 
 
+# An installed node's kernel side: a VXLAN device holding 4789 (as a Calico-VXLAN or flannel node's does: the
+# kernel answers no datagram) and connection tracking on, as kube-proxy's and Cilium's rulesets switch it on (a
+# rule that only counts invalid packets: it registers conntrack and changes no verdict).
+_KERNEL_ON = ("ip link del nova-vxlan 2>/dev/null; ip link add nova-vxlan type vxlan id 4789 dstport 4789 dev eth0 "
+              "nolearning && ip link set nova-vxlan up; nft delete table inet novalab-kube 2>/dev/null; "
+              "nft 'add table inet novalab-kube; add chain inet novalab-kube input { type filter hook input priority "
+              "-10; policy accept; }; add rule inet novalab-kube input ct state invalid counter'")
 # Removes what _node_files_on adds when installed mode is switched off.
-_NODE_FILES_OFF = "umount /usr/local/bin 2>/dev/null; rm -rf /etc/cni"
+_NODE_FILES_OFF = ("umount /usr/local/bin 2>/dev/null; rm -rf /etc/cni; ip link del nova-vxlan 2>/dev/null; "
+                   "nft delete table inet novalab-kube 2>/dev/null; true")
 _CNI_CONFIG = '{"cniVersion": "1.0.0", "name": "nova-lab", "plugins": [{"type": "bridge"}]}'
 
 
@@ -507,7 +515,7 @@ class Lab:
             path.chmod(0o755)
         return (f"mountpoint -q /usr/local/bin || mount -t tmpfs -o mode=0755 nova-bin /usr/local/bin; "
                 f"cp -p {bin_dir}/kubelet {bin_dir}/kubeadm /usr/local/bin/; mkdir -p /etc/cni/net.d; "
-                f"printf '%s\\n' '{_CNI_CONFIG}' > /etc/cni/net.d/10-nova-lab.conflist")
+                f"printf '%s\\n' '{_CNI_CONFIG}' > /etc/cni/net.d/10-nova-lab.conflist; {_KERNEL_ON}")
 
     def _start_agent(self, h: Host) -> Path:
         pk = self.state_dir / "pki"

@@ -27,6 +27,7 @@ from typing import NamedTuple, NotRequired, TypedDict, TypeVar, cast
 import pytest
 
 from pytest_nova import executor, runcache
+from pytest_nova.checks.udp_evidence import Proof, proof_line, prove
 from pytest_nova.hosts import HostError, Hosts, RemoteHost, Stream
 from pytest_nova.inventory import Inventory
 from pytest_nova.model import JSONScalar, JSONValue, Outcome
@@ -185,6 +186,7 @@ class Matrix(TypedDict):
     seconds: float
     second_pass: int
     phases: NotRequired[dict[str, float]]  # seconds per phase: listeners, probes, second pass, closing
+    proof: NotRequired[Proof]  # how silent UDP probes of held ports were decided (checks/udp_evidence.py)
 
 
 class Judgement(NamedTuple):
@@ -369,6 +371,7 @@ class MatrixRun:
         self.lock = threading.Lock()
         self.phases: dict[str, float] = {}  # seconds per phase of :meth:`compute`, for the summary line
         self._phase_start = 0.0
+        self.probes_started = 0.0  # when the first probe may have left: bounds the age of a conntrack entry
 
     def _phase(self, name: str) -> None:
         """Close the phase called ``name``: its time since the previous one ended."""
@@ -382,6 +385,7 @@ class MatrixRun:
         try:
             _parallel(sorted(self.requests.values(), key=lambda r: r.host), self._listen)
             self._phase("listeners")
+            self.probes_started = time.monotonic()
             sources = sorted(self.by_source)
             _parallel([(i, s, self.by_source[s], False) for i, s in enumerate(sources)], self._probe)
             self._collect_ipip()
@@ -407,9 +411,10 @@ class MatrixRun:
                     source_sudo=self.no_sudo.get(p.source),
                 )
                 verdicts[p.key] = list(judged)
+        proof = prove(self, verdicts, self.probes_started)
         return Matrix(verdicts=verdicts, probes=len(verdicts), sources=len(self.by_source),
                       destinations=len(self.requests), seconds=round(time.monotonic() - started, 3),
-                      second_pass=self.second_pass, phases=self.phases)
+                      second_pass=self.second_pass, phases=self.phases, proof=proof)
 
     def _lifetime(self) -> float:
         # A safety net only: normally the listener ends when its stdin closes.
@@ -639,3 +644,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             f"{value.get('second_pass', 0)} probed a second time before being called dropped"
             + (f" ({', '.join(f'{k} {v:.2f} s' for k, v in phases.items())})" if phases else "")
         )
+        if value.get("proof"):
+            terminalreporter.write_line(proof_line(value["proof"]))

@@ -299,9 +299,18 @@ class Prober:
         now = time.monotonic()
         for p in list(self.active.values()):
             if now >= p.deadline:
-                self._finish(p, ("silent", "") if p.proto == "udp" else ("filtered", ""))
+                # A silent UDP probe names its local end: the destination's conntrack may hold its flow.
+                self._finish(p, ("silent", self._local(p)) if p.proto == "udp" else ("filtered", ""))
             elif p.proto == "udp" and now >= p.next_send and p.sends < UDP_SENDS:
                 self._send_udp(p, now)
+
+    @staticmethod
+    def _local(p: Probe) -> str:
+        try:
+            address, port = p.sock.getsockname() if p.sock is not None else ("", 0)
+            return f"{address}:{port}"
+        except OSError:
+            return ""
 
     @staticmethod
     def _wake(p: Probe) -> float:

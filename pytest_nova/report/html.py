@@ -13,8 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from pytest_nova.areas import BUILTIN_AREAS
 from pytest_nova.baseline import Comparison, Identity, when
+from pytest_nova.coverage import Coverage
 from pytest_nova.inventory import Inventory
 from pytest_nova.model import CheckMeta, Record
+from pytest_nova.report.groups import listed, problems
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Decision
 from pytest_nova.verdicts import (
     COUNTS_PROPERTY,
@@ -37,7 +39,7 @@ ROLE_ORDER = ("nova-ctl", "master", "infra", "ingress", "worker", "workstation",
 SHOWN = ((FAILED, "failed"), (ERROR, "error"), (WAIVED, "waived"), (WARNING, "warning"), (SKIPPED, "skipped"),
          (PASSED, "passed"))
 LABELS = ("Checked", "Expected", "Observed", "Fix")
-MAX_PLACES = 12  # places listed per problem at the top; the rest are counted
+MAX_PLACES = 200  # places listed per observation at the top; the rest are counted
 MAX_DETAIL = 200  # non-passed records detailed per row; the rest are in the results JSON
 OPEN_PASSED = 500  # the list of passed checks starts unfolded up to this many rows
 
@@ -140,8 +142,8 @@ def matrix_html(records: Iterable[Mapping[str, object]], roles: Mapping[str, str
     )
 
 
-def signoff_html(outcome: Decision, waivers: Waivers | None, cluster: str) -> str:
-    """The verdict, the waivers it rests on, and expired or unused waivers."""
+def signoff_html(outcome: Decision, waivers: Waivers | None, cluster: str, cov: Coverage | None = None) -> str:
+    """The verdict, the waivers it rests on, expired or unused waivers, and how much the run did not cover."""
     kind = {ACCEPTED: "ok", ACCEPTED_WITH_WAIVERS: "waived"}.get(outcome.verdict, "bad")
     out = [
         '<div class="nova" id="nova-signoff"><h2>Sign-off</h2>',
@@ -150,6 +152,10 @@ def signoff_html(outcome: Decision, waivers: Waivers | None, cluster: str) -> st
         f"<b>{'Yes' if kind != 'bad' else 'No'}</b>: {esc(outcome.reason)}.</p>",
         f"<p>{_counts(Counter(outcome.summary)).replace('<br>', ', ')}</p>",
     ]
+    if cov is not None and cov.requirements:
+        n = cov.requirements
+        out.append(f'<p class="nova-gaps">Not covered by this run: <b>{n} requirement{"s" if n != 1 else ""}</b> '
+                   '(see <a href="#nova-coverage">Not covered by this run</a>).</p>')
     applied = [u for u in outcome.usage if u.status == "applied"]
     if applied:
         out.append("<h3>Waived deviations</h3>" + _waiver_table(applied, waivers, "results waived"))
@@ -202,28 +208,26 @@ def warnings_html(records: Iterable[Record]) -> str:
 
 
 def _grouped(records: Iterable[Record], outcomes: tuple[str, ...], div: str, title: str) -> str:
-    groups: dict[tuple[str, str, str], list[Record]] = {}
-    for r in records:
-        if r["outcome"] in outcomes:
-            key = (str(r["requirement"]), str(r["section"]), r.get("_fix", ""))
-            groups.setdefault(key, []).append(r)
-    if not groups:
+    found = problems(records, outcomes)
+    if not found:
         return ""
     items = []
-    for (req, section, fix), rs in groups.items():
-        first = explain_parts(rs[0])
-        places = [f"<li>{esc(where(r) or r.get('nodeid'))}: {esc(r.get('message'))}</li>" for r in rs[:MAX_PLACES]]
-        if len(rs) > MAX_PLACES:
-            places.append(f"<li>… and {len(rs) - MAX_PLACES} more</li>")
+    for p in found:
+        seen = []
+        for obs in p.observations.values():
+            n = len(obs.places)
+            seen.append(f'<li><span class="obs">{esc(obs.message)}</span><br><span class="places">'
+                        f"{n} place{'s' if n != 1 else ''}: {esc(listed(obs.places, MAX_PLACES))}</span></li>")
+        sources = f"<br>(one fix for {len(p.sources)} sources)" if p.shared else ""
         items.append(
-            f"<tr><td><b>{esc(req)}</b><br>docs {esc(section)}</td>"
-            f"<td>{esc(first.get('Expected') or first.get('Checked', ''))}<ul>{''.join(places)}</ul></td>"
-            f'<td class="fix">{esc(fix)}</td></tr>'
+            f"<tr><td><b>{esc(p.requirement)}</b><br>docs {esc(p.section)}</td>"
+            f"<td>{esc(p.expected)}<ul>{''.join(seen)}</ul></td>"
+            f'<td class="fix">{esc(p.fix)}{sources}</td></tr>'
         )
-    n = sum(len(rs) for rs in groups.values())
+    n = sum(p.count for p in found)
     return (
         f'<div class="nova" id="{div}"><h2>{esc(title)} ({n} result{"s" if n > 1 else ""})</h2>'
-        "<table><tr><th>requirement</th><th>expected, and where it failed</th><th>fix</th></tr>"
+        "<table><tr><th>requirement</th><th>expected, what was observed and where</th><th>fix</th></tr>"
         f"{''.join(items)}</table></div>"
     )
 
@@ -236,9 +240,31 @@ def _place(key: Identity) -> str:
     return where({"source": src, "target": dst, "port": port, "protocol": proto}) or "cluster-wide"
 
 
-def _listed(places: Sequence[str]) -> str:
-    shown = ", ".join(places[:MAX_LISTED])
-    return shown + (f" and {len(places) - MAX_LISTED} more" if len(places) > MAX_LISTED else "")
+COVERAGE_TITLES = {"workstations": "Workstation rules", "phase": "The other phase", "inventory": "Not in the inventory",
+                   "deselected": "Deselected", "not-run": "Not run", "unprovable": "Could not be proven"}
+
+
+def coverage_html(cov: Coverage) -> str:
+    """Not covered by this run: requirements sharing a reason are one row."""
+    if not cov.not_covered:
+        return ""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for g in cov.not_covered:
+        rows.setdefault((g.kind, g.reason), []).append(f"{g.requirement} ({g.section})" if g.section else
+                                                       g.requirement)
+    body = "".join(
+        f"<tr><td><b>{esc(COVERAGE_TITLES.get(kind, kind))}</b></td><td>{esc(reason)}</td>"
+        f"<td>{len(reqs)}: {esc(', '.join(reqs))}</td></tr>"
+        for (kind, reason), reqs in sorted(rows.items(), key=lambda kv: list(COVERAGE_TITLES).index(kv[0][0])
+                                            if kv[0][0] in COVERAGE_TITLES else len(COVERAGE_TITLES))
+    )
+    n = cov.requirements
+    return (
+        f'<div class="nova" id="nova-coverage"><h2>Not covered by this run ({n} requirement{"s" if n != 1 else ""})'
+        "</h2><p>What this verdict does not rest on: these requirements, or the parts named, were not proven by this "
+        f"run.</p><table><tr><th>what</th><th>why, and how to cover it</th><th>requirements (docs)</th></tr>{body}"
+        "</table></div>"
+    )
 
 
 def baseline_html(comparison: Comparison) -> str:
@@ -258,8 +284,8 @@ def baseline_html(comparison: Comparison) -> str:
         by_req: dict[str, list[str]] = {}
         for key in keys:
             by_req.setdefault(key[0], []).append(_place(key))
-        rows = "".join(f"<tr><td><b>{esc(req)}</b></td><td>{len(places)}</td><td>{esc(_listed(places))}</td></tr>"
-                       for req, places in by_req.items())
+        rows = "".join(f"<tr><td><b>{esc(req)}</b></td><td>{len(places)}</td>"
+                       f"<td>{esc(listed(places, MAX_LISTED))}</td></tr>" for req, places in by_req.items())
         parts.append(f'<h3 class="{cls}">{esc(title)} ({len(keys)})</h3><table><tr><th>requirement</th>'
                      f"<th>results</th><th>where</th></tr>{rows}</table>")
     parts.append("</div>")

@@ -1,0 +1,72 @@
+"""Which of the given UDP flows the kernel's connection tracking holds on this host: proof a datagram passed.
+
+Run by pytest-nova with ``sudo -n`` on the destination of UDP probes that got no answer (python3 3.6+, stdlib
+only). A flow's entry is confirmed in the conntrack table only once its first datagram has passed every input
+hook, the firewall's included; a datagram dropped on the way leaves none. Parameters (one JSON line on stdin):
+``flows`` ([source address, source port, destination address, destination port] each), ``ssh_port`` and
+``address`` (this host's). Answer: one framed JSON line with ``found`` (indexes of the flows present),
+``tracking`` (whether the table holds this run's own SSH connection, so tracking is on in this network
+namespace), ``udp_timeout`` (seconds an unanswered UDP entry lives) or ``error``. It only reads.
+"""
+# ruff: noqa: UP006, UP035
+# (typing.Dict, List: this file runs on the hosts' python3, which may be as old as 3.6)
+
+import json
+import sys
+from typing import Any, Dict, List
+
+TABLE = "/proc/net/nf_conntrack"
+UDP_TIMEOUT = "/proc/sys/net/netfilter/nf_conntrack_udp_timeout"
+
+
+def original(fields: List[str]) -> Dict[str, str]:
+    """The original direction of one entry: the first src, dst, sport and dport."""
+    out: Dict[str, str] = {}
+    for f in fields:
+        key, sep, value = f.partition("=")
+        if sep and key in ("src", "dst", "sport", "dport") and key not in out:
+            out[key] = value
+    return out
+
+
+def scan(text: str, flows: List[List[Any]], address: str, ssh_port: int) -> Dict[str, Any]:
+    """The answer for ``flows`` from the text of the conntrack table."""
+    wanted = {(str(s), str(sp), str(d), str(dp)): i for i, (s, sp, d, dp) in enumerate(flows)}
+    found: List[int] = []
+    tracking = False
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        proto = fields[2]
+        o = original(fields)
+        if proto == "tcp" and o.get("dst") == address and o.get("dport") == str(ssh_port):
+            tracking = True
+        elif proto == "udp":
+            i = wanted.get((o.get("src", ""), o.get("sport", ""), o.get("dst", ""), o.get("dport", "")))
+            if i is not None:
+                found.append(i)
+    return {"found": sorted(set(found)), "tracking": tracking}
+
+
+def main() -> None:
+    """Read the parameters and the table; print the framed answer."""
+    params = json.loads(sys.stdin.readline() or "{}")
+    answer: Dict[str, Any] = {}
+    try:
+        with open(TABLE) as fh:
+            text = fh.read()
+        answer = scan(text, params.get("flows", []), str(params.get("address", "")), int(params.get("ssh_port", 22)))
+    except OSError as exc:
+        answer = {"error": f"cannot read {TABLE}: {exc.strerror or exc}"}
+    try:
+        with open(UDP_TIMEOUT) as fh:
+            answer["udp_timeout"] = int(fh.read().strip())
+    except (OSError, ValueError):
+        answer["udp_timeout"] = 30
+    sys.stdout.write(str(params.get("frame", "")) + " " + json.dumps(answer) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
