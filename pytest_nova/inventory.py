@@ -165,6 +165,8 @@ class _Reader:
             if key not in allowed:
                 raise self.fail((*path, key), f"unknown key (expected one of: {', '.join(allowed)})")
         for key, required in allowed.items():
+            if required and key in value and value[key] is None:  # e.g. a TODO line left empty
+                raise self.fail((*path, key), "no value given; fill it in")
             if required and value.get(key) is None:
                 raise self.fail(path, f"missing required key '{key}'")
         return value
@@ -223,13 +225,14 @@ _HOST_KEYS = {
     "name": True, "address": True, "connection": False, "user": False, "port": False, "identityFile": False,
     "sshOptions": False,
 }
-# OpenSSH options the inventory sets through keys of its own, or that pytest-nova needs as it sets them (the
-# shared connection, no prompt): given in ssh.options they would be ignored (ssh keeps an option's first value).
-_OWN_SSH_OPTIONS = {
+# OpenSSH options the inventory sets through keys of its own ("use ..."), or that pytest-nova sets itself (""):
+# given in ssh.options they would be ignored, since ssh keeps an option's first value.
+OWN_SSH_OPTIONS = {
     "user": "the user key", "port": "the port key", "identityfile": "the identityFile key",
     "hostname": "the node's address", "stricthostkeychecking": "ssh.hostKeyPolicy",
-    "userknownhostsfile": "ssh.knownHostsFile", "batchmode": "", "controlmaster": "", "controlpath": "",
-    "controlpersist": "", "passwordauthentication": "", "identitiesonly": "",
+    "userknownhostsfile": "ssh.knownHostsFile", "connecttimeout": "--nova-connect-timeout", "batchmode": "",
+    "controlmaster": "", "controlpath": "", "controlpersist": "", "passwordauthentication": "",
+    "identitiesonly": "", "serveraliveinterval": "", "serveralivecountmax": "", "loglevel": "", "kexalgorithms": "",
 }
 _SSH_OPTION = re.compile(r"^([A-Za-z][A-Za-z0-9]*)(?:=|\s+)(\S.*)$")
 
@@ -276,7 +279,7 @@ def _ssh_options(r: _Reader, value: object, path: KeyPath, connection: str | Non
         if m is None or any(c in option for c in "\n\r\0"):
             raise r.fail((*path, i), f"'{option}' is not an OpenSSH option; write Key=Value, e.g. "
                                      "ProxyJump=ops@10.10.0.2")
-        own = _OWN_SSH_OPTIONS.get(m.group(1).lower())
+        own = OWN_SSH_OPTIONS.get(m.group(1).lower())
         if own is not None:
             instead = f"use {own}" if own else "pytest-nova sets it itself"
             raise r.fail((*path, i), f"{m.group(1)} cannot be given here: {instead}")
