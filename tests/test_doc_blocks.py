@@ -27,7 +27,7 @@ from _pytest.config import _prepareconfig
 from _pytest.mark import ParameterSet
 
 from nova_lab import cli
-from pytest_nova import ansible
+from pytest_nova.ansible import cli as ansible_cli
 from pytest_nova.builtin_kinds import builtin_registry
 from pytest_nova.catalog import load_catalog
 from pytest_nova.waivers import load_waivers
@@ -181,7 +181,7 @@ def test_shell_commands_parse(block: Block, monkeypatch: pytest.MonkeyPatch, tmp
             cli._parser().parse_args(argv[1:])
             seen += 1
         elif name == "nova-inventory-from-ansible":
-            ansible._parser().parse_args(argv[1:])
+            ansible_cli.parser().parse_args(argv[1:])
             seen += 1
         else:
             assert name in NOT_RUN_COMMANDS, f"{block.id}: no way to check {name!r}"
