@@ -203,7 +203,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return True if state is not None and ignore_extensions(collection_path, state.registry.generic) else None
 
 
-@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest-nova also runs with -p no:xdist
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # an xdist hook (also runs with -p no:xdist); before xdist's own
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto`` runs a plan of up to ONE_PROCESS_HOSTS hosts in one process (docs/scaling.md).
 

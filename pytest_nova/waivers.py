@@ -3,7 +3,7 @@
 A waivers file (``--nova-waivers=PATH``) lists failures the customer accepts::
 
     waivers:
-      - requirement: os-sudo-nopasswd      # a requirement id from the catalog
+      - requirement: os-sudo-nopasswd      # a requirement id: the catalog's, or a site test's
         node: worker-2                     # optional; a node name or a glob (worker-*); omitted: every node
         justification: sudo asks for a password on this node by policy; the installer enters it
         approver: J. Smith, head of operations

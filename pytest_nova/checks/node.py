@@ -272,12 +272,3 @@ def node_facts(request: pytest.FixtureRequest, nova_hosts: Hosts, nova_run_dir: 
     return NodeFacts(nova_hosts, nova_run_dir, settings.probe_timeout, settings.command_timeout,
                      selected_checks(request.session), registry.node_rules, registry.node_facts)
 
-
-def node_verdicts(check: Check, request: pytest.FixtureRequest) -> list[Verdict]:
-    """The verdicts of a node check (a plugin kind whose check type subclasses ``NodeCheck``).
-
-    Judged from the node's one facts run, which gathers what every selected node check of the host needs,
-    the plugin's ones included: a plugin kind passes this as its ``verdicts``.
-    """
-    engine: NodeFacts = request.getfixturevalue("node_facts")
-    return engine.verdicts(check)
