@@ -146,3 +146,16 @@ def test_an_unusable_marker_ends_an_xdist_run_in_one_line(pytester: pytest.Pytes
     result = pytester.runpytest_subprocess("--nova-inventory=inv.yaml", "test_bad.py", "-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: test_bad.py::test_x: nova_roles: unknown role 'mastr' (expected one of: *"])
+
+
+def test_a_test_builds_a_nova_host_through_testinfra(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", inv=GOOD)
+    pytester.makepyfile(test_cross="""
+import testinfra
+
+def test_cross(nova_hosts):
+    runner = testinfra.get_host("nova://nova-ctl", nova_hosts=nova_hosts)
+    assert runner.backend.get_connection_type() == "nova"
+    assert runner.check_output("echo %s", "hello") == "hello"
+""")
+    pytester.runpytest("--nova-inventory=inv.yaml", "test_cross.py").assert_outcomes(passed=1)

@@ -51,7 +51,7 @@ class Requirement:
     id: str
     area: str
     section: str
-    phase: str
+    phase: str  # the first of ``phases``
     summary: str
     fix: str
     rows: tuple[Row, ...]
@@ -84,6 +84,12 @@ class Requirement:
     check: str | None = None
     scope: str | None = None
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # Every phase it is checked in (the catalog's ``phase``: one phase or a list); by default (phase,).
+    phases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.phases:
+            object.__setattr__(self, "phases", (self.phase,))
 
     @property
     def text(self) -> str:
@@ -203,11 +209,20 @@ def _entry(doc: Document, area: AreaSpec, i: int, raw: Any) -> Requirement:
     for key in PLAIN_KEYS:
         if key in raw and key not in kwargs:
             kwargs[key] = raw[key]
+    phases = _phases(doc, (*path, "phase"), raw["phase"])
     return Requirement(
-        id=str(raw["id"]), area=area.name, section=str(raw["section"]), phase=choice("phase", PHASES),
+        id=str(raw["id"]), area=area.name, section=str(raw["section"]), phase=phases[0], phases=phases,
         summary=str(raw["summary"]).strip(), fix=str(raw["fix"]).strip(), rows=tuple(rows),
         severity=choice("severity", SEVERITIES), basis=str(raw["basis"]).strip(), note=raw.get("note"), **kwargs,
     )
+
+
+def _phases(doc: Document, path: KeyPath, value: Any) -> tuple[str, ...]:
+    """An entry's ``phase``: one phase, or a list of them (checked before and after installation)."""
+    values = value if isinstance(value, list) else [value]
+    if not values or len(set(map(str, values))) != len(values) or any(v not in PHASES for v in values):
+        raise _fail(doc, path, f"{value!r} is not one of {', '.join(PHASES)} or a list of them (each once)")
+    return tuple(str(v) for v in values)
 
 
 def parse_file(path: Path, areas: Mapping[str, AreaSpec] = _BUILTIN) -> tuple[str, list[Requirement]]:
