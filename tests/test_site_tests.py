@@ -187,3 +187,33 @@ def test_testinfra_modules_work_through_the_nova_backend(pytester: pytest.Pytest
     pytester.makepyfile(test_modules=MODULES)
     result = pytester.runpytest("--nova-inventory=inv.yaml", "test_modules.py", "-k", "nova-ctl")
     result.assert_outcomes(passed=1)
+
+
+UNREACHABLE = """\
+import pytest
+
+@pytest.fixture
+def release(host):
+    return host.file("/etc/os-release").content_string
+
+def test_plain(host):
+    assert host.file("/etc/passwd").exists
+
+def test_with_a_fixture(host, release):
+    assert release
+"""
+
+
+def test_an_unreachable_node_errors_each_site_test_once_with_its_cause(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", inv=GOOD.replace("10.10.1.11", "192.0.2.11"))  # TEST-NET-1: nothing answers
+    pytester.makepyfile(test_unreachable=UNREACHABLE)
+    result = pytester.runpytest("--nova-inventory=inv.yaml", "test_unreachable.py", "-k", "master-1",
+                                "--nova-json=out.json", "--nova-connect-timeout=2")
+    assert result.ret == 1
+    records = json.loads((pytester.path / "out.json").read_text())["results"]
+    assert [(r["nodeid"].split("::")[1], r["outcome"]) for r in records] == [
+        ("test_plain[master-1]", "error"), ("test_with_a_fixture[master-1]", "error")]
+    messages = {r["message"] for r in records}
+    assert len(messages) == 1 and next(iter(messages)).startswith("master-1: ssh: "), messages
+    out = result.stdout.str()
+    assert f"{next(iter(messages))}; 2 checks not run" in out and "Traceback" not in out
