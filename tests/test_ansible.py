@@ -636,6 +636,9 @@ def test_usage_errors_exit_4_without_traceback(tmp_path: Path, capsys: pytest.Ca
         main(["--bogus"])
     assert exited.value.code == 4 and "error: unrecognized arguments: --bogus" in capsys.readouterr().err
     assert out.read_text() == "keep me\n"
+    # Not even with --force over one of its own inputs.
+    assert _error(capsys, KUBESPRAY, "--role", "master=kube_control_plane", "-o", KUBESPRAY, "--force").endswith(
+        f"{KUBESPRAY}: is one of the command's inputs; write the inventory to another file")
     # The installed command's own process: one line, exit 4.
     done = cli(tmp_path / "none.ini", "--role", "master=cp")
     assert (done.returncode, done.stderr) == (4, f"{PROG}: error: {tmp_path / 'none.ini'}: no such file\n")

@@ -7,6 +7,7 @@ RemoteHost path as any node (the lab test proves the ssh nodes, logins and xdist
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -146,3 +147,73 @@ def test_an_unusable_marker_ends_an_xdist_run_in_one_line(pytester: pytest.Pytes
     result = pytester.runpytest_subprocess("--nova-inventory=inv.yaml", "test_bad.py", "-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: test_bad.py::test_x: nova_roles: unknown role 'mastr' (expected one of: *"])
+
+
+def test_a_test_builds_a_nova_host_through_testinfra(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", inv=GOOD)
+    pytester.makepyfile(test_cross="""
+import testinfra
+
+def test_cross(nova_hosts):
+    runner = testinfra.get_host("nova://nova-ctl", nova_hosts=nova_hosts)
+    assert runner.backend.get_connection_type() == "nova"
+    assert runner.check_output("echo %s", "hello") == "hello"
+""")
+    pytester.runpytest("--nova-inventory=inv.yaml", "test_cross.py").assert_outcomes(passed=1)
+
+
+MODULES = """\
+import os
+
+def test_modules(host):
+    assert host.backend.get_connection_type() == "nova"
+    assert host.file("/etc/passwd").user == "root"
+    assert host.user("nobody").exists and host.group("root").exists
+    assert host.package("python3").is_installed
+    assert host.sysctl("kernel.ostype") == "Linux"
+    assert host.process.filter(pid=os.getpid())
+    assert host.socket.get_listening_sockets() is not None
+    assert host.exists("sh") and host.system_info.type == "linux"
+    with host.sudo("nobody"):
+        assert host.check_output("id -un") == "nobody"
+    assert host.check_output("id -un") == "root"
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sudo to another user without a password needs root")
+def test_testinfra_modules_work_through_the_nova_backend(pytester: pytest.Pytester) -> None:
+    # On the runner (connection: local, through RemoteHost like any node): every module is commands run by it.
+    pytester.makefile(".yaml", inv=GOOD)
+    pytester.makepyfile(test_modules=MODULES)
+    result = pytester.runpytest("--nova-inventory=inv.yaml", "test_modules.py", "-k", "nova-ctl")
+    result.assert_outcomes(passed=1)
+
+
+UNREACHABLE = """\
+import pytest
+
+@pytest.fixture
+def release(host):
+    return host.file("/etc/os-release").content_string
+
+def test_plain(host):
+    assert host.file("/etc/passwd").exists
+
+def test_with_a_fixture(host, release):
+    assert release
+"""
+
+
+def test_an_unreachable_node_errors_each_site_test_once_with_its_cause(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", inv=GOOD.replace("10.10.1.11", "192.0.2.11"))  # TEST-NET-1: nothing answers
+    pytester.makepyfile(test_unreachable=UNREACHABLE)
+    result = pytester.runpytest("--nova-inventory=inv.yaml", "test_unreachable.py", "-k", "master-1",
+                                "--nova-json=out.json", "--nova-connect-timeout=2")
+    assert result.ret == 1
+    records = json.loads((pytester.path / "out.json").read_text())["results"]
+    assert [(r["nodeid"].split("::")[1], r["outcome"]) for r in records] == [
+        ("test_plain[master-1]", "error"), ("test_with_a_fixture[master-1]", "error")]
+    messages = {r["message"] for r in records}
+    assert len(messages) == 1 and next(iter(messages)).startswith("master-1: ssh: "), messages
+    out = result.stdout.str()
+    assert f"{next(iter(messages))}; 2 checks not run" in out and "Traceback" not in out

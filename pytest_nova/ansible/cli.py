@@ -148,8 +148,13 @@ def convert(args: argparse.Namespace, argv: Sequence[str]) -> tuple[str, list[No
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Convert, and write the result only when it loads (TODO lines aside)."""
-    if args.output is not None and args.output.exists() and not args.force:
-        raise ConvertError(f"{args.output}: exists; choose another file or pass --force to overwrite it")
+    if args.output is not None and args.output.exists():
+        inputs = [Path(s) for s in args.source if s != "-"] + [Path(f) for f in args.vault_password_file]
+        inputs += [args.mapping] if args.mapping else []
+        if any(p.exists() and p.is_file() and p.samefile(args.output) for p in inputs):
+            raise ConvertError(f"{args.output}: is one of the command's inputs; write the inventory to another file")
+        if not args.force:
+            raise ConvertError(f"{args.output}: exists; choose another file or pass --force to overwrite it")
     text, nodes, warnings = convert(args, argv)
     if args.output is None:
         sys.stdout.write(text)

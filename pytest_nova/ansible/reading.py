@@ -254,6 +254,8 @@ def _unparsed(seen: list[tuple[str, str]]) -> list[tuple[str, dict[str, str]]]:
 def _looks_yaml(path: Path) -> bool:
     if path.suffix in (".yml", ".yaml", ".json"):
         return True
+    if not path.is_file():  # never block reading a FIFO or a device
+        return False
     try:
         lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
     except (OSError, UnicodeDecodeError):
@@ -264,7 +266,7 @@ def _looks_yaml(path: Path) -> bool:
 def explain(path: str, reasons: dict[str, str]) -> str:
     """Why ``path`` is not an inventory, in the words of the plugin that reads files of its kind."""
     p = Path(path)
-    if _looks_yaml(p):
+    if _looks_yaml(p) and p.is_file():
         try:
             load(p)
         except SourceError as exc:
