@@ -121,7 +121,8 @@ def probes_by_source(checks: Iterable[PortRuleCheck]) -> dict[str, list[Probe]]:
     seen: set[str] = set()
     out: dict[str, list[Probe]] = {}
     for check in checks:
-        assert check.source is not None and check.protocol is not None
+        if check.source is None or check.protocol is None:
+            raise ValueError(f"port rule {check.id} names no source or protocol")
         for t in check.targets:
             p = Probe(check.source, t.name, t.address, check.port, check.protocol)
             if p.key not in seen:
@@ -594,7 +595,8 @@ class PortMatrix:
     def verdicts(self, check: PortRuleCheck) -> list[Verdict]:
         """One verdict per target of ``check``."""
         r = check.requirement
-        assert check.source is not None and check.protocol is not None
+        if check.source is None or check.protocol is None:
+            raise ValueError(f"port rule {check.id} names no source or protocol")
         out = []
         for t in check.targets:
             entry = self.verdicts_by_key.get(probe_key(check.source, t.name, check.port, check.protocol))

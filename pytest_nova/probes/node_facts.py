@@ -256,8 +256,8 @@ def endpoint(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str], 
                     last = ("unreachable", f"{addr}:{port}: {exc.strerror or exc}")
             if sock is None:
                 # resolve() gave at least one address, and every failed connect set ``last``.
-                assert last is not None
-                res.update(status=last[0], error=last[1])
+                status, error = last or ("unreachable", "no address to connect to")
+                res.update(status=status, error=error)
                 return res
         ctx = ssl.create_default_context()
         sock.settimeout(timeout)

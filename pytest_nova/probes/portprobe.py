@@ -217,7 +217,8 @@ class Prober:
         self._send_udp(p, now)
 
     def _send_udp(self, p: Probe, now: float) -> None:
-        assert p.sock is not None
+        if p.sock is None:  # finished already
+            return
         p.sends += 1
         p.next_send = now + self.timeout / UDP_SENDS
         try:
@@ -319,7 +320,8 @@ class Prober:
         return p.deadline
 
     def _read_udp(self, p: Probe) -> None:
-        assert p.sock is not None
+        if p.sock is None:  # finished already
+            return
         try:
             data = p.sock.recv(2048)
         except OSError as exc:
@@ -330,7 +332,8 @@ class Prober:
         self._finish(p, ("open", "echo" if data.endswith(p.token.encode()) else "answer"))
 
     def _read_icmp(self, p: Probe) -> None:
-        assert p.sock is not None
+        if p.sock is None:  # finished already
+            return
         try:
             data, peer = p.sock.recvfrom(4096)
         except OSError as exc:
