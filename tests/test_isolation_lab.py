@@ -100,8 +100,8 @@ def test_every_planted_fault_is_reported_exactly_and_nothing_else(faulty_lab: La
         **{(i, "worker-1", 8472, "udp"): PORT_UNREACHABLE for i in infra},
         ("master-1", "master-2", 2380, "tcp"): FILTERED,
         ("worker-3", "infra-1", 4789, "udp"): FILTERED,
-        ("worker-2", "os-sudoers-file", None, None): "/etc/sudoers.d/99-nova-installer-user is missing",
-        ("worker-2", "os-sudo-nopasswd", None, None): "sudo -n true failed: sudo: a password is required",
+        ("worker-2", "os-sudo-nopasswd", None, None): "sudo -n -l failed: a password is required: no rule lets "
+                                                       "nova-installer run commands without a password",
     }
     assert failed == expected
     # The other direction of the bidirectional etcd peer rule is open.

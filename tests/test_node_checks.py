@@ -56,14 +56,18 @@ def good_facts() -> dict[str, Any]:
                     "ssh_dir": {"mode": "0700", "owner": "nova-installer", "type": "dir"},
                     "authorized_keys": {"mode": "0600", "owner": "nova-installer", "type": "file"},
                     "authorized_keys_path": "/home/nova-installer/.ssh/authorized_keys", "keys": ["other", KEY]},
-        "stat": {"/etc/sudoers.d/99-nova-installer-user": {"mode": "0440", "owner": "root", "type": "file"},
+        "stat": {"/etc/sudoers.d/99-nova-installer-user": {"mode": "0440", "owner": "root", "uid": 0, "gid": 0,
+                                                           "group": "root", "type": "file"},
                  "/home/nova-installer": {"mode": "0700", "owner": "nova-installer", "type": "dir"},
                  "~/.ssh/id_nova": {"mode": "0600", "owner": "root", "type": "file"}},
         "sudo": {"rc": 0, "err": ""},
+        "extra": {"sudo_rights": {"rc": 0, "err": "", "out": "User nova-installer may run the following commands on "
+                                  "master-1:\n    (ALL) NOPASSWD: ALL\n"}},
         "resolver": {"resolv_conf": ["10.10.0.53", "10.10.0.54"]},
         "swaps": [],
         "sysctl": {"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"},
-        "read": {"/sys/class/dmi/id/product_uuid": {"text": "AAAA-1\n"}},
+        "read": {"/sys/class/dmi/id/product_uuid": {"text": "AAAA-1\n"},
+                 "/etc/sudoers.d/99-nova-installer-user": {"text": "nova-installer ALL=(ALL) NOPASSWD:ALL\n"}},
         "sockets": {"/run/containerd/containerd.sock": {"ok": True}},
         "http": {"http://127.0.0.1:10248/healthz": {"status": 200, "body": "ok"}},
         "binaries": {b: {"found": True, "rc": 0, "version": f"{b} v1.30", "path": f"/usr/bin/{b}"}
@@ -111,8 +115,9 @@ BROKEN = [
     ("os-user-exists", "account", {"exists": False}, "user nova-installer does not exist", "useradd -m -s /bin/bash"),
     ("os-sudoers-file", "stat/\x00", None, "/etc/sudoers.d/99-nova-installer-user is missing",
      "echo 'nova-installer ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/99-nova-installer-user"),
-    ("os-sudo-nopasswd", "sudo", {"rc": 1, "err": "sudo: a password is required\n"},
-     "sudo -n true failed: sudo: a password is required", "NOPASSWD:ALL"),
+    ("os-sudo-nopasswd", "extra/sudo_rights", {"rc": 1, "out": "", "err": "sudo: a password is required\n"},
+     "sudo -n -l failed: a password is required: no rule lets nova-installer run commands without a password",
+     "NOPASSWD:ALL"),
     ("os-ssh-dir", "account/ssh_dir", {"mode": "0775", "owner": "nova-installer", "type": "dir"},
      "/home/nova-installer/.ssh has mode 0775, owner nova-installer: writable by group; sshd (StrictModes)",
      "chmod go-w /home/nova-installer/.ssh"),
@@ -153,21 +158,67 @@ def test_each_fault_fails_with_what_to_fix(inv: Inventory, req_id: str, path: st
     assert fix in (finding.fix or c.fill(req.fix))
 
 
-def test_sudoers_wrong_mode_and_unreadable(inv: Inventory) -> None:
+def test_sudoers_modes_as_sudo_reads_them(inv: Inventory) -> None:
+    """sudo 1.9 (tried in the lab): 0664 root:root is read; 0664 with another group, 0666, another owner are not."""
     path = "/etc/sudoers.d/99-nova-installer-user"
-    bad = judge(inv, "os-sudoers-file", _with("stat", {path: {"mode": "0664", "owner": "root", "type": "file"}}))
-    assert (bad.outcome, bad.fix) == (FAILED, f"chown root:root {path} && chmod go-w {path}")
-    assert "writable by group; sudo ignores it" in bad.message
-    other = judge(inv, "os-sudoers-file", _with("stat", {path: {"mode": "0440", "owner": "admin", "type": "file"}}))
-    assert other.outcome == FAILED and "owned by admin, not root" in other.message
+
+    def stat(mode: str, uid: int = 0, gid: int = 0) -> Finding:
+        st = {"mode": mode, "owner": "root" if uid == 0 else "admin", "uid": uid, "gid": gid,
+              "group": "root" if gid == 0 else "admin", "type": "file"}
+        return judge(inv, "os-sudoers-file", _with("stat", {path: st}))
+
+    assert stat("0664").outcome == stat("0644").outcome == stat("0440").outcome == PASSED
+    group = stat("0664", gid=1001)
+    assert group.outcome == FAILED and "group writable by gid 1001 (admin), not root's group" in group.message
+    assert stat("0640", gid=1001).outcome == PASSED  # a group that cannot write does not matter
+    world = stat("0666")
+    assert world.outcome == FAILED and "world writable, so sudo ignores it" in world.message
+    assert world.fix == f"chown root:root {path} && chmod 0440 {path}"
+    assert "owned by uid 1001 (admin), should be 0" in stat("0440", uid=1001).message
     denied = judge(inv, "os-sudoers-file", _with("stat", {path: {"error": "Permission denied", "errno": 13}}))
     assert denied.outcome == ERROR and "sudo -n was refused" in denied.message
+
+
+def test_sudoers_file_is_advice_when_the_rights_come_from_elsewhere(inv: Inventory) -> None:
+    path = "/etc/sudoers.d/99-nova-installer-user"
+    missing = judge(inv, "os-sudoers-file", _with("stat", {path: {"error": "No such file", "errno": 2}}))
+    assert missing.outcome == FAILED and missing.message == (
+        f"{path} is missing; sudo grants NOPASSWD: ALL through another file")
+    assert load_catalog().get("os-sudoers-file").severity == "advisory"
+    other = judge(inv, "os-sudoers-file", _with("read", {path: {"text": "nova-installer ALL=(ALL) ALL\n"}}))
+    assert other.outcome == FAILED and "but no line 'nova-installer ALL=(ALL) NOPASSWD:ALL'" in other.message
+    spelled = judge(inv, "os-sudoers-file", _with("read", {path: {"text": "nova-installer ALL = (ALL : ALL) "
+                                                                          "NOPASSWD: ALL\n"}}))
+    assert spelled.outcome == PASSED
+
+
+def test_effective_rights_in_any_spelling_and_narrower_grants(inv: Inventory) -> None:
+    def rights(out: str, rc: int = 0, err: str = "") -> Finding:
+        head = "Matching Defaults entries for nova-installer on x:\n    env_reset\n\n" \
+               "User nova-installer may run the following commands on x:\n"
+        return judge(inv, "os-sudo-nopasswd", _with("extra/sudo_rights", {"rc": rc, "out": head + out, "err": err}))
+
+    for full in ("    (ALL : ALL) NOPASSWD: ALL\n", "    (ALL) NOPASSWD: SETENV: ALL\n",
+                 "    (ALL) ALL\n    (ALL:ALL) NOPASSWD: ALL\n"):
+        assert rights(full).outcome == PASSED, full
+    narrow = rights("    (ALL) NOPASSWD: /usr/bin/true, /usr/bin/id\n")
+    assert narrow.outcome == FAILED
+    assert narrow.message == ("sudo grants nova-installer only: (ALL) NOPASSWD: /usr/bin/true, /usr/bin/id; the docs "
+                              "ask for (ALL) NOPASSWD: ALL (any command as any user without a password)")
+    assert rights("    (root) NOPASSWD: ALL\n").outcome == FAILED
+    assert rights("    (ALL) NOPASSWD: ALL, !/bin/su\n").outcome == FAILED
+    assert rights("    (ALL) PASSWD: ALL\n").outcome == FAILED
+    ignored = rights("    (ALL) NOPASSWD: /usr/bin/id\n",
+                     err="sudo: /etc/sudoers.d/99-nova-installer-user is world writable\n")
+    assert "(sudo ignores /etc/sudoers.d/99-nova-installer-user is world writable)" in ignored.message
+    missing = judge(inv, "os-sudo-nopasswd", {k: v for k, v in good_facts().items() if k != "extra"})
+    assert missing.outcome == FAILED and missing.message == "sudo -n -l was not run"
 
 
 def test_docs_literal_modes_pass(inv: Inventory) -> None:
     """What the docs' own commands leave under umask 022 is what sudo and sshd accept: it passes."""
     path = "/etc/sudoers.d/99-nova-installer-user"
-    facts = _with("stat", {path: {"mode": "0644", "owner": "root", "type": "file"},
+    facts = _with("stat", {path: {"mode": "0644", "owner": "root", "uid": 0, "gid": 0, "type": "file"},
                            "/home/nova-installer": {"mode": "0755", "owner": "nova-installer", "type": "dir"}})
     facts["account"]["ssh_dir"] = {"mode": "0755", "owner": "nova-installer", "type": "dir"}
     for req_id in ("os-sudoers-file", "os-ssh-dir"):
@@ -270,7 +321,8 @@ def test_probe_params_cover_the_hosts_checks(inv: Inventory) -> None:
     mine = [c for c in plan.checks if c.host == "worker-2"]
     params: dict[str, Any] = r.needs_of(mine, r.Context(inv, "worker-2", "admin"))
     assert "/etc/sudoers.d/99-admin-user" in params["stat"]
-    assert params["sudo"] is True
+    assert "/etc/sudoers.d/99-admin-user" in params["read"]
+    assert params["facts"] == ["sudo_rights"]  # sudo -n -l, a registered fact of the same run
     assert ["hub.nova-platform.io", 443] in params["endpoints"]
     assert ["sun.nova-platform.io", 8140] in params["endpoints"]
     assert "nova-console.nova.mycompany.local" in params["names"]

@@ -48,6 +48,10 @@ KINDS: dict[str, Kind] = {
                     "(masters, infra, ingress, workers, nodes, nova-ctl, workstations); protocol tcp|udp|icmp",
                     (("destination", "master-1"), ("port", "2379"), ("protocol", "tcp"), ("source", "workers"))),
     "sudoers-missing": Kind("remove /etc/sudoers.d/99-nova-installer-user on a host", (("host", "worker-1"),)),
+    "sudo-limited": Kind("the sudoers drop-in grants NOPASSWD for a few commands only (/usr/bin/true, /usr/bin/id)",
+                         (("host", "worker-1"),)),
+    "sudo-elsewhere": Kind("NOPASSWD:ALL comes from cloud-init's /etc/sudoers.d/90-cloud-init-users; the docs' drop-in "
+                           "is gone", (("host", "worker-1"),)),
     "wrong-mode": Kind("chmod a file on a host", (("host", "worker-1"), ("mode", "0644"),
                                                  ("path", "/home/nova-installer/.ssh/authorized_keys"))),
     "wrong-shell": Kind("give nova-installer another login shell on a host",
@@ -90,7 +94,8 @@ DNS_KINDS = ("dns-missing-record", "dns-wrong-target")
 NFT_KINDS = ("fw-drop", "fw-reject", "endpoint-unreachable", "kubelet-down", "dns53-down")
 FLAG_KINDS = ("untrusted-ca", "healthcheck-503", "tls-terminating-api-lb", "node-notready", "node-missing",
               "proxy-deny")
-HOST_KINDS = ("sudoers-missing", "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing",
+HOST_KINDS = ("sudoers-missing", "sudo-limited", "sudo-elsewhere",
+              "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing",
               "noisy-shell", "sshd-limits", "no-icmp", "docs-literal", "ip-forward-off")
 
 

@@ -21,11 +21,13 @@ class OSError_(TypedDict, total=False):
 
 
 class Stat(OSError_, total=False):
-    """``stat`` of a path: mode (``0600``), owner, type (file, dir, other), or the error."""
+    """``stat`` of a path: mode (``0600``), owner, group, type (file, dir, other), or the error."""
 
     mode: str
     uid: int
     owner: str
+    gid: int
+    group: str
     type: str
 
 

@@ -14,6 +14,7 @@ threads, so one slow endpoint costs one timeout, not one per endpoint.
 import __future__
 
 import errno
+import grp
 import json
 import os
 import pwd
@@ -49,7 +50,12 @@ for p in req.get("stat", []):
             owner = pwd.getpwuid(st.st_uid).pw_name
         except KeyError:
             owner = str(st.st_uid)
-        out["stat"][p] = {"mode": mode, "uid": st.st_uid, "owner": owner, "type": kind}
+        try:
+            group = grp.getgrgid(st.st_gid).gr_name
+        except KeyError:
+            group = str(st.st_gid)
+        out["stat"][p] = {"mode": mode, "uid": st.st_uid, "owner": owner, "gid": st.st_gid, "group": group,
+                          "type": kind}
     except OSError as e:
         out["stat"][p] = {"error": e.strerror, "errno": e.errno}
 for p in req.get("read", []):
@@ -85,8 +91,13 @@ def stat_path(path: str) -> Facts:
         owner = pwd.getpwuid(st.st_uid).pw_name
     except KeyError:
         owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
     kind = "file" if stat.S_ISREG(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else "other"
-    return {"mode": f"{stat.S_IMODE(st.st_mode):04o}", "uid": st.st_uid, "owner": owner, "type": kind}
+    return {"mode": f"{stat.S_IMODE(st.st_mode):04o}", "uid": st.st_uid, "owner": owner, "gid": st.st_gid,
+            "group": group, "type": kind}
 
 
 def read_file(path: str, limit: int = 65536) -> Facts:
