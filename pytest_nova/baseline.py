@@ -114,13 +114,8 @@ def _order(key: Identity) -> tuple[str, str, str, int, str]:
     return req, src or "", dst or "", port if port is not None else -1, proto or ""
 
 
-def load_baseline(path: Path, cluster: str, *, outputs: Iterable[tuple[str, Path]] = (),
-                  clock: Callable[[], float] = time.monotonic) -> Baseline:
-    """Read the results JSON at ``path`` of an earlier run of ``cluster``; :class:`BaselineError` if unusable.
-
-    ``outputs`` (option, path) are this run's output files: none of them may be the baseline, which the run
-    would overwrite.
-    """
+def load_baseline(path: Path, cluster: str, *, clock: Callable[[], float] = time.monotonic) -> Baseline:
+    """Read the results JSON at ``path`` of an earlier run of ``cluster``; :class:`BaselineError` if unusable."""
     shown = str(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -131,13 +126,6 @@ def load_baseline(path: Path, cluster: str, *, outputs: Iterable[tuple[str, Path
         os.close(fd)
         raise BaselineError(f"{shown}: not a regular file; name the results JSON (--nova-json) of an earlier run")
     with os.fdopen(fd, "rb") as f:
-        for flag, out in outputs:
-            try:
-                if out.exists() and os.path.samefile(out, path):
-                    raise BaselineError(f"{shown}: is also this run's {flag} output, which would overwrite it; "
-                                        f"write the new results to another file")
-            except OSError:
-                continue
         deadline = clock() + BASE_DEADLINE + info.st_size / MIN_RATE
         reader = _Reader(f, shown, deadline, clock)
         return reader.baseline(path, cluster)

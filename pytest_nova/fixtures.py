@@ -42,17 +42,32 @@ def nova(request: pytest.FixtureRequest) -> NovaItem:
     return NovaItem(request.node, _state(request.config))
 
 
+_HOSTS = pytest.StashKey[Hosts]()
+
+
+def hosts_of(config: pytest.Config) -> Hosts:
+    """The run's :class:`Hosts` in this process, created on first use (the ``nova_hosts`` fixture, site tests)."""
+    hosts = config.stash.get(_HOSTS, None)
+    if hosts is None:
+        state = session_of(config)
+        if state.inventory is None:
+            pytest.fail(NO_INVENTORY, pytrace=False)
+        settings = state.settings
+        hook = config.hook.pytest_nova_transport
+
+        def transport(host: Host, inventory: Inventory, access: Access) -> Transport | None:
+            chosen: Transport | None = hook(host=host, inventory=inventory, access=access)
+            return chosen
+
+        access = Access(settings.connect_timeout, settings.command_timeout, run_dir())
+        hosts = config.stash[_HOSTS] = Hosts(state.inventory, access, transport)
+    return hosts
+
+
 @pytest.fixture(scope="session")
-def nova_hosts(pytestconfig: pytest.Config, nova_inventory: Inventory) -> Hosts:
+def nova_hosts(pytestconfig: pytest.Config) -> Hosts:
     """Every inventory host, reached through the transport the ``pytest_nova_transport`` hook gives for it."""
-    settings = session_of(pytestconfig).settings
-    hook = pytestconfig.hook.pytest_nova_transport
-
-    def transport(host: Host, inventory: Inventory, access: Access) -> Transport | None:
-        chosen: Transport | None = hook(host=host, inventory=inventory, access=access)
-        return chosen
-
-    return Hosts(nova_inventory, Access(settings.connect_timeout, settings.command_timeout, run_dir()), transport)
+    return hosts_of(pytestconfig)
 
 
 @pytest.hookimpl(trylast=True)

@@ -86,3 +86,4 @@ class CheckMeta(TypedDict, total=False):
     fix: str
     summary: str
     kind: str
+    id: str  # the check's id in the plan (its test id's parameter)

@@ -120,7 +120,6 @@ def read_settings(config: pytest.Config) -> Settings:
     }
     json_path = config.getoption("nova_json")
     waivers = config.getoption("nova_waivers")
-    baseline = config.getoption("nova_baseline") or os.environ.get("NOVA_BASELINE") or config.getini("nova_baseline")
     return Settings(
         inventory=inventory,
         phase=str(phase),
@@ -132,7 +131,7 @@ def read_settings(config: pytest.Config) -> Settings:
         waivers=user_path(waivers) if waivers else None,
         strict=_flag(config, "nova_strict"),
         require_proof=_flag(config, "nova_require_proof"),
-        baseline=Path(os.path.expanduser(str(baseline))) if baseline else None,
+        baseline=_given_path(config, "nova_baseline", "the results JSON of an earlier run"),
     )
 
 
@@ -143,15 +142,21 @@ def user_path(value: object) -> Path:
 
 def _inventory_path(config: pytest.Config) -> Path | None:
     """--nova-inventory, else NOVA_INVENTORY, else the ini option, relative to the ini file's folder."""
-    given = config.getoption("nova_inventory")
+    return _given_path(config, "nova_inventory", "the inventory's path")
+
+
+def _given_path(config: pytest.Config, name: str, what: str) -> Path | None:
+    """The option ``--nova-NAME``, else the variable ``NOVA_NAME``, else the ini option relative to the ini's folder."""
+    given = config.getoption(name)
     if given:
         return user_path(given)
-    env = os.environ.get("NOVA_INVENTORY")
+    var = name.upper()
+    env = os.environ.get(var)
     if env is not None:
         if not env.strip():
-            raise pytest.UsageError("NOVA_INVENTORY: set but empty; set it to the inventory's path, or unset it")
+            raise pytest.UsageError(f"{var}: set but empty; set it to {what}, or unset it")
         return user_path(env)
-    ini = config.getini("nova_inventory")
+    ini = config.getini(name)
     if not ini:
         return None
     path = user_path(ini)

@@ -43,7 +43,7 @@ NO_INVENTORY_ID = "nova-no-inventory"
 BUILTIN_KINDS_PLUGIN = "nova-builtin-kinds"
 _INVENTORY = pytest.StashKey[tuple[Path, Inventory]]()
 # Modules loaded as plugins besides the engines (whose modules the kinds name): common fixtures, the report.
-PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached")
+PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached", "pytest_nova.site_tests")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -320,6 +320,7 @@ def describe(check: Check) -> dict[str, Any]:
         "summary": r.summary,
         "severity": r.severity,
         "kind": check.kind,
+        "id": check.id,
     }
 
 

@@ -66,10 +66,8 @@ def inputs_of(config: pytest.Config, settings: Settings, inv: Inventory | None) 
         found.append(Named("the inventory", str(settings.inventory), settings.inventory.absolute()))
     if settings.waivers is not None:
         found.append(Named("the waivers file", str(settings.waivers), settings.waivers.absolute()))
-    baseline = config.getoption("nova_baseline", None)
-    if baseline:
-        path = Path(os.path.expanduser(str(baseline)))
-        found.append(Named("the baseline file", str(baseline), path.absolute()))
+    if settings.baseline is not None:
+        found.append(Named("the baseline file", str(settings.baseline), settings.baseline.absolute()))
     if config.inipath is not None:
         found.append(Named("the ini file", str(config.inipath), config.inipath))
     for dirs in config.hook.pytest_nova_catalog_dirs(config=config):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from pytest_nova.errors import SourceError
 from pytest_nova.model import Record
 from pytest_nova.verdicts import FAILED, WAIVED
 from pytest_nova.yamlsource import Document, load
@@ -73,6 +74,14 @@ class Waivers:
     path: Path
     items: tuple[Waiver, ...]
     on: date
+    # Requirements outside the catalog, each with the error to give unless a site test declares it.
+    pending: tuple[tuple[str, SourceError], ...] = ()
+
+    def check_pending(self, known: Collection[str]) -> None:
+        """Raise the :class:`SourceError` of the first waiver whose requirement is not in ``known`` either."""
+        for requirement, error in self.pending:
+            if requirement not in known:
+                raise error
 
     @property
     def active(self) -> tuple[Waiver, ...]:
@@ -134,9 +143,14 @@ def usage(waivers: Waivers, records: Iterable[Mapping[str, object]]) -> list[Usa
 
 
 def load_waivers(
-    path: Path, *, requirements: Collection[str], hosts: Collection[str] | None = None, on: date | None = None
+    path: Path, *, requirements: Collection[str], hosts: Collection[str] | None = None, on: date | None = None,
+    pending: bool = False,
 ) -> Waivers:
-    """Read and validate a waivers file; errors name file, line and key (:class:`SourceError`)."""
+    """Read and validate a waivers file; errors name file, line and key (:class:`SourceError`).
+
+    With ``pending``, a requirement outside ``requirements`` is kept for :meth:`Waivers.check_pending`: a site
+    test's requirement is known only once the tests are collected.
+    """
     doc = load(path)
     data = doc.data
     if not isinstance(data, dict) or "waivers" not in data:
@@ -151,18 +165,20 @@ def load_waivers(
         raise doc.error(("waivers",), "expected a list of waivers")
     items: list[Waiver] = []
     seen: dict[tuple[str, str | None], int] = {}
+    later: list[tuple[str, SourceError]] = []
     for i, entry in enumerate(raw):
-        w = _waiver(doc, i, entry, requirements, hosts)
+        w = _waiver(doc, i, entry, requirements, hosts, later if pending else None)
         key = (w.requirement, w.node)
         if key in seen:
             raise doc.error(("waivers", i), f"duplicate waiver for {w.label} (also at line {seen[key]})")
         seen[key] = w.line
         items.append(w)
-    return Waivers(path, tuple(items), on or today())
+    return Waivers(path, tuple(items), on or today(), tuple(later))
 
 
 def _waiver(
-    doc: Document, i: int, entry: object, requirements: Collection[str], hosts: Collection[str] | None
+    doc: Document, i: int, entry: object, requirements: Collection[str], hosts: Collection[str] | None,
+    later: list[tuple[str, SourceError]] | None = None,
 ) -> Waiver:
     at = ("waivers", i)
     if not isinstance(entry, dict):
@@ -182,7 +198,10 @@ def _waiver(
 
     requirement = text("requirement")
     if requirement not in requirements:
-        raise doc.error((*at, "requirement"), f"unknown requirement '{requirement}'")
+        error = doc.error((*at, "requirement"), f"unknown requirement '{requirement}'")
+        if later is None:
+            raise error
+        later.append((requirement, error))
     node = text("node") if "node" in entry else None
     if node is not None and hosts is not None and not _GLOB & set(node) and node not in hosts:
         raise doc.error((*at, "node"), f"'{node}' is not a node, workstation or load balancer of the inventory")

@@ -148,17 +148,18 @@ def ssh_argv(lab: Lab, host: str, command: str, timeout: int = 5) -> list[str]:
     ])
 
 
-def run_suite(lab: Lab, *pytest_args: str, timeout: float = 900) -> tuple[int, dict[str, Any], str]:
+def run_suite(lab: Lab, *pytest_args: str, timeout: float = 900, cwd: Path = REPO) -> tuple[int, dict[str, Any], str]:
     """Run pytest inside nova-ctl's namespace against ``lab``; returns (exit code, results JSON, output).
 
-    Runs from the repository root, so without paths pytest collects the plan's ``pytest_nova/suites/``.
+    Runs from the repository root unless told otherwise, so without paths pytest collects the plan's
+    ``pytest_nova/suites/``.
     """
     results = lab.state_dir / f"results-{uuid.uuid4().hex}.json"
     argv = [sys.executable, "-m", "pytest", f"--nova-inventory={lab.inventory_path}", f"--nova-json={results}",
             "-p", "no:cacheprovider", *pytest_args]
     # The outer session's xdist variables would make the inner pytest think it is a worker.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
-    proc = subprocess.run(lab.runner_cmd(argv), capture_output=True, text=True, timeout=timeout, cwd=REPO,
+    proc = subprocess.run(lab.runner_cmd(argv), capture_output=True, text=True, timeout=timeout, cwd=cwd,
                           env=env, check=False)
     data: dict[str, Any] = {}
     if results.exists():

@@ -103,7 +103,7 @@ def test_faulty_run_is_not_accepted_and_shows_each_fault_with_its_fix(pytester: 
     inv = make_suite(pytester)
     result = run(pytester, "--html=report.html", "--self-contained-html")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*= nova verdict: NOT ACCEPTED =*", "lab1: 3 failed: fix them and run again"])
+    result.stdout.fnmatch_lines(["*= nova verdict: NOT ACCEPTED =*", "lab1: 3 failed: fix them and run again*"])
 
     data = results(pytester)
     assert data["schema"] == "pytest-nova/results/v1"
@@ -137,7 +137,7 @@ def test_clean_run_is_accepted(pytester: pytest.Pytester) -> None:
     make_suite(pytester, faults={})
     result = run(pytester, "--html=report.html", "--self-contained-html")
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["*= nova verdict: ACCEPTED =*", "lab1: all * checks passed"])
+    result.stdout.fnmatch_lines(["*= nova verdict: ACCEPTED =*", "lab1: all * checks passed*"])
     assert results(pytester)["verdict"] == ACCEPTED
     page, _ = report_data(pytester.path / "report.html")
     assert 'id="nova-verdict">ACCEPTED<' in page and 'id="nova-problems"' not in page
@@ -170,7 +170,7 @@ def test_other_failures_block_acceptance(pytester: pytest.Pytester) -> None:
     result = run(pytester)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert results(pytester)["verdict"] == NOT_ACCEPTED
-    result.stdout.fnmatch_lines(["lab1: 1 other test failure: fix them and run again"])
+    result.stdout.fnmatch_lines(["lab1: 1 other test failure: fix them and run again*"])
 
 
 def junit_ids(path: Path) -> list[tuple[str, str, str]]:
@@ -271,7 +271,7 @@ def test_only_advisories_failing_is_accepted_with_warnings(pytester: pytest.Pyte
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines([
         "*= nova verdict: ACCEPTED =*",
-        "lab1: every required check passed (* passed); 2 advisory warnings (not gating)",
+        "lab1: every required check passed (* passed); 2 advisory warnings (not gating)*",
         "advisory warnings (not gating; --nova-strict makes them fail): 2",
         "  warning: k8s-swap-off (docs k8s-basics): 2 result(s) at master-1 -> nova-ctl, master-1 -> worker-1: *",
     ])
@@ -299,7 +299,7 @@ def test_strict_makes_advisories_gate(pytester: pytest.Pytester, monkeypatch: py
         monkeypatch.delenv("NOVA_STRICT")
     result = run(pytester, *(["--nova-strict"] if how == "option" else []))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*= nova verdict: NOT ACCEPTED =*", "lab1: 2 failed: fix them and run again"])
+    result.stdout.fnmatch_lines(["*= nova verdict: NOT ACCEPTED =*", "lab1: 2 failed: fix them and run again*"])
     data = results(pytester)
     assert data["summary"]["warning"] == 0 and data["summary"]["failed"] == 2
 

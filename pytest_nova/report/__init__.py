@@ -6,17 +6,16 @@ verdict and prints it (:mod:`.summary`) and, with ``--html``, fills pytest-html'
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
 from pytest_nova.baseline import Baseline, BaselineError, load_baseline
 from pytest_nova.errors import SourceError
 from pytest_nova.report.html_hooks import HtmlReport
-from pytest_nova.report.summary import SignOff
+from pytest_nova.report.summary import DESELECTED, DESELECTED_OUTPUT, SignOff, deselected_counts
 from pytest_nova.report.waiving import WAIVERS, pytest_report_teststatus, pytest_runtest_makereport
-from pytest_nova.session import NovaSession, session_of
+from pytest_nova.session import NovaSession, check_of, session_of
 from pytest_nova.waivers import load_waivers
 
 
@@ -29,7 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
         hosts = None if inv is None else {h.name for h in (*inv.nodes, *inv.workstations)} | set(inv.balancers)
         try:
             waivers = load_waivers(
-                state.settings.waivers, requirements={r.id for r in state.catalog.requirements}, hosts=hosts
+                state.settings.waivers, requirements={r.id for r in state.catalog.requirements}, hosts=hosts,
+                pending=True,  # a site test's requirement: checked once the tests are collected (site_tests.py)
             )
         except SourceError as exc:
             raise pytest.UsageError(f"--nova-waivers: {exc}") from None
@@ -43,18 +43,36 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(HtmlReport(signoff), "nova-html")
 
 
+def pytest_deselected(items: Sequence[pytest.Item]) -> None:
+    """Count the plan's checks ``-k`` and ``-m`` deselect, per requirement (the coverage says so)."""
+    for item in items:
+        check = check_of(item)
+        if check is not None:  # a check two modules test is counted once
+            item.config.stash.setdefault(DESELECTED, {}).setdefault(check.requirement.id, set()).add(
+                (check.kind, check.id))
+
+
+@pytest.hookimpl(optionalhook=True)  # on an xdist worker, whose selection the controller does not see
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker: hand the deselected counts to the controller with the worker's output."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output[DESELECTED_OUTPUT] = deselected_counts(session.config)
+
+
 def _baseline(config: pytest.Config, state: NovaSession) -> Baseline | None:
-    """The earlier run to compare with (``--nova-baseline``), read on the controller only."""
+    """The earlier run to compare with (``--nova-baseline``), read on the controller only.
+
+    That no output of the run is the baseline is checked before (:mod:`pytest_nova.runfiles`).
+    """
     path, inv = state.settings.baseline, state.inventory
     if path is None or inv is None:
         return None
-    outs = [(flag, Path(os.path.expanduser(str(value)))) for flag, value in (
-        ("--nova-json", state.settings.json_path), ("--junitxml", getattr(config.option, "xmlpath", None)),
-        ("--html", getattr(config.option, "htmlpath", None))) if value]
     try:
-        return load_baseline(path, inv.name, outputs=outs)
+        return load_baseline(path, inv.name)
     except BaselineError as exc:
         raise pytest.UsageError(f"--nova-baseline: {exc}") from None
 
 
-__all__ = ["pytest_configure", "pytest_report_teststatus", "pytest_runtest_makereport"]
+__all__ = ["pytest_configure", "pytest_deselected", "pytest_report_teststatus", "pytest_runtest_makereport",
+           "pytest_sessionfinish"]

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from pytest_nova.areas import BUILTIN_AREAS
 from pytest_nova.baseline import Comparison, Identity, when
+from pytest_nova.coverage import Coverage
 from pytest_nova.inventory import Inventory
 from pytest_nova.model import CheckMeta, Record
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Decision
@@ -140,8 +141,8 @@ def matrix_html(records: Iterable[Mapping[str, object]], roles: Mapping[str, str
     )
 
 
-def signoff_html(outcome: Decision, waivers: Waivers | None, cluster: str) -> str:
-    """The verdict, the waivers it rests on, and expired or unused waivers."""
+def signoff_html(outcome: Decision, waivers: Waivers | None, cluster: str, cov: Coverage | None = None) -> str:
+    """The verdict, the waivers it rests on, expired or unused waivers, and how much the run did not cover."""
     kind = {ACCEPTED: "ok", ACCEPTED_WITH_WAIVERS: "waived"}.get(outcome.verdict, "bad")
     out = [
         '<div class="nova" id="nova-signoff"><h2>Sign-off</h2>',
@@ -150,6 +151,10 @@ def signoff_html(outcome: Decision, waivers: Waivers | None, cluster: str) -> st
         f"<b>{'Yes' if kind != 'bad' else 'No'}</b>: {esc(outcome.reason)}.</p>",
         f"<p>{_counts(Counter(outcome.summary)).replace('<br>', ', ')}</p>",
     ]
+    if cov is not None and cov.requirements:
+        n = cov.requirements
+        out.append(f'<p class="nova-gaps">Not covered by this run: <b>{n} requirement{"s" if n != 1 else ""}</b> '
+                   '(see <a href="#nova-coverage">Not covered by this run</a>).</p>')
     applied = [u for u in outcome.usage if u.status == "applied"]
     if applied:
         out.append("<h3>Waived deviations</h3>" + _waiver_table(applied, waivers, "results waived"))
@@ -239,6 +244,33 @@ def _place(key: Identity) -> str:
 def _listed(places: Sequence[str]) -> str:
     shown = ", ".join(places[:MAX_LISTED])
     return shown + (f" and {len(places) - MAX_LISTED} more" if len(places) > MAX_LISTED else "")
+
+
+COVERAGE_TITLES = {"workstations": "Workstation rules", "phase": "The other phase", "inventory": "Not in the inventory",
+                   "deselected": "Deselected", "not-run": "Not run", "unprovable": "Could not be proven"}
+
+
+def coverage_html(cov: Coverage) -> str:
+    """Not covered by this run: requirements sharing a reason are one row."""
+    if not cov.not_covered:
+        return ""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for g in cov.not_covered:
+        rows.setdefault((g.kind, g.reason), []).append(f"{g.requirement} ({g.section})" if g.section else
+                                                       g.requirement)
+    body = "".join(
+        f"<tr><td><b>{esc(COVERAGE_TITLES.get(kind, kind))}</b></td><td>{esc(reason)}</td>"
+        f"<td>{len(reqs)}: {esc(', '.join(reqs))}</td></tr>"
+        for (kind, reason), reqs in sorted(rows.items(), key=lambda kv: list(COVERAGE_TITLES).index(kv[0][0])
+                                            if kv[0][0] in COVERAGE_TITLES else len(COVERAGE_TITLES))
+    )
+    n = cov.requirements
+    return (
+        f'<div class="nova" id="nova-coverage"><h2>Not covered by this run ({n} requirement{"s" if n != 1 else ""})'
+        "</h2><p>What this verdict does not rest on: these requirements, or the parts named, were not proven by this "
+        f"run.</p><table><tr><th>what</th><th>why, and how to cover it</th><th>requirements (docs)</th></tr>{body}"
+        "</table></div>"
+    )
 
 
 def baseline_html(comparison: Comparison) -> str:

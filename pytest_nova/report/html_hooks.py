@@ -114,9 +114,11 @@ class HtmlReport:
         if self.report is not None:  # the first line a reader sees, and the browser tab
             self.report.title = f"{self.report.title}: {outcome.verdict}"
         prefix.append(html.CSS)
-        prefix.append(html.signoff_html(outcome, self.signoff.waivers, inv.name if inv else ""))
+        prefix.append(html.signoff_html(outcome, self.signoff.waivers, inv.name if inv else "", self.signoff.coverage))
         not_passed = self.state.collector.records(passed=False)
         prefix.append(html.problems_html(not_passed))
+        if self.signoff.coverage is not None:
+            prefix.append(html.coverage_html(self.signoff.coverage))
         if self.signoff.comparison is not None:
             prefix.append(html.baseline_html(self.signoff.comparison))
         prefix.append(html.warnings_html(not_passed))

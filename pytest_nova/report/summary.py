@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 import pytest
 
 from pytest_nova.baseline import Baseline, Comparison, compare
+from pytest_nova.coverage import Coverage, coverage
 from pytest_nova.model import JSONObject, Record
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Decision, decide
 from pytest_nova.results import CHECK_PROPERTY, now
@@ -13,7 +17,15 @@ from pytest_nova.verdicts import WARNING, unprovable, where
 from pytest_nova.waivers import Waivers, usage
 
 OUTCOME = pytest.StashKey[Decision]()
+# Checks -k/-m deselected in this process: requirement -> (kind, check id).
+DESELECTED = pytest.StashKey[dict[str, set[tuple[str, str]]]]()
+DESELECTED_OUTPUT = "nova_deselected"  # the same, in an xdist worker's output
 _INCOMPLETE = (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR)
+
+
+def deselected_counts(config: pytest.Config) -> dict[str, int]:
+    """Checks ``-k``/``-m`` deselected in this process, per requirement."""
+    return {req: len(ids) for req, ids in config.stash.get(DESELECTED, {}).items()}
 
 
 class SignOff:
@@ -23,14 +35,28 @@ class SignOff:
                  baseline: Baseline | None = None) -> None:
         self.config, self.state, self.waivers, self.baseline = config, state, waivers, baseline
         self.comparison: Comparison | None = None  # with the baseline, once the verdict is decided
+        self.coverage: Coverage | None = None  # once the verdict is decided
+        self.reported: dict[str, set[tuple[str, str]]] = {}  # requirement -> (kind, check id) of items that reported
+        self.worker_deselected: Counter[str] | None = None
         self.other_failures: set[str] = set()
         self.finished = ""
         self.session: pytest.Session | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Count failures of items outside the plan: they too block acceptance."""
-        if report.failed and not any(k == CHECK_PROPERTY for k, _ in report.user_properties):
+        """Count failures of items outside the plan: they too block acceptance; note the plan's checks that ran."""
+        meta = next((v for k, v in report.user_properties if k == CHECK_PROPERTY), None)
+        if isinstance(meta, dict):
+            self.reported.setdefault(str(meta.get("requirement")), set()).add((str(meta.get("kind")),
+                                                                               str(meta.get("id"))))
+        elif report.failed:
             self.other_failures.add(report.nodeid)
+
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest-nova also runs with -p no:xdist
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """Take the checks a worker deselected (every worker collects, and deselects, the same items)."""
+        counts = getattr(node, "workeroutput", {}).get(DESELECTED_OUTPUT)
+        if isinstance(counts, dict) and self.worker_deselected is None:
+            self.worker_deselected = Counter({str(k): int(v) for k, v in counts.items()})
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         """A module that failed to collect blocks acceptance too."""
@@ -51,6 +77,8 @@ class SignOff:
         if decided is not None or self.config.option.collectonly or self.session is None:
             return decided  # listing the plan checks nothing: no verdict that could read NOT ACCEPTED
         session = self.session
+        if session.exitstatus == pytest.ExitCode.USAGE_ERROR and not len(self.state.collector):
+            return None  # refused before anything ran: the one line says why, a verdict would add nothing
         records = self.state.collector.records()
         # Waivers concern failures only: read those back, not every passed result.
         used = usage(self.waivers, self.state.collector.records(passed=False)) if self.waivers is not None else []
@@ -60,9 +88,19 @@ class SignOff:
                          unprovable=not_proven)
         if self.baseline is not None:
             self.comparison = compare(self.baseline, self.state.collector.records())
+        self.coverage = self._coverage()
         self.config.stash[OUTCOME] = outcome
         self.finished = now()
         return outcome
+
+    def _coverage(self) -> Coverage | None:
+        state = self.state
+        if state.inventory is None or state.plan is None:
+            return None
+        deselected = self.worker_deselected or deselected_counts(self.config)
+        return coverage(state.catalog, state.inventory, state.plan, state.settings.phase, deselected=deselected,
+                        reported={req: len(ids) for req, ids in self.reported.items()},
+                        records=state.collector.records(passed=False))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Pytest and the verdict agree by construction; this keeps a gate from passing if they ever do not."""
@@ -77,6 +115,8 @@ class SignOff:
         if outcome is None:
             return None
         fields = outcome.as_json()
+        if self.coverage is not None:
+            fields["coverage"] = self.coverage.as_json()
         if self.comparison is not None:
             fields["baseline"] = self.comparison.as_json()
         return fields
@@ -89,7 +129,7 @@ class SignOff:
         tr = terminalreporter
         colour = {ACCEPTED: "green", ACCEPTED_WITH_WAIVERS: "yellow"}.get(outcome.verdict, "red")
         tr.write_sep("=", f"nova verdict: {outcome.verdict}", **{colour: True, "bold": True})
-        tr.write_line(f"{self.state.inventory.name}: {outcome.reason}")
+        tr.write_line(f"{self.state.inventory.name}: {outcome.reason}{self.coverage.line() if self.coverage else ''}")
         if self.comparison is not None:
             c = self.comparison
             tr.write_line(c.line(), red=bool(c.new), green=not (c.new or c.still_failing))
