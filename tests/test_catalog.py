@@ -268,7 +268,7 @@ def test_external_endpoints() -> None:
     closed = {(r.host, r.port) for r in ext if r.mode == "closed"}
     assert closed == {(f"{h}.{{universe}}", 443) for h in ("hub", "sun", "repo", "uploads")}
     assert all(r.ips for r in ext if r.mode == "internet" and r.check is None)
-    assert [r.id for r in ext if r.check] == ["ext-documented-ips"]
+    assert [r.id for r in ext if r.check] == ["ext-documented-ips", "ext-tls-trusted"]
     assert not any(r.ips for r in ext if r.mode == "closed")
 
 

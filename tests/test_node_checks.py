@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,6 +272,15 @@ def test_closed_mode_resolver_and_universe_ca() -> None:
     assert trusted.outcome == PASSED
     untrusted = judge(closed, "os-universe-ca", _with("endpoints", {hub: {"status": "untrusted", "error": "x"}}))
     assert untrusted.outcome == FAILED and untrusted.message.startswith("TLS not trusted")
+    named = _with("endpoints", {hub: {"status": "untrusted", "error": "x", "handshake": True, "cert": _rogue_cert()}})
+    named["os_release"] = {"id": "debian"}
+    got = judge(closed, "os-universe-ca", named)
+    assert "presents a chain issued by O=Rogue, CN=Rogue CA" in got.message and "update-ca-certificates" in got.fix
+    # The endpoint check passes the same facts: reaching it is what docs 2.1 asks, and the two never contradict.
+    assert endpoints.judge_endpoint(cast(Facts, named), "hub.universe.mycompany.local", 443).outcome == PASSED
+    broken = _with("endpoints", {hub: {"status": "untrusted", "error": "x", "handshake": False}})
+    assert judge(closed, "os-universe-ca", broken).outcome == SKIPPED
+    assert endpoints.judge_endpoint(cast(Facts, broken), "hub.universe.mycompany.local", 443).outcome == FAILED
     down = judge(closed, "os-universe-ca", _with("endpoints", {hub: {"status": "refused", "error": "x"}}))
     assert down.outcome == SKIPPED and "refused" in down.message
 
@@ -305,11 +316,12 @@ def test_names_on_node(inv: Inventory) -> None:
     ("unresolved", "name not resolved", "add an A record for hub.nova-platform.io"),
     ("refused", "refused", "allow outbound HTTPS"),
     ("filtered", "filtered (timed out)", "allow outbound HTTPS"),
-    ("untrusted", "TLS not trusted", "add the CA that signed hub.nova-platform.io"),
+    ("untrusted", "TLS handshake failed", "allow outbound HTTPS"),  # not even an unverified handshake
     ("proxy-refused", "refused by the proxy", "allow CONNECT to hub.nova-platform.io:443 on the proxy"),
 ])
 def test_endpoint_failure_names_its_cause(inv: Inventory, status: str, cause: str, fix: str) -> None:
-    facts = _with("endpoints", {"hub.nova-platform.io:443": {"status": status, "error": "detail"}})
+    facts = _with("endpoints", {"hub.nova-platform.io:443": {"status": status, "error": "detail",
+                                                             "handshake": False}})
     got = endpoints.judge_endpoint(cast(Facts, facts), "hub.nova-platform.io", 443)
     assert got.outcome == FAILED and got.message.startswith(f"{cause}: hub.nova-platform.io:443")
     req = load_catalog().get("ext-image-registry-hub")
@@ -543,3 +555,34 @@ def test_vendor_addresses_against_the_documented_list(inv: Inventory) -> None:
     none = judge(inv, "ext-documented-ips", _with("names", {}))
     assert none.outcome == SKIPPED
     assert load_catalog().get("ext-documented-ips").severity == "advisory"
+
+
+def _rogue_cert() -> str:
+    """A DER certificate issued by "O=Rogue, CN=Rogue CA", base64, made with openssl."""
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", f"{d}/k", "-out", f"{d}/c", "-subj", "/O=Rogue/CN=Rogue CA", "-days", "1",
+                        "-outform", "DER"], check=True, capture_output=True, timeout=30)
+        with open(f"{d}/c", "rb") as fh:
+            return base64.b64encode(fh.read()).decode()
+
+
+def test_reaching_an_endpoint_and_trusting_its_chain_are_two_results(inv: Inventory) -> None:
+    cert = _rogue_cert()
+    untrusted = {"status": "untrusted", "error": "unable to get local issuer certificate", "handshake": True,
+                 "tls": "TLSv1.3", "cert": cert, "address": "10.0.0.9"}
+    facts = _with("endpoints", {"hub.nova-platform.io:443": untrusted})
+    reached = endpoints.judge_endpoint(cast(Facts, facts), "hub.nova-platform.io", 443, "ext-tls-trusted")
+    assert reached.outcome == PASSED
+    assert reached.message == ("TCP and TLS handshake to hub.nova-platform.io:443 at 10.0.0.9 (TLSv1.3); the chain, "
+                               "issued by O=Rogue, CN=Rogue CA, does not verify with the node's trust store; "
+                               "ext-tls-trusted (advisory) names the CA to install")
+    trust = judge(inv, "ext-tls-trusted", facts)
+    assert trust.outcome == FAILED and trust.message == (
+        "the node's trust store does not verify the chain of hub.nova-platform.io:443 (issued by O=Rogue, CN=Rogue CA) "
+        "through the "
+        "proxy (if the issuer is the proxy's own CA, it intercepts TLS)")  # this inventory sets network.httpProxy
+    assert load_catalog().get("ext-tls-trusted").severity == "advisory"
+    assert judge(inv, "ext-tls-trusted", good_facts()).outcome == PASSED
+    nothing = _with("endpoints", {})
+    assert judge(inv, "ext-tls-trusted", nothing).outcome == SKIPPED

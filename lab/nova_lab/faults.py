@@ -58,6 +58,8 @@ KINDS: dict[str, Kind] = {
                         (("host", "worker-1"), ("shell", "/bin/sh"))),
     "endpoint-unreachable": Kind("drop a node's traffic at the vendor, Universe and proxy hosts",
                                  (("host", "worker-1"),)),
+    "universe-ca-missing": Kind("a host's trust store lacks the Nova Universe root CA (the others keep it)",
+                                (("host", "worker-1"),)),
     "untrusted-ca": Kind("the vendor and/or Universe server presents a certificate of an untrusted CA",
                          (("server", "all"),)),
     "healthcheck-503": Kind("a master or infra/ingress node answers 503 on its health path (installed mode)",
@@ -94,7 +96,7 @@ DNS_KINDS = ("dns-missing-record", "dns-wrong-target")
 NFT_KINDS = ("fw-drop", "fw-reject", "endpoint-unreachable", "kubelet-down", "dns53-down")
 FLAG_KINDS = ("untrusted-ca", "healthcheck-503", "tls-terminating-api-lb", "node-notready", "node-missing",
               "proxy-deny")
-HOST_KINDS = ("sudoers-missing", "sudo-limited", "sudo-elsewhere",
+HOST_KINDS = ("sudoers-missing", "sudo-limited", "sudo-elsewhere", "universe-ca-missing",
               "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing",
               "noisy-shell", "sshd-limits", "no-icmp", "docs-literal", "ip-forward-off")
 

@@ -99,6 +99,9 @@ class Endpoint(TypedDict, total=False):
     address: str
     tls: str | None
     issuer: str | None
+    handshake: bool  # status untrusted: whether a handshake without verifying the chain completed
+    handshake_error: str
+    cert: str  # status untrusted: the certificate presented, base64 DER
 
 
 class Http(TypedDict, total=False):

@@ -5,6 +5,7 @@ Each rule says what the probe must gather (``needs``) and judges a node's facts 
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from pytest_nova.inventory import Inventory
 from pytest_nova.model import JSONValue
 from pytest_nova.plan import Check, EndpointCheck, NamesOnNodeCheck, NodeCheck
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Finding
+from pytest_nova.x509 import cert_names
 
 # A catalog entry's ``params`` (validated as a mapping when the catalog is loaded).
 Params = Mapping[str, JSONValue]
@@ -384,6 +386,17 @@ def _is_public(address: str) -> bool:
         return False
 
 
+def issuer_of(got: Endpoint | dict[str, object]) -> str:
+    """Who issued the certificate an endpoint presented (from its DER), or what the probe said."""
+    raw = got.get("cert")
+    if isinstance(raw, str) and raw:
+        try:
+            return cert_names(base64.b64decode(raw))[1] or "an unnamed issuer"
+        except (ValueError, IndexError):
+            pass
+    return str(got.get("issuer") or "an unknown issuer")
+
+
 def universe_ca_fix(facts: Facts, ctx: Context) -> str:
     """The docs' CA download and trust-store update, for the host's OS family (universe 2.7)."""
     from pytest_nova.checks.firewall_fixes import DEBIAN, RHEL, os_family
@@ -401,17 +414,57 @@ def universe_ca_fix(facts: Facts, ctx: Context) -> str:
 
 @rule("universe_ca_trusted", needs=lambda p, c: {"endpoints": [list(universe_hub(c))]})
 def universe_ca_trusted(facts: Facts, params: Params, ctx: Context) -> Finding:
-    """A TLS handshake with the Universe hub verifies against the node's own trust store."""
+    """A TLS handshake with the Universe hub verifies against the node's own trust store (universe 2.7).
+
+    Reaching the hub is the endpoint check's (required); this one only judges the chain, so the two never
+    contradict: an unreachable hub is skipped here.
+    """
     name, port = universe_hub(ctx)
     got = (facts.get("endpoints") or {}).get(f"{name}:{port}") or Endpoint(status="error", error="not probed")
     status = got.get("status")
     if status == "ok":
         issuer = got.get("issuer")
         return Finding(PASSED, f"TLS to {name}:{port} verifies with the node's trust store (issuer {issuer})")
-    if status == "untrusted":
-        return Finding(FAILED, f"TLS not trusted: {name}:{port}: {got.get('error')}", universe_ca_fix(facts, ctx))
+    if status == "untrusted" and got.get("handshake", True):
+        return Finding(FAILED, f"TLS not trusted: {name}:{port} presents a chain issued by {issuer_of(got)}, which "
+                               f"the node's trust store does not hold ({got.get('error')}): install the Universe root "
+                               "CA", universe_ca_fix(facts, ctx))
     # Unreachable: the endpoint check reports why; the trust store cannot be judged.
     return Finding(SKIPPED, f"not checked: {name}:{port} {CAUSES.get(str(status), status)}: {got.get('error')}")
+
+
+def vendor_endpoints() -> list[tuple[str, int]]:
+    """The internet-mode endpoints of docs 2 (host, port), from the packaged catalog."""
+    from pytest_nova.catalog import load_catalog
+
+    return sorted({(str(r.host), int(r.port)) for r in load_catalog().by_area("external")
+                   if r.mode == "internet" and r.host and r.port})
+
+
+@rule("endpoints_trusted", needs=lambda p, c: {"endpoints": [list(e) for e in vendor_endpoints()]})
+def endpoints_trusted(facts: Facts, params: Params, ctx: Context) -> Finding:
+    """Every vendor endpoint the host reaches presents a chain its trust store verifies (advisory)."""
+    seen = facts.get("endpoints") or {}
+    by_issuer: dict[str, list[str]] = {}
+    trusted, unknown = [], []
+    for name, port in vendor_endpoints():
+        got = seen.get(f"{name}:{port}") or Endpoint(status="error")
+        if got.get("status") == "ok":
+            trusted.append(f"{name}:{port}")
+        elif got.get("status") == "untrusted" and got.get("handshake", True):
+            by_issuer.setdefault(issuer_of(got), []).append(f"{name}:{port}")
+        else:
+            unknown.append(f"{name}:{port}")
+    if by_issuer:
+        via = " through the proxy (if the issuer is the proxy's own CA, it intercepts TLS)" \
+            if ctx.inventory.http_proxy else ""
+        chains = "; ".join(f"{', '.join(eps)} (issued by {issuer})" for issuer, eps in by_issuer.items())
+        return Finding(FAILED, f"the node's trust store does not verify the chain of {chains}{via}")
+    if not trusted:
+        return Finding(SKIPPED, f"not checked: no vendor endpoint answered TLS ({', '.join(unknown)}): the endpoint "
+                                "checks say why")
+    note = f" ({', '.join(unknown)} not reached: not judged)" if unknown else ""
+    return Finding(PASSED, f"the node's trust store verifies {', '.join(trusted)}{note}")
 
 
 # ---- vendor addresses (docs 2)
