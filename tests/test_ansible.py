@@ -504,6 +504,7 @@ def test_ssh_arguments_become_options_and_the_rest_a_warning_per_host(
         w3 ansible_host=192.0.2.13 ansible_connection=community.docker.docker
         w4 ansible_host=192.0.2.14 ansible_connection=winrm
         w5 ansible_host=192.0.2.15 ansible_connection=paramiko
+        w6 ansible_host=192.0.2.16 ansible_ssh_extra_args='-o UserKnownHostsFile=w6_known_hosts'
         [all:vars]
         ansible_user=nova
         ansible_ssh_private_key_file=/keys/nova
@@ -516,14 +517,14 @@ def test_ssh_arguments_become_options_and_the_rest_a_warning_per_host(
     inv = load_inventory(out)
     proxy = ("ProxyCommand=ssh -W %h:%p -q ubuntu@192.0.2.100",)
     assert {n.name: login(inv, n)[3] for n in inv.nodes if n.name != "nova-ctl"} == {
-        "m1": proxy, "m2": proxy, "w2": proxy, "w3": proxy, "w4": proxy,
+        "m1": proxy, "m2": proxy, "w2": proxy, "w3": proxy, "w4": proxy, "w6": proxy,
         "w1": ("ProxyJump=ops@192.0.2.100",),  # its own ansible_ssh_common_args replace the group's, as in Ansible
         "w5": (),  # paramiko: Ansible does not use the ssh arguments
     }
     assert inv.host("w5").connection == "paramiko" and inv.ssh.host_key_policy == "accept-new"
     warnings = sorted(ln.removeprefix(f"{PROG}: warning: ") for ln in err.splitlines() if ": warning: " in ln)
     assert warnings == sorted([
-        "m1, m2, w2, w3, w4: -F ssh-bastion.conf in its ssh arguments: pytest-nova's ssh reads ~/.ssh/config, not "
+        "m1, m2, w2, w3, w4, w6: -F ssh-bastion.conf in its ssh arguments: pytest-nova's ssh reads ~/.ssh/config, not "
         "that file: carry the settings the nodes need into ssh.options (e.g. ProxyJump=…) or nova-ctl's "
         "~/.ssh/config",
         "m2: StrictHostKeyChecking=no in its ssh arguments: written as ssh.hostKeyPolicy: accept-new for every "
@@ -538,6 +539,8 @@ def test_ssh_arguments_become_options_and_the_rest_a_warning_per_host(
         "(docker://…), or --skip it",
         "w4: ansible_connection=winrm: a Windows host; Nova nodes are Linux machines reached over ssh: leave it "
         "out with --skip HOST, or map another host",
+        f"w6: left out UserKnownHostsFile={Path.cwd()}/w6_known_hosts of its ssh arguments: it is not every node's, "
+        "and ssh.knownHostsFile is one file for all: set it by hand to a file that holds every node's host key",
         "w5: Ansible's paramiko connection ignores ansible_ssh_common_args/extra_args; so does the converted node "
         "(connection: paramiko)",
     ])

@@ -130,6 +130,13 @@ def convert(args: argparse.Namespace, argv: Sequence[str]) -> tuple[str, list[No
     if problems:
         raise ConvertError(f"{inv.source}: {problems.line()}")
     nodes.sort(key=lambda n: (TARGETS.index(n.roles[0]), n.name))
+    known = {n.known_hosts for n in nodes if n.connection != "local"}
+    if len(known) > 1:  # ssh.knownHostsFile is one file for every node: a file some hosts name cannot be kept
+        for n in nodes:
+            if n.known_hosts is not None:
+                notes.add(n.name, f"left out UserKnownHostsFile={n.known_hosts} of its ssh arguments: it is not "
+                                  "every node's, and ssh.knownHostsFile is one file for all: set it by hand to a "
+                                  "file that holds every node's host key")
     _nova_ctl(nodes, args.nova_ctl, inv.source)
     details = Details(args.name, args.dns_base_domain, tuple(args.dns_server), args.user, args.identity_file)
     header = []

@@ -211,7 +211,7 @@ def node(h: AnsibleHost, s: Settings, roles: tuple[str, ...], how: Addressing, c
                else "StrictHostKeyChecking=no in its ssh arguments")
         notes.add(h.name, f"{why}: written as ssh.hostKeyPolicy: accept-new for every node (a new host key is "
                           "accepted and remembered; a changed one still fails)")
-    known = args.known_hosts if args.known_hosts not in (None, "/dev/null") else None
+    known = _key_path(args.known_hosts, cwd) if args.known_hosts not in (None, "/dev/null") else None
     port = s.port
     if port is None and args.port is not None:
         port = int(args.port) if args.port.isdigit() else None
