@@ -1,16 +1,22 @@
 """pytest-nova: prove that infrastructure meets Nova Container Platform's installation requirements.
 
-The names a suite or site-plugin author needs; everything else is internal and may change.
+The names a suite or site-plugin author needs (``__all__``), typed; everything else is internal and may change.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from pytest_nova.areas import AreaSpec
+from pytest_nova.areas import OPTIONAL, REQUIRED, AreaSpec, Key
 from pytest_nova.catalog import Catalog, Requirement
+from pytest_nova.checks.facts import Facts
+from pytest_nova.checks.node_registry import NodeFact, gathered, node_verdicts
+from pytest_nova.checks.node_rules import Context, Params
+from pytest_nova.checks.node_rules import Rule as NodeRule
+from pytest_nova.hosts import HostError, Hosts, RemoteHost, Result
 from pytest_nova.inventory import Host, Inventory
-from pytest_nova.kinds import Kind, Registry
+from pytest_nova.kinds import Judge, Kind, Registry, RegistryError
+from pytest_nova.model import JSONObject, JSONValue, Outcome, Phase
 from pytest_nova.plan import (
     BalancerCheck,
     Check,
@@ -18,19 +24,24 @@ from pytest_nova.plan import (
     ClusterNodeCheck,
     DnsRecordCheck,
     EndpointCheck,
+    Expand,
     InventoryCheck,
     NamesOnNodeCheck,
     NodeCheck,
     PortRuleCheck,
     Target,
+    hosts_in_scope,
 )
+from pytest_nova.runcache import RunCache, once
 from pytest_nova.session import NovaItem, NovaSession, session_of
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, WARNING, Finding, Verdict
 
 __all__ = [
     "ERROR",
     "FAILED",
+    "OPTIONAL",
     "PASSED",
+    "REQUIRED",
     "SKIPPED",
     "WARNING",
     "AreaSpec",
@@ -39,22 +50,44 @@ __all__ = [
     "Check",
     "ClusterCheck",
     "ClusterNodeCheck",
+    "Context",
     "DnsRecordCheck",
     "EndpointCheck",
+    "Expand",
+    "Facts",
     "Finding",
     "Host",
+    "HostError",
+    "Hosts",
     "Inventory",
     "InventoryCheck",
+    "JSONObject",
+    "JSONValue",
+    "Judge",
+    "Key",
     "Kind",
     "NamesOnNodeCheck",
     "NodeCheck",
+    "NodeFact",
+    "NodeRule",
     "NovaItem",
     "NovaSession",
+    "Outcome",
+    "Params",
+    "Phase",
     "PortRuleCheck",
     "Registry",
+    "RegistryError",
+    "RemoteHost",
     "Requirement",
+    "Result",
+    "RunCache",
     "Target",
     "Verdict",
     "__version__",
+    "gathered",
+    "hosts_in_scope",
+    "node_verdicts",
+    "once",
     "session_of",
 ]

@@ -10,6 +10,7 @@ from pytest_nova.catalog import Catalog
 from pytest_nova.hosts import Access, Hosts, Transport
 from pytest_nova.inventory import Host, Inventory
 from pytest_nova.options import NO_INVENTORY
+from pytest_nova.runcache import RunCache
 from pytest_nova.rundir import run_dir
 from pytest_nova.session import NovaItem, NovaSession, session_of
 from pytest_nova.transports import builtin_transport
@@ -66,7 +67,12 @@ def hosts_of(config: pytest.Config) -> Hosts:
 
 @pytest.fixture(scope="session")
 def nova_hosts(pytestconfig: pytest.Config) -> Hosts:
-    """Every inventory host, reached through the transport the ``pytest_nova_transport`` hook gives for it."""
+    """Every inventory host by name (``nova_hosts["master-1"]``, a :class:`~pytest_nova.hosts.RemoteHost`).
+
+    Each is reached through the transport the ``pytest_nova_transport`` hook gives for it, over the run's one
+    login per host: ``.run(command, timeout=)`` returns a ``Result`` (``rc``, ``stdout``, ``stderr``) or raises
+    ``HostError`` when the host cannot be reached.
+    """
     return hosts_of(pytestconfig)
 
 
@@ -80,3 +86,9 @@ def pytest_nova_transport(host: Host, inventory: Inventory, access: Access) -> T
 def nova_run_dir() -> Path:
     """The folder shared by the controller and the xdist workers for this run's caches."""
     return run_dir()
+
+
+@pytest.fixture(scope="session")
+def nova_run_cache(nova_run_dir: Path) -> RunCache:
+    """The run cache: ``nova_run_cache.once(key, compute)`` computes once per run, for every xdist worker."""
+    return RunCache(nova_run_dir)

@@ -17,6 +17,7 @@ from pathlib import Path
 from pytest_nova.errors import SourceError
 
 FIFO_SECONDS = 10.0  # how long a pipe or FIFO may take to deliver its whole content
+KUBECONFIG_BYTES = 64 << 20  # a kubeconfig of many users with inline certificates; larger ones are only scanned
 
 
 def kind_of(mode: int) -> str | None:

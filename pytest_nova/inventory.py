@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pytest_nova import secrets
+from pytest_nova.errors import quote
 from pytest_nova.yamlsource import Document, KeyPath, format_path, load
 
 ROLES = ("nova-ctl", "master", "infra", "ingress", "worker")
@@ -40,8 +41,13 @@ _NOT_A_HOST: tuple[tuple[Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address
 )
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{1,63}$")
+# Matched whole (fullmatch): "$" would also accept a trailing line break.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{1,63}")
+# Hosts (nodes and workstations) one run supports: the plan's port rules grow with their square; measured in
+# docs/scaling.md (the collection of the largest stays under 60 s and 2 GB).
+MAX_HOSTS = 4000
+_TOP_KEYS = ("cluster", "network", "universe", "ssh", "loadBalancers", "nodes", "workstations", "kubeconfig")
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,8 @@ class _Reader:
             if key not in allowed:
                 raise self.fail((*path, key), f"unknown key (expected one of: {', '.join(allowed)})")
         for key, required in allowed.items():
+            if required and key in value and value[key] is None:  # e.g. a TODO line left empty
+                raise self.fail((*path, key), "no value given; fill it in")
             if required and value.get(key) is None:
                 raise self.fail(path, f"missing required key '{key}'")
         return value
@@ -172,18 +180,18 @@ class _Reader:
     def string(self, value: object, path: KeyPath, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
-        if pattern and not pattern.match(value):
-            raise self.fail(path, f"'{value}' is not a valid {what}")
+        if pattern and not pattern.fullmatch(value):
+            raise self.fail(path, f"{quote(value)} is not a valid {what}")
         return value
 
     def choice(self, value: object, path: KeyPath, options: tuple[str, ...], what: str) -> str:
         if value not in options:
-            raise self.fail(path, f"unknown {what} {value!r} (expected one of: {', '.join(options)})")
+            raise self.fail(path, f"unknown {what} {quote(value)} (expected one of: {', '.join(options)})")
         return str(value)
 
     def port(self, value: object, path: KeyPath) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-            raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
+            raise self.fail(path, f"expected a port number 1-65535, got {quote(value)}")
         return value
 
     def address(self, value: object, path: KeyPath, *, v4_only: bool = False, why_v4: str = _V4_UNIVERSE) -> str:
@@ -191,9 +199,9 @@ class _Reader:
         try:
             ip = ipaddress.ip_address(text)
         except ValueError:
-            raise self.fail(path, f"'{text}' is not an IP address; write the host's IPv4 address") from None
+            raise self.fail(path, f"{quote(text)} is not an IP address; write the host's IPv4 address") from None
         if v4_only and ip.version != 4:
-            raise self.fail(path, f"'{text}' is IPv6; {why_v4}")
+            raise self.fail(path, f"{quote(text)} is IPv6; {why_v4}")
         for test, what in _NOT_A_HOST:
             if test(ip):
                 raise self.fail(path, f"{ip} is {what}, not a host's address; write the address other hosts reach")
@@ -216,20 +224,21 @@ def _kind(value: object) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"'{value}'" if isinstance(value, str) else repr(value)
+    return quote(value)
 
 
 _HOST_KEYS = {
     "name": True, "address": True, "connection": False, "user": False, "port": False, "identityFile": False,
     "sshOptions": False,
 }
-# OpenSSH options the inventory sets through keys of its own, or that pytest-nova needs as it sets them (the
-# shared connection, no prompt): given in ssh.options they would be ignored (ssh keeps an option's first value).
-_OWN_SSH_OPTIONS = {
+# OpenSSH options the inventory sets through keys of its own ("use ..."), or that pytest-nova sets itself (""):
+# given in ssh.options they would be ignored, since ssh keeps an option's first value.
+OWN_SSH_OPTIONS = {
     "user": "the user key", "port": "the port key", "identityfile": "the identityFile key",
     "hostname": "the node's address", "stricthostkeychecking": "ssh.hostKeyPolicy",
-    "userknownhostsfile": "ssh.knownHostsFile", "batchmode": "", "controlmaster": "", "controlpath": "",
-    "controlpersist": "", "passwordauthentication": "", "identitiesonly": "",
+    "userknownhostsfile": "ssh.knownHostsFile", "connecttimeout": "--nova-connect-timeout", "batchmode": "",
+    "controlmaster": "", "controlpath": "", "controlpersist": "", "passwordauthentication": "",
+    "identitiesonly": "", "serveraliveinterval": "", "serveralivecountmax": "", "loglevel": "", "kexalgorithms": "",
 }
 _SSH_OPTION = re.compile(r"^([A-Za-z][A-Za-z0-9]*)(?:=|\s+)(\S.*)$")
 
@@ -274,9 +283,9 @@ def _ssh_options(r: _Reader, value: object, path: KeyPath, connection: str | Non
     for i, option in enumerate(options):
         m = _SSH_OPTION.match(option.strip())
         if m is None or any(c in option for c in "\n\r\0"):
-            raise r.fail((*path, i), f"'{option}' is not an OpenSSH option; write Key=Value, e.g. "
+            raise r.fail((*path, i), f"{quote(option)} is not an OpenSSH option; write Key=Value, e.g. "
                                      "ProxyJump=ops@10.10.0.2")
-        own = _OWN_SSH_OPTIONS.get(m.group(1).lower())
+        own = OWN_SSH_OPTIONS.get(m.group(1).lower())
         if own is not None:
             instead = f"use {own}" if own else "pytest-nova sets it itself"
             raise r.fail((*path, i), f"{m.group(1)} cannot be given here: {instead}")
@@ -284,14 +293,20 @@ def _ssh_options(r: _Reader, value: object, path: KeyPath, connection: str | Non
 
 
 def _unique(r: _Reader, hosts: Iterator[tuple[KeyPath, Host]], balancers: dict[str, str]) -> None:
-    names: dict[str, KeyPath] = {}
+    names: dict[str, tuple[KeyPath, str]] = {}  # by the name in lower case: Kubernetes node names are
     addresses: dict[str, KeyPath] = {}
     for path, h in hosts:
-        if h.name in names:
-            raise r.fail((*path, "name"), f"duplicate name '{h.name}' (also at {_at(r, names[h.name])})")
+        folded = h.name.lower()
+        if folded in names:
+            other, spelled = names[folded]
+            if spelled != h.name:
+                raise r.fail((*path, "name"), f"{quote(h.name)} differs only in case from {quote(spelled)} at "
+                             f"{_at(r, other)}; Kubernetes names nodes in lower case, so both would be one node: "
+                             "give each host its own name")
+            raise r.fail((*path, "name"), f"duplicate name {quote(h.name)} (also at {_at(r, other)})")
         if h.address in addresses:
             raise r.fail((*path, "address"), f"duplicate address {h.address} (also at {_at(r, addresses[h.address])})")
-        names[h.name], addresses[h.address] = path, path
+        names[folded], addresses[h.address] = (path, h.name), path
     for role, address in balancers.items():
         if address in addresses:
             raise r.fail(
@@ -308,6 +323,10 @@ def _at(r: _Reader, path: KeyPath) -> str:
 def parse(doc: Document) -> Inventory:
     """Validate a parsed inventory document."""
     r = _Reader(doc)
+    if not isinstance(doc.data, dict) or not set(doc.data) & set(_TOP_KEYS):
+        # Quoting a file that is not an inventory (a shadow file given by mistake) could print its secrets.
+        raise doc.error((), "not a pytest-nova inventory: it has none of the top-level keys "
+                            f"{', '.join(_TOP_KEYS)}; is this the right file?")
     top = r.mapping(
         doc.data,
         (),
@@ -338,6 +357,11 @@ def parse(doc: Document) -> Inventory:
     dns_servers = r.strings(net["dnsServers"], ("network", "dnsServers"), r.address)
     if not dns_servers:
         raise r.fail(("network", "dnsServers"), "list at least one DNS server the nodes use")
+    for i, server in enumerate(dns_servers):
+        if server in dns_servers[:i]:
+            first = dns_servers.index(server)
+            raise r.fail(("network", "dnsServers", i),
+                         f"{server} is listed twice (also at network.dnsServers[{first}]); list each DNS server once")
     dns_mode = net.get("dnsMode")
     if dns_mode is not None:
         dns_mode = r.choice(dns_mode, ("network", "dnsMode"), DNS_MODES, "DNS mode")
@@ -396,8 +420,12 @@ def parse(doc: Document) -> Inventory:
     raw_nodes = top["nodes"]
     if not isinstance(raw_nodes, list) or not raw_nodes:
         raise r.fail(("nodes",), "expected a non-empty list of nodes")
-    nodes = tuple(_host(r, raw, ("nodes", i), node=True) for i, raw in enumerate(raw_nodes))
     raw_ws = top.get("workstations") or []
+    hosts = len(raw_nodes) + (len(raw_ws) if isinstance(raw_ws, list) else 0)
+    if hosts > MAX_HOSTS:
+        raise r.fail(("nodes",), f"{hosts} nodes and workstations; one run supports at most {MAX_HOSTS} (the plan's "
+                     "port rules grow with the square of the hosts, docs/scaling.md): check the cluster in parts")
+    nodes = tuple(_host(r, raw, ("nodes", i), node=True) for i, raw in enumerate(raw_nodes))
     if not isinstance(raw_ws, list):
         raise r.fail(("workstations",), f"expected a list, got {_kind(raw_ws)}")
     workstations = tuple(_host(r, raw, ("workstations", i), node=False) for i, raw in enumerate(raw_ws))
@@ -452,7 +480,10 @@ def parse(doc: Document) -> Inventory:
 def _proxy_url(r: _Reader, raw: str) -> str:
     """``network.httpProxy`` checked, ``${VAR}`` taken from the environment, its password masked.
 
-    The password is registered as a secret and never kept: the checks only need the proxy's host and port.
+    Parsed as curl and urllib do: the host part ends at the first ``/``, so a ``/`` or ``@`` in the user or
+    password must be percent-encoded. Whatever stands between ``://`` and the last ``@`` is treated as a secret
+    before anything is checked, so no refusal prints it. The password is registered as a secret and never
+    kept: the checks only need the proxy's host and port.
     """
     at = ("network", "httpProxy")
 
@@ -464,17 +495,32 @@ def _proxy_url(r: _Reader, raw: str) -> str:
         return value
 
     url = _ENV_REF.sub(env, raw)
+    scheme, sep, rest = url.partition("://")
+    userinfo, has_user, after = rest.rpartition("@")
+    if sep and has_user:
+        user, colon, password = userinfo.partition(":")
+        for secret in (password, unquote(password)):
+            secrets.register(secret)
+        plain = not any(c in userinfo for c in "/?#@")
+        masked = ("***" if not plain else f"{user}:***" if colon else user)
+        shown = f"{scheme}://{masked}@{after}"
+    else:
+        shown = url
+    shown = quote(shown)
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if (has_user and "@" not in authority) or authority.count("@") > 1:
+        raise r.fail(at, f"{shown}: its user or password holds '/', '?', '#' or '@', which end the host part of a "
+                         "URL; percent-encode them (/ as %2F, @ as %40), as curl and other proxy clients expect")
     parts = urlsplit(url)
-    if parts.password:
-        secrets.register(parts.password)
-    shown = secrets.mask_url(url)
     try:
         port = parts.port
     except ValueError:
-        raise r.fail(at, f"'{shown}' has an invalid port; write http://host:port with a port 1-65535") from None
+        raise r.fail(at, f"{shown} has an invalid port; write http://host:port with a port 1-65535") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
-        raise r.fail(at, f"'{shown}' is not a proxy URL; write http://host:port")
-    return shown
+        raise r.fail(at, f"{shown} is not a proxy URL; write http://host:port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise r.fail(at, f"{shown} has a path; a proxy URL is http://host:port")
+    return secrets.mask_url(url)
 
 
 def load_inventory(path: Path) -> Inventory:

@@ -141,6 +141,11 @@ class Registry:
                 if c.kind != kind.name:
                     raise RegistryError(f"kind {kind.name!r}: its expansion gave a {type(c).__name__} (kind "
                                         f"{c.kind!r}), not a {kind.check_type.__name__}")
+                stray = sorted(set(c.phases) - c.allowed_phases)
+                if stray or not c.phases:
+                    raise RegistryError(f"kind {kind.name!r}: check {c.id!r} is collected in "
+                                        f"{', '.join(stray) or 'no phase'}, not its requirement's phase "
+                                        f"({', '.join(c.requirement.phases)}): give it phases=requirement.phases")
                 if c.id in ids:
                     raise RegistryError(f"kind {kind.name!r}: check id {c.id!r} is given twice (requirements "
                                         f"{ids[c.id]} and {c.requirement.id}); each id names one test item")

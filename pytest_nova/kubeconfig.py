@@ -7,9 +7,10 @@ import binascii
 import os
 from pathlib import Path
 
-import yaml
-
+from pytest_nova.errors import SourceError
+from pytest_nova.inputs import KUBECONFIG_BYTES, read_small
 from pytest_nova.inventory import Inventory
+from pytest_nova.yamlsource import load
 
 DEFAULT_KUBECONFIG = "~/.kube/config"
 
@@ -24,21 +25,36 @@ def kubeconfig_path(inv: Inventory, environ: dict[str, str] | None = None) -> Pa
     return Path((existing or paths or [DEFAULT_KUBECONFIG])[0]).expanduser()
 
 
+def _entries(cfg: dict[str, object], key: str, inner: str) -> dict[object, object]:
+    listed = cfg.get(key)
+    return {c.get("name"): c.get(inner) for c in listed if isinstance(c, dict)} if isinstance(listed, list) else {}
+
+
 def _current_cluster(cfg: object) -> dict[str, object]:
     """The ``cluster`` mapping of the current context (else of the first cluster); any YAML is accepted."""
     if not isinstance(cfg, dict):
         return {}
-    clusters = {c.get("name"): c.get("cluster") or {} for c in cfg.get("clusters") or [] if isinstance(c, dict)}
-    contexts = {c.get("name"): c.get("context") or {} for c in cfg.get("contexts") or [] if isinstance(c, dict)}
-    name = contexts.get(cfg.get("current-context"), {}).get("cluster")
-    found = clusters.get(name) or next(iter(clusters.values()), {})
+    clusters = _entries(cfg, "clusters", "cluster")
+    context = _entries(cfg, "contexts", "context").get(cfg.get("current-context"))
+    name = context.get("cluster") if isinstance(context, dict) else None
+    found = clusters.get(name) if isinstance(name, str) else None
+    found = found or next(iter(clusters.values()), {})
     return found if isinstance(found, dict) else {}
+
+
+def kubeconfig_problem(path: Path) -> str | None:
+    """Why the kubeconfig at ``path`` cannot be read (one line naming file, line and key), or None."""
+    try:
+        load(path, KUBECONFIG_BYTES)
+    except SourceError as exc:
+        return str(exc)
+    return None
 
 
 def _read(path: Path) -> dict[str, object]:
     try:
-        return _current_cluster(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError):
+        return _current_cluster(load(path, KUBECONFIG_BYTES).data)
+    except SourceError:
         return {}
 
 
@@ -60,8 +76,6 @@ def kubeconfig_ca(path: Path) -> str | None:
     if ca:
         ca_path = Path(str(ca)).expanduser()
         ca_path = ca_path if ca_path.is_absolute() else path.parent / ca_path
-        try:
-            return ca_path.read_text()
-        except OSError:
-            return None
+        raw = read_small(ca_path, 1 << 20)
+        return raw.decode("utf-8", "replace") if raw is not None else None
     return None

@@ -67,6 +67,8 @@ class Record(TypedDict):
     _checked: NotRequired[str]  # what was checked, where
     _expected: NotRequired[str]  # what the docs demand, with their section
     _fix: NotRequired[str]  # how to make it hold
+    _fix_shared: NotRequired[str]  # the fix shared by failures differing only in source, "{sources}" their addresses
+    _fix_source: NotRequired[str]  # this failure's source address, for _fix_shared
     _unprovable: NotRequired[bool]  # skipped: the rule may or may not hold, and nothing could tell
     _waiver: NotRequired[int]  # index of the waiver that waived it
     _observed: NotRequired[str]  # the message before a waiver's reason was added to it

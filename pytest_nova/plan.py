@@ -57,6 +57,11 @@ class Check:
         """The pytest-xdist group: one worker holds one host's connection."""
         return self.host or RUNNER
 
+    @property
+    def allowed_phases(self) -> frozenset[str]:
+        """The phases its requirements name: the only ones it may be collected in."""
+        return frozenset(self.requirement.phases)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DnsRecordCheck(Check):
@@ -74,6 +79,11 @@ class NamesOnNodeCheck(Check):
 
     kind: ClassVar[str] = "dns_on_node"
     records: tuple[tuple[str, Requirement], ...] = field(default=(), compare=False)
+
+    @property
+    def allowed_phases(self) -> frozenset[str]:
+        """The phases of any of its names' requirements."""
+        return frozenset(p for _, r in self.records for p in r.phases) | frozenset(self.requirement.phases)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,7 +203,7 @@ def dns_records(cat: Catalog, inv: Inventory) -> Iterator[Check]:
     """Each name at each DNS server of the inventory."""
     for name, req, ok in _names(cat, inv):
         for server in inv.dns_servers:
-            yield DnsRecordCheck(id=f"{name}:{server}", requirement=req, phases=("preinstall",), name=name,
+            yield DnsRecordCheck(id=f"{name}:{server}", requirement=req, phases=req.phases, name=name,
                                  server=server, target=name, allowed=ok)
 
 
@@ -202,8 +212,10 @@ def names_on_nodes(cat: Catalog, inv: Inventory) -> Iterator[Check]:
     names = _names(cat, inv)
     records = [r for r in cat.by_area("dns") if r.module is None or r.module in inv.modules]
     first = records[0] if records else cat.by_area("dns")[0]
+    used = {p for _, r, _ in names for p in r.phases} or set(first.phases)
+    phases = tuple(p for p in BOTH_PHASES if p in used)
     for node in _probe_hosts(inv):
-        yield NamesOnNodeCheck(id=node.name, requirement=first, phases=("preinstall",), host=node.name,
+        yield NamesOnNodeCheck(id=node.name, requirement=first, phases=phases, host=node.name,
                                source=node.name, records=tuple((n, r) for n, r, _ in names))
 
 
@@ -220,7 +232,7 @@ def external(cat: Catalog, inv: Inventory) -> Iterator[Check]:
         for r in reqs:
             host = endpoint_host(r, inv)
             for h in host.split():  # a row may name two hosts (hub and storage share the image store)
-                yield EndpointCheck(id=f"{node.name}:{h}:{r.port}", requirement=r, phases=("preinstall",),
+                yield EndpointCheck(id=f"{node.name}:{h}:{r.port}", requirement=r, phases=r.phases,
                                     host=node.name, source=node.name, target=h, name=h, port=r.port, protocol="tcp")
 
 
@@ -234,17 +246,23 @@ def node_reqs(cat: Catalog, inv: Inventory) -> Iterator[Check]:
                 continue
             if area == "external" and (r.check is None or r.mode != inv.mode):
                 continue  # endpoints are expanded by _external
-            if r.scope == "nodes":
-                hosts = list(inv.cluster_nodes)
-            elif r.scope == "nova-ctl":
-                hosts = [inv.nova_ctl] if inv.nova_ctl else []
-            elif r.scope == "hosts":
-                hosts = _probe_hosts(inv)
-            else:
-                continue
-            for h in hosts:
-                yield NodeCheck(id=f"{h.name}:{r.id}", requirement=r, phases=(r.phase,), host=h.name,
+            for h in hosts_in_scope(inv, r.scope):
+                yield NodeCheck(id=f"{h.name}:{r.id}", requirement=r, phases=r.phases, host=h.name,
                                 source=h.name)
+
+
+def hosts_in_scope(inv: Inventory, scope: str | None) -> list[Host]:
+    """The hosts a node requirement's ``scope`` names (none for ``cluster`` and ``runner``: judged elsewhere).
+
+    ``nodes``: the cluster nodes; ``nova-ctl``; ``hosts``: nova-ctl and the cluster nodes.
+    """
+    if scope == "nodes":
+        return list(inv.cluster_nodes)
+    if scope == "nova-ctl":
+        return [inv.nova_ctl] if inv.nova_ctl else []
+    if scope == "hosts":
+        return _probe_hosts(inv)
+    return []
 
 
 def http_proxy(inv: Inventory) -> tuple[str, int] | None:
@@ -266,7 +284,7 @@ def _proxy_rule(r: Requirement, inv: Inventory) -> Iterator[Check]:
         yield PortRuleCheck(
             id=f"{src.name}:proxy:{port}/tcp",
             requirement=r,
-            phases=BOTH_PHASES,
+            phases=r.phases,
             host=src.name,
             source=src.name,
             target="proxy",
@@ -336,7 +354,7 @@ def firewall(cat: Catalog, inv: Inventory) -> Iterator[Check]:
             yield PortRuleCheck(
                 id=f"{src}:{label}:{port}",
                 requirement=r,
-                phases=BOTH_PHASES,
+                phases=r.phases,
                 host=src,
                 source=src,
                 target=label,
@@ -411,7 +429,7 @@ def balancers(cat: Catalog, inv: Inventory) -> Iterator[Check]:
             yield BalancerCheck(
                 id=f"{base}:passthrough",
                 requirement=r,
-                phases=("postinstall",),
+                phases=r.phases,
                 target=lb,
                 port=r.port,
                 protocol=r.protocol,
@@ -423,7 +441,7 @@ def balancers(cat: Catalog, inv: Inventory) -> Iterator[Check]:
             yield BalancerCheck(
                 id=f"{base}:{t.name}",
                 requirement=r,
-                phases=("postinstall",),
+                phases=r.phases,
                 target=t.name,
                 port=r.port,
                 protocol=r.protocol,
@@ -451,7 +469,7 @@ def balancer_reach(cat: Catalog, inv: Inventory) -> Iterator[Check]:
             yield PortRuleCheck(
                 id=f"{src.name}:{lb}-lb:{r.port}/{r.protocol}",
                 requirement=r,
-                phases=("postinstall",),
+                phases=r.phases,
                 host=src.name,
                 source=src.name,
                 target=lb,
@@ -466,14 +484,14 @@ def cluster_nodes(cat: Catalog, inv: Inventory) -> Iterator[Check]:
     for r in cat.by_area("k8s"):
         if r.scope == "cluster" and r.check in PER_NODE_CLUSTER_CHECKS:
             for n in inv.cluster_nodes:
-                yield ClusterNodeCheck(id=f"{n.name}:{r.id}", requirement=r, phases=(r.phase,), target=n.name)
+                yield ClusterNodeCheck(id=f"{n.name}:{r.id}", requirement=r, phases=r.phases, target=n.name)
 
 
 def cluster_checks(cat: Catalog, inv: Inventory) -> Iterator[Check]:
     """Cluster requirements asserted once (versions, kube-system pods)."""
     for r in cat.by_area("k8s"):
         if r.scope == "cluster" and r.check not in PER_NODE_CLUSTER_CHECKS:
-            yield ClusterCheck(id=f"cluster:{r.id}", requirement=r, phases=(r.phase,))
+            yield ClusterCheck(id=f"cluster:{r.id}", requirement=r, phases=r.phases)
 
 
 def inventory_checks(cat: Catalog, inv: Inventory) -> Iterator[Check]:
@@ -481,7 +499,7 @@ def inventory_checks(cat: Catalog, inv: Inventory) -> Iterator[Check]:
     for r in cat.by_area("inventory"):
         if r.params.get("mode") in ("internet", "closed") and r.params["mode"] != inv.mode:
             continue
-        yield InventoryCheck(id=f"inventory:{r.id}", requirement=r, phases=(r.phase,), target="inventory")
+        yield InventoryCheck(id=f"inventory:{r.id}", requirement=r, phases=r.phases, target="inventory")
 
 
 Expand = Callable[[Catalog, Inventory], Iterable[Check]]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_nova import __version__, executor, secrets
+from pytest_nova import __version__, executor, handoff, secrets
 from pytest_nova.catalog import Catalog, load_catalog
 from pytest_nova.collect import add_suites, ignore_extensions
 from pytest_nova.errors import SourceError
@@ -25,6 +25,7 @@ from pytest_nova.kubeconfig import kubeconfig_path
 from pytest_nova.limits import fds_needed, raise_fd_limit
 from pytest_nova.options import NO_INVENTORY, add_options, check_outputs, read_settings
 from pytest_nova.plan import Check
+from pytest_nova.report.waiving import WAIVERS
 from pytest_nova.results import CHECK_PROPERTY, ResultsWriter
 from pytest_nova.rundir import forget_run_dir, run_dir
 from pytest_nova.runfiles import check_run_files
@@ -73,10 +74,12 @@ def pytest_configure(config: pytest.Config) -> None:
     secrets.install_log_filter()
     secrets.register_environment()
     settings = read_settings(config)
+    handed = handoff.received(config)
     try:
         state = NovaSession(settings=settings, catalog=_catalog(config, registry), registry=registry)
         if settings.inventory is not None:
-            state.inventory = _inventory(config, settings.inventory)
+            inv = handed.inventory if handed is not None else None
+            state.inventory = inv if inv is not None else _inventory(config, settings.inventory)
             state.plan = registry.build(state.catalog, state.inventory)
             add_suites(config)
     except SourceError as exc:
@@ -84,7 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except RegistryError as exc:
         raise pytest.UsageError(secrets.mask(f"pytest_nova_add_kinds: {exc}")) from None
     config.stash[SESSION] = state
-    if state.inventory is not None:
+    if state.inventory is not None and handed is None:
         register_secrets(state.inventory)
     if not hasattr(config, "workerinput"):
         check_outputs(config)
@@ -180,6 +183,14 @@ def mask_report(report: pytest.TestReport | pytest.CollectReport) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest-nova also runs with -p no:xdist
+def pytest_configure_node(node: Any) -> None:
+    """On the xdist controller: hand each worker the parsed inventory and waivers (:mod:`pytest_nova.handoff`)."""
+    state = node.config.stash.get(SESSION, None)
+    if state is not None:
+        node.workerinput[handoff.KEY] = handoff.pack(state.inventory, node.config.stash.get(WAIVERS, None))
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest-nova also runs with -p no:xdist
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     """On the xdist controller: a worker that found suites but no inventory ends the run with the one line."""
     if any(NO_INVENTORY_ID in i for i in ids):
@@ -192,7 +203,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return True if state is not None and ignore_extensions(collection_path, state.registry.generic) else None
 
 
-@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest-nova also runs with -p no:xdist
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # an xdist hook (also runs with -p no:xdist); before xdist's own
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto`` runs a plan of up to ONE_PROCESS_HOSTS hosts in one process (docs/scaling.md).
 

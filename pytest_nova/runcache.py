@@ -11,6 +11,7 @@ import json
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -45,6 +46,20 @@ def once(folder: Path, key: str, compute: Callable[[], T]) -> T:
     if "error" in stored:
         raise HostError(*stored["error"])
     return cast(T, stored["value"])
+
+
+@dataclass(frozen=True)
+class RunCache:
+    """The run cache of one run (the ``nova_run_cache`` fixture): :meth:`once` without passing the folder."""
+
+    folder: Path
+
+    def once(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()``'s value for ``key``, computed by the first process of the run that asks (JSON data).
+
+        A :class:`~pytest_nova.hosts.HostError` it raises is stored and raised again to every later asker.
+        """
+        return once(self.folder, key, compute)
 
 
 def stored(folder: Path, key: str) -> JSONValue:

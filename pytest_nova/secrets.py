@@ -5,6 +5,10 @@ the tokens, passwords and keys of the kubeconfig, the lines of the SSH private k
 environment variables named in ``NOVA_SECRETS`` (comma-separated), which is how a user marks more. Patterns
 catch what was never registered: the password of any ``scheme://user:password@`` URL and PEM private keys.
 :func:`mask` is applied to test reports (terminal, JUnit, HTML), log records and the results JSON.
+
+A secret is masked in every form output gives it: as it is, JSON-, HTML-, URL- and Python-escaped (``repr``).
+A secret of fewer than :data:`MIN_LENGTH` characters is masked only where it stands alone (no letter or digit
+on either side): masking it inside words would garble every line, and so hide nothing.
 """
 
 from __future__ import annotations
@@ -16,37 +20,71 @@ import re
 import stat
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
-import yaml
+from pytest_nova.errors import SourceError
+from pytest_nova.inputs import KUBECONFIG_BYTES, read_small
+from pytest_nova.yamlsource import load
 
 MASK = "***"
 ENV = "NOVA_SECRETS"
-MIN_LENGTH = 4  # shorter values would mask ordinary words and numbers
+MIN_LENGTH = 4  # shorter values are masked only where they stand alone
 
 _secrets: set[str] = set()
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?!\$\{)(?P<password>[^/\s@]+)(?=@)")
+_short: set[str] = set()
+_short_pattern: list[re.Pattern[str] | None] = [None]  # compiled on first use after a change
+# The password runs to the last "@" before the end of the host part: an unencoded "@" in it is masked too.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?!\$\{)(?P<password>[^/\s]+)(?=@[^@/\s]*(?:[/\s]|$))"
+)
+_KUBE_LINE = re.compile(rb"^[\s-]*(token|password|client-key-data)\s*:\s*(.+?)\s*$")
 _PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S)
 _KUBE_SECRET_KEYS = ("token", "password", "client-key-data", "client-key")
 
 
+def forms(value: str) -> set[str]:
+    """``value`` as output may show it: as is, JSON-, HTML-, URL- and Python-escaped, and JSON inside HTML."""
+    as_json = json.dumps(value, ensure_ascii=False)[1:-1]
+    return {value, as_json, json.dumps(value)[1:-1], escape(value), escape(value, quote=False), escape(as_json),
+            repr(value)[1:-1], ascii(value)[1:-1], quote(value, safe="")}
+
+
 def register(value: str | None) -> None:
-    """Mask ``value`` (and its JSON- and HTML-escaped forms) from now on."""
-    if not value or len(value) < MIN_LENGTH:
+    """Mask ``value`` in all its :func:`forms` from now on; a short one only where it stands alone."""
+    if not value:
         return
-    _secrets.add(value)
-    for form in (json.dumps(value, ensure_ascii=False)[1:-1], escape(value)):
-        if form != value:
+    for form in forms(value):
+        if len(form) >= MIN_LENGTH:
             _secrets.add(form)
+        else:
+            _short.add(form)
+            _short_pattern[0] = None
+
+
+def restore(values: frozenset[str]) -> None:
+    """Mask what another process registered (its :func:`registered` values, every form already there)."""
+    for value in values:
+        (_secrets if len(value) >= MIN_LENGTH else _short).add(value)
+    _short_pattern[0] = None
 
 
 def registered() -> frozenset[str]:
     """The values being masked."""
-    return frozenset(_secrets)
+    return frozenset(_secrets | _short)
 
 
 def clear() -> None:
     """Forget every registered value (between sessions in one process, as tests run them)."""
     _secrets.clear()
+    _short.clear()
+    _short_pattern[0] = None
+
+
+def _short_re() -> re.Pattern[str] | None:
+    if _short and _short_pattern[0] is None:
+        alternatives = "|".join(re.escape(v) for v in sorted(_short, key=len, reverse=True))
+        _short_pattern[0] = re.compile(f"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])")
+    return _short_pattern[0]
 
 
 def mask_url(url: str) -> str:
@@ -63,7 +101,8 @@ def mask(text: str) -> str:
     for value in sorted(_secrets, key=len, reverse=True):
         if value in text:
             text = text.replace(value, MASK)
-    return text
+    short = _short_re()
+    return short.sub(MASK, text) if short is not None else text
 
 
 def mask_data(data: object) -> object:
@@ -84,20 +123,9 @@ def register_environment(environ: dict[str, str] | None = None) -> None:
         register(env.get(name.strip()) if name.strip() else None)
 
 
-def _read_small(path: Path, limit: int) -> bytes | None:
-    """The first ``limit`` bytes of a regular file; None for anything else (a FIFO would block the run)."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
-        with open(path, "rb") as f:
-            return f.read(limit)
-    except OSError:
-        return None
-
-
 def register_key_file(path: Path) -> None:
     """Register each body line of a private key file, so a key printed anywhere is masked line by line."""
-    raw = _read_small(path, 1 << 16)
+    raw = read_small(path, 1 << 16)
     if raw is None:
         return
     for line in raw.decode("ascii", "replace").splitlines():
@@ -107,12 +135,16 @@ def register_key_file(path: Path) -> None:
 
 
 def register_kubeconfig(path: Path) -> None:
-    """Register the tokens, passwords and client keys of every user of a kubeconfig."""
-    raw = _read_small(path, 1 << 20)
+    """Register the tokens, passwords and client keys of every user of a kubeconfig, whatever its size.
+
+    The document is read by the one YAML reader; every ``token:``, ``password:`` and ``client-key-data:`` line
+    is registered too, so a kubeconfig the reader refuses (too large, a tag, broken) still has its secrets
+    masked. Nothing here raises: a kubeconfig that cannot be read matters only to the post-install checks.
+    """
     try:
-        data = yaml.safe_load(raw) if raw else None
-    except (yaml.YAMLError, ValueError, RecursionError):
-        return
+        data = load(path, KUBECONFIG_BYTES).data
+    except SourceError:
+        data = None
     users = data.get("users") if isinstance(data, dict) else None
     for entry in users if isinstance(users, list) else []:
         user = entry.get("user") if isinstance(entry, dict) else None
@@ -122,6 +154,21 @@ def register_kubeconfig(path: Path) -> None:
             value = user.get(key)
             if isinstance(value, str):
                 register(value)
+    _register_kube_lines(path)
+
+
+def _register_kube_lines(path: Path) -> None:
+    """Register the value of every secret-looking line of a regular file, read line by line (any size)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return
+        with open(path, "rb") as f:
+            for line in f:
+                m = _KUBE_LINE.match(line)
+                if m:
+                    register(m.group(2).decode("utf-8", "replace").strip("'\""))
+    except OSError:
+        return
 
 
 class _MaskingFilter(logging.Filter):

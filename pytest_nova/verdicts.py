@@ -52,6 +52,10 @@ class Verdict:
     fix: str = ""
     # A skipped verdict of a rule that may or may not hold: nothing could tell (--nova-require-proof fails it).
     unprovable: bool = False
+    # The fix shared with other failures that differ only in their source: "{sources}" stands for the sources'
+    # addresses, of which this failure's is fix_source (one destination dropping one port from many sources).
+    fix_shared: str = ""
+    fix_source: str = ""
 
     def record(self, nodeid: str, severity: str = "required") -> Record:
         """The results-JSON record for this verdict, with Checked / Expected / Fix as private keys."""
@@ -63,6 +67,8 @@ class Verdict:
         record["_fix"] = self.fix
         if self.unprovable:
             record["_unprovable"] = True
+        if self.fix_shared and self.outcome != PASSED:
+            record["_fix_shared"], record["_fix_source"] = self.fix_shared, self.fix_source
         return record
 
     def explain(self) -> str:

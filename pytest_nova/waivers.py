@@ -3,7 +3,7 @@
 A waivers file (``--nova-waivers=PATH``) lists failures the customer accepts::
 
     waivers:
-      - requirement: os-sudo-nopasswd      # a requirement id from the catalog
+      - requirement: os-sudo-nopasswd      # a requirement id: the catalog's, or a site test's
         node: worker-2                     # optional; a node name or a glob (worker-*); omitted: every node
         justification: sudo asks for a password on this node by policy; the installer enters it
         approver: J. Smith, head of operations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from pytest_nova.errors import SourceError
+from pytest_nova.errors import SourceError, quote
 from pytest_nova.model import Record
 from pytest_nova.verdicts import FAILED, WAIVED
 from pytest_nova.yamlsource import Document, load
@@ -198,13 +198,13 @@ def _waiver(
 
     requirement = text("requirement")
     if requirement not in requirements:
-        error = doc.error((*at, "requirement"), f"unknown requirement '{requirement}'")
+        error = doc.error((*at, "requirement"), f"unknown requirement {quote(requirement)}")
         if later is None:
             raise error
         later.append((requirement, error))
     node = text("node") if "node" in entry else None
     if node is not None and hosts is not None and not _GLOB & set(node) and node not in hosts:
-        raise doc.error((*at, "node"), f"'{node}' is not a node, workstation or load balancer of the inventory")
+        raise doc.error((*at, "node"), f"{quote(node)} is not a node, workstation or load balancer of the inventory")
     expires = entry["expires"]
     if isinstance(expires, str):
         try:
@@ -212,7 +212,7 @@ def _waiver(
         except ValueError:
             pass
     if not isinstance(expires, date) or isinstance(expires, datetime):
-        raise doc.error((*at, "expires"), f"expected a date YYYY-MM-DD, got {entry['expires']!r}")
+        raise doc.error((*at, "expires"), f"expected a date YYYY-MM-DD, got {quote(entry['expires'])}")
     return Waiver(
         index=i,
         line=doc.line(at),

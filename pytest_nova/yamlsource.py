@@ -1,16 +1,17 @@
-"""The one YAML reader of every input file (inventory, waivers, catalog), hardened against hostile input.
+"""The one YAML reader of every input file (inventory, waivers, catalog, kubeconfig), hardened against hostile input.
 
 It remembers the line of every value, for error messages that name file and line. It reads at most
-:data:`MAX_BYTES` of a regular file or pipe (never a device), refuses nesting deeper than :data:`MAX_DEPTH`,
-documents whose aliases expand beyond :data:`MAX_VALUES` values, and any tag but YAML's plain scalar,
-mapping and sequence tags. Every failure is a :class:`SourceError`: one line with file, line and key.
+:data:`MAX_BYTES` of a regular file, or of a pipe within a deadline (never a device), refuses nesting deeper than
+:data:`MAX_DEPTH` (also through aliases), aliases that contain themselves, documents of more than
+:data:`MAX_VALUES` values (counted after expanding aliases), any tag but YAML's plain scalar, mapping and
+sequence tags, tagged values that do not fit their tag, and YAML 1.1's octal, hexadecimal and base-60 numbers.
+Every failure, whatever PyYAML raises, is a :class:`SourceError`: one line with file, line and key.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -18,16 +19,18 @@ from typing import Any, TypeAlias
 
 import yaml
 
-from pytest_nova.errors import SourceError
+from pytest_nova.errors import SourceError, quote, shorten
+from pytest_nova.inputs import read_input
 
 KeyPath = tuple[str | int, ...]
 # What a document holds: the values of YAML's plain tags (a timestamp is a date or a datetime).
 Scalar: TypeAlias = str | int | float | bool | date | datetime | None
 YAMLValue: TypeAlias = Scalar | list["YAMLValue"] | dict[str, "YAMLValue"]
 
-MAX_BYTES = 1 << 20  # an inventory of 1000 nodes is about 100 KiB
+MAX_BYTES = 4 << 20  # the largest supported inventory (inventory.MAX_HOSTS) in block style is about 1 MiB
 MAX_DEPTH = 64
-MAX_VALUES = 100_000  # values after expanding aliases: stops "billion laughs" documents
+MAX_VALUES = 100_000  # values after expanding aliases (stops "billion laughs"); 4,000 hosts need about 50,000
+_DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
 
 _STD = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_STD}{t}": t for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -75,7 +78,7 @@ def tag_message(tag: str) -> str:
             "a proxy password write httpProxy: http://user:${NOVA_PROXY_PASSWORD}@host:port and export "
             "NOVA_PROXY_PASSWORD"
         )
-    shown = tag.replace(_STD, "!!")
+    shown = shorten(tag.replace(_STD, "!!"))
     return f"unknown tag '{shown}' (only plain YAML values are read); remove the tag"
 
 
@@ -86,29 +89,43 @@ class _Converter:
         self.doc = doc
         self.lines: dict[KeyPath, int] = {}
         self.budget = MAX_VALUES
+        self.done: set[int] = set()  # nodes converted once: meeting one again is an alias
+        self.open: set[int] = set()  # collections being converted: meeting one of them again is a cycle
+        self.aliased = False
 
     def fail(self, node: yaml.Node, path: KeyPath, message: str) -> SourceError:
         return SourceError(str(self.doc), node.start_mark.line + 1, format_path(path), message)
 
     def convert(self, node: yaml.Node, path: KeyPath) -> YAMLValue:
         self.budget -= 1
+        key = id(node)
+        if key in self.done:
+            self.aliased = True
+        self.done.add(key)
         if self.budget < 0:
             # Named at the top-level key being expanded: an alias's own mark is where its anchor was defined.
             top = path[:1]
-            raise SourceError(
-                str(self.doc), self.lines.get(top, 1), format_path(top),
-                f"the document expands to more than {MAX_VALUES} values through aliases; "
-                "write the values out instead of nesting aliases",
-            )
+            what = (f"the document expands to more than {MAX_VALUES} values through aliases; write the values out "
+                    "instead of nesting aliases" if self.aliased else
+                    f"holds more than {MAX_VALUES} values, the reader's limit of values in a file; is this the right "
+                    "file?")
+            raise SourceError(str(self.doc), self.lines.get(top, 1), format_path(top), what)
         self.lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            return self.mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, path)
+        if key in self.open:
+            raise self.fail(node, path, "an alias refers to a collection it is part of (a cycle); write the values out")
+        if len(path) >= MAX_DEPTH:  # the text's nesting is checked before composing; this is through aliases
+            raise self.fail(node, path, f"nested deeper than {MAX_DEPTH} levels through aliases; write the values out")
+        self.open.add(key)
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
             if node.tag != _SEQ:
                 raise self.fail(node, path, tag_message(node.tag))
             return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
-        assert isinstance(node, yaml.ScalarNode)
-        return self.scalar(node, path)
+        finally:
+            self.open.discard(key)
 
     def mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, YAMLValue]:
         if node.tag != _MAP:
@@ -131,33 +148,38 @@ class _Converter:
         kind = _SCALAR_TAGS.get(node.tag)
         if kind is None:
             raise self.fail(node, path, tag_message(node.tag))
+        text = str(node.value)
         loader = yaml.SafeLoader("")
         try:
             value: Scalar = loader.construct_object(node, deep=True)
-        except (ValueError, TypeError, OverflowError, yaml.YAMLError) as exc:
+        except Exception as exc:  # PyYAML's constructors raise anything on a bad value
             if kind == "timestamp":
-                what = f"'{node.value}' is not a valid date ({exc}); write a real date as YYYY-MM-DD"
+                why = f" ({shorten(str(exc))})" if isinstance(exc, ValueError) and "match" not in str(exc) else ""
+                what = f"{quote(text)} is not a valid date{why}; write a real date as YYYY-MM-DD"
             else:
-                what = f"'{node.value[:40]}' is not a valid {kind}; write a plain {kind} or drop the tag"
+                what = f"{quote(text)} is not a valid {kind}; write a plain {kind} or drop the tag"
             raise self.fail(node, path, what) from None
         finally:
             loader.dispose()
+        if (kind == "int" and not _DECIMAL.fullmatch(text.strip())) or (kind == "float" and ":" in text):
+            raise self.fail(node, path, _not_decimal(text, value))
         return value
 
 
-def _read(path: Path) -> bytes:
-    try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise SourceError(str(path), 0, "", "is a directory; name a YAML file")
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
-            raise SourceError(str(path), 0, "", "is a device, not a file; name a YAML file")
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise SourceError(str(path), 0, "", f"cannot read file: {exc.strerror or exc}") from None
-    if len(data) > MAX_BYTES:
-        raise SourceError(str(path), 0, "", f"larger than {MAX_BYTES // 1024} KiB; is this the right file?")
+def _not_decimal(text: str, value: Scalar) -> str:
+    """YAML 1.1 reads ``022`` as 18 and ``1:10`` as 70: refused rather than taken for what nobody meant."""
+    plain = text.strip().lstrip("+-").replace("_", "")
+    how = ("base-60" if ":" in plain else "hexadecimal" if plain[:2].lower() == "0x" else
+           "binary" if plain[:2].lower() == "0b" else "octal")
+    return (f"{quote(text)} is a YAML 1.1 {how} number (read as {value!r}); write it in decimal digits without "
+            f"leading zeros, or quote it ('{shorten(text)}') if it is text")
+
+
+def _read(path: Path, limit: int) -> bytes:
+    data = read_input(path, limit)
+    if len(data) > limit:
+        raise SourceError(str(path), 0, "", f"larger than {limit // 1024} KiB, the reader's limit of a file's size; "
+                          "is this the right file?")
     return data
 
 
@@ -170,9 +192,15 @@ def _mark_line(exc: yaml.YAMLError, text: str) -> int:
 
 
 def _check_shape(path: Path, text: str) -> None:
-    """Walk the event stream (the parser is not recursive) to refuse deep nesting before composing."""
-    depth = 0
+    """Walk the event stream (the parser is not recursive) to refuse deep nesting and too many values early."""
+    depth = values = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.NodeEvent) and not isinstance(event, yaml.AliasEvent):
+            values += 1
+            if values > MAX_VALUES:
+                line = event.start_mark.line + 1 if event.start_mark else 0
+                raise SourceError(str(path), line, "", f"holds more than {MAX_VALUES} values, the reader's limit of "
+                                  "values in a file; is this the right file?")
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
@@ -194,17 +222,25 @@ def parse_text(path: Path, raw: bytes) -> Document:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc).splitlines()[0]
-        message = f"invalid YAML: {problem}; fix the syntax here"
+        message = f"invalid YAML: {shorten(str(problem))}; fix the syntax here"
         raise SourceError(str(path), _mark_line(exc, text), "", message) from None
     except RecursionError:  # guarded by _check_shape; kept so no input can end in a traceback
         raise SourceError(str(path), 0, "", f"nested deeper than {MAX_DEPTH} levels; flatten the file") from None
+    except SourceError:
+        raise
+    except Exception as exc:  # whatever else PyYAML raises is still one line
+        raise SourceError(str(path), 0, "", f"unreadable YAML ({type(exc).__name__}); fix the file") from None
     digest = hashlib.sha256(raw).hexdigest()
     if root is None:
         return Document(path, None, {(): 1}, digest)
     conv = _Converter(path)
-    return Document(path, conv.convert(root, ()), conv.lines, digest)
+    try:
+        data = conv.convert(root, ())
+    except RecursionError:  # bounded by MAX_DEPTH; kept so no input can end in a traceback
+        raise SourceError(str(path), 0, "", f"nested deeper than {MAX_DEPTH} levels; flatten the file") from None
+    return Document(path, data, conv.lines, digest)
 
 
-def load(path: Path) -> Document:
+def load(path: Path, max_bytes: int = MAX_BYTES) -> Document:
     """Read and parse ``path``; a problem becomes a :class:`SourceError` naming its line."""
-    return parse_text(path, _read(path))
+    return parse_text(path, _read(path, max_bytes))

@@ -7,6 +7,7 @@ twice: plainly and under ``-n 2`` (the errors must be raised on the xdist contro
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import socket
 import stat
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova import outputs, secrets
+from pytest_nova import inputs, outputs, secrets
 from pytest_nova.inventory import load_inventory
 from tests.test_inventory import GOOD
 
@@ -128,6 +129,36 @@ KUBE_INV = GOOD + "kubeconfig: kube.yaml\n"
 REPLACE = "; the run would replace it: name another file for the output"
 FIFO_OUT = ("is a FIFO; pytest writes this report at the end of the run and would wait there for a reader forever: "
             "name a regular file")
+def patched(setup: Setup, *settings: str) -> Setup:
+    """``setup``, with module constants of pytest_nova set for the run ("module.NAME=int")."""
+    def run(folder: Path) -> list[str]:
+        return [*setup(folder), *(f"patch:{s}" for s in settings)]
+
+    return run
+
+
+def port(value: str) -> str:
+    return GOOD.replace("  identityFile: ~/.ssh/id_nova\n", f"  identityFile: ~/.ssh/id_nova\n  port: {value}\n")
+
+
+def proxy(url: str) -> str:
+    return GOOD.replace("  dnsServers: [10.10.0.53]\n", f"  dnsServers: [10.10.0.53]\n  httpProxy: {url}\n")
+
+
+def nodes(count: int) -> str:
+    rows = "".join(f"  - {{name: w{i}, address: 10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}, roles: [worker]}}\n"
+                   for i in range(count))
+    return GOOD.replace("  - {name: worker-1, address: 10.10.1.41, roles: [worker]}\n", rows)
+
+
+FIFO_IN = ("is a pipe or FIFO that did not deliver its content within 0.5 s; start its writer first, or name a "
+           "regular file")
+NOT_INVENTORY = ("not a pytest-nova inventory: it has none of the top-level keys cluster, network, universe, ssh, "
+                 "loadBalancers, nodes, workstations, kubeconfig; is this the right file?")
+PERCENT = ("its user or password holds '/', '?', '#' or '@', which end the host part of a URL; percent-encode them "
+           "(/ as %2F, @ as %40), as curl and other proxy clients expect")
+YAML11 = ("is a YAML 1.1 {} number (read as {}); write it in decimal digits without leading zeros, or quote it ('{}') "
+          "if it is text")
 TIMEOUT = "expected seconds greater than 0 and at most 86400, got {!r}; write e.g. --nova-connect-timeout=5"
 NOT_HOST = "inv.yaml:14: nodes[3].address: {} is {}, not a host's address; write the address other hosts reach"
 
@@ -138,7 +169,8 @@ TABLE: dict[str, tuple[Setup, str]] = {
     "nesting-20000": (inventory("a: " + "[" * 20000 + "]" * 20000 + "\n"),
                       "inv.yaml:1: nested deeper than 64 levels; flatten the file"),
     "dev-zero": (lambda f: ["--nova-inventory=/dev/zero"], "/dev/zero: is a device, not a file; name a YAML file"),
-    "50-MB-file": (big_file, "big.yaml: larger than 1024 KiB; is this the right file?"),
+    "50-MB-file": (big_file, "big.yaml: larger than 4096 KiB, the reader's limit of a file's size; is this the right "
+                   "file?"),
     "not-utf8": (inventory(GOOD.replace("prod", "pr\xffod").encode("latin-1")),
                  "inv.yaml:2: not UTF-8 text; save the file as UTF-8"),
     "tag-vault": (inventory(GOOD.replace("user: nova-installer", "user: !vault |\n    $ANSIBLE_VAULT;1.1;AES256\n"
@@ -201,6 +233,66 @@ TABLE: dict[str, tuple[Setup, str]] = {
                       "--nova-json: /dev/full is the device /dev/full, which takes no data: name a file"),
     "junit-fifo": (files([INV, "--junitxml=out.fifo"], **{"out.fifo": "fifo"}), "--junitxml: out.fifo " + FIFO_OUT),
     "html-fifo": (files([INV, "--html=out.fifo"], **{"out.fifo": "fifo"}), "--html: out.fifo " + FIFO_OUT),
+    "tag-timestamp-name": (inventory(GOOD.replace("name: prod", "name: !!timestamp prod")),
+                           "inv.yaml:2: cluster.name: 'prod' is not a valid date; write a real date as YYYY-MM-DD"),
+    "tag-bool-maybe": (inventory(port("!!bool maybe")),
+                       "inv.yaml:10: ssh.port: 'maybe' is not a valid bool; write a plain bool or drop the tag"),
+    "tag-int-empty": (inventory(port("!!int ''")),
+                      "inv.yaml:10: ssh.port: '' is not a valid int; write a plain int or drop the tag"),
+    "tag-float-empty": (inventory(port("!!float ''")),
+                        "inv.yaml:10: ssh.port: '' is not a valid float; write a plain float or drop the tag"),
+    "tag-int-underscore": (inventory(port("!!int '_'")),
+                           "inv.yaml:10: ssh.port: '_' is not a valid int; write a plain int or drop the tag"),
+    "waiver-tag-timestamp": (files([INV, "--nova-waivers=w.yaml"], **{"w.yaml": WAIVER.replace("2026-02-30",
+                                                                                                "!!timestamp soon")}),
+                             "--nova-waivers: w.yaml:5: waivers[0].expires: 'soon' is not a valid date; write a real "
+                             "date as YYYY-MM-DD"),
+    "alias-cycle": (inventory(GOOD.replace("cluster:\n", "x: &a [*a]\ncluster:\n")),
+                    "inv.yaml:1: x[0]: an alias refers to a collection it is part of (a cycle); write the values out"),
+    "alias-depth": (inventory("".join(f"a{i}: &a{i} [*a{i - 1}]\n" if i else "a0: &a0 [x]\n" for i in range(70))),
+                    "inv.yaml:1: " + ("a63" + "[0]" * 61)[:77] + "...: nested deeper than 64 levels through aliases; "
+                    "write the values out"),
+    # The limits lowered for speed: the same code refuses 100,001 values and 4,001 hosts.
+    "values-over-limit": (patched(inventory("x: [" + ",".join(["1"] * 1001) + "]\n"), "yamlsource.MAX_VALUES=1000"),
+                          "inv.yaml:1: holds more than 1000 values, the reader's limit of values in a file; is this "
+                          "the right file?"),
+    "hosts-over-limit": (patched(inventory(nodes(8)), "inventory.MAX_HOSTS=10"), "inv.yaml:10: nodes: 11 nodes and "
+                         "workstations; one run supports at most 10 (the plan's port rules grow with the square of the "
+                         "hosts, docs/scaling.md): check the cluster in parts"),
+    "fifo-inventory": (files(["--nova-inventory=inv.fifo"], **{"inv.fifo": "fifo"}), "inv.fifo: " + FIFO_IN),
+    "fifo-inventory-env": (files(["env:NOVA_INVENTORY=inv.fifo"], **{"inv.fifo": "fifo"}), "inv.fifo: " + FIFO_IN),
+    "fifo-waivers": (files([INV, "--nova-waivers=w.fifo"], **{"w.fifo": "fifo"}),
+                     "--nova-waivers: w.fifo: " + FIFO_IN),
+    "inventory-env-empty": (files(["env:NOVA_INVENTORY="]),
+                            "NOVA_INVENTORY: set but empty; set it to the inventory's path, or unset it"),
+    "proxy-slash-in-password": (inventory(proxy("http://nova:Pa/ss@proxy:3128")),
+                                "inv.yaml:7: network.httpProxy: 'http://***@proxy:3128': " + PERCENT),
+    "proxy-password-like-port": (inventory(proxy("http://nova:2024/Secret@proxy:3128")),
+                                 "inv.yaml:7: network.httpProxy: 'http://***@proxy:3128': " + PERCENT),
+    "proxy-at-in-password": (inventory(proxy("http://nova:p@ss@proxy:3128")),
+                             "inv.yaml:7: network.httpProxy: 'http://***@proxy:3128': " + PERCENT),
+    "proxy-path": (inventory(proxy("http://proxy:3128/x")),
+                   "inv.yaml:7: network.httpProxy: 'http://proxy:3128/x' has a path; a proxy URL is http://host:port"),
+    "name-newline": (inventory(GOOD.replace("{name: worker-1,", '{name: "worker-1\\n",')),
+                     "inv.yaml:14: nodes[3].name: 'worker-1\\n' is not a valid name (letters, digits, '-', '_', '.')"),
+    "cluster-name-newline": (inventory(GOOD.replace("name: prod", 'name: "prod\\n"')),
+                             "inv.yaml:2: cluster.name: 'prod\\n' is not a valid cluster name"),
+    "domain-newline": (inventory(GOOD.replace("dnsBaseDomain: nova.example.local", 'dnsBaseDomain: "a.local\\n"')),
+                       "inv.yaml:3: cluster.dnsBaseDomain: 'a.local\\n' is not a valid DNS domain"),
+    "names-differ-in-case": (inventory(GOOD + "  - {name: Worker-1, address: 10.10.1.42, roles: [worker]}\n"),
+                             "inv.yaml:15: nodes[4].name: 'Worker-1' differs only in case from 'worker-1' at "
+                             "nodes[3], line 14; Kubernetes names nodes in lower case, so both would be one node: "
+                             "give each host its own name"),
+    "dns-server-twice": (inventory(GOOD.replace("[10.10.0.53]", "[10.10.0.53, 10.10.0.53]")),
+                         "inv.yaml:6: network.dnsServers[1]: 10.10.0.53 is listed twice (also at "
+                         "network.dnsServers[0]); list each DNS server once"),
+    "port-octal-022": (inventory(port("022")), "inv.yaml:10: ssh.port: '022' " + YAML11.format("octal", 18, "022")),
+    "port-base-60": (inventory(port("1:10")), "inv.yaml:10: ssh.port: '1:10' " + YAML11.format("base-60", 70, "1:10")),
+    "port-hex": (inventory(port("0x16")), "inv.yaml:10: ssh.port: '0x16' " + YAML11.format("hexadecimal", 22, "0x16")),
+    "shadow-file": (files(["--nova-inventory=shadow"], shadow="root:$6$salt$HASHHASHHASH:19000:0:99999:7:::\n"),
+                    "shadow:1: " + NOT_INVENTORY),
+    "scalar-900k": (inventory(port("'" + "x" * 900_000 + "'")),
+                    "inv.yaml:10: ssh.port: expected a port number 1-65535, got '" + "x" * 77 + "...'"),
     "ipv6-node": (inventory(_node("fd00::41")), "inv.yaml:14: nodes[3].address: 'fd00::41' is IPv6; nodes, "
                   "balancers and workstations need IPv4 addresses: the nodes talk IP-in-IP (protocol 4, docs 3.1), "
                   "which carries IPv4 only; write the host's IPv4 address"),
@@ -221,9 +313,20 @@ TABLE: dict[str, tuple[Setup, str]] = {
 
 @pytest.mark.parametrize("xdist", [False, True], ids=["plain", "n2"])
 @pytest.mark.parametrize("setup,expected", list(TABLE.values()), ids=list(TABLE))
-def test_bad_input_is_one_line_exit_4(pytester: pytest.Pytester, setup: Setup, expected: str, xdist: bool) -> None:
+def test_bad_input_is_one_line_exit_4(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, setup: Setup,
+                                      expected: str, xdist: bool) -> None:
     pytester.makepyfile(test_suite=SUITE)
-    argv = setup(pytester.path)
+    monkeypatch.setattr(inputs, "FIFO_SECONDS", 0.5)
+    argv = []
+    for arg in setup(pytester.path):
+        if arg.startswith("env:"):
+            monkeypatch.setenv(*arg[4:].split("=", 1))
+        elif arg.startswith("patch:"):
+            target, value = arg[6:].split("=")
+            module, name = target.split(".")
+            monkeypatch.setattr(importlib.import_module(f"pytest_nova.{module}"), name, int(value))
+        else:
+            argv.append(arg)
     if xdist:
         argv += ["-n", "2"]
     before = _contents(pytester.path)

@@ -174,10 +174,10 @@ def test_error_object_carries_location(tmp_path: Path) -> None:
 
 def test_ssh_options_load_per_inventory_and_per_node(tmp_path: Path) -> None:
     path = tmp_path / "inv.yaml"
-    path.write_text(_broken("  user: nova-installer\n", "  user: nova-installer\n  options: [ServerAliveInterval=5]\n")
+    path.write_text(_broken("  user: nova-installer\n", "  user: nova-installer\n  options: [Compression=yes]\n")
                     .replace("roles: [worker]}", "roles: [worker], sshOptions: ['ProxyCommand ssh -W %h:%p j']}"))
     inv = load_inventory(path)
-    assert inv.ssh.options == ("ServerAliveInterval=5",)
+    assert inv.ssh.options == ("Compression=yes",)
     assert inv.host("worker-1").ssh_options == ("ProxyCommand ssh -W %h:%p j",)
     assert inv.host("master-1").ssh_options == () and load_inventory(REPO / "inventories" / "example-prod.yaml"
                                                                      ).ssh.options == ()

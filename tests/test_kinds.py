@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -154,3 +155,30 @@ def test_a_plan_with_a_repeated_id_or_a_foreign_check_is_refused(expand: Expand,
     with pytest.raises(RegistryError) as info:
         registry.build(load_catalog(), load_inventory(PROD))
     assert str(info.value).startswith(message)
+
+
+def _both_phases(cat: Catalog, inv: Inventory) -> Iterator[Check]:
+    r = cat.by_area("os")[0]
+    yield SiteCheck(id="both", requirement=r, phases=("preinstall", "postinstall"))
+
+
+def test_a_check_collected_in_a_phase_its_requirement_does_not_name_is_refused() -> None:
+    registry = builtin_registry()
+    registry.add_kind(Kind("site_thing", SiteCheck, ("os",), _both_phases, verdicts=_judge))
+    with pytest.raises(RegistryError, match=r"kind 'site_thing': check 'both' is collected in postinstall, not its "
+                                            r"requirement's phase \(preinstall\): give it phases=requirement.phases"):
+        registry.build(load_catalog(), load_inventory(PROD))
+
+
+def test_every_kind_honours_its_entries_phase_the_firewall_too() -> None:
+    cat = load_catalog()
+    fw = [r for r in cat.requirements if r.area == "firewall"]
+    assert {r.phases for r in fw} == {("preinstall", "postinstall")}  # the docs' rules hold before and after
+    only_before = dataclasses.replace(fw[0], phase="preinstall", phases=("preinstall",))
+    changed = Catalog(cat.version, tuple(only_before if r is fw[0] else r for r in cat.requirements))
+    plan = build(changed, load_inventory(PROD))
+    mine = [c for c in plan.checks if c.requirement.id == fw[0].id]
+    assert mine and {c.phases for c in mine} == {("preinstall",)}
+    assert not [c for c in plan.of_kind("port_rule", "postinstall") if c.requirement.id == fw[0].id]
+    others = [c for c in plan.checks if c.requirement.area == "firewall" and c.requirement.id != fw[0].id]
+    assert others and all(c.phases == ("preinstall", "postinstall") for c in others)

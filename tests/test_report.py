@@ -273,7 +273,8 @@ def test_only_advisories_failing_is_accepted_with_warnings(pytester: pytest.Pyte
         "*= nova verdict: ACCEPTED =*",
         "lab1: every required check passed (* passed); 2 advisory warnings (not gating)*",
         "advisory warnings (not gating; --nova-strict makes them fail): 2",
-        "  warning: k8s-swap-off (docs k8s-basics): 2 result(s) at master-1 -> nova-ctl, master-1 -> worker-1: *",
+        "  warning: k8s-swap-off (docs k8s-basics): 1 result(s) at master-1 -> worker-1: swap is on: /dev/sda2",
+        "  warning: k8s-swap-off (docs k8s-basics): 1 result(s) at master-1 -> nova-ctl: swap on",
     ])
     data = results(pytester)
     assert data["verdict"] == ACCEPTED

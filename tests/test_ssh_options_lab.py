@@ -1,7 +1,8 @@
 """OpenSSH options of the inventory in the lab: a node that nova-ctl reaches only through a jump host.
 
-nftables on worker-1 drops ssh from nova-ctl; its sshOptions send the login through master-1 (ProxyCommand,
-as Ansible users write it in ansible_ssh_common_args). pytest runs inside nova-ctl's namespace.
+nftables on worker-1 drops ssh from nova-ctl; its sshOptions send the login through master-1 (ProxyCommand).
+The inventory is converted by nova-inventory-from-ansible from an Ansible inventory that says so the way
+Ansible users write it (ansible_ssh_common_args). pytest runs inside nova-ctl's namespace.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from nova_lab import Lab
+from pytest_nova.ansible import main as from_ansible
+from pytest_nova.inventory import load_inventory
 from tests.lab_fixtures import FaultFactory, run_suite
 
 pytestmark = pytest.mark.lab
@@ -20,10 +22,24 @@ OS = "pytest_nova/suites/test_os.py"
 
 
 def proxy_command(lab: Lab, jump: str) -> str:
-    """``ProxyCommand=ssh ... -W %h:%p nova-installer@JUMP`` with the lab's key and known_hosts."""
+    """``ssh ... -W %h:%p nova-installer@JUMP`` with the lab's key and known_hosts."""
     sd = lab.state_dir
-    return (f"ProxyCommand=ssh -i {sd / 'id_nova'} -o UserKnownHostsFile={sd / 'known_hosts'} -o BatchMode=yes "
+    return (f"ssh -i {sd / 'id_nova'} -o UserKnownHostsFile={sd / 'known_hosts'} -o BatchMode=yes "
             f"-o StrictHostKeyChecking=yes -o ConnectTimeout=5 -W %h:%p -q nova-installer@{lab.hosts[jump].address}")
+
+
+def ansible_inventory(lab: Lab, path: Path) -> Path:
+    """The lab as an Ansible user describes it: worker-1 is reached through master-1."""
+    sd, a = lab.state_dir, {h: lab.hosts[h].address for h in ("nova-ctl", "master-1", "worker-1")}
+    path.write_text(
+        f"[deploy]\nnova-ctl ansible_host={a['nova-ctl']} ansible_connection=local\n"
+        f"[kube_control_plane]\nmaster-1 ansible_host={a['master-1']}\n"
+        f"[kube_node]\nworker-1 ansible_host={a['worker-1']} "
+        f"ansible_ssh_common_args='-o ProxyCommand=\"{proxy_command(lab, 'master-1')}\"'\n"
+        f"[all:vars]\nansible_user=nova-installer\nansible_ssh_private_key_file={sd / 'id_nova'}\n"
+        f"ansible_ssh_extra_args='-o UserKnownHostsFile={sd / 'known_hosts'}'\n"
+    )
+    return path
 
 
 def worker_1(data: dict[str, Any]) -> dict[str, str]:
@@ -40,13 +56,15 @@ def test_a_node_reached_only_through_a_jump_host(lab: Lab, fault: FaultFactory, 
     assert direct and set(direct.values()) == {"error"}, direct
     assert all("timed out" in r["message"] for r in data["results"] if r["source"] == "worker-1")
 
-    inv = yaml.safe_load(lab.inventory_path.read_text())
-    for node in inv["nodes"]:
-        if node["name"] == "worker-1":
-            node["sshOptions"] = [proxy_command(lab, "master-1")]
-    jumped = tmp_path / "jump.yaml"
-    jumped.write_text(yaml.safe_dump(inv))
-    rc, data, out = run_suite(lab, OS, "-k", "worker-1", f"--nova-inventory={jumped}")
+    converted = tmp_path / "jump.yaml"
+    assert from_ansible([str(ansible_inventory(lab, tmp_path / "hosts.ini")), "--role", "nova-ctl=deploy",
+                         "--role", "master=kube_control_plane", "--role", "worker=kube_node", "--name", "lab",
+                         "--dns-base-domain", "lab.local", "--dns-server", lab.hosts["dns-1"].address,
+                         "-o", str(converted)]) == 0
+    inv = load_inventory(converted)
+    assert inv.host("worker-1").ssh_options == (f"ProxyCommand={proxy_command(lab, 'master-1')}",)
+    assert inv.host("master-1").ssh_options == () and inv.ssh.known_hosts_file == str(lab.state_dir / "known_hosts")
+    rc, data, out = run_suite(lab, OS, "-k", "worker-1", f"--nova-inventory={converted}")
     assert rc == 0, out[-2000:]
     through = worker_1(data)
     assert through.keys() == direct.keys() and set(through.values()) == {"passed"}, through

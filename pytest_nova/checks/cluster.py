@@ -21,7 +21,7 @@ import yaml
 from pytest_nova import executor, runcache
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Host, Inventory
-from pytest_nova.kubeconfig import kubeconfig_path, kubeconfig_server
+from pytest_nova.kubeconfig import kubeconfig_path, kubeconfig_problem, kubeconfig_server
 from pytest_nova.model import JSONValue, Outcome
 from pytest_nova.plan import Check, ClusterNodeCheck
 from pytest_nova.session import session_of
@@ -391,6 +391,10 @@ def fetch(kubeconfig: Path, namespace: str, timeout: float, cache_dir: Path, lab
     if not kubeconfig.is_file():
         raise HostError(RUNNER, f"kubeconfig {kubeconfig} not found: set 'kubeconfig:' in the inventory, "
                                 "set $KUBECONFIG, or copy the cluster's admin kubeconfig to ~/.kube/config")
+    problem = kubeconfig_problem(kubeconfig)
+    if problem:
+        raise HostError(RUNNER, f"kubeconfig {problem}; kubectl cannot use it: fix it or point 'kubeconfig:' in "
+                                "the inventory at the cluster's admin kubeconfig")
     # Each call may retry discovery a few times, each bounded by --request-timeout.
     outer = 6 * timeout + 10
     calls = {"get nodes": ["nodes"], f"-n {namespace} get pods": ["pods", "-n", namespace]}

@@ -31,15 +31,18 @@ def os_family(facts: Facts | None) -> str | None:
     return None
 
 
-def _firewalld(src: str, port: int | None, proto: str) -> str:
+def _rich_rule(src: str, port: int | None, proto: str) -> str:
     if proto == "icmp":
         match = "icmp-type name=echo-request"
     elif proto == "ipip":
         match = "protocol value=4"
     else:
         match = f"port port={port} protocol={proto}"
-    return (f"firewall-cmd --permanent --add-rich-rule='rule family=ipv4 source address={src} {match} accept' "
-            "&& firewall-cmd --reload")
+    return f"rule family=ipv4 source address={src} {match} accept"
+
+
+def _firewalld(src: str, port: int | None, proto: str) -> str:
+    return f"firewall-cmd --permanent --add-rich-rule='{_rich_rule(src, port, proto)}' && firewall-cmd --reload"
 
 
 def _nft(src: str, port: int | None, proto: str, chain: str = "input") -> str:
@@ -65,6 +68,24 @@ def inbound_command(family: str | None, src: str, port: int | None, proto: str) 
     return f"{_firewalld(src, port, proto)} (RHEL-like; Debian-like with nftables: {_nft(src, port, proto)})"
 
 
+SOURCES = "{sources}"  # where a fix shared by many sources lists their addresses
+
+
+def inbound_many(family: str | None, port: int | None, proto: str) -> str:
+    """:func:`inbound_command` for many sources at once: a loop over the addresses that replace ``{sources}``."""
+    loop = f"for a in {SOURCES}; do"
+    nft = f"{loop} {_nft('$a', port, proto)}; done"
+    firewalld = f'{loop} firewall-cmd --permanent --add-rich-rule="{_rich_rule("$a", port, proto)}"; done && ' \
+                "firewall-cmd --reload"
+    if family == RHEL:
+        return firewalld
+    if family == DEBIAN:
+        if proto in ("tcp", "udp"):
+            return f"{loop} ufw allow from $a to any port {port} proto {proto}; done (nftables without ufw: {nft})"
+        return nft
+    return f"{firewalld} (RHEL-like; Debian-like with nftables: {nft})"
+
+
 def outbound_command(family: str | None, dst: str, port: int | None, proto: str) -> str:
     """The command that lets the sending host out to ``dst`` (its own firewall drops the packets)."""
     nft = _nft(dst, port, proto, chain="output")
@@ -79,8 +100,18 @@ def outbound_command(family: str | None, dst: str, port: int | None, proto: str)
 
 def port_rule_fix(v: Verdict, check: PortRuleCheck, inv: Inventory, family_of: Callable[[str], str | None]) -> str:
     """The fix for one failed port-rule verdict; ``family_of(host)`` gives an inventory host's OS family."""
+    return _fixes(v, check, inv, family_of)[0]
+
+
+def _fixes(v: Verdict, check: PortRuleCheck, inv: Inventory,
+           family_of: Callable[[str], str | None]) -> tuple[str, str, str]:
+    """The fix of one failed verdict; the fix for many sources and this verdict's source address, or empty.
+
+    The second and third are given when the receiving host's firewall is the cause: ``{sources}`` stands for the
+    addresses of every source it drops.
+    """
     if v.outcome not in (FAILED, ERROR):
-        return v.fix
+        return v.fix, "", ""
     source, target = v.source or "", v.target or ""
     port, proto = v.port, str(v.protocol)
     label = f"{port}/{proto}" if port is not None else proto
@@ -90,33 +121,45 @@ def port_rule_fix(v: Verdict, check: PortRuleCheck, inv: Inventory, family_of: C
     message = v.message
     if message.startswith("error: cannot probe from"):
         return (f"make {source} ({src_addr}) reachable over SSH from where the checks run, with python3 and sudo "
-                "(see Observed); no firewall change: the probe never ran")
+                "(see Observed); no firewall change: the probe never ran"), "", ""
     if message.startswith("error: no temporary listener"):
         return (f"let the check bind its temporary listener on {target} ({dst_addr}) {label}: the user needs "
-                "passwordless sudo there and the port must be free (see Observed); no firewall change")
+                "passwordless sudo there and the port must be free (see Observed); no firewall change"), "", ""
     if message.startswith("name not resolved"):
-        return f"make {dst_addr} resolvable on {source} (its DNS servers: {', '.join(inv.dns_servers)})"
+        return f"make {dst_addr} resolvable on {source} (its DNS servers: {', '.join(inv.dns_servers)})", "", ""
     if message.startswith("refused: nothing listens"):
         return (f"start the service that serves {label} on {target} ({dst_addr}); the firewall let the packet "
-                "through")
+                "through"), "", ""
     if message.startswith("filtered: blocked on"):
-        return f"on {source} ({src_addr}), let it send: {outbound_command(family_of(source), dst_addr, port, proto)}"
+        return (f"on {source} ({src_addr}), let it send: {outbound_command(family_of(source), dst_addr, port, proto)}",
+                "", "")
     if target == "proxy":
         return (f"allow tcp from {source} ({src_addr}) to the HTTP proxy {dst_addr}:{port} (network.httpProxy) "
-                "on the proxy host" + ELSEWHERE)
+                "on the proxy host" + ELSEWHERE), "", ""
     if check.requirement.area == "lb":
         return (f"allow {label} from {source} ({src_addr}) to the {target} balancer {dst_addr} on the balancer and "
-                f"its host firewall, and let it forward to its backends" + ELSEWHERE)
+                f"its host firewall, and let it forward to its backends" + ELSEWHERE), "", ""
     if target not in names:
-        return v.fix
-    return f"on {target} ({dst_addr}): {inbound_command(family_of(target), src_addr, port, proto)}" + ELSEWHERE
+        return v.fix, "", ""
+    family = family_of(target)
+    return (f"on {target} ({dst_addr}): {inbound_command(family, src_addr, port, proto)}" + ELSEWHERE,
+            f"on {target} ({dst_addr}), from each source: {inbound_many(family, port, proto)}" + ELSEWHERE, src_addr)
 
 
 def with_fixes(verdicts: list[Verdict], check: PortRuleCheck, inv: Inventory,
                family_of: Callable[[str], str | None]) -> list[Verdict]:
-    """``verdicts`` with each failure's fix made concrete and its area that of its requirement."""
+    """``verdicts`` with each failure's fix made concrete and its area that of its requirement.
+
+    A failure the receiving host's firewall causes also carries the fix shared by every source it drops
+    (``fix_shared``, with ``{sources}``) and its source's address (``fix_source``): the report makes one row of
+    one destination dropping one port from many sources.
+    """
     area = check.requirement.area
-    return [replace(v, check=area, fix=port_rule_fix(v, check, inv, family_of)) for v in verdicts]
+    out = []
+    for v in verdicts:
+        fix, shared, source = _fixes(v, check, inv, family_of)
+        out.append(replace(v, check=area, fix=fix, fix_shared=shared, fix_source=source))
+    return out
 
 
 def families(get_facts: Callable[[str], Facts]) -> Callable[[str], str | None]:

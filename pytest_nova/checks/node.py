@@ -32,6 +32,7 @@ from pytest_nova.checks.node_rules import (
     needs_of,
 )
 from pytest_nova.hosts import HostError, Hosts, host_fix
+from pytest_nova.inputs import read_small
 from pytest_nova.model import JSONObject
 from pytest_nova.plan import Check, EndpointCheck, NamesOnNodeCheck, NodeCheck, dns_allowed
 from pytest_nova.remote_scripts import run_script
@@ -248,12 +249,10 @@ def _host_fix(exc: HostError) -> str:
 def read_public_key(path: Path) -> tuple[str | None, str]:
     """The base64 blob of the public key of private key ``path``: ``<path>.pub``, else ``ssh-keygen -y``."""
     pub = path.with_name(path.name + ".pub")
-    try:
-        parts = pub.read_text().split()
-        if len(parts) >= 2:
-            return parts[1], ""
-    except OSError:
-        pass
+    raw = read_small(pub, 1 << 16)  # a regular file only: a FIFO there would block the run
+    parts = raw.decode("utf-8", "replace").split() if raw is not None else []
+    if len(parts) >= 2:
+        return parts[1], ""
     try:
         # -P '' : never prompt; a passphrase-protected key without its .pub is reported, not asked for.
         proc = subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", str(path)], capture_output=True, timeout=10,
@@ -277,12 +276,3 @@ def node_facts(request: pytest.FixtureRequest, nova_hosts: Hosts, nova_run_dir: 
     return NodeFacts(nova_hosts, nova_run_dir, settings.probe_timeout, settings.command_timeout,
                      selected_checks(request.session), registry.node_rules, registry.node_facts)
 
-
-def node_verdicts(check: Check, request: pytest.FixtureRequest) -> list[Verdict]:
-    """The verdicts of a node check (a plugin kind whose check type subclasses ``NodeCheck``).
-
-    Judged from the node's one facts run, which gathers what every selected node check of the host needs,
-    the plugin's ones included: a plugin kind passes this as its ``verdicts``.
-    """
-    engine: NodeFacts = request.getfixturevalue("node_facts")
-    return engine.verdicts(check)

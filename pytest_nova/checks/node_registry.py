@@ -20,8 +20,12 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
+
 from pytest_nova.checks.facts import Facts
 from pytest_nova.model import JSONObject, JSONValue
+from pytest_nova.plan import Check
+from pytest_nova.verdicts import Verdict
 
 BUILTIN_FACTS = tuple(name for name in Facts.__annotations__ if name != "extra")
 
@@ -67,3 +71,14 @@ class NodeFact:
 def gathered(facts: Facts, name: str) -> JSONValue:
     """The value of plugin fact ``name`` in a node's facts (``{"error": …}`` when it failed; None if not gathered)."""
     return (facts.get("extra") or {}).get(name)
+
+
+def node_verdicts(check: Check, request: pytest.FixtureRequest) -> list[Verdict]:
+    """The verdicts of a node check: pass it as the ``verdicts`` of a kind whose check type subclasses NodeCheck.
+
+    Judged by the run's node rules from the node's one facts run, which gathers what every selected node check
+    of the host needs, the plugin's ones included.
+    """
+    engine = request.getfixturevalue("node_facts")  # checks.node.NodeFacts; a plugin module, loaded by pytest
+    verdicts: list[Verdict] = engine.verdicts(check)
+    return verdicts

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from pytest_nova import handoff
 from pytest_nova.baseline import Baseline, BaselineError, load_baseline
 from pytest_nova.errors import SourceError
 from pytest_nova.report.html_hooks import HtmlReport
@@ -22,8 +23,9 @@ from pytest_nova.waivers import load_waivers
 def pytest_configure(config: pytest.Config) -> None:
     """Load the waivers (every process applies them); on the controller, add the summary and HTML hooks."""
     state = session_of(config)
-    waivers = None
-    if state.settings.waivers is not None:
+    handed = handoff.received(config)
+    waivers = handed.waivers if handed is not None else None
+    if state.settings.waivers is not None and handed is None:
         inv = state.inventory
         hosts = None if inv is None else {h.name for h in (*inv.nodes, *inv.workstations)} | set(inv.balancers)
         try:

@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from pytest_nova.areas import BUILTIN_AREAS
 from pytest_nova.baseline import Comparison, Identity, when
-from pytest_nova.coverage import Coverage
+from pytest_nova.coverage import KIND_REASONS, Coverage
 from pytest_nova.inventory import Inventory
 from pytest_nova.model import CheckMeta, Record
+from pytest_nova.report.groups import listed, problems
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Decision
 from pytest_nova.verdicts import (
     COUNTS_PROPERTY,
@@ -38,7 +39,7 @@ ROLE_ORDER = ("nova-ctl", "master", "infra", "ingress", "worker", "workstation",
 SHOWN = ((FAILED, "failed"), (ERROR, "error"), (WAIVED, "waived"), (WARNING, "warning"), (SKIPPED, "skipped"),
          (PASSED, "passed"))
 LABELS = ("Checked", "Expected", "Observed", "Fix")
-MAX_PLACES = 12  # places listed per problem at the top; the rest are counted
+MAX_PLACES = 200  # places listed per observation at the top; the rest are counted
 MAX_DETAIL = 200  # non-passed records detailed per row; the rest are in the results JSON
 OPEN_PASSED = 500  # the list of passed checks starts unfolded up to this many rows
 
@@ -58,6 +59,33 @@ CSS = """<style>
 .nova-detail{white-space:normal;font-family:sans-serif}
 .nova-detail td,.nova-detail th{border:1px solid #ccc;padding:2px 6px;vertical-align:top;white-space:pre-wrap}
 .nova-detail table{border-collapse:collapse}
+.nova .obs{white-space:pre-wrap}.nova .places{color:#555}
+#nova-coverage td:first-child,#nova-problems td:first-child,#nova-warnings td:first-child,
+#nova-baseline td:first-child{white-space:nowrap}
+#nova-coverage td:last-child{white-space:pre-line}
+@media print{
+@page{size:A4;margin:12mm}
+*{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+body{min-width:0;display:flex;flex-direction:column;color:#000;font-size:10px}
+.summary,.summary__data{display:contents}
+body>*,.summary__data>*,.summary>*{order:5}
+#title{order:0}
+.additional-summary.prefix{order:1}
+#environment-header,#environment{order:2}
+#results-table{order:3}
+.additional-summary.postfix{order:4}
+#environment.hidden{display:table}
+.summary__data>h2,.filter,.summary__reload,.summary__spacer,.controls,.logexpander,.media,.sortable:after,
+#environment-header h2:after,.col-result:after{display:none !important}
+.extras-row.hidden{display:table-row !important}
+.logwrapper{max-height:none;overflow:visible}
+.logwrapper .log{top:0;padding-right:5px}
+details::details-content{content-visibility:visible;display:block}
+.nova table{width:100%}
+.nova tr,.nova-detail tr,#results-table tbody{break-inside:avoid}
+.nova h2,.nova h3{break-after:avoid}
+.nova td{overflow-wrap:anywhere}
+}
 </style>"""
 
 
@@ -207,28 +235,26 @@ def warnings_html(records: Iterable[Record]) -> str:
 
 
 def _grouped(records: Iterable[Record], outcomes: tuple[str, ...], div: str, title: str) -> str:
-    groups: dict[tuple[str, str, str], list[Record]] = {}
-    for r in records:
-        if r["outcome"] in outcomes:
-            key = (str(r["requirement"]), str(r["section"]), r.get("_fix", ""))
-            groups.setdefault(key, []).append(r)
-    if not groups:
+    found = problems(records, outcomes)
+    if not found:
         return ""
     items = []
-    for (req, section, fix), rs in groups.items():
-        first = explain_parts(rs[0])
-        places = [f"<li>{esc(where(r) or r.get('nodeid'))}: {esc(r.get('message'))}</li>" for r in rs[:MAX_PLACES]]
-        if len(rs) > MAX_PLACES:
-            places.append(f"<li>… and {len(rs) - MAX_PLACES} more</li>")
+    for p in found:
+        seen = []
+        for obs in p.observations.values():
+            n = len(obs.places)
+            seen.append(f'<li><span class="obs">{esc(obs.message)}</span><br><span class="places">'
+                        f"{n} place{'s' if n != 1 else ''}: {esc(listed(obs.places, MAX_PLACES))}</span></li>")
+        sources = f"<br>(one fix for {len(p.sources)} sources)" if p.shared else ""
         items.append(
-            f"<tr><td><b>{esc(req)}</b><br>docs {esc(section)}</td>"
-            f"<td>{esc(first.get('Expected') or first.get('Checked', ''))}<ul>{''.join(places)}</ul></td>"
-            f'<td class="fix">{esc(fix)}</td></tr>'
+            f"<tr><td><b>{esc(p.requirement)}</b><br>docs {esc(p.section)}</td>"
+            f"<td>{esc(p.expected)}<ul>{''.join(seen)}</ul></td>"
+            f'<td class="fix">{esc(p.fix)}{sources}</td></tr>'
         )
-    n = sum(len(rs) for rs in groups.values())
+    n = sum(p.count for p in found)
     return (
         f'<div class="nova" id="{div}"><h2>{esc(title)} ({n} result{"s" if n > 1 else ""})</h2>'
-        "<table><tr><th>requirement</th><th>expected, and where it failed</th><th>fix</th></tr>"
+        "<table><tr><th>requirement</th><th>expected, what was observed and where</th><th>fix</th></tr>"
         f"{''.join(items)}</table></div>"
     )
 
@@ -241,13 +267,13 @@ def _place(key: Identity) -> str:
     return where({"source": src, "target": dst, "port": port, "protocol": proto}) or "cluster-wide"
 
 
-def _listed(places: Sequence[str]) -> str:
-    shown = ", ".join(places[:MAX_LISTED])
-    return shown + (f" and {len(places) - MAX_LISTED} more" if len(places) > MAX_LISTED else "")
-
-
 COVERAGE_TITLES = {"workstations": "Workstation rules", "phase": "The other phase", "inventory": "Not in the inventory",
                    "deselected": "Deselected", "not-run": "Not run", "unprovable": "Could not be proven"}
+
+
+def _requirement_list(reqs: list[str]) -> str:
+    """Requirement names on one line; one per line when each has a note of its own."""
+    return ("\n" if any(": " in r for r in reqs) else ", ").join(reqs)
 
 
 def coverage_html(cov: Coverage) -> str:
@@ -256,11 +282,12 @@ def coverage_html(cov: Coverage) -> str:
         return ""
     rows: dict[tuple[str, str], list[str]] = {}
     for g in cov.not_covered:
-        rows.setdefault((g.kind, g.reason), []).append(f"{g.requirement} ({g.section})" if g.section else
-                                                       g.requirement)
+        name = f"{g.requirement} ({g.section})" if g.section else g.requirement
+        rows.setdefault((g.kind, KIND_REASONS.get(g.kind, g.reason)), []).append(f"{name}: {g.note}" if g.note
+                                                                                   else name)
     body = "".join(
         f"<tr><td><b>{esc(COVERAGE_TITLES.get(kind, kind))}</b></td><td>{esc(reason)}</td>"
-        f"<td>{len(reqs)}: {esc(', '.join(reqs))}</td></tr>"
+        f"<td>{len(reqs)}: {esc(_requirement_list(reqs))}</td></tr>"
         for (kind, reason), reqs in sorted(rows.items(), key=lambda kv: list(COVERAGE_TITLES).index(kv[0][0])
                                             if kv[0][0] in COVERAGE_TITLES else len(COVERAGE_TITLES))
     )
@@ -290,8 +317,8 @@ def baseline_html(comparison: Comparison) -> str:
         by_req: dict[str, list[str]] = {}
         for key in keys:
             by_req.setdefault(key[0], []).append(_place(key))
-        rows = "".join(f"<tr><td><b>{esc(req)}</b></td><td>{len(places)}</td><td>{esc(_listed(places))}</td></tr>"
-                       for req, places in by_req.items())
+        rows = "".join(f"<tr><td><b>{esc(req)}</b></td><td>{len(places)}</td>"
+                       f"<td>{esc(listed(places, MAX_LISTED))}</td></tr>" for req, places in by_req.items())
         parts.append(f'<h3 class="{cls}">{esc(title)} ({len(keys)})</h3><table><tr><th>requirement</th>'
                      f"<th>results</th><th>where</th></tr>{rows}</table>")
     parts.append("</div>")

@@ -9,17 +9,22 @@ import pytest
 
 from pytest_nova.baseline import Baseline, Comparison, compare
 from pytest_nova.coverage import Coverage, coverage
-from pytest_nova.model import JSONObject, Record
+from pytest_nova.model import JSONObject
+from pytest_nova.report.groups import listed, problems
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Decision, decide
-from pytest_nova.results import CHECK_PROPERTY, now
+from pytest_nova.results import CHECK_PROPERTY, lists_only, now
 from pytest_nova.session import NovaSession
-from pytest_nova.verdicts import WARNING, unprovable, where
+from pytest_nova.unreached import failed_logins
+from pytest_nova.verdicts import ERROR, FAILED, WARNING, unprovable
 from pytest_nova.waivers import Waivers, usage
 
 OUTCOME = pytest.StashKey[Decision]()
 # Checks -k/-m deselected in this process: requirement -> (kind, check id).
 DESELECTED = pytest.StashKey[dict[str, set[tuple[str, str]]]]()
 DESELECTED_OUTPUT = "nova_deselected"  # the same, in an xdist worker's output
+MAX_TERMINAL_PROBLEMS = 20  # problems the terminal lists; the report lists every one
+MAX_TERMINAL_OBSERVATIONS = 3  # distinct observations per problem
+MAX_TERMINAL_PLACES = 6  # places per observation
 _INCOMPLETE = (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR)
 
 
@@ -74,7 +79,7 @@ class SignOff:
         whatever order their hooks run.
         """
         decided = self.config.stash.get(OUTCOME, None)
-        if decided is not None or self.config.option.collectonly or self.session is None:
+        if decided is not None or lists_only(self.config) or self.session is None:
             return decided  # listing the plan checks nothing: no verdict that could read NOT ACCEPTED
         session = self.session
         if session.exitstatus == pytest.ExitCode.USAGE_ERROR and not len(self.state.collector):
@@ -124,7 +129,7 @@ class SignOff:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """The verdict, the waivers applied, and expired or unused waivers."""
         outcome = self.config.stash.get(OUTCOME, None)
-        if outcome is None or self.state.inventory is None or self.config.option.collectonly:
+        if outcome is None or self.state.inventory is None or lists_only(self.config):
             return
         tr = terminalreporter
         colour = {ACCEPTED: "green", ACCEPTED_WITH_WAIVERS: "yellow"}.get(outcome.verdict, "red")
@@ -133,6 +138,7 @@ class SignOff:
         if self.comparison is not None:
             c = self.comparison
             tr.write_line(c.line(), red=bool(c.new), green=not (c.new or c.still_failing))
+        self._problems(tr)
         self._warnings(tr)
         waivers = self.waivers
         for u in outcome.usage:
@@ -153,18 +159,45 @@ class SignOff:
                 tr.write_line(f"unused waiver: {where}: {w.label} matched no failure", yellow=True)
 
 
-    def _warnings(self, tr: pytest.TerminalReporter) -> None:
-        """Advisory requirements that do not hold, one line per requirement with where and what was seen."""
-        groups: dict[str, list[Record]] = {}
-        for r in self.state.collector.records(passed=False):
-            if r["outcome"] == WARNING:
-                groups.setdefault(r["requirement"], []).append(r)
-        if not groups:
+    def _problems(self, tr: pytest.TerminalReporter) -> None:
+        """What to fix: one entry per requirement and fix, one line per distinct observation with its places.
+
+        Errors of a host that could not be reached are left to the one line per host (:mod:`pytest_nova.unreached`).
+        """
+        run_dir = self.state.run_dir
+        causes = list(failed_logins(run_dir).values()) if run_dir is not None and run_dir.is_dir() else []
+        records = (r for r in self.state.collector.records(passed=False)
+                   if not (causes and r["outcome"] == ERROR and any(c in r["message"] for c in causes)))
+        found = problems(records, (FAILED, ERROR))
+        if not found:
             return
-        n = sum(len(rs) for rs in groups.values())
+        n = sum(p.count for p in found)
+        tr.write_line(f"to fix: {len(found)} problem{'s' if len(found) != 1 else ''}, {n} result(s)", red=True)
+        for p in found[:MAX_TERMINAL_PROBLEMS]:
+            tr.write_line(f"  {p.requirement} (docs {p.section}): {p.count} result(s)", red=True)
+            for obs in list(p.observations.values())[:MAX_TERMINAL_OBSERVATIONS]:
+                tr.write_line(f"    {one_line(obs.message)}: at {listed(obs.places, MAX_TERMINAL_PLACES)}")
+            if len(p.observations) > MAX_TERMINAL_OBSERVATIONS:
+                tr.write_line(f"    … and {len(p.observations) - MAX_TERMINAL_OBSERVATIONS} other observations")
+            if p.fix:
+                tr.write_line(f"    fix: {one_line(p.fix)}")
+        if len(found) > MAX_TERMINAL_PROBLEMS:
+            tr.write_line(f"  … and {len(found) - MAX_TERMINAL_PROBLEMS} more problems (the report and the results "
+                          "JSON list them all)")
+
+    def _warnings(self, tr: pytest.TerminalReporter) -> None:
+        """Advisory requirements that do not hold: one line per requirement and observation, with its places."""
+        found = problems(self.state.collector.records(passed=False), (WARNING,))
+        if not found:
+            return
+        n = sum(p.count for p in found)
         tr.write_line(f"advisory warnings (not gating; --nova-strict makes them fail): {n}", yellow=True)
-        for req, rs in groups.items():
-            places = sorted({where(r) or r["nodeid"] for r in rs})
-            shown = ", ".join(places[:6]) + (f" and {len(places) - 6} more" if len(places) > 6 else "")
-            tr.write_line(f"  warning: {req} (docs {rs[0]['section']}): {len(rs)} result(s) at {shown}: "
-                          f"{rs[0]['message']}", yellow=True)
+        for p in found:
+            for obs in p.observations.values():
+                tr.write_line(f"  warning: {p.requirement} (docs {p.section}): {len(obs.places)} result(s) at "
+                              f"{listed(sorted(obs.places), 6)}: {one_line(obs.message)}", yellow=True)
+
+
+def one_line(text: str) -> str:
+    """A text for one terminal line: its line breaks as " | "."""
+    return " | ".join(line.strip() for line in text.strip().splitlines() if line.strip())
