@@ -647,3 +647,14 @@ def test_usage_errors_exit_4_without_traceback(tmp_path: Path, capsys: pytest.Ca
     # The installed command's own process: one line, exit 4.
     done = cli(tmp_path / "none.ini", "--role", "master=cp")
     assert (done.returncode, done.stderr) == (4, f"{PROG}: error: {tmp_path / 'none.ini'}: no such file\n")
+
+
+def test_a_warning_about_many_hosts_names_the_first_ten() -> None:
+    from pytest_nova.ansible.convert import Notes
+
+    notes = Notes()
+    for i in range(12):
+        notes.add(f"w{i}", "sudo asks for a password")
+    notes.add("m1", "other")
+    assert notes.lines() == ["w0, w1, w2, w3, w4, w5, w6, w7, w8, w9 and 2 more: sudo asks for a password",
+                             "m1: other"]

@@ -53,8 +53,9 @@ class Notes:
         self.by_text.setdefault(text, []).append(host)
 
     def lines(self) -> list[str]:
-        """Each warning with the hosts it concerns."""
-        return [f"{', '.join(hosts)}: {text}" for text, hosts in self.by_text.items()]
+        """Each warning with the hosts it concerns (the first ten of many)."""
+        return [f"{', '.join(hosts[:10])}{f' and {len(hosts) - 10} more' if len(hosts) > 10 else ''}: {text}"
+                for text, hosts in self.by_text.items()]
 
 
 @dataclass(frozen=True)
