@@ -108,7 +108,7 @@ REAL: dict[str, tuple[Path, list[str]]] = {
     "kubespray-2021": (DATA / "kubespray-2021" / "inventory.ini", [
         "--role", "master=kube_control_plane", "--role", "worker=kube_node", "--role", "nova-ctl=bastion",
         "--address-var", "ip", "--skip", "etcd", "--skip", "calico_rr", "--user", "nova-installer",
-        "--identity-file", "~/.ssh/id_nova"]),
+        "--identity-file", "~/.ssh/id_nova", "--jump", "bastion"]),
     "k3s-io": (DATA / "k3s-io" / "inventory.yml", [
         "--role", "master=server", "--role", "worker=agent", "--nova-ctl", "192.16.35.5",
         "--identity-file", "~/.ssh/id_nova"]),
@@ -188,6 +188,18 @@ def test_kubespray_sample_and_2021_form(real: dict[str, Path]) -> None:
     # The bastion's user is its own; no other host gets it.
     assert old.host("bastion").user == "some_user" and old.ssh.user == "nova-installer"
     assert [n.name for n in old.nodes if n.user is not None] == ["bastion"]
+    # --jump bastion: every other node through it, as kubespray's own ansible_ssh_common_args does.
+    proxy = ("ProxyCommand=ssh -o BatchMode=yes -W %h:%p -p 22 some_user@95.54.0.2",)
+    assert {n.name: n.ssh_options for n in old.nodes} == {"bastion": (), **{f"node{i}": proxy for i in range(1, 7)}}
+
+
+@needs_ansible
+def test_a_kubespray_bastion_without_jump_is_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    source, args = REAL["kubespray-2021"]
+    assert main([str(source), *args[:-2], *COMPLETE]) == 0
+    assert (f"{PROG}: warning: bastion: kubespray reaches every other host through the host 'bastion' (its default "
+            "ansible_ssh_common_args): if these nodes are reached only through it, pass --jump bastion"
+            ) in capsys.readouterr().err.splitlines()
 
 
 def test_k3s_inventories_plain_and_vaulted_are_the_same(real: dict[str, Path]) -> None:
@@ -574,20 +586,22 @@ def test_a_directory_skips_stray_files_with_a_warning(tmp_path: Path, capsys: py
     code, _, _ = convert(tmp_path, folder, "--role", "master=cp", "--nova-ctl", "192.0.2.9", *COMPLETE)
     assert code == 0
     err = capsys.readouterr().err
-    assert f"{PROG}: warning: skipped {stray}: not an inventory (" in err and "Ansible skips it too" in err
+    assert f"{PROG}: warning: skipped {stray}: not an inventory ansible-core can parse: " in err
+    assert "Ansible skips it too" in err
 
 
 @needs_ansible
-def test_a_broken_yaml_inventory_names_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_broken_yaml_inventory_names_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     bad = _write(tmp_path / "hosts.yml", "all:\n  hosts:\n    a: {ansible_host: 1.2.3.4\n    b:\n")
-    err = _error(capsys, bad, "--role", "master=all")
-    assert err.startswith(f"{PROG}: error: {bad}: ansible-core cannot parse it: 4: invalid YAML: ") \
-        or err.startswith(f"{PROG}: error: {bad}: ansible-core cannot parse it: 3: invalid YAML: "), err
+    monkeypatch.chdir(tmp_path)  # given as a relative path, named by ansible-core with its absolute one
+    assert _error(capsys, "hosts.yml", "--role", "master=all").startswith(f"{PROG}: error: {bad}:4: invalid YAML: ")
     shape = _write(tmp_path / "shape.yml", "all:\n  hosts: [a, b]\n")
-    assert "Invalid \"hosts\" entry for \"all\" group" in _error(capsys, shape, "--role", "master=all")
+    assert _error(capsys, shape, "--role", "master=all").startswith(
+        f"{PROG}: error: {shape}: not an inventory ansible-core can parse: Invalid \"hosts\" entry for \"all\" group")
     ini = _write(tmp_path / "hosts.ini", "[cp]\nm1 ansible_host\n")
     err = _error(capsys, ini, "--role", "master=cp")
-    assert err.startswith(f"{PROG}: error: {ini}: ansible-core cannot parse it: ") and "ansible_host" in err
+    assert err.startswith(f"{PROG}: error: {ini}: not an inventory ansible-core can parse: ") and "ansible_host" in err
 
 
 @needs_ansible
@@ -645,3 +659,14 @@ def test_usage_errors_exit_4_without_traceback(tmp_path: Path, capsys: pytest.Ca
     # The installed command's own process: one line, exit 4.
     done = cli(tmp_path / "none.ini", "--role", "master=cp")
     assert (done.returncode, done.stderr) == (4, f"{PROG}: error: {tmp_path / 'none.ini'}: no such file\n")
+
+
+def test_a_warning_about_many_hosts_names_the_first_ten() -> None:
+    from pytest_nova.ansible.convert import Notes
+
+    notes = Notes()
+    for i in range(12):
+        notes.add(f"w{i}", "sudo asks for a password")
+    notes.add("m1", "other")
+    assert notes.lines() == ["w0, w1, w2, w3, w4, w5, w6, w7, w8, w9 and 2 more: sudo asks for a password",
+                             "m1: other"]

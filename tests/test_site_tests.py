@@ -6,12 +6,30 @@ RemoteHost path as any node (the lab test proves the ssh nodes, logins and xdist
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
+from _pytest.mark.structures import Mark
 
+from pytest_nova.builtin_kinds import builtin_registry
+from pytest_nova.inventory import Inventory, load_inventory
+from pytest_nova.session import NovaSession
+from pytest_nova.site_tests import SiteTestError, nodes_of, requirement_of
 from tests.test_inventory import GOOD
+
+
+def load_inventory_text(text: str) -> Inventory:
+    """An inventory read from ``text`` (written to a temporary file next to nothing else)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "inv.yaml"
+        path.write_text(text)
+        return load_inventory(path)
 
 SITE = """\
 import pytest
@@ -100,21 +118,45 @@ def test_site_tests_on_the_runner_give_one_record_each(pytester: pytest.Pytester
     assert "Traceback" not in result.stdout.str()
 
 
-@pytest.mark.parametrize("marker,message", [
-    ('nova_roles("mastr")', "nova_roles: unknown role 'mastr' (expected one of: nova-ctl, master, infra, ingress, "
-                            "worker)"),
-    ('nova_requirement("x", severity="must")', "nova_requirement: severity 'must' (expected required or advisory)"),
-    ('nova_requirement("x", title="y")', "nova_requirement: unknown key 'title' (expected one of: section, summary, "
-                                         "severity, area, fix)"),
-    ('nova_requirement("x", area="ntp")', "nova_requirement: unknown area 'ntp' (expected site or one of: *"),
-    ("nova_requirement()", "nova_requirement takes one requirement id, *"),
+class _Definition:
+    """The one marker a test function carries (what nodes_of and requirement_of read)."""
+
+    def __init__(self, mark: pytest.MarkDecorator) -> None:
+        self.mark = mark.mark
+
+    def get_closest_marker(self, name: str) -> Mark | None:
+        return self.mark if self.mark.name == name else None
+
+
+@pytest.mark.parametrize("mark,message", [
+    (pytest.mark.nova_roles("mastr"), "nova_roles: unknown role 'mastr' (expected one of: nova-ctl, master, infra, "
+                                      "ingress, worker)"),
+    (pytest.mark.nova_roles(), "nova_roles takes role names, e.g. *"),
+    (pytest.mark.nova_requirement("x", severity="must"),
+     "nova_requirement: severity 'must' (expected required or advisory)"),
+    (pytest.mark.nova_requirement("x", title="y"),
+     "nova_requirement: unknown key 'title' (expected one of: section, summary, severity, area, fix)"),
+    (pytest.mark.nova_requirement("x", area="ntp"), "nova_requirement: unknown area 'ntp' (expected site or one of: *"),
+    (pytest.mark.nova_requirement("x", section=2), "nova_requirement: section must be text, not int"),
+    (pytest.mark.nova_requirement(), "nova_requirement takes one requirement id, *"),
 ])
-def test_unusable_markers_end_the_run_in_one_line(pytester: pytest.Pytester, marker: str, message: str) -> None:
+def test_unusable_markers_are_named(mark: pytest.MarkDecorator, message: str) -> None:
+    definition = cast(pytest.Item, _Definition(mark))
+    state = cast(NovaSession, SimpleNamespace(registry=builtin_registry()))
+    with pytest.raises(SiteTestError) as caught:
+        nodes_of(definition, load_inventory_text(GOOD))
+        requirement_of(definition, "test_x", state)
+    assert fnmatch.fnmatchcase(str(caught.value), message), str(caught.value)
+
+
+def test_an_unusable_marker_ends_the_run_in_one_line(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", inv=GOOD)
-    pytester.makepyfile(test_bad=f"import pytest\n\n@pytest.mark.{marker}\ndef test_x(host):\n    pass\n")
+    pytester.makepyfile(test_bad='import pytest\n\n@pytest.mark.nova_requirement("x", severity="must")\n'
+                                 'def test_x(host):\n    pass\n')
     result = pytester.runpytest("--nova-inventory=inv.yaml", "test_bad.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: test_bad.py::test_x: {message}"])
+    result.stderr.fnmatch_lines(["ERROR: test_bad.py::test_x: nova_requirement: severity 'must' (expected required "
+                                 "or advisory)"])
     assert "nova verdict" not in result.stdout.str()
 
 
@@ -127,7 +169,7 @@ waivers:
 """
 
 
-@pytest.mark.parametrize("requirement,ok", [("site-marker", True), ("site-markr", False), ("os-sudo-nopasswd", True)])
+@pytest.mark.parametrize("requirement,ok", [("site-marker", True), ("site-markr", False)])
 def test_a_waiver_may_name_a_site_tests_requirement(pytester: pytest.Pytester, requirement: str, ok: bool) -> None:
     pytester.makefile(".yaml", inv=GOOD, waivers=WAIVER.format(requirement=requirement))
     pytester.makepyfile(test_runner=RUNNER)
@@ -217,3 +259,13 @@ def test_an_unreachable_node_errors_each_site_test_once_with_its_cause(pytester:
     assert len(messages) == 1 and next(iter(messages)).startswith("master-1: ssh: "), messages
     out = result.stdout.str()
     assert f"{next(iter(messages))}; 2 checks not run" in out and "Traceback" not in out
+
+
+def test_under_xdist_the_controller_refuses_a_waiver_of_an_unknown_requirement(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", inv=GOOD, waivers=WAIVER.format(requirement="site-markr"))
+    pytester.makepyfile(test_runner="def test_ok(host):\n    pass\n")
+    result = pytester.runpytest_subprocess("--nova-inventory=inv.yaml", "test_runner.py", "-k", "nova-ctl",
+                                           "--nova-waivers=waivers.yaml", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --nova-waivers: waivers.yaml:2: waivers[0].requirement: unknown "
+                                 "requirement 'site-markr'"])
