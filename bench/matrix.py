@@ -73,7 +73,9 @@ def parallel(items, work, limit=matrix.MAX_PARALLEL_HOSTS):
     real_parallel(items, work, limit)
     name = work.__name__
     if name == "_probe":
-        name = "second pass" if items and items[0][3] else "first pass"
+        name = "first pass"
+    elif name == "_resend_ipip":
+        name = "ipip retries"
     elif name == "_listen":
         name = "listeners"
     marks.append((name, time.monotonic()))
@@ -87,10 +89,7 @@ def timed(kind, fn):
             return fn(self, job)
         finally:
             host = job.host if kind == "listen" else job[1]
-            if kind == "probe" and job[3]:
-                kind2 = "probe-again"
-            else:
-                kind2 = kind
+            kind2 = kind
             with lock:
                 calls.append((kind2, host, start, time.monotonic()))
     return wrapper
@@ -113,21 +112,23 @@ matrix._parallel = real_parallel
 real_parallel(names, login)
 matrix._parallel = parallel
 marks.append(("logins", time.monotonic()))
-run = matrix.MatrixRun(hosts, checks, settings)
+run = matrix.MatrixRun(hosts, checks, settings, run_dir())
 marks.append(("probes planned (MatrixRun())", time.monotonic()))
 value = run.compute()
 marks.append(("closing", time.monotonic()))
 close_control_sockets(run_dir())
-shutil.rmtree(run_dir(), ignore_errors=True)
 outcomes = {}
-for outcome, message in value["verdicts"].values():
-    outcomes[outcome] = outcomes.get(outcome, 0) + 1
-bad = sorted({m for o, m in value["verdicts"].values() if o != "passed"})[:5]
+for counts in value["counts"].values():
+    for outcome, n in counts.items():
+        outcomes[outcome] = outcomes.get(outcome, 0) + n
+bad = sorted({m for line in (run_dir() / value["exceptions"]).read_text().splitlines()
+              for o, m, *_ in json.loads(line.split("\t", 1)[1]).values() if o != "passed"})[:5]
+shutil.rmtree(run_dir(), ignore_errors=True)
 self_ru = resource.getrusage(resource.RUSAGE_SELF)
 kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"marks": marks, "calls": calls, "outcomes": outcomes, "examples": bad, "login_errors": errors,
                   "probes": value["probes"], "sources": value["sources"], "destinations": value["destinations"],
-                  "seconds": value["seconds"], "second_pass": value["second_pass"],
+                  "seconds": value["seconds"], "second_pass": value["second_pass"], "passes": value["passes"],
                   "phases": value.get("phases"), "max_parallel": matrix.MAX_PARALLEL_HOSTS,
                   "cpu_self": self_ru.ru_utime + self_ru.ru_stime, "cpu_children": kids.ru_utime + kids.ru_stime}))
 '''

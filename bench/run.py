@@ -16,6 +16,8 @@ load average before and after (the machine is shared). The lab is always torn do
     python bench/run.py --sizes 10 30 60 200
     python bench/run.py --sizes 200 --baseline /tmp/nova-old
     python bench/run.py --sizes 30 200 --workers auto 0 2 4 off   # is -n auto the fastest way?
+    python bench/run.py --sizes 200 --workers auto auto auto       # three runs in a row on one lab
+    python bench/run.py --sizes 200 --profile                      # where the runner's CPU goes (py-spy)
 """
 
 from __future__ import annotations
@@ -103,8 +105,12 @@ def xdist_args(workers: str) -> list[str]:
     return ["-p", "no:xdist"] if workers == "off" else ["-n", workers]
 
 
-def measure(lab: Lab, code: Path, label: str, workers: str = "auto") -> dict[str, Any]:
-    """One run of the README's command (``-n workers``) with the code at ``code``; sizes of what it wrote."""
+def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bool = False) -> dict[str, Any]:
+    """One run of the README's command (``-n workers``) with the code at ``code``; sizes of what it wrote.
+
+    With ``profile`` the run is sampled by py-spy (controller and xdist workers, on-CPU samples only) into
+    ``profile.txt`` in the run's folder (collapsed stacks; summarize with ``bench/profile.py``).
+    """
     out = lab.state_dir / f"bench-run-{label}-{workers}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -112,6 +118,12 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto") -> dict[str
             f"--nova-inventory={lab.inventory_path}", *xdist_args(workers), f"--html={out / 'report.html'}",
             "--self-contained-html", f"--nova-json={out / 'results.json'}", f"--junitxml={out / 'junit.xml'}",
             str(_suites(code))]
+    if profile:
+        spy = shutil.which("py-spy")
+        if spy is None:
+            raise SystemExit("--profile needs py-spy (pip install py-spy)")
+        argv = [spy, "record", "--subprocesses", "--rate", "100", "--format", "raw", "-o", str(out / "profile.txt"),
+                "--", *argv]
     load = os.getloadavg()[0]
     sampler = Sampler(lab)
     sampler.start()
@@ -140,6 +152,8 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto") -> dict[str
         "peak_rss_mb": run["peak_rss_mb"], **sampler.peak,
         "load_before": round(load, 1), "load_after": round(os.getloadavg()[0], 1),
         "tail": (out / "output.txt").read_text().strip().splitlines()[-1],
+        "matrix": [line for line in (out / "output.txt").read_text().splitlines()
+                   if line.startswith(("nova firewall matrix:", "nova firewall proof:"))],
         "suites_total_longest_s": phases(out / "junit.xml"),
         "folder": str(out),
     }
@@ -157,7 +171,7 @@ def phases(junit: Path) -> dict[str, list[float]]:
     return out
 
 
-def bench(n: int, baseline: Path | None, keep: bool, workers: list[str]) -> list[dict[str, Any]]:
+def bench(n: int, baseline: Path | None, keep: bool, workers: list[str], profile: bool = False) -> list[dict[str, Any]]:
     """Boot the 3/2/1/n lab, run the command (and the baseline's), tear the lab down."""
     spec = LabSpec(name=f"run{n}x{os.getpid()}", workers=n)
     if state_dir(spec.name).exists():
@@ -171,7 +185,7 @@ def bench(n: int, baseline: Path | None, keep: bool, workers: list[str]) -> list
         runs = [(code, label, w) for w in workers
                 for code, label in [(REPO, "now"), *([(baseline, "baseline")] if baseline else [])]]
         for code, label, w in runs:
-            row = measure(lab, code, label, w) | {"n": n, "hosts": hosts, "boot_s": round(boot, 1)}
+            row = measure(lab, code, label, w, profile) | {"n": n, "hosts": hosts, "boot_s": round(boot, 1)}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
             if keep:
@@ -193,8 +207,10 @@ def main() -> None:
     parser.add_argument("--workers", nargs="+", default=["auto"],
                         help="xdist settings to compare on the same lab: auto, a number (-n N; 0 runs in-process), "
                              "off (-p no:xdist)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample each run with py-spy into profile.txt (implies --keep; see bench/profile.py)")
     a = parser.parse_args()
-    rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep, a.workers)]
+    rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep or a.profile, a.workers, a.profile)]
     print("| workers (hosts) | code | -n | wall (CPU) | exit | records | results JSON | JUnit | HTML | peak RSS | "
           "ssh processes (masters), their RSS | load |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -22,6 +22,11 @@ from pytest_nova.verdicts import UNPROVABLE, unprovable
 NO_WORKSTATIONS = "the inventory lists no workstations; add `workstations:` to cover them"
 WORKSTATIONS_PART = ("the inventory lists no workstations: checked from the cluster nodes only; add `workstations:` "
                      "to cover them")
+NOT_RUN = "not run (their suite was not collected, or the run stopped early)"
+REQUIRE_PROOF = "--nova-require-proof makes them fail"
+# The report's one reason for all requirements of a kind whose reasons differ only in their note.
+KIND_REASONS = {"deselected": "checks deselected (-k, -m)", "not-run": f"checks {NOT_RUN}",
+                "unprovable": f"results that could not be proven either way ({REQUIRE_PROOF})"}
 OTHER_PHASE = {
     "postinstall": "checked after installation; run with --nova-phase=postinstall (or all) once the platform is "
                    "installed",
@@ -37,6 +42,7 @@ class Gap:
     section: str
     reason: str
     kind: str  # phase, workstations, inventory, deselected, not-run, unprovable: how the report groups it
+    note: str = ""  # what is particular to this requirement within its kind ("3 of 10"), for the report's rows
 
 
 @dataclass
@@ -115,11 +121,12 @@ def selection_gaps(catalog: Catalog, planned: Mapping[str, int], deselected: Map
             continue
         out = deselected.get(r.id, 0)
         if out:
-            gaps.append(Gap(r.id, r.section, f"{out} of {total} checks deselected (-k, -m)", "deselected"))
+            gaps.append(Gap(r.id, r.section, f"{out} of {total} checks deselected (-k, -m)", "deselected",
+                            f"{out} of {total}"))
         missing = total - out - reported.get(r.id, 0)
         if missing > 0:
-            gaps.append(Gap(r.id, r.section, f"{missing} of {total} checks not run (their suite was not collected, "
-                                             "or the run stopped early)", "not-run"))
+            gaps.append(Gap(r.id, r.section, f"{missing} of {total} checks {NOT_RUN}", "not-run",
+                            f"{missing} of {total}"))
     return gaps
 
 
@@ -133,7 +140,8 @@ def unprovable_gaps(catalog: Catalog, records: Iterable[Record]) -> tuple[list[G
             why.setdefault(r["requirement"], r["message"].split(f"{UNPROVABLE}: ", 1)[-1])
     sections = {r.id: r.section for r in catalog.requirements}
     gaps = [Gap(req, sections.get(req, ""), f"{n} result{'s' if n != 1 else ''} could not be proven, e.g. "
-                                            f"{why[req]} (--nova-require-proof makes them fail)", "unprovable")
+                                            f"{why[req]} ({REQUIRE_PROOF})", "unprovable",
+                f"{n} result{'s' if n != 1 else ''}, e.g. {why[req]}")
             for req, n in counts.items()]
     return gaps, sum(counts.values())
 

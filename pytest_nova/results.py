@@ -35,6 +35,13 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+
+def lists_only(config: pytest.Config) -> bool:
+    """Whether pytest only lists (``--collect-only``, ``--fixtures``, ``--fixtures-per-test``): no verdict then."""
+    option = config.option
+    return bool(getattr(option, "collectonly", False) or getattr(option, "showfixtures", False)
+                or getattr(option, "show_fixtures_per_test", False))
+
 class Collector:
     """Gathers verdict records from test reports (also those pytest-xdist sends from workers), on disk.
 
@@ -257,7 +264,7 @@ class ResultsWriter:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Write the results JSON, whatever the outcome (not for --collect-only: nothing was checked)."""
         state, inv = self.state, self.state.inventory
-        if inv is None or state.settings.json_path is None or session.config.option.collectonly:
+        if inv is None or state.settings.json_path is None or lists_only(session.config):
             return
         head = {
             "schema": SCHEMA,

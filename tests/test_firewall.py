@@ -55,9 +55,8 @@ def test_every_planned_target_is_probed_once_from_its_source() -> None:
 
 
 def test_preinstall_listens_on_every_probed_port_and_postinstall_only_receives_ipip() -> None:
-    by_source = probes_by_source(_checks())
-    pre = listen_requests(by_source, listeners=True)
-    post = listen_requests(by_source, listeners=False)
+    pre = listen_requests(_checks(), listeners=True)
+    post = listen_requests(_checks(), listeners=False)
     assert (2379, "tcp") in pre["master-2"].ports
     assert (4789, "udp") in pre["worker-1"].ports
     assert all(proto in ("tcp", "udp") for r in pre.values() for _, proto in r.ports)
@@ -71,7 +70,7 @@ def test_the_proxy_is_probed_as_it_is_with_no_listener() -> None:
     proxy = [p for ps in by_source.values() for p in ps if p.target == "proxy"]
     assert {(p.address, p.port) for p in proxy} == {("proxy.mycompany.local", 3128)}
     assert len(proxy) == 1 + len(inv.cluster_nodes)
-    pre = listen_requests(by_source, listeners=True, known=matrix.inventory_hosts(inv))
+    pre = listen_requests(_checks(), listeners=True, known=matrix.inventory_hosts(inv))
     assert "proxy" not in pre and (2379, "tcp") in pre["master-2"].ports
     # Judged like a real service: refused means nothing listens there, not a missing temporary listener.
     outcome, message = _judge(proxy[0], "refused", listeners=False, listening=None)
@@ -107,7 +106,7 @@ def test_open_passes_and_names_the_process_of_a_taken_port() -> None:
     assert _judge(TCP, "open", listening=taken) == (PASSED, "open: port already in use by etcd (pid 7)")
 
 
-FILTERED = "filtered: no answer within 2.0 s (nor on a second, slower try)"
+FILTERED = "filtered: no answer within 2.0 s, nor when probed again (4 s, 8 s)"
 
 
 def test_no_answer_is_filtered_with_the_timeout() -> None:
@@ -159,21 +158,30 @@ def test_ipip_depends_on_the_receiver() -> None:
     assert outcome == SKIPPED and "sudo -n" in message
 
 
-def test_port_matrix_gives_one_verdict_per_target_with_the_requirement() -> None:
+def _stored(check: PortRuleCheck, folder: Path, exceptions: dict[str, list[Any]]) -> matrix.Matrix:
+    (folder / matrix.EXCEPTIONS_FILE).write_text(matrix.Exceptions.line(str(check.source), exceptions))
+    return matrix.Matrix(probes=len(check.targets), sources=1, destinations=len(check.targets), seconds=0.1,
+                         second_pass=0, passes=[len(check.targets), 0, 0], dropped=0, counts={},
+                         checks=[check.id], taken={"master-3": {"2379/tcp": "etcd (pid 7)"}},
+                         exceptions=matrix.EXCEPTIONS_FILE)
+
+
+def test_port_matrix_gives_one_verdict_per_target_with_the_requirement(tmp_path: Path) -> None:
     check = next(c for c in _checks() if c.id == "worker-1:masters:2379/tcp")
-    stored = matrix.Matrix(verdicts={Probe("worker-1", t.name, t.address, 2379, "tcp").key: [PASSED, "open"]
-                                     for t in check.targets[:2]}, probes=2, sources=1, destinations=2, seconds=0.1,
-                           second_pass=0)
-    verdicts = matrix.PortMatrix(stored).verdicts(check)
+    stored = _stored(check, tmp_path, {"master-2>2379/tcp": [ERROR, "error: x"]})
+    verdicts = matrix.PortMatrix(stored, tmp_path).verdicts(check)
     assert [v.target for v in verdicts] == [t.name for t in check.targets]
-    assert [v.outcome for v in verdicts] == [PASSED, PASSED, ERROR]
+    assert [(v.outcome, v.message) for v in verdicts] == [
+        (PASSED, "open"), (ERROR, "error: x"), (PASSED, "open: port already in use by etcd (pid 7)")]
     assert not any(v.unprovable for v in verdicts)
-    first = Probe("worker-1", check.targets[0].name, check.targets[0].address, 2379, "tcp").key
-    stored["verdicts"][first] = [SKIPPED, "skipped: cannot be proven: x", True]
-    assert matrix.PortMatrix(stored).verdicts(check)[0].unprovable
+    stored = _stored(check, tmp_path, {"master-1>2379/tcp": [SKIPPED, "skipped: cannot be proven: x", True]})
+    assert matrix.PortMatrix(stored, tmp_path).verdicts(check)[0].unprovable
     v = verdicts[0]
     assert (v.requirement, v.section, v.port, v.protocol) == ("fw-master-etcd-client", "3.1.2", 2379, "tcp")
     assert v.checked == "worker-1 -> master-1 (10.10.1.11) 2379/tcp"
+    # A check the matrix was not computed for is an error, not a pass.
+    other = next(c for c in _checks() if c.id == "worker-2:masters:2379/tcp")
+    assert {v.outcome for v in matrix.PortMatrix(stored, tmp_path).verdicts(other)} == {ERROR}
 
 
 def test_checksum_of_a_header_with_its_checksum_is_zero() -> None:
@@ -220,15 +228,14 @@ def test_listener_serves_free_ports_names_taken_ones_and_exits_when_stdin_closes
     assert f"{busy}/tcp" in ready["taken"]
     # Run as root the owner is named; as a user at least our own process is visible.
     assert "(pid " in ready["taken"][f"{busy}/tcp"]
-    probes = [["tcp", "127.0.0.1", tcp, "tcp", "a"], ["udp", "127.0.0.1", udp, "udp", "b"],
-              ["closed", "127.0.0.1", _free_port(socket.SOCK_STREAM), "tcp", "c"],
-              ["udp-closed", "127.0.0.1", _free_port(socket.SOCK_DGRAM), "udp", "d"]]
-    params = {"timeout": 1.0, "concurrency": 2, "probes": probes, "magic": "nova-probe-t"}
+    groups = [[tcp, "tcp", 0, ["127.0.0.1"]], [udp, "udp", 0, ["127.0.0.1"]],
+              [_free_port(socket.SOCK_STREAM), "tcp", 0, ["127.0.0.1"]], [_free_port(socket.SOCK_DGRAM), "udp", 0,
+                                                                         ["127.0.0.1"]]]
+    params = {"timeout": 1.0, "concurrency": 2, "groups": groups, "magic": "nova-probe-t"}
     out = subprocess.run([sys.executable, str(PROBES / "portprobe.py")], input=json.dumps(params).encode() + b"\n",
                          capture_output=True, timeout=20, check=True)
     results = json.loads(out.stdout)["results"]
-    assert results == {"tcp": ["open", ""], "udp": ["open", "echo"], "closed": ["refused", "Connection refused"],
-                       "udp-closed": ["refused", "Connection refused"]}
+    assert results == ["open", "open", ["refused", "Connection refused"], ["refused", "Connection refused"]]
     assert proc.stdin is not None
     proc.stdin.close()
     assert proc.wait(5) == 0
@@ -241,7 +248,7 @@ def test_portprobe_exits_when_its_lifeline_closes() -> None:
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never answers: the probe would wait 30 s
     silent.bind(("127.0.0.1", 0))
     port = silent.getsockname()[1]
-    params = {"timeout": 30, "probes": [["x", "127.0.0.1", port, "udp", "x"]], "lifeline": True, "deadline": 60}
+    params = {"timeout": 30, "groups": [[port, "udp", 0, ["127.0.0.1"]]], "lifeline": True, "deadline": 60}
     proc = subprocess.Popen([sys.executable, str(PROBES / "portprobe.py")], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE)
     assert proc.stdin is not None

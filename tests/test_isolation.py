@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_nova import runcache
-from pytest_nova.checks.firewall import Listening, Probe, judge_probe, staggered, suspect
+from pytest_nova.checks.firewall import Listening, Probe, judge_probe, suspect
 from pytest_nova.hosts import Access, HostError, RemoteHost, explain_ssh_failure, host_fix
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.probes import portprobe
@@ -109,10 +109,15 @@ def test_no_fix_points_at_text_that_is_not_there() -> None:
 
 
 def test_every_source_starts_on_another_destination() -> None:
-    probes = [Probe("s", t, "10.0.0.1", port, "tcp") for t in ("a", "b", "c") for port in (1, 2)]
-    firsts = [staggered(probes, i)[0].target for i in range(3)]
-    assert firsts == ["a", "b", "c"]
-    assert sorted(staggered(probes, 4), key=lambda p: (p.target, p.port)) == probes
+    groups = [[port, "tcp", 1, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]] for port in (1, 2)]
+    firsts = [portprobe.batch({"groups": groups, "rotate": i})[0].address for i in range(3)]
+    assert firsts == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    probes = portprobe.batch({"groups": groups, "rotate": 4})
+    # Grouped by destination; ids name the place in the groups, which is the order of the answer.
+    assert [(p.address, p.port, p.id) for p in probes] == [
+        ("10.0.0.2", 1, "1"), ("10.0.0.2", 2, "4"), ("10.0.0.3", 1, "2"), ("10.0.0.3", 2, "5"),
+        ("10.0.0.1", 1, "0"), ("10.0.0.1", 2, "3")]
+    assert all(p.retry for p in probes)
 
 
 def test_only_what_would_be_called_dropped_is_probed_again() -> None:

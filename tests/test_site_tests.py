@@ -6,11 +6,30 @@ RemoteHost path as any node (the lab test proves the ssh nodes, logins and xdist
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
+from _pytest.mark.structures import Mark
 
+from pytest_nova.builtin_kinds import builtin_registry
+from pytest_nova.inventory import Inventory, load_inventory
+from pytest_nova.session import NovaSession
+from pytest_nova.site_tests import SiteTestError, nodes_of, requirement_of
 from tests.test_inventory import GOOD
+
+
+def load_inventory_text(text: str) -> Inventory:
+    """An inventory read from ``text`` (written to a temporary file next to nothing else)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "inv.yaml"
+        path.write_text(text)
+        return load_inventory(path)
 
 SITE = """\
 import pytest
@@ -99,21 +118,45 @@ def test_site_tests_on_the_runner_give_one_record_each(pytester: pytest.Pytester
     assert "Traceback" not in result.stdout.str()
 
 
-@pytest.mark.parametrize("marker,message", [
-    ('nova_roles("mastr")', "nova_roles: unknown role 'mastr' (expected one of: nova-ctl, master, infra, ingress, "
-                            "worker)"),
-    ('nova_requirement("x", severity="must")', "nova_requirement: severity 'must' (expected required or advisory)"),
-    ('nova_requirement("x", title="y")', "nova_requirement: unknown key 'title' (expected one of: section, summary, "
-                                         "severity, area, fix)"),
-    ('nova_requirement("x", area="ntp")', "nova_requirement: unknown area 'ntp' (expected site or one of: *"),
-    ("nova_requirement()", "nova_requirement takes one requirement id, *"),
+class _Definition:
+    """The one marker a test function carries (what nodes_of and requirement_of read)."""
+
+    def __init__(self, mark: pytest.MarkDecorator) -> None:
+        self.mark = mark.mark
+
+    def get_closest_marker(self, name: str) -> Mark | None:
+        return self.mark if self.mark.name == name else None
+
+
+@pytest.mark.parametrize("mark,message", [
+    (pytest.mark.nova_roles("mastr"), "nova_roles: unknown role 'mastr' (expected one of: nova-ctl, master, infra, "
+                                      "ingress, worker)"),
+    (pytest.mark.nova_roles(), "nova_roles takes role names, e.g. *"),
+    (pytest.mark.nova_requirement("x", severity="must"),
+     "nova_requirement: severity 'must' (expected required or advisory)"),
+    (pytest.mark.nova_requirement("x", title="y"),
+     "nova_requirement: unknown key 'title' (expected one of: section, summary, severity, area, fix)"),
+    (pytest.mark.nova_requirement("x", area="ntp"), "nova_requirement: unknown area 'ntp' (expected site or one of: *"),
+    (pytest.mark.nova_requirement("x", section=2), "nova_requirement: section must be text, not int"),
+    (pytest.mark.nova_requirement(), "nova_requirement takes one requirement id, *"),
 ])
-def test_unusable_markers_end_the_run_in_one_line(pytester: pytest.Pytester, marker: str, message: str) -> None:
+def test_unusable_markers_are_named(mark: pytest.MarkDecorator, message: str) -> None:
+    definition = cast(pytest.Item, _Definition(mark))
+    state = cast(NovaSession, SimpleNamespace(registry=builtin_registry()))
+    with pytest.raises(SiteTestError) as caught:
+        nodes_of(definition, load_inventory_text(GOOD))
+        requirement_of(definition, "test_x", state)
+    assert fnmatch.fnmatchcase(str(caught.value), message), str(caught.value)
+
+
+def test_an_unusable_marker_ends_the_run_in_one_line(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", inv=GOOD)
-    pytester.makepyfile(test_bad=f"import pytest\n\n@pytest.mark.{marker}\ndef test_x(host):\n    pass\n")
+    pytester.makepyfile(test_bad='import pytest\n\n@pytest.mark.nova_requirement("x", severity="must")\n'
+                                 'def test_x(host):\n    pass\n')
     result = pytester.runpytest("--nova-inventory=inv.yaml", "test_bad.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: test_bad.py::test_x: {message}"])
+    result.stderr.fnmatch_lines(["ERROR: test_bad.py::test_x: nova_requirement: severity 'must' (expected required "
+                                 "or advisory)"])
     assert "nova verdict" not in result.stdout.str()
 
 
@@ -126,7 +169,7 @@ waivers:
 """
 
 
-@pytest.mark.parametrize("requirement,ok", [("site-marker", True), ("site-markr", False), ("os-sudo-nopasswd", True)])
+@pytest.mark.parametrize("requirement,ok", [("site-marker", True), ("site-markr", False)])
 def test_a_waiver_may_name_a_site_tests_requirement(pytester: pytest.Pytester, requirement: str, ok: bool) -> None:
     pytester.makefile(".yaml", inv=GOOD, waivers=WAIVER.format(requirement=requirement))
     pytester.makepyfile(test_runner=RUNNER)
@@ -159,3 +202,60 @@ def test_cross(nova_hosts):
     assert runner.check_output("echo %s", "hello") == "hello"
 """)
     pytester.runpytest("--nova-inventory=inv.yaml", "test_cross.py").assert_outcomes(passed=1)
+
+
+MODULES = """\
+import os
+
+def test_modules(host):
+    assert host.backend.get_connection_type() == "nova"
+    assert host.file("/etc/passwd").user == "root"
+    assert host.user("nobody").exists and host.group("root").exists
+    assert host.package("python3").is_installed
+    assert host.sysctl("kernel.ostype") == "Linux"
+    assert host.process.filter(pid=os.getpid())
+    assert host.socket.get_listening_sockets() is not None
+    assert host.exists("sh") and host.system_info.type == "linux"
+    with host.sudo("nobody"):
+        assert host.check_output("id -un") == "nobody"
+    assert host.check_output("id -un") == "root"
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sudo to another user without a password needs root")
+def test_testinfra_modules_work_through_the_nova_backend(pytester: pytest.Pytester) -> None:
+    # On the runner (connection: local, through RemoteHost like any node): every module is commands run by it.
+    pytester.makefile(".yaml", inv=GOOD)
+    pytester.makepyfile(test_modules=MODULES)
+    result = pytester.runpytest("--nova-inventory=inv.yaml", "test_modules.py", "-k", "nova-ctl")
+    result.assert_outcomes(passed=1)
+
+
+UNREACHABLE = """\
+import pytest
+
+@pytest.fixture
+def release(host):
+    return host.file("/etc/os-release").content_string
+
+def test_plain(host):
+    assert host.file("/etc/passwd").exists
+
+def test_with_a_fixture(host, release):
+    assert release
+"""
+
+
+def test_an_unreachable_node_errors_each_site_test_once_with_its_cause(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", inv=GOOD.replace("10.10.1.11", "192.0.2.11"))  # TEST-NET-1: nothing answers
+    pytester.makepyfile(test_unreachable=UNREACHABLE)
+    result = pytester.runpytest("--nova-inventory=inv.yaml", "test_unreachable.py", "-k", "master-1",
+                                "--nova-json=out.json", "--nova-connect-timeout=2")
+    assert result.ret == 1
+    records = json.loads((pytester.path / "out.json").read_text())["results"]
+    assert [(r["nodeid"].split("::")[1], r["outcome"]) for r in records] == [
+        ("test_plain[master-1]", "error"), ("test_with_a_fixture[master-1]", "error")]
+    messages = {r["message"] for r in records}
+    assert len(messages) == 1 and next(iter(messages)).startswith("master-1: ssh: "), messages
+    out = result.stdout.str()
+    assert f"{next(iter(messages))}; 2 checks not run" in out and "Traceback" not in out

@@ -21,19 +21,22 @@ def _probe(src: str, dst: str, port: int = 8472) -> Probe:
     return Probe(src, dst, NODES[dst], port, "udp")
 
 
-def _matrix(raw: dict[tuple[str, str], tuple[str, str]], holders: dict[str, str], port: int = 8472) -> tuple[
-        dict[str, list[Probe]], dict[str, tuple[str, str]], dict[str, Listening], dict[str, list[JSONScalar]]]:
-    by_source: dict[str, list[Probe]] = {}
-    statuses: dict[str, tuple[str, str]] = {}
-    judged: dict[str, list[JSONScalar]] = {}
+Matrix = tuple[list[tuple[Probe, str, str, list[JSONScalar]]], dict[str, Listening], ev.Peers]
+
+
+def _matrix(raw: dict[tuple[str, str], tuple[str, str]], holders: dict[str, str], port: int = 8472) -> Matrix:
+    """The matrix's probes that did not pass plainly, the listeners, and the answers of held ports as they came."""
+    settled: list[tuple[Probe, str, str, list[JSONScalar]]] = []
     listening = {h: Listening(taken={f"{port}/udp": who}) for h, who in holders.items()}
+    peers = ev.Peers()
     for (src, dst), (status, detail) in raw.items():
         p = _probe(src, dst, port)
-        by_source.setdefault(src, []).append(p)
-        statuses[p.key] = (status, detail)
-        judged[p.key] = list(judge_probe(p, status, detail, listening=listening.get(dst), listeners=True,
-                                         timeout=2.0))
-    return by_source, statuses, listening, judged
+        if status == "open":
+            peers.answered(src, dst, port, holders[dst])
+            continue
+        settled.append((p, status, detail, list(judge_probe(p, status, detail, listening=listening.get(dst),
+                                                                listeners=True, timeout=2.0))))
+    return settled, listening, peers
 
 
 def test_the_conntrack_script_finds_exactly_the_probes_flows_and_sees_tracking() -> None:
@@ -86,19 +89,18 @@ def test_the_same_service_answering_elsewhere_fails_the_silent_one() -> None:
     raw = {("w1", "w2"): ("silent", "10.0.0.1:40000"), ("w1", "w3"): ("open", "echo"),
            ("w3", "w2"): ("open", "echo"), ("w2", "w3"): ("open", "echo")}
     holders = {"w2": "python3 (pid 7)", "w3": "python3 (pid 9)"}
-    by_source, statuses, listening, judged = _matrix(raw, holders)
-    silent = ev.silent_probes(by_source, statuses, listening, judged)
+    settled, listening, answers = _matrix(raw, holders)
+    silent = ev.silent_probes(settled, listening)
     assert [s.probe.key for s in silent] == [_probe("w1", "w2").key]
-    peers = ev.judge_peers(silent[0], by_source, statuses, listening)
+    peers = ev.judge_peers(silent[0], answers)
     assert peers is not None and peers[0] == FAILED
     assert "on 1 other node (w3)" in peers[1] and "on w2 from 1 other source (w3)" in peers[1]
     assert "(evidence: the service's answers elsewhere)" in peers[1]
     # Another service on the other node is no evidence, nor is a port that nothing answers anywhere.
     holders = {"w2": "python3 (pid 7)", "w3": "dnsmasq (pid 9)"}
     raw = {("w1", "w2"): ("silent", "10.0.0.1:40000"), ("w1", "w3"): ("open", "answer")}
-    by_source, statuses, listening, judged = _matrix(raw, holders)
-    assert ev.judge_peers(ev.silent_probes(by_source, statuses, listening, judged)[0], by_source, statuses,
-                          listening) is None
+    settled, listening, answers = _matrix(raw, holders)
+    assert ev.judge_peers(ev.silent_probes(settled, listening)[0], answers) is None
 
 
 def test_prove_prefers_conntrack_then_peers_and_keeps_the_rest_unprovable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,8 +108,9 @@ def test_prove_prefers_conntrack_then_peers_and_keeps_the_rest_unprovable(monkey
            ("w2", "w3"): ("silent", "10.0.0.2:40002"), ("w3", "w1"): ("open", "echo"),
            ("w2", "w1"): ("silent", "10.0.0.2:40003")}
     holders = {"w1": "python3 (pid 1)", "w2": "python3 (pid 2)", "w3": "python3 (pid 3)"}
-    by_source, statuses, listening, judged = _matrix(raw, holders)
-    run: Any = SimpleNamespace(by_source=by_source, raw=statuses, listening=listening)
+    settled, listening, answers = _matrix(raw, holders)
+    run: Any = SimpleNamespace(listening=listening)
+    judged = {p.key: verdict for p, _, _, verdict in settled}
 
     def kernel(_run: Any, silent: list[ev.Silent]) -> tuple[dict[str, ev.Kernel], dict[str, int]]:
         # Only w3 lets us read conntrack: it holds w1's flow, not w2's.
@@ -116,7 +119,8 @@ def test_prove_prefers_conntrack_then_peers_and_keeps_the_rest_unprovable(monkey
                                                 udp_timeout=30), read_at=1.0)}, index
 
     monkeypatch.setattr(ev, "read_kernel", kernel)
-    proof = ev.prove(run, judged, 0.0)
+    silent = ev.silent_probes(settled, listening)
+    proof = ev.prove(run, silent, judged, answers, 0.0, probes=5, unprovable=len(silent))
     outcome = {k: (v[0], v[2]) for k, v in judged.items()}
     assert outcome[_probe("w1", "w3").key] == (PASSED, False)
     assert outcome[_probe("w2", "w3").key] == (FAILED, False)  # conntrack: no entry

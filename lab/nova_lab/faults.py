@@ -47,6 +47,9 @@ KINDS: dict[str, Kind] = {
     "fw-drop": Kind("nftables drop in the destination's input chain; source/destination are a host or a role "
                     "(masters, infra, ingress, workers, nodes, nova-ctl, workstations); protocol tcp|udp|icmp",
                     (("destination", "master-1"), ("port", "2379"), ("protocol", "tcp"), ("source", "workers"))),
+    "fw-lossy": Kind("nftables random loss in the destination's input chain, as a congested network loses packets: "
+                     "percent of the TCP (not ssh), UDP, ICMP echo and IPIP packets from the source are dropped",
+                     (("destination", "nodes"), ("percent", "10"), ("source", "nodes"))),
     "sudoers-missing": Kind("remove /etc/sudoers.d/99-nova-installer-user on a host", (("host", "worker-1"),)),
     "wrong-mode": Kind("chmod a file on a host", (("host", "worker-1"), ("mode", "0644"),
                                                  ("path", "/home/nova-installer/.ssh/authorized_keys"))),
@@ -87,7 +90,7 @@ KINDS: dict[str, Kind] = {
 }
 
 DNS_KINDS = ("dns-missing-record", "dns-wrong-target")
-NFT_KINDS = ("fw-drop", "fw-reject", "endpoint-unreachable", "kubelet-down", "dns53-down")
+NFT_KINDS = ("fw-drop", "fw-reject", "fw-lossy", "endpoint-unreachable", "kubelet-down", "dns53-down")
 FLAG_KINDS = ("untrusted-ca", "healthcheck-503", "tls-terminating-api-lb", "node-notready", "node-missing",
               "proxy-deny")
 HOST_KINDS = ("sudoers-missing", "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing",
@@ -190,6 +193,14 @@ def nft_rules(active: Sequence[Fault], hosts: Sequence[Host], base: Mapping[str,
                 verdict = "reject with tcp reset" if proto == "tcp" else "reject with icmp type port-unreachable"
             for dst in select(f["destination"], hosts):
                 rules.setdefault(dst.name, []).append(f"ip saddr {{ {src} }} {match} {verdict}")
+        elif f.kind == "fw-lossy":
+            src = ", ".join(h.address for h in select(f["source"], hosts))
+            lose = f"numgen random mod 100 < {int(f['percent'])} drop"
+            for dst in select(f["destination"], hosts):
+                rules.setdefault(dst.name, []).extend(
+                    f"ip saddr {{ {src} }} {match} {lose}"
+                    for match in ("tcp sport != 22 tcp dport != 22", "meta l4proto udp",
+                                  "icmp type { echo-request, echo-reply }", "ip protocol ipip"))
         elif f.kind == "kubelet-down":
             for h in select(f["host"], hosts):
                 rules.setdefault(h.name, []).append("iif lo tcp dport 10248 reject with tcp reset")

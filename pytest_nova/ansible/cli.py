@@ -130,6 +130,13 @@ def convert(args: argparse.Namespace, argv: Sequence[str]) -> tuple[str, list[No
     if problems:
         raise ConvertError(f"{inv.source}: {problems.line()}")
     nodes.sort(key=lambda n: (TARGETS.index(n.roles[0]), n.name))
+    known = {n.known_hosts for n in nodes if n.connection != "local"}
+    if len(known) > 1:  # ssh.knownHostsFile is one file for every node: a file some hosts name cannot be kept
+        for n in nodes:
+            if n.known_hosts is not None:
+                notes.add(n.name, f"left out UserKnownHostsFile={n.known_hosts} of its ssh arguments: it is not "
+                                  "every node's, and ssh.knownHostsFile is one file for all: set it by hand to a "
+                                  "file that holds every node's host key")
     _nova_ctl(nodes, args.nova_ctl, inv.source)
     details = Details(args.name, args.dns_base_domain, tuple(args.dns_server), args.user, args.identity_file)
     header = []
@@ -148,8 +155,13 @@ def convert(args: argparse.Namespace, argv: Sequence[str]) -> tuple[str, list[No
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Convert, and write the result only when it loads (TODO lines aside)."""
-    if args.output is not None and args.output.exists() and not args.force:
-        raise ConvertError(f"{args.output}: exists; choose another file or pass --force to overwrite it")
+    if args.output is not None and args.output.exists():
+        inputs = [Path(s) for s in args.source if s != "-"] + [Path(f) for f in args.vault_password_file]
+        inputs += [args.mapping] if args.mapping else []
+        if any(p.exists() and p.is_file() and p.samefile(args.output) for p in inputs):
+            raise ConvertError(f"{args.output}: is one of the command's inputs; write the inventory to another file")
+        if not args.force:
+            raise ConvertError(f"{args.output}: exists; choose another file or pass --force to overwrite it")
     text, nodes, warnings = convert(args, argv)
     if args.output is None:
         sys.stdout.write(text)

@@ -7,6 +7,7 @@ non-ssh connection, an ssh argument without an equivalent) becomes a warning nam
 from __future__ import annotations
 
 import ipaddress
+import queue
 import socket
 import threading
 import time
@@ -82,19 +83,30 @@ def names_to_resolve(hosts: Iterable[AnsibleHost], overrides: Mapping[str, str])
     return sorted(set(names))
 
 
-def resolve(names: Iterable[str], deadline: float = RESOLVE_DEADLINE) -> dict[str, tuple[str, ...]]:
-    """IPv4 addresses of ``names`` from the system resolver (getaddrinfo), all within ``deadline`` seconds."""
+def resolve(names: Iterable[str], deadline: float = RESOLVE_DEADLINE, workers: int = 32) -> dict[str, tuple[str, ...]]:
+    """IPv4 addresses of ``names`` from the system resolver (getaddrinfo), all within ``deadline`` seconds.
+
+    A name missing from the answer was not answered in time.
+    """
+    todo = queue.SimpleQueue[str]()
+    for name in names:
+        todo.put(name)
     found: dict[str, tuple[str, ...]] = {}
 
-    def look_up(name: str) -> None:
-        try:
-            infos = socket.getaddrinfo(name, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            infos = []
-        found[name] = tuple(dict.fromkeys(str(i[4][0]) for i in infos))
+    def work() -> None:
+        while True:
+            try:
+                name = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                infos = socket.getaddrinfo(name, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
+            except (OSError, UnicodeError):
+                infos = []
+            found[name] = tuple(dict.fromkeys(str(i[4][0]) for i in infos))
 
     # getaddrinfo has no timeout of its own: daemon threads, abandoned at the deadline.
-    threads = [threading.Thread(target=look_up, args=(n,), daemon=True) for n in names]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, todo.qsize()))]
     for t in threads:
         t.start()
     end = time.monotonic() + deadline
@@ -199,7 +211,7 @@ def node(h: AnsibleHost, s: Settings, roles: tuple[str, ...], how: Addressing, c
                else "StrictHostKeyChecking=no in its ssh arguments")
         notes.add(h.name, f"{why}: written as ssh.hostKeyPolicy: accept-new for every node (a new host key is "
                           "accepted and remembered; a changed one still fails)")
-    known = args.known_hosts if args.known_hosts not in (None, "/dev/null") else None
+    known = _key_path(args.known_hosts, cwd) if args.known_hosts not in (None, "/dev/null") else None
     port = s.port
     if port is None and args.port is not None:
         port = int(args.port) if args.port.isdigit() else None

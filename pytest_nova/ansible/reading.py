@@ -29,6 +29,7 @@ _FAILED_215 = re.compile(r"^\s*\* Failed to parse (.+) with (\w+) plugin: (.*)",
 _FAILED_219 = re.compile(r"Failed to parse inventory with '(\w+)' plugin")
 _UNPARSED = re.compile(r"^Unable to parse (.+) as an inventory source$")
 _VAULT_FILE = re.compile(r" in file (\S+)")
+_YAML_KEY = re.compile(r"^[A-Za-z_][\w.-]*:(\s|$)")  # "all:" or "apiVersion: v1", not INI's "host:2222 ..."
 
 
 @dataclass(frozen=True)
@@ -254,25 +255,31 @@ def _unparsed(seen: list[tuple[str, str]]) -> list[tuple[str, dict[str, str]]]:
 def _looks_yaml(path: Path) -> bool:
     if path.suffix in (".yml", ".yaml", ".json"):
         return True
+    if not path.is_file():  # never block reading a FIFO or a device
+        return False
     try:
         lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
     except (OSError, UnicodeDecodeError):
         return False
-    return bool(lines) and (lines[0].startswith("---") or lines[0].rstrip().endswith(":"))
+    return bool(lines) and (lines[0].startswith(("---", "{")) or _YAML_KEY.match(lines[0]) is not None)
 
 
 def explain(path: str, reasons: dict[str, str]) -> str:
-    """Why ``path`` is not an inventory, in the words of the plugin that reads files of its kind."""
+    """Why ``path`` is not an inventory, in one line naming it.
+
+    A YAML syntax error names its line; otherwise the plugin that reads files of its kind says why.
+    """
     p = Path(path)
-    if _looks_yaml(p):
+    if _looks_yaml(p) and p.is_file():
         try:
             load(p)
         except SourceError as exc:
-            return str(exc).removeprefix(f"{path}:").lstrip()  # names the line
+            return str(exc)  # FILE:LINE: invalid YAML: ...
         reason = reasons.get("yaml") or reasons.get("ini")
     else:
         reason = reasons.get("ini") or reasons.get("yaml")
-    return reason or next(iter(reasons.values()), "not an INI or YAML inventory")
+    return f"{path}: not an inventory ansible-core can parse: " + (
+        reason or next(iter(reasons.values()), "not INI or YAML"))
 
 
 def read_with_ansible(sources: Sequence[str], opts: ReadOptions) -> AnsibleInventory:
@@ -294,14 +301,14 @@ def read_with_ansible(sources: Sequence[str], opts: ReadOptions) -> AnsibleInven
             manager = InventoryManager(loader=loader, sources=list(sources))
         except AnsibleError as exc:
             bad = _unparsed(seen)
-            why = explain(*bad[-1]) if bad else _first_line(exc)
-            raise ConvertError(f"{bad[-1][0] if bad else shown}: ansible-core cannot parse it: {why}") from None
+            raise ConvertError(explain(*bad[-1]) if bad else f"{shown}: {_first_line(exc)}") from None
     warnings: list[str] = []
+    given = {Path(s).resolve() for s in sources}
     for path, reasons in _unparsed(seen):
-        if path in sources and Path(path).is_file():
-            raise ConvertError(f"{path}: ansible-core cannot parse it: {explain(path, reasons)}")
+        if Path(path).resolve() in given and Path(path).is_file():
+            raise ConvertError(explain(path, reasons))
         if not Path(path).is_dir():
-            warnings.append(f"skipped {path}: not an inventory ({explain(path, reasons)}); Ansible skips it too")
+            warnings.append(f"skipped {explain(path, reasons)}; Ansible skips it too")
     if not manager.get_hosts():
         raise ConvertError(f"{shown}: no hosts in it")
     variables = VariableManager(loader=loader, inventory=manager)

@@ -127,7 +127,7 @@ _COMMON = {"id": True, "section": True, "phase": True, "severity": True, "basis"
 PLAIN_KEYS = ("record", "module", "host", "port", "balancer", "backends", "scheme", "path", "condition", "check",
               "description")
 # Keys an area may declare: a Requirement field, not one of the common keys every entry has.
-AREA_KEYS = frozenset(f.name for f in fields(Requirement)) - set(_COMMON) - {"area", "rows", "severity", "basis"}
+AREA_KEYS = frozenset(f.name for f in fields(Requirement)) - set(_COMMON) - {"area", "rows", "phases"}
 # hosts: nova-ctl and every cluster node; runner: judged on the machine that runs pytest (inventory values).
 _SCOPES = ("nodes", "nova-ctl", "hosts", "cluster", "runner")
 
@@ -177,38 +177,52 @@ def _entry(doc: Document, area: AreaSpec, i: int, raw: Any) -> Requirement:
         if not isinstance(row, dict) or set(row) != {"section", "text"}:
             raise _fail(doc, (*path, "rows", j), "a row is {section: ..., text: ...}")
         rows.append(Row(str(row["section"]), str(row["text"])))
+    # Every key an area declares is read into its Requirement field with that field's type, for any area: a
+    # site area's ``sources`` or ``protocol`` reaches its kind's expansion like the firewall's.
     kwargs: dict[str, Any] = {}
-    if area.name == "firewall":
-        kwargs.update(sources=many("sources", SELECTORS), targets=many("targets", SELECTORS),
-                      bidirectional=flag("bidirectional"), protocol=choice("protocol", PROTOCOLS),
-                      description=raw["description"])
-        to_proxy = kwargs["targets"] == ("proxy",)
-        if "proxy" in kwargs["sources"] or ("proxy" in kwargs["targets"] and not to_proxy):
-            raise _fail(doc, (*path, "targets"), "proxy is only a rule's sole target")
-        if to_proxy and (kwargs["protocol"] != "tcp" or kwargs["bidirectional"] or "port" in raw):
-            raise _fail(doc, path, "a rule to the proxy is one-way tcp without a port (it takes network.httpProxy's)")
-        if kwargs["protocol"] in ("tcp", "udp") and not to_proxy and not isinstance(raw.get("port"), int):
-            raise _fail(doc, path, "tcp and udp rules need a port")
-    if area.name == "external":
-        kwargs.update(mode=choice("mode", MODES), ips=tuple(raw.get("ips") or ()))
-        if "check" in raw and "scope" not in raw:
-            raise _fail(doc, path, "an external entry with a check needs a scope")
-        if "check" not in raw and ("host" not in raw or "port" not in raw):
-            raise _fail(doc, path, "an endpoint needs a host and a port")
-    if area.name == "lb":
-        kwargs.update(protocol=choice("protocol", PROTOCOLS), internal=flag("internal"), external=flag("external"))
-    if "port" in raw and (not isinstance(raw["port"], int)
-                                                         or isinstance(raw["port"], bool)):
+    for key in ("sources", "targets"):
+        if key in raw:
+            kwargs[key] = many(key, SELECTORS)
+    for key in ("bidirectional", "internal", "external"):
+        if key in raw:
+            kwargs[key] = flag(key)
+    if "protocol" in raw:
+        kwargs["protocol"] = choice("protocol", PROTOCOLS)
+    if "mode" in raw:
+        kwargs["mode"] = choice("mode", MODES)
+    if "ips" in raw:
+        ips = raw["ips"]
+        if not isinstance(ips, list) or not all(isinstance(v, str) for v in ips):
+            raise _fail(doc, (*path, "ips"), "expected a list of addresses or networks")
+        kwargs["ips"] = tuple(ips)
+    if "port" in raw and (not isinstance(raw["port"], int) or isinstance(raw["port"], bool)):
         raise _fail(doc, (*path, "port"), f"{raw['port']!r} is not a port number")
+    if "scope" in raw:
+        kwargs["scope"] = choice("scope", _SCOPES)
     if "check" in raw or "params" in raw:
         if not isinstance(raw.get("params") or {}, dict):
             raise _fail(doc, (*path, "params"), "expected a mapping")
         # An entry without a scope key (inventory values, most site requirements) is judged on the runner.
-        kwargs.update(scope=choice("scope", _SCOPES) if "scope" in area.keys else "runner",
-                      params=dict(raw.get("params") or {}))
+        kwargs.setdefault("scope", "runner")
+        kwargs["params"] = dict(raw.get("params") or {})
+    if area.name == "firewall":
+        to_proxy = kwargs["targets"] == ("proxy",)
+        if "proxy" in kwargs["sources"] or ("proxy" in kwargs["targets"] and not to_proxy):
+            raise _fail(doc, (*path, "targets"), "proxy is only a rule's sole target")
+        if to_proxy and (kwargs["protocol"] != "tcp" or kwargs.get("bidirectional") or "port" in raw):
+            raise _fail(doc, path, "a rule to the proxy is one-way tcp without a port (it takes network.httpProxy's)")
+        if kwargs["protocol"] in ("tcp", "udp") and not to_proxy and not isinstance(raw.get("port"), int):
+            raise _fail(doc, path, "tcp and udp rules need a port")
+    if area.name == "external":
+        if "check" in raw and "scope" not in raw:
+            raise _fail(doc, path, "an external entry with a check needs a scope")
+        if "check" not in raw and ("host" not in raw or "port" not in raw):
+            raise _fail(doc, path, "an endpoint needs a host and a port")
     for key in PLAIN_KEYS:
         if key in raw and key not in kwargs:
-            kwargs[key] = raw[key]
+            if isinstance(raw[key], dict | list):
+                raise _fail(doc, (*path, key), "expected a single value, not a list or mapping")
+            kwargs[key] = raw[key] if key == "port" or raw[key] is None else str(raw[key])
     phases = _phases(doc, (*path, "phase"), raw["phase"])
     return Requirement(
         id=str(raw["id"]), area=area.name, section=str(raw["section"]), phase=phases[0], phases=phases,

@@ -11,11 +11,13 @@ alone proves nothing either way. Before calling such a probe unprovable, two hon
    other sources, while this probe got nothing: the path from this source to this node drops it.
 
 :func:`prove` is the firewall matrix's one hook: it rewrites the judgements of such probes in place and returns
-counts for the run's summary line.
+counts for the run's summary line. The answers it compares with are kept as they arrive (:class:`Peers`): a
+count and the first few names per source and port and per target and port, never the probes themselves.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -85,21 +87,69 @@ def local_end(detail: str) -> tuple[str, int] | None:
     return (address, int(port)) if address and port.isdigit() else None
 
 
-def silent_probes(by_source: Mapping[str, Iterable[Probe]], raw: Mapping[str, tuple[str, str]],
-                  listening: Mapping[str, Listening], judged: Mapping[str, list[JSONScalar]]) -> list[Silent]:
-    """The probes judged unprovable because a service holds the UDP port and answered nothing."""
+def silent_probes(settled: Iterable[tuple[Probe, str, str, list[JSONScalar]]],
+                  listening: Mapping[str, Listening]) -> list[Silent]:
+    """The probes judged unprovable because a service holds the UDP port and answered nothing.
+
+    ``settled`` holds the matrix's probes that did not pass plainly: (probe, status, detail, verdict).
+    """
     out = []
-    for probes in by_source.values():
-        for p in probes:
-            entry = judged.get(p.key)
-            if p.protocol != "udp" or not entry or entry[0] != SKIPPED or not entry[2]:
-                continue
-            status, detail = raw.get(p.key, ("", ""))
-            served = listening.get(p.target)
-            holder = served.taken.get(f"{p.port}/udp") if served else None
-            if status == "silent" and holder:
-                out.append(Silent(p, holder, local_end(detail)))
+    for p, status, detail, entry in settled:
+        if p.protocol != "udp" or entry[0] != SKIPPED or not entry[2] or status != "silent":
+            continue
+        served = listening.get(p.target)
+        holder = served.taken.get(f"{p.port}/udp") if served else None
+        if holder:
+            out.append(Silent(p, holder, local_end(detail)))
     return out
+
+
+class Sample:
+    """How many names, and the first few in sorted order: what a message names, in constant memory."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: list[str] = []
+
+    def add(self, name: str) -> None:
+        """Count ``name`` (each name is added once)."""
+        self.count += 1
+        if len(self.first) < PEERS_NAMED or name < self.first[-1]:
+            bisect.insort(self.first, name)
+            del self.first[PEERS_NAMED:]
+
+    def merged(self, other: Sample) -> Sample:
+        """Both samples' names (they hold different names)."""
+        out = Sample()
+        out.count = self.count + other.count
+        out.first = sorted(self.first + other.first)[:PEERS_NAMED]
+        return out
+
+
+class Peers:
+    """Who got an answer from a held UDP port, kept as samples as the matrix's answers arrive (not per probe).
+
+    Per source and port: the targets whose service answered, by service; per target and port: the sources it
+    answered.
+    """
+
+    def __init__(self) -> None:
+        self.elsewhere: dict[tuple[str, int | None], dict[str, Sample]] = {}
+        self.others: dict[tuple[str, int | None], Sample] = {}
+
+    def answered(self, source: str, target: str, port: int | None, holder: str) -> None:
+        """``target``'s service ``holder`` answered ``source``'s UDP probe of ``port``."""
+        self.elsewhere.setdefault((source, port), {}).setdefault(service(holder), Sample()).add(target)
+        self.others.setdefault((target, port), Sample()).add(source)
+
+    def update(self, other: Peers) -> None:
+        """Add the answers ``other`` holds (one source's batch: names not seen here yet)."""
+        for key, by_service in other.elsewhere.items():
+            mine = self.elsewhere.setdefault(key, {})
+            for name, sample in by_service.items():
+                mine[name] = mine[name].merged(sample) if name in mine else sample
+        for key, sample in other.others.items():
+            self.others[key] = self.others[key].merged(sample) if key in self.others else sample
 
 
 def judge_kernel(s: Silent, kernel: Kernel | None, probes_started: float, flow_index: int | None) -> \
@@ -127,43 +177,31 @@ def judge_kernel(s: Silent, kernel: Kernel | None, probes_started: float, flow_i
                     f"read within its {lifetime:g} s lifetime)")
 
 
-def judge_peers(s: Silent, by_source: Mapping[str, Iterable[Probe]], raw: Mapping[str, tuple[str, str]],
-                listening: Mapping[str, Listening]) -> tuple[Outcome, str] | None:
+def judge_peers(s: Silent, peers: Peers) -> tuple[Outcome, str] | None:
     """Failed when the same service answers the same probe elsewhere; None when nothing answered it."""
     p = s.probe
     mine = service(s.holder)
-    unknown = mine.startswith("unknown process")
-    elsewhere: list[str] = []  # other nodes whose same service answered this source
-    others: list[str] = []  # other sources this node's service answered
-    for q in by_source.get(p.source, ()):
-        if q.port != p.port or q.protocol != "udp" or q.target == p.target or raw.get(q.key, ("",))[0] != "open":
-            continue
-        served = listening.get(q.target)
-        theirs = served.taken.get(f"{q.port}/udp") if served else None
-        if theirs and (unknown or service(theirs) == mine):
-            elsewhere.append(q.target)
-    for source, probes in by_source.items():
-        if source == p.source:
-            continue
-        for q in probes:
-            if q.target == p.target and q.port == p.port and q.protocol == "udp" and raw.get(q.key, ("",))[0] == "open":
-                others.append(source)
-    if not elsewhere and not others:
+    by_service = peers.elsewhere.get((p.source, p.port), {})
+    elsewhere = Sample()  # other nodes whose same service answered this source
+    for name, sample in by_service.items():
+        if mine.startswith("unknown process") or name == mine:
+            elsewhere = elsewhere.merged(sample)
+    others = peers.others.get((p.target, p.port), Sample())  # other sources this node's service answered
+    if not elsewhere.count and not others.count:
         return None
     seen = []
-    if elsewhere:
+    if elsewhere.count:
         seen.append(f"on {_named(elsewhere, 'other node')}")
-    if others:
+    if others.count:
         seen.append(f"on {p.target} from {_named(others, 'other source')}")
     return FAILED, (f"filtered: no answer from {p.target} {p.port}/udp (held by {s.holder}), while the same "
                     f"service answers the same probe {' and '.join(seen)} (evidence: the service's answers "
                     "elsewhere)")
 
 
-def _named(names: list[str], what: str) -> str:
-    names = sorted(set(names))
-    shown = ", ".join(names[:PEERS_NAMED]) + (f", … ({len(names)} in all)" if len(names) > PEERS_NAMED else "")
-    return f"{len(names)} {what}{'s' if len(names) != 1 else ''} ({shown})"
+def _named(names: Sample, what: str) -> str:
+    shown = ", ".join(names.first) + (f", … ({names.count} in all)" if names.count > PEERS_NAMED else "")
+    return f"{names.count} {what}{'s' if names.count != 1 else ''} ({shown})"
 
 
 def read_kernel(run: MatrixRun, silent: list[Silent]) -> tuple[dict[str, Kernel], dict[str, int]]:
@@ -195,9 +233,12 @@ def read_kernel(run: MatrixRun, silent: list[Silent]) -> tuple[dict[str, Kernel]
     return kernels, index
 
 
-def prove(run: MatrixRun, judged: dict[str, list[JSONScalar]], probes_started: float) -> Proof:
-    """Decide, where evidence allows, the probes of held UDP ports that answered nothing (in ``judged``)."""
-    silent = silent_probes(run.by_source, run.raw, run.listening, judged)
+def prove(run: MatrixRun, silent: list[Silent], judged: dict[str, list[JSONScalar]], peers: Peers,
+          probes_started: float, *, probes: int, unprovable: int) -> Proof:
+    """Decide, where evidence allows, the ``silent`` probes (their verdicts in ``judged``, by probe key).
+
+    ``probes`` and ``unprovable`` count the whole matrix before this step, for the share of probes proven.
+    """
     kernels, index = read_kernel(run, silent) if silent else ({}, {})
     by_kernel = by_peers = 0
     for s in silent:
@@ -206,15 +247,15 @@ def prove(run: MatrixRun, judged: dict[str, list[JSONScalar]], probes_started: f
             judged[s.probe.key] = [kernel[0], kernel[1], False]
             by_kernel += 1
             continue
-        peers = judge_peers(s, run.by_source, run.raw, run.listening)
-        if peers is not None:
-            judged[s.probe.key] = [peers[0], peers[1], False]
+        decided = judge_peers(s, peers)
+        if decided is not None:
+            judged[s.probe.key] = [decided[0], decided[1], False]
             by_peers += 1
             continue
         judged[s.probe.key] = [SKIPPED, f"{judged[s.probe.key][1]}; {kernel}; no other node's service answers "
                                         "the same probe", True]
-    proven = sum(1 for v in judged.values() if not (len(v) > 2 and v[2] is True))
-    return Proof(silent=len(silent), conntrack=by_kernel, peers=by_peers, proven=proven, probes=len(judged))
+    proven = probes - (unprovable - by_kernel - by_peers)
+    return Proof(silent=len(silent), conntrack=by_kernel, peers=by_peers, proven=proven, probes=probes)
 
 
 def proof_line(proof: Proof) -> str:

@@ -1,16 +1,24 @@
 """Probe many (address, port, protocol) destinations from this host at once; print one framed JSON line.
 
 Sent by pytest-nova to a source host and run there with the host's own python3 (stdlib only, 3.6+).
-Parameters: one JSON line on stdin after the script. Probes run concurrently, at most ``concurrency`` in flight,
-each bounded by ``timeout``. A destination given as a host name is resolved first, here (``unresolved`` if it
-does not resolve):
+Parameters: one JSON line on stdin after the script; the probes come in groups of one port (see :func:`batch`).
+Probes run concurrently, at most ``concurrency`` in flight, each bounded by ``timeout``. A destination given as
+a host name is resolved first, here (``unresolved`` if it does not resolve):
 
 - tcp:  a non-blocking connect: ``open``, ``refused`` (RST or ICMP port unreachable), ``unreachable``, ``filtered``;
 - udp:  a datagram carrying the run's token, resent twice; ``open`` when it comes back (the temporary echo
         listener), ``refused`` on ICMP port unreachable, ``silent`` when neither happens;
-- icmp: an echo request through an unprivileged ICMP socket (raw socket as root, else the ping binary);
+- icmp: an echo request (resent twice within the timeout) through an unprivileged ICMP socket (raw socket as
+        root, else the ping binary);
 - ipip: an IP protocol 4 packet whose inner packet carries the token (raw socket, root only); the receiver on the
         destination reports it, so the answer here is only ``sent``.
+
+A probe that got no answer (``filtered``, or ``silent`` where the row asks for a retry: the destination's echo
+listener is there) is not called dropped at once: with ``retries`` (``[[timeout factor, starts per second],
+...]``) it is probed again with growing patience, each later pass paced to a few starts per second so the retries
+cannot cause the loss they look for. Retries start as soon as a probe times out, while the rest of the batch
+goes on, and only while they can end before ``budget`` seconds. ``passes`` in the answer counts the probes
+started in each pass.
 
 Nothing on the host is changed. The script exits early when its stdin closes (the controller went away) and at
 the latest at ``deadline`` seconds.
@@ -32,7 +40,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 INNER_PROTO = 253  # RFC 3692 experimental: no host stack acts on the inner packet
 IPIP = 4
-UDP_SENDS = 3
+UDP_SENDS = 3  # datagrams (and ICMP echo requests) per probe, spread over its timeout
+IPIP_SENDS = 2  # copies of each IPIP packet: one lost packet is no drop
 Result = Tuple[str, str]
 
 
@@ -71,14 +80,19 @@ def errno_result(code: int) -> Result:
 class Probe:
     """One destination in flight."""
 
-    def __init__(self, pid: str, address: str, port: Optional[int], proto: str, token: str) -> None:
+    def __init__(self, pid: str, address: str, port: Optional[int], proto: str, token: str,
+                 retry: bool = False) -> None:
         self.id, self.address, self.port, self.proto, self.token = pid, address, port, proto, token
+        self.retry = retry  # no answer is probed again (the runner knows the destination answers when open)
+        self.attempt = 0  # 0: the first pass; n: the n-th retry
+        self.timeout = 0.0
         self.sock = None  # type: Optional[socket.socket]
         self.deadline = 0.0
         self.next_send = 0.0
         self.sends = 0
         self.seq = 0
         self.raw_icmp = False
+        self.packet = b""  # the ICMP echo request, resent as is
 
 
 class Prober:
@@ -102,6 +116,13 @@ class Prober:
         self.ping_slots = threading.BoundedSemaphore(16)
         self.lock = threading.Lock()
         self.seq = os.getpid() & 0x7FFF
+        # Later passes: (timeout factor, starts per second); a retry starts only if it can end within the budget.
+        self.retries = [(float(f), float(r)) for f, r in params.get("retries", [])]  # type: List[Tuple[float, float]]
+        self.started = time.monotonic()
+        self.budget = float(params.get("budget", 0)) or float("inf")
+        self.passes = [0] * (1 + len(self.retries))
+        self.again = [[] for _ in self.retries]  # type: List[List[Probe]]
+        self.next_retry = [0.0] * len(self.retries)
 
     @staticmethod
     def _icmp_mode() -> str:
@@ -145,8 +166,9 @@ class Prober:
         """Probe everything, at most ``limit`` at a time; IPIP packets first, they need no waiting."""
         probes = self.resolve(probes)
         pending = [p for p in probes if p.proto == "ipip"] + [p for p in probes if p.proto != "ipip"]
-        while pending or self.active:
+        while pending or self.active or any(self.again):
             if len(self.active) < self.limit:
+                self._start_retries()
                 pending = self._start_some(pending)
             self._poll()
         for t in self.ping_threads:
@@ -165,6 +187,29 @@ class Prober:
             self._start(p)
         return waiting
 
+    def _start_retries(self) -> None:
+        """Start the retries that are due: each pass at its own pace, later passes first (they waited longest)."""
+        now = time.monotonic()
+        for k in reversed(range(len(self.retries))):
+            queue = self.again[k]
+            while queue and now >= self.next_retry[k] and len(self.active) < self.limit:
+                p = queue.pop(0)
+                self.next_retry[k] = max(now, self.next_retry[k]) + 1.0 / self.retries[k][1]
+                p.attempt = k + 1
+                self._start(p)
+
+    def _retried(self, p: Probe, result: Result) -> bool:
+        """Queue ``p`` for its next pass if ``result`` is no answer and a retry may still end in time."""
+        no_answer = result[0] == ("silent" if p.proto == "udp" else "filtered")
+        if not (p.retry and no_answer and p.attempt < len(self.retries)):
+            return False
+        wait = self.timeout * self.retries[p.attempt][0]
+        if time.monotonic() + wait > self.started + self.budget:
+            return False
+        p.sock, p.sends = None, 0
+        self.again[p.attempt].append(p)
+        return True
+
     def _finish(self, p: Probe, result: Result) -> None:
         if p.sock is not None and p.sock.fileno() in self.active:
             self.in_flight[p.address] = self.in_flight.get(p.address, 1) - 1
@@ -175,12 +220,16 @@ class Prober:
             except (KeyError, ValueError):
                 pass
             p.sock.close()
+        if self._retried(p, result):
+            return
         with self.lock:
             self.results[p.id] = result
 
     def _start(self, p: Probe) -> None:
         now = time.monotonic()
-        p.deadline = now + self.timeout
+        self.passes[p.attempt] += 1
+        p.timeout = self.timeout * (self.retries[p.attempt - 1][0] if p.attempt else 1.0)
+        p.deadline = now + p.timeout
         try:
             if p.proto == "tcp":
                 self._start_tcp(p)
@@ -219,7 +268,7 @@ class Prober:
     def _send_udp(self, p: Probe, now: float) -> None:
         assert p.sock is not None
         p.sends += 1
-        p.next_send = now + self.timeout / UDP_SENDS
+        p.next_send = now + p.timeout / UDP_SENDS
         try:
             p.sock.send(self.magic + b" " + p.token.encode())
         except OSError as exc:
@@ -239,8 +288,15 @@ class Prober:
         self._watch(p, sock, selectors.EVENT_READ)
         body = self.magic + b" " + p.token.encode()
         head = struct.pack("!BBHHH", 8, 0, 0, os.getpid() & 0xFFFF, p.seq)
-        packet = head[:2] + struct.pack("!H", checksum(head + body)) + head[4:] + body
-        sock.sendto(packet, (p.address, 0))
+        p.packet = head[:2] + struct.pack("!H", checksum(head + body)) + head[4:] + body
+        self._send_icmp(p, time.monotonic())
+
+    def _send_icmp(self, p: Probe, now: float) -> None:
+        """(Re)send the echo request: like a UDP datagram, up to three times within the timeout."""
+        assert p.sock is not None
+        p.sends += 1
+        p.next_send = now + p.timeout / UDP_SENDS
+        p.sock.sendto(p.packet, (p.address, 0))
 
     def _start_ping(self, p: Probe) -> None:
         def ping() -> None:
@@ -248,7 +304,8 @@ class Prober:
                 wait = str(max(1, round(self.timeout)))
                 try:
                     rc = subprocess.call(
-                        ["ping", "-n", "-c", "1", "-W", wait, p.address],
+                        # -w: one echo a second until a reply or the deadline, so one lost packet is no drop.
+                        ["ping", "-n", "-c", "1", "-w", wait, p.address],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
@@ -275,16 +332,23 @@ class Prober:
         payload = self.magic + b" " + p.token.encode()
         inner = ipv4_header(self.source or "0.0.0.0", p.address, INNER_PROTO, len(payload)) + payload
         try:
-            self.ipip_sock.sendto(inner, (p.address, 0))
+            for _ in range(IPIP_SENDS):
+                self.ipip_sock.sendto(inner, (p.address, 0))
             self.results[p.id] = ("sent", "")
         except OSError as exc:
             self.results[p.id] = errno_result(exc.errno or 0)
 
     def _poll(self) -> None:
         if not self.active:
+            due = [self.next_retry[k] for k, queue in enumerate(self.again) if queue]
+            if due:
+                time.sleep(max(0.0, min(due) - time.monotonic()))
             return
         now = time.monotonic()
         wake = min(self._wake(p) for p in self.active.values())
+        for k, queue in enumerate(self.again):
+            if queue and len(self.active) < self.limit:
+                wake = min(wake, self.next_retry[k])
         for key, _ in self.sel.select(max(0.0, wake - now)):
             p = key.data
             if p.sock is None or p.sock.fileno() not in self.active:
@@ -303,6 +367,11 @@ class Prober:
                 self._finish(p, ("silent", self._local(p)) if p.proto == "udp" else ("filtered", ""))
             elif p.proto == "udp" and now >= p.next_send and p.sends < UDP_SENDS:
                 self._send_udp(p, now)
+            elif p.proto == "icmp" and now >= p.next_send and p.sends < UDP_SENDS:
+                try:
+                    self._send_icmp(p, now)
+                except OSError as exc:
+                    self._finish(p, errno_result(exc.errno or 0))
 
     @staticmethod
     def _local(p: Probe) -> str:
@@ -314,7 +383,7 @@ class Prober:
 
     @staticmethod
     def _wake(p: Probe) -> float:
-        if p.proto == "udp" and p.sends < UDP_SENDS:
+        if p.proto in ("udp", "icmp") and p.sends < UDP_SENDS:
             return min(p.deadline, p.next_send)
         return p.deadline
 
@@ -376,15 +445,52 @@ def lifeline(stop_after: float) -> None:
         threading.Thread(target=target, daemon=True).start()
 
 
+def batch(params: Dict[str, Any]) -> List[Probe]:
+    """The probes of ``groups``, ordered by destination, the destinations rotated by ``rotate``.
+
+    A group is ``[port, protocol, retry, [address, ...]]``; ``retry`` is 0 or 1 for every address, or a list of
+    one flag per address. Probe ``i`` is the ``i``-th address over all groups: the answer lists the results in
+    that order. Grouping by destination and rotating (each source by its own offset) spreads the load of the
+    batches running at once over the hosts instead of all hitting the first one together.
+    """
+    token = str(params.get("token", ""))
+    probes = []  # type: List[Probe]
+    for port, proto, retry, addresses in params["groups"]:
+        for j, address in enumerate(addresses):
+            i = len(probes)
+            flag = retry[j] if isinstance(retry, list) else retry
+            # An IPIP packet carries the source's token: the receiver reports it, the receiver is the target.
+            probes.append(Probe(str(i), str(address), port, str(proto), token if proto == "ipip" else str(i),
+                                bool(flag)))
+    rank = {}  # type: Dict[str, int]
+    for p in probes:
+        rank.setdefault(p.address, len(rank))
+    if rank:
+        k, n = int(params.get("rotate", 0)) % len(rank), len(rank)
+        probes.sort(key=lambda p: (rank[p.address] - k) % n)
+    return probes
+
+
+def answers(probes: List[Probe], results: Dict[str, Result]) -> List[Any]:
+    """The results in probe-id order: the status word alone when there is no detail, and for every ``open``."""
+    out = []  # type: List[Any]
+    for i in range(len(probes)):
+        status, detail = results.get(str(i), ("error", "not probed"))
+        out.append([status, detail] if detail and status != "open" else status)
+    return out
+
+
 def main() -> None:
     """Read the parameters, probe, print the results."""
     params = json.loads(sys.stdin.buffer.readline().decode())
     if params.get("lifeline"):
         lifeline(float(params.get("deadline", 300)))
-    probes = [Probe(str(p[0]), str(p[1]), p[2], str(p[3]), str(p[4])) for p in params["probes"]]
+    probes = batch(params)
     started = time.monotonic()
-    results = Prober(params).run(probes)
-    out = {"results": results, "seconds": round(time.monotonic() - started, 3), "uid": os.geteuid()}
+    prober = Prober(params)
+    results = answers(probes, prober.run(list(probes)))
+    out = {"results": results, "passes": prober.passes, "seconds": round(time.monotonic() - started, 3),
+           "uid": os.geteuid()}
     # Framed: the controller reads only lines that start with the run's marker.
     sys.stdout.write(str(params.get("frame", "")) + " " + json.dumps(out) + "\n")
     sys.stdout.flush()

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from pytest_nova.areas import BUILTIN_AREAS
 from pytest_nova.baseline import Comparison, Identity, when
-from pytest_nova.coverage import Coverage
+from pytest_nova.coverage import KIND_REASONS, Coverage
 from pytest_nova.inventory import Inventory
 from pytest_nova.model import CheckMeta, Record
 from pytest_nova.report.groups import listed, problems
@@ -59,6 +59,33 @@ CSS = """<style>
 .nova-detail{white-space:normal;font-family:sans-serif}
 .nova-detail td,.nova-detail th{border:1px solid #ccc;padding:2px 6px;vertical-align:top;white-space:pre-wrap}
 .nova-detail table{border-collapse:collapse}
+.nova .obs{white-space:pre-wrap}.nova .places{color:#555}
+#nova-coverage td:first-child,#nova-problems td:first-child,#nova-warnings td:first-child,
+#nova-baseline td:first-child{white-space:nowrap}
+#nova-coverage td:last-child{white-space:pre-line}
+@media print{
+@page{size:A4;margin:12mm}
+*{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+body{min-width:0;display:flex;flex-direction:column;color:#000;font-size:10px}
+.summary,.summary__data{display:contents}
+body>*,.summary__data>*,.summary>*{order:5}
+#title{order:0}
+.additional-summary.prefix{order:1}
+#environment-header,#environment{order:2}
+#results-table{order:3}
+.additional-summary.postfix{order:4}
+#environment.hidden{display:table}
+.summary__data>h2,.filter,.summary__reload,.summary__spacer,.controls,.logexpander,.media,.sortable:after,
+#environment-header h2:after,.col-result:after{display:none !important}
+.extras-row.hidden{display:table-row !important}
+.logwrapper{max-height:none;overflow:visible}
+.logwrapper .log{top:0;padding-right:5px}
+details::details-content{content-visibility:visible;display:block}
+.nova table{width:100%}
+.nova tr,.nova-detail tr,#results-table tbody{break-inside:avoid}
+.nova h2,.nova h3{break-after:avoid}
+.nova td{overflow-wrap:anywhere}
+}
 </style>"""
 
 
@@ -244,17 +271,23 @@ COVERAGE_TITLES = {"workstations": "Workstation rules", "phase": "The other phas
                    "deselected": "Deselected", "not-run": "Not run", "unprovable": "Could not be proven"}
 
 
+def _requirement_list(reqs: list[str]) -> str:
+    """Requirement names on one line; one per line when each has a note of its own."""
+    return ("\n" if any(": " in r for r in reqs) else ", ").join(reqs)
+
+
 def coverage_html(cov: Coverage) -> str:
     """Not covered by this run: requirements sharing a reason are one row."""
     if not cov.not_covered:
         return ""
     rows: dict[tuple[str, str], list[str]] = {}
     for g in cov.not_covered:
-        rows.setdefault((g.kind, g.reason), []).append(f"{g.requirement} ({g.section})" if g.section else
-                                                       g.requirement)
+        name = f"{g.requirement} ({g.section})" if g.section else g.requirement
+        rows.setdefault((g.kind, KIND_REASONS.get(g.kind, g.reason)), []).append(f"{name}: {g.note}" if g.note
+                                                                                   else name)
     body = "".join(
         f"<tr><td><b>{esc(COVERAGE_TITLES.get(kind, kind))}</b></td><td>{esc(reason)}</td>"
-        f"<td>{len(reqs)}: {esc(', '.join(reqs))}</td></tr>"
+        f"<td>{len(reqs)}: {esc(_requirement_list(reqs))}</td></tr>"
         for (kind, reason), reqs in sorted(rows.items(), key=lambda kv: list(COVERAGE_TITLES).index(kv[0][0])
                                             if kv[0][0] in COVERAGE_TITLES else len(COVERAGE_TITLES))
     )

@@ -12,7 +12,7 @@ from pytest_nova.coverage import Coverage, coverage
 from pytest_nova.model import JSONObject
 from pytest_nova.report.groups import listed, problems
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, Decision, decide
-from pytest_nova.results import CHECK_PROPERTY, now
+from pytest_nova.results import CHECK_PROPERTY, lists_only, now
 from pytest_nova.session import NovaSession
 from pytest_nova.unreached import failed_logins
 from pytest_nova.verdicts import ERROR, FAILED, WARNING, unprovable
@@ -79,7 +79,7 @@ class SignOff:
         whatever order their hooks run.
         """
         decided = self.config.stash.get(OUTCOME, None)
-        if decided is not None or self.config.option.collectonly or self.session is None:
+        if decided is not None or lists_only(self.config) or self.session is None:
             return decided  # listing the plan checks nothing: no verdict that could read NOT ACCEPTED
         session = self.session
         if session.exitstatus == pytest.ExitCode.USAGE_ERROR and not len(self.state.collector):
@@ -129,7 +129,7 @@ class SignOff:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """The verdict, the waivers applied, and expired or unused waivers."""
         outcome = self.config.stash.get(OUTCOME, None)
-        if outcome is None or self.state.inventory is None or self.config.option.collectonly:
+        if outcome is None or self.state.inventory is None or lists_only(self.config):
             return
         tr = terminalreporter
         colour = {ACCEPTED: "green", ACCEPTED_WITH_WAIVERS: "yellow"}.get(outcome.verdict, "red")
