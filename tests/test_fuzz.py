@@ -122,7 +122,8 @@ def aliased(draw: st.DrawFn, base: str) -> bytes:
     """A valid document with anchors and aliases: a node repeated, an alias to itself, deep or wide expansion."""
     lines = base.splitlines()
     nodes = [n for n, line in enumerate(lines) if line.startswith("  - {")]
-    if nodes and draw(st.booleans()):
+    repeat: bool = draw(st.booleans())
+    if nodes and repeat:
         n = draw(st.sampled_from(nodes))
         lines[n] = lines[n].replace("  - {", "  - &n {", 1)
         lines.insert(draw(st.integers(n + 1, len(lines))), draw(st.sampled_from(["  - *n", "  - [*n]", "  - {x: *n}"])))
