@@ -108,7 +108,7 @@ REAL: dict[str, tuple[Path, list[str]]] = {
     "kubespray-2021": (DATA / "kubespray-2021" / "inventory.ini", [
         "--role", "master=kube_control_plane", "--role", "worker=kube_node", "--role", "nova-ctl=bastion",
         "--address-var", "ip", "--skip", "etcd", "--skip", "calico_rr", "--user", "nova-installer",
-        "--identity-file", "~/.ssh/id_nova"]),
+        "--identity-file", "~/.ssh/id_nova", "--jump", "bastion"]),
     "k3s-io": (DATA / "k3s-io" / "inventory.yml", [
         "--role", "master=server", "--role", "worker=agent", "--nova-ctl", "192.16.35.5",
         "--identity-file", "~/.ssh/id_nova"]),
@@ -188,6 +188,18 @@ def test_kubespray_sample_and_2021_form(real: dict[str, Path]) -> None:
     # The bastion's user is its own; no other host gets it.
     assert old.host("bastion").user == "some_user" and old.ssh.user == "nova-installer"
     assert [n.name for n in old.nodes if n.user is not None] == ["bastion"]
+    # --jump bastion: every other node through it, as kubespray's own ansible_ssh_common_args does.
+    proxy = ("ProxyCommand=ssh -o BatchMode=yes -W %h:%p -p 22 some_user@95.54.0.2",)
+    assert {n.name: n.ssh_options for n in old.nodes} == {"bastion": (), **{f"node{i}": proxy for i in range(1, 7)}}
+
+
+@needs_ansible
+def test_a_kubespray_bastion_without_jump_is_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    source, args = REAL["kubespray-2021"]
+    assert main([str(source), *args[:-2], *COMPLETE]) == 0
+    assert (f"{PROG}: warning: bastion: kubespray reaches every other host through the host 'bastion' (its default "
+            "ansible_ssh_common_args): if these nodes are reached only through it, pass --jump bastion"
+            ) in capsys.readouterr().err.splitlines()
 
 
 def test_k3s_inventories_plain_and_vaulted_are_the_same(real: dict[str, Path]) -> None:
@@ -647,3 +659,14 @@ def test_usage_errors_exit_4_without_traceback(tmp_path: Path, capsys: pytest.Ca
     # The installed command's own process: one line, exit 4.
     done = cli(tmp_path / "none.ini", "--role", "master=cp")
     assert (done.returncode, done.stderr) == (4, f"{PROG}: error: {tmp_path / 'none.ini'}: no such file\n")
+
+
+def test_a_warning_about_many_hosts_names_the_first_ten() -> None:
+    from pytest_nova.ansible.convert import Notes
+
+    notes = Notes()
+    for i in range(12):
+        notes.add(f"w{i}", "sudo asks for a password")
+    notes.add("m1", "other")
+    assert notes.lines() == ["w0, w1, w2, w3, w4, w5, w6, w7, w8, w9 and 2 more: sudo asks for a password",
+                             "m1: other"]
