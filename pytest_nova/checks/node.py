@@ -217,7 +217,11 @@ class NodeFacts:
             ]
         if isinstance(check, EndpointCheck):
             name, port = check.name, int(check.port or 0)
-            finding = judge_endpoint(facts, name, port)
+            trust = "ext-tls-trusted"
+            if self.inventory.universe and req.mode == "closed":
+                ctl = "nova-ctl" in self.inventory.host(host).roles
+                trust = "os-universe-ca-nova-ctl" if ctl else "os-universe-ca"
+            finding = judge_endpoint(facts, name, port, trust)
             if finding.outcome != PASSED:
                 finding = Finding(finding.outcome, finding.message,
                                   endpoint_fix(finding.message, name, port, ctx, req.fix, facts))
