@@ -282,6 +282,7 @@ def _param(check: Check, marks: dict[tuple[str, str, tuple[str, ...]], list[pyte
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Attach each item's check description, which travels with its reports to the controller."""
     if session_of(config).needs_inventory and not hasattr(config, "workerinput"):
+        items[:] = []  # --collect-only would list the placeholders before the error
         raise pytest.UsageError(NO_INVENTORY)
     keep: list[pytest.Item] = []
     empty: list[pytest.Item] = []

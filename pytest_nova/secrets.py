@@ -44,9 +44,9 @@ _KUBE_SECRET_KEYS = ("token", "password", "client-key-data", "client-key")
 
 def forms(value: str) -> set[str]:
     """``value`` as output may show it: as is, JSON-, HTML-, URL- and Python-escaped, and JSON inside HTML."""
-    as_json = json.dumps(value, ensure_ascii=False)[1:-1]
-    return {value, as_json, json.dumps(value)[1:-1], escape(value), escape(value, quote=False), escape(as_json),
-            repr(value)[1:-1], ascii(value)[1:-1], quote(value, safe="")}
+    as_json, as_ascii_json = json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]
+    return {value, as_json, as_ascii_json, escape(value), escape(value, quote=False), escape(as_json),
+            escape(as_ascii_json), repr(value)[1:-1], ascii(value)[1:-1], quote(value, safe="")}
 
 
 def register(value: str | None) -> None:
