@@ -58,7 +58,8 @@ class NovaItem:
         self._item = item
         self.settings = state.settings
         self.catalog = state.catalog
-        assert state.inventory is not None
+        if state.inventory is None:
+            raise ValueError("the nova fixture needs a run with an inventory")
         self.inventory: Inventory = state.inventory
         self.registry = state.registry
 

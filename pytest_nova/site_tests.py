@@ -239,7 +239,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
         # The node's one login of the run first: an unreachable node errors each of its tests with its cause.
         hosts_of(pyfuncitem.config)[site.node].login()
     except HostError as exc:
-        _judge(pyfuncitem, site, site.verdict(ERROR, str(exc), host_fix(exc.cause)))
+        _judge(pyfuncitem, site, site.verdict(ERROR, str(exc), host_fix(exc)))
     result: object = None
     try:
         result = yield
@@ -248,7 +248,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     except pytest.fail.Exception as exc:
         verdict = site.verdict(FAILED, exc.msg or "failed")
     except HostError as exc:
-        verdict = site.verdict(ERROR, str(exc), host_fix(exc.cause))
+        verdict = site.verdict(ERROR, str(exc), host_fix(exc))
     else:
         verdict = site.verdict(PASSED, "passed")
     _judge(pyfuncitem, site, verdict)

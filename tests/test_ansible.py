@@ -571,6 +571,10 @@ def test_ipv6_loopback_and_names_are_refused_in_one_line(capsys: pytest.CaptureF
         "ansible_host to the address the other hosts reach, or give --address HOST=IPv4; m3, m4: a host name, not "
         "an IP address: pass --resolve to look names up with this machine's resolver, set ansible_host, or give "
         "--address HOST=IPv4; m5, m6: share the address 192.0.2.5: give each host its own ansible_host")
+    src = _listing({"m1": {"ansible_host": "192.0.2.1"}, "m 2": {"ansible_host": "192.0.2.2"}},
+                   {"cp": ["m1", "m 2"]}, tmp_path)
+    assert _error(capsys, src, "--role", "master=cp", "--nova-ctl", "192.0.2.9").endswith(
+        "m 2: a name inventory v1 cannot have (letters, digits, '-', '_', '.'): rename the host")
     src = _listing({"m1": {"ansible_host": "{{ ip_of_m1 }}"}}, {"cp": ["m1"]}, tmp_path)
     err = _error(capsys, src, "--role", "master=cp", "--nova-ctl", "192.0.2.9")
     assert f"{src}: m1: ansible_host '{{{{ ip_of_m1 }}}}' " in err and "give the plain value" in err
@@ -647,6 +651,8 @@ def test_usage_errors_exit_4_without_traceback(tmp_path: Path, capsys: pytest.Ca
          "exists.yaml: exists; choose another file or pass --force to overwrite it"),
         ([str(KUBESPRAY)], "no mapping: give --role ROLE=GROUP"),
         ([str(KUBESPRAY), "--role", "master=kube_control_plane", "--address", "m=::1"], "--address m=::1: expected"),
+        ([str(KUBESPRAY), "--role", "master=kube_control_plane", "--address", "m=192.0.2.1"],
+         f"--address m=192.0.2.1: no host 'm' in {KUBESPRAY}"),
     ):
         assert expected in _error(capsys, *argv)
     with pytest.raises(SystemExit) as exited:

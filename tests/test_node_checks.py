@@ -27,7 +27,7 @@ from pytest_nova.checks import endpoints
 from pytest_nova.checks import node as f
 from pytest_nova.checks import node_rules as r
 from pytest_nova.checks.facts import Facts
-from pytest_nova.hosts import HostError
+from pytest_nova.hosts import HostError, Reason
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.kinds import build
 from pytest_nova.plan import DnsRecordCheck
@@ -349,7 +349,7 @@ class _Hosts:
         self.access = type("A", (), {"connect_timeout": 5.0})()
 
     def __getitem__(self, name: str) -> Any:
-        raise HostError(name, "ssh: connection timed out after 5 s (is 10.10.1.12:22 reachable?)")
+        raise HostError(name, "ssh: connection timed out after 5 s (is 10.10.1.12:22 reachable?)", Reason.TIMEOUT)
 
 
 def test_unreachable_host_fails_each_check_with_the_cause(inv: Inventory, tmp_path: Path) -> None:

@@ -134,6 +134,9 @@ def convert(args: argparse.Namespace, argv: Sequence[str]) -> tuple[str, list[No
         mapping.setdefault(role, []).extend(groups)
     overrides = _addresses(args.address)
     inv = read(args.source, ReadOptions(tuple(args.vault_password_file), args.address_var))
+    unknown = sorted(set(overrides) - {h.name for h in inv.hosts})
+    if unknown:
+        raise ConvertError(f"--address {unknown[0]}={overrides[unknown[0]]}: no host {unknown[0]!r} in {inv.source}")
     problems = Problems()
     kept = select(inv, mapping, args.skip, problems)
     for h, _ in kept:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import queue
+import re
 import socket
 import threading
 import time
@@ -18,8 +19,9 @@ from pathlib import Path
 from pytest_nova.ansible import sshargs
 from pytest_nova.ansible.model import AnsibleHost, Problems, Settings
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # what inventory v1 accepts as a node name
 RESOLVE_DEADLINE = 10.0  # seconds for all --resolve look-ups together
-_LOCAL = ("local",)
+_LOCAL = ("local", "ansible.builtin.local", "ansible.legacy.local")
 _SSH = ("ssh", "smart", "ansible.builtin.ssh", "ansible.legacy.ssh")
 _PARAMIKO = ("paramiko", "paramiko_ssh", "ansible.builtin.paramiko_ssh", "ansible.legacy.paramiko_ssh")
 _WINDOWS = ("winrm", "psrp", "ansible.builtin.winrm", "ansible.builtin.psrp")
@@ -68,7 +70,7 @@ class Addressing:
 
 def is_local(s: Settings) -> bool:
     """Whether Ansible runs this host's tasks on the controller itself."""
-    return s.connection in _LOCAL or s.connection == "ansible.builtin.local"
+    return s.connection in _LOCAL
 
 
 def names_to_resolve(hosts: Iterable[AnsibleHost], overrides: Mapping[str, str]) -> list[str]:
@@ -170,6 +172,9 @@ def key_path(key: str | None, cwd: Path) -> str | None:
 def node(h: AnsibleHost, s: Settings, roles: tuple[str, ...], how: Addressing, cwd: Path, notes: Notes,
          problems: Problems) -> Node | None:
     """The node of ``h``, or None when a problem about it was recorded."""
+    if not _NAME.match(h.name):
+        problems.add(h.name, "a name inventory v1 cannot have (letters, digits, '-', '_', '.'): rename the host")
+        return None
     address, note = _address(h, s, how, problems)
     if address is None and not is_local(s):
         return None
