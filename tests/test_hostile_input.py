@@ -1,7 +1,8 @@
 """Hostile and careless input: every class is exactly one line ``file:line: key: what, what instead``, exit 4.
 
-The table below is the reference of the messages (docs/input-safety.md repeats it; a test keeps them equal). Each row runs in-process
-twice: plainly and under ``-n 2`` (the errors must be raised on the xdist controller, before workers start).
+The table below is the reference of the messages (docs/input-safety.md repeats it; a test keeps them equal).
+Each row runs in-process twice: plainly and under ``-n 2`` (the errors must be raised on the xdist controller,
+before workers start).
 """
 
 from __future__ import annotations
