@@ -142,8 +142,9 @@ def register_kubeconfig(path: Path) -> None:
     masked. Nothing here raises: a kubeconfig that cannot be read matters only to the post-install checks.
     """
     try:
-        data = load(path, KUBECONFIG_BYTES).data
-    except SourceError:
+        # A regular file only: a FIFO would cost the reader's deadline for a file that matters only later.
+        data = load(path, KUBECONFIG_BYTES).data if stat.S_ISREG(os.stat(path).st_mode) else None
+    except (OSError, SourceError):
         data = None
     users = data.get("users") if isinstance(data, dict) else None
     for entry in users if isinstance(users, list) else []:

@@ -1,7 +1,8 @@
 """Hostile and careless input: every class is exactly one line ``file:line: key: what, what instead``, exit 4.
 
-The table below is the reference of the messages (docs/hostile-input.md repeats it). Each row runs in-process
-twice: plainly and under ``-n 2`` (the errors must be raised on the xdist controller, before workers start).
+The table below is the reference of the messages (docs/input-safety.md repeats it; a test keeps them equal).
+Each row runs in-process twice: plainly and under ``-n 2`` (the errors must be raised on the xdist controller,
+before workers start).
 """
 
 from __future__ import annotations
@@ -602,3 +603,10 @@ def test_workers_get_the_inventory_from_the_controller(pytester: pytest.Pytester
     assert "Traceback" not in out and "INTERNALERROR" not in out
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) > 1 and not outcomes.get("failed") and not outcomes.get("errors"), outcomes
+
+
+def test_the_docs_list_every_class_with_its_line() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "input-safety.md").read_text()
+    for name, (_, expected) in TABLE.items():
+        line = expected.replace("{folder}", "<folder>").replace("{ini}", "<folder>/pytest.ini").replace("|", "\\|")
+        assert f"| {name} | `ERROR: {line}` |" in doc, name
