@@ -10,12 +10,17 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
 from pytest_nova.hosts import HostError, Reason, RemoteHost, Stream, session_refused
 
+# A script's parameters: JSON data, sent on its stdin with the frame marker.
+Params = Mapping[str, object]
+# Called with every stream started (to track it for cleanup).
+OnStart = Callable[[Stream], object]
 # Reads exactly the script's bytes from stdin, so the rest of stdin stays open for the script itself
 # (its parameters, and for listeners a lifeline whose end tells it to exit).
 _BOOT = "import sys;exec(compile(sys.stdin.buffer.read(int(sys.argv[1])),sys.argv[2],'exec'))"
@@ -80,11 +85,11 @@ def _parse(host: RemoteHost, name: str, marker: str, rc: int, stdout: str, stder
     return _decode(host, name, payloads[-1])
 
 
-def _payload(script: bytes, params: Any, marker: str) -> bytes:
+def _payload(script: bytes, params: Params, marker: str) -> bytes:
     return script + json.dumps({**params, "frame": marker}).encode() + b"\n"
 
 
-def run_script(host: RemoteHost, name: str, params: Any, *, timeout: float | None = None, sudo: bool = False) -> Any:
+def run_script(host: RemoteHost, name: str, params: Params, *, timeout: float | None = None, sudo: bool = False) -> Any:
     """Run probe ``name`` with ``params`` on ``host``; return its JSON answer."""
     command, script = _command(name, sudo)
     marker = new_marker()
@@ -131,7 +136,7 @@ class Script:
             raise HostError(self.host.name, f"{self.name} script ended early", Reason.EXITED) from None
 
 
-def start_script(host: RemoteHost, name: str, params: Any, *, sudo: bool = False, multiplex: bool = True) -> Script:
+def start_script(host: RemoteHost, name: str, params: Params, *, sudo: bool = False, multiplex: bool = True) -> Script:
     """Start probe ``name`` as a long-lived process; it exits when the stream's input closes."""
     command, script = _command(name, sudo)
     marker = new_marker()
@@ -139,8 +144,8 @@ def start_script(host: RemoteHost, name: str, params: Any, *, sudo: bool = False
     return Script(host, name, stream, marker)
 
 
-def start_and_read(host: RemoteHost, name: str, params: Any, timeout: float, *, sudo: bool = False,
-                   on_start: Any = None) -> tuple[Any, Script]:
+def start_and_read(host: RemoteHost, name: str, params: Params, timeout: float, *, sudo: bool = False,
+                   on_start: OnStart | None = None) -> tuple[Any, Script]:
     """Start probe ``name`` and read its first message; a refused extra session is retried on its own connection.
 
     ``on_start(stream)`` is called with every stream started (to track it for cleanup); a stream whose script
@@ -154,8 +159,8 @@ def start_and_read(host: RemoteHost, name: str, params: Any, timeout: float, *, 
     return _start_and_read(host, name, params, timeout, sudo, False, on_start)
 
 
-def _start_and_read(host: RemoteHost, name: str, params: Any, timeout: float, sudo: bool, multiplex: bool,
-                    on_start: Any) -> tuple[Any, Script]:
+def _start_and_read(host: RemoteHost, name: str, params: Params, timeout: float, sudo: bool, multiplex: bool,
+                    on_start: OnStart | None) -> tuple[Any, Script]:
     started = start_script(host, name, params, sudo=sudo, multiplex=multiplex)
     if on_start is not None:
         on_start(started.stream)
