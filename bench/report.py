@@ -13,7 +13,9 @@ It also gives the sizes of the results JSON and the JUnit XML of the run with th
 each pytest process. The 3/2/1/200 lab's pre-install run has about 9,000 items and 344,000 results:
 ``python bench/report.py --items 9000 --per-item 38``. ``--code DIR`` runs another checkout's plugin (before/after).
 
-Usage: ``python bench/report.py [--items 20000] [--per-item 1] [--out DIR] [--no-browser] [--code DIR]``
+``--baseline`` runs once more with the first run's results JSON as ``--nova-baseline`` (the comparison's cost).
+
+Usage: ``python bench/report.py [--items 20000] [--per-item 1] [--out DIR] [--no-browser] [--code DIR] [--baseline]``
 """
 
 from __future__ import annotations
@@ -171,6 +173,8 @@ def main() -> None:
     parser.add_argument("--fail-every", type=int, default=500, help="one failed result in N")
     parser.add_argument("--out", type=Path, help="keep the generated files here (default: a temporary folder)")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium measurement")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also run once more with the first run's results JSON as --nova-baseline")
     parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[1],
                         help="the checkout whose plugin runs (default: this one)")
     args = parser.parse_args()
@@ -180,6 +184,13 @@ def main() -> None:
     env = os.environ | {"NOVA_BENCH_ITEMS": str(args.items), "NOVA_BENCH_PER_ITEM": str(args.per_item),
                         "NOVA_BENCH_FAIL_EVERY": str(args.fail_every), "PYTHONPATH": str(args.code.resolve())}
     plain_wall, plain_end, _, plain_peak = run(folder, env)
+    baseline: dict[str, Any] = {}
+    if args.baseline:
+        (folder / "baseline.json").write_bytes((folder / "results.json").read_bytes())
+        base_wall, base_end, _, base_peak = run(folder, env, "--nova-baseline=baseline.json")
+        baseline = {"run_with_baseline_s": round(base_wall, 2), "session_end_with_baseline_s": round(base_end, 2),
+                    "peak_rss_with_baseline_mb": base_peak,
+                    "baseline_mb": round((folder / "baseline.json").stat().st_size / 1e6, 2)}
     html_wall, html_end, code, html_peak = run(folder, env, "--html=report.html", "--self-contained-html",
                                                "--junitxml=junit.xml")
     report = folder / "report.html"
@@ -201,6 +212,7 @@ def main() -> None:
         "peak_rss_without_html_mb": plain_peak,
         "peak_rss_with_html_junit_mb": html_peak,
         "folder": str(folder),
+        **baseline,
     }
     if not args.no_browser:
         figures["chromium"] = browser(report)

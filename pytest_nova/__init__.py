@@ -13,7 +13,7 @@ from pytest_nova.checks.facts import Facts
 from pytest_nova.checks.node_registry import NodeFact, gathered, node_verdicts
 from pytest_nova.checks.node_rules import Context, Params
 from pytest_nova.checks.node_rules import Rule as NodeRule
-from pytest_nova.hosts import HostError, Hosts, RemoteHost, Result
+from pytest_nova.hosts import HostError, Hosts, Reason, RemoteHost, Result
 from pytest_nova.inventory import Host, Inventory
 from pytest_nova.kinds import Judge, Kind, Registry, RegistryError
 from pytest_nova.model import JSONObject, JSONValue, Outcome, Phase
@@ -76,6 +76,7 @@ __all__ = [
     "Params",
     "Phase",
     "PortRuleCheck",
+    "Reason",
     "Registry",
     "RegistryError",
     "RemoteHost",

@@ -11,6 +11,7 @@ import pytest
 from pytest_nova import plan
 from pytest_nova.areas import BUILTIN_AREAS
 from pytest_nova.checks.node_rules import RULES
+from pytest_nova.checks.sudo_rules import NODE_FACTS
 from pytest_nova.kinds import Kind, Registry, chain
 
 _NODE, _DNS = "pytest_nova.checks.node", "pytest_nova.checks.dns"
@@ -33,11 +34,13 @@ KINDS = tuple(k.name for k in BUILTIN_KINDS)
 
 
 def add_builtins(registry: Registry) -> None:
-    """Add the built-in areas, kinds and node rules to ``registry``."""
+    """Add the built-in areas, kinds, node facts and node rules to ``registry``."""
     for area in BUILTIN_AREAS:
         registry.add_area(area)
     for kind in BUILTIN_KINDS:
         registry.add_kind(kind)
+    for fact in NODE_FACTS:
+        registry.add_node_fact(fact)
     for name, rule in RULES.items():
         registry.add_node_rule(name, rule)
 

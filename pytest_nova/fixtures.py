@@ -27,7 +27,8 @@ def _state(config: pytest.Config) -> NovaSession:
 def nova_inventory(pytestconfig: pytest.Config) -> Inventory:
     """The validated inventory of this run."""
     inv = _state(pytestconfig).inventory
-    assert inv is not None
+    if inv is None:  # _state fails first; the type does not know
+        pytest.fail(NO_INVENTORY, pytrace=False)
     return inv
 
 

@@ -6,11 +6,13 @@ entry point) that defines any of these functions::
     def pytest_nova_catalog_dirs(config):        # site requirements, in the catalog's YAML format
         return [Path(__file__).parent / "catalog"]
 
-    def pytest_nova_add_kinds(registry, config):  # a new area and kind of check
-        registry.add_area(Area("site", "Site requirements", "the site's own requirements", keys={...}))
-        registry.add_kind(Kind("site_check", SiteCheck, ("site",), expand, verdicts=judge))
+    def pytest_nova_add_kinds(registry, config):  # a new area and kind of check (pytest_nova's public names)
+        registry.add_area(AreaSpec("site", "Site requirements", "the site's own requirements",
+                                   {"host": REQUIRED, "port": REQUIRED}))
+        registry.add_kind(Kind("site_tcp", SiteTcpCheck, ("site",), expand, verdicts=verdicts))
 
-See ``docs/extending.md`` for a whole example.
+``SiteTcpCheck``, ``expand`` and ``verdicts`` are the plugin's own (a ``Check`` subclass, its pure expansion, and
+gather + judge of one check); ``docs/extending.md`` shows the whole file, with a node fact and rule too.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ def pytest_nova_catalog_dirs(config: pytest.Config) -> list[Path] | None:
 
 @hookspec
 def pytest_nova_add_kinds(registry: Registry, config: pytest.Config) -> None:
-    """Add areas and kinds of check to ``registry`` (:meth:`Registry.add_area`, :meth:`Registry.add_kind`).
+    """Add areas, kinds of check, node facts and node rules to ``registry``.
 
-    Called once per process before the plan is built; every xdist worker must add the same, as it rebuilds the
-    same plan.
+    ``add_area``, ``add_kind``, ``add_node_fact``, ``add_node_rule``. Called once per process before the plan is
+    built; every xdist worker must add the same, as it rebuilds the same plan. pytest-nova's own implementation
+    (``tryfirst``) adds the built-in ones.
     """
 
 

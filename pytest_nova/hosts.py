@@ -23,7 +23,9 @@ from typing import IO
 from pytest_nova.inventory import Host, Inventory
 from pytest_nova.transports import SSH_FAILED as SSH_FAILED
 from pytest_nova.transports import Access as Access
+from pytest_nova.transports import Failure as Failure
 from pytest_nova.transports import HostError as HostError
+from pytest_nova.transports import Reason as Reason
 from pytest_nova.transports import Result as Result
 from pytest_nova.transports import Transport as Transport
 from pytest_nova.transports import builtin_transport, host_url
@@ -31,16 +33,16 @@ from pytest_nova.transports import explain_ssh_failure as explain_ssh_failure
 from pytest_nova.transports import kex_preference as kex_preference
 
 LOGIN_KEY = "login-"  # run-cache key prefix of each host's one login of the run
-# Said when sshd dropped a connection before authentication (MaxStartups): worth one more try.
-CANNOT_START = "cannot start"  # the runner could not start the local command (fork or exec failed)
-_DROPPED_EARLY = ("kex_exchange_identification", "connection closed by remote host", "connection reset by peer")
+# Failures of a first login that say nothing about the host: sshd dropped excess unauthenticated connections
+# (MaxStartups), or the runner could not start ssh under load.
+_RETRY_LOGIN = frozenset({Reason.DROPPED, Reason.CANNOT_START})
 # Makes each host's transport; the plugin passes its ``pytest_nova_transport`` hook, unit tests the built-in.
 TransportFactory = Callable[[Host, Inventory, Access], "Transport | None"]
 
 
 def session_refused(exc: HostError) -> bool:
     """Whether ``exc`` says sshd refused one more session on the shared connection (a fresh one may work)."""
-    return "refused another session" in exc.cause
+    return exc.reason == Reason.SESSION_REFUSED
 
 
 class RemoteHost:
@@ -95,7 +97,7 @@ class RemoteHost:
             # sshd drops excess unauthenticated connections at random (MaxStartups), and a runner under load can
             # fail to start a process at all: neither says anything about the host, and the login's outcome is
             # kept for the whole run, so one more try.
-            if not (exc.cause.startswith(CANNOT_START) or any(s in exc.cause.lower() for s in _DROPPED_EARLY)):
+            if exc.reason not in _RETRY_LOGIN:
                 raise
             self._run("true", stdin=None, limit=limit)
         return True
@@ -120,17 +122,19 @@ class RemoteHost:
                 argv, input=stdin or b"", capture_output=True, timeout=limit, start_new_session=True, check=False
             )
         except subprocess.TimeoutExpired:
-            raise HostError(self.name, f"command did not finish within {limit:g} s") from None
+            raise HostError(self.name, f"command did not finish within {limit:g} s", Reason.HUNG) from None
         except OSError as exc:
-            raise HostError(self.name, f"{CANNOT_START} {argv[0]}: {exc.strerror}") from None
+            raise HostError(self.name, f"cannot start {argv[0]}: {exc.strerror}", Reason.CANNOT_START) from None
         result = Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
         self._raise_for_login(result)
         return result
 
     def _raise_for_login(self, result: Result) -> None:
-        cause = self.transport.connection_failure(result)
-        if cause is not None:
-            raise HostError(self.name, cause)
+        failure = self.transport.connection_failure(result)
+        if isinstance(failure, Failure):
+            raise HostError(self.name, failure.cause, failure.reason)
+        if failure is not None:
+            raise HostError(self.name, failure)
 
     def start(self, remote: str, stdin: bytes, *, multiplex: bool = True) -> Stream:
         """Start a long-lived command fed ``stdin``; it ends when :meth:`Stream.close` closes its input.
@@ -140,16 +144,18 @@ class RemoteHost:
         self.login()
         argv = self.command(remote, multiplex=multiplex)
         if argv is None:
-            raise HostError(self.name, f"temporary listeners need an ssh or local connection, not {self.url}")
+            raise HostError(self.name, f"temporary listeners need an ssh or local connection, not {self.url}",
+                            Reason.UNSUPPORTED)
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
             )
         except OSError as exc:
-            raise HostError(self.name, f"{CANNOT_START} {argv[0]}: {exc.strerror}") from None
+            raise HostError(self.name, f"cannot start {argv[0]}: {exc.strerror}", Reason.CANNOT_START) from None
         stream = Stream(self, proc)
         try:
-            assert proc.stdin is not None
+            if proc.stdin is None:  # never with stdin=PIPE; the type says it may be
+                raise OSError("no input pipe")
             proc.stdin.write(stdin)
             proc.stdin.flush()
         except OSError:
@@ -176,7 +182,8 @@ class Stream:
     @property
     def stdout(self) -> IO[bytes]:
         """The command's output."""
-        assert self.proc.stdout is not None
+        if self.proc.stdout is None:  # never with stdout=PIPE; the type says it may be
+            raise HostError(self.remote.name, "the command has no output pipe", Reason.CANNOT_START)
         return self.proc.stdout
 
     def readline(self, timeout: float) -> str:
@@ -199,7 +206,7 @@ class Stream:
             left = deadline - time.monotonic()
             if left <= 0 or not _readable(fd, left):
                 self.kill()
-                raise HostError(self.remote.name, f"no answer within {timeout:g} s")
+                raise HostError(self.remote.name, f"no answer within {timeout:g} s", Reason.HUNG)
             chunk = os.read(fd, 65536)
             if chunk:
                 self._buffer += chunk
@@ -221,7 +228,8 @@ class Stream:
         self.remote._raise_for_login(Result(self.proc.returncode, "", err))
         lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
         status = self.proc.returncode
-        raise HostError(self.remote.name, lines[-1] if lines else f"exited early (exit status {status})")
+        raise HostError(self.remote.name, lines[-1] if lines else f"exited early (exit status {status})",
+                        Reason.EXITED, stderr=err)
 
     def close_input(self) -> None:
         """Close the command's input (the remote script exits); safe to call more than once."""
@@ -296,20 +304,20 @@ def close_control_sockets(folder: Path) -> None:
             )
 
 
-def host_fix(cause: str) -> str:
-    """What to do about a host that could not run the checks, from the cause of its :class:`HostError`."""
-    if "timed out" in cause or "no route" in cause:
-        return "make the host reachable over SSH from where the checks run, then run them again"
-    if "refused by" in cause:
-        return "start sshd on the host (systemctl start sshd)"
-    if "authorized_keys" in cause:
-        return "add the public key of the SSH identity to the user's ~/.ssh/authorized_keys on the host"
-    if "host key" in cause:
-        return "add the host key to the known_hosts file (ssh-keyscan) or set ssh.hostKeyPolicy: accept-new"
-    if "python3" in cause:
-        return "install python3 on the host"
-    if "sudo" in cause:
-        return "give the user passwordless sudo (an /etc/sudoers.d drop-in with NOPASSWD, docs: account 1)"
-    if "MaxSessions" in cause:
-        return "raise MaxSessions in the host's sshd_config (10 is the default), then run the checks again"
-    return "make the host accept the SSH login and run python3 scripts (the observed error says why not)"
+_FIXES = {
+    Reason.TIMEOUT: "make the host reachable over SSH from where the checks run, then run them again",
+    Reason.UNREACHABLE: "make the host reachable over SSH from where the checks run, then run them again",
+    Reason.SSHD_DOWN: "start sshd on the host (systemctl start sshd)",
+    Reason.LOGIN_REFUSED: "add the public key of the SSH identity to the user's ~/.ssh/authorized_keys on the host",
+    Reason.HOST_KEY: "add the host key to the known_hosts file (ssh-keyscan) or set ssh.hostKeyPolicy: accept-new",
+    Reason.NO_PYTHON: "install python3 on the host",
+    Reason.NO_SUDO: "give the user passwordless sudo (an /etc/sudoers.d drop-in with NOPASSWD, docs: account 1)",
+    Reason.SESSION_REFUSED: "raise MaxSessions in the host's sshd_config (10 is the default), then run the checks "
+                            "again",
+}
+
+
+def host_fix(error: HostError) -> str:
+    """What to do about a host that could not run the checks, from the reason of its :class:`HostError`."""
+    return _FIXES.get(error.reason, "make the host accept the SSH login and run python3 scripts (the observed "
+                                    "error says why not)")

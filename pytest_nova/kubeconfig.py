@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import stat
 from pathlib import Path
 
 from pytest_nova.errors import SourceError
@@ -42,10 +43,21 @@ def _current_cluster(cfg: object) -> dict[str, object]:
     return found if isinstance(found, dict) else {}
 
 
+def _load(path: Path) -> object:
+    """The kubeconfig's data; a regular file only (kubectl's own reading of a FIFO would block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise SourceError(str(path), 0, "", f"cannot read file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise SourceError(str(path), 0, "", "is not a regular file; name the kubeconfig file itself")
+    return load(path, KUBECONFIG_BYTES).data
+
+
 def kubeconfig_problem(path: Path) -> str | None:
     """Why the kubeconfig at ``path`` cannot be read (one line naming file, line and key), or None."""
     try:
-        load(path, KUBECONFIG_BYTES)
+        _load(path)
     except SourceError as exc:
         return str(exc)
     return None
@@ -53,7 +65,7 @@ def kubeconfig_problem(path: Path) -> str | None:
 
 def _read(path: Path) -> dict[str, object]:
     try:
-        return _current_cluster(load(path, KUBECONFIG_BYTES).data)
+        return _current_cluster(_load(path))
     except SourceError:
         return {}
 

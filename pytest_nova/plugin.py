@@ -23,6 +23,7 @@ from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.kinds import GENERIC, Registry, RegistryError
 from pytest_nova.kubeconfig import kubeconfig_path
 from pytest_nova.limits import fds_needed, raise_fd_limit
+from pytest_nova.model import CheckMeta
 from pytest_nova.options import NO_INVENTORY, add_options, check_outputs, read_settings
 from pytest_nova.plan import Check
 from pytest_nova.report.waiving import WAIVERS
@@ -290,6 +291,7 @@ def _param(check: Check, marks: dict[tuple[str, str, tuple[str, ...]], list[pyte
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Attach each item's check description, which travels with its reports to the controller."""
     if session_of(config).needs_inventory and not hasattr(config, "workerinput"):
+        items[:] = []  # --collect-only would list the placeholders before the error
         raise pytest.UsageError(NO_INVENTORY)
     keep: list[pytest.Item] = []
     empty: list[pytest.Item] = []
@@ -324,7 +326,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return (yield)
 
 
-def describe(check: Check) -> dict[str, Any]:
+def describe(check: Check) -> CheckMeta:
     """The plain-data summary of a check that reports carry."""
     r = check.requirement
     return {

@@ -10,12 +10,17 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from pytest_nova.hosts import HostError, RemoteHost, Stream, session_refused
+from pytest_nova.hosts import HostError, Reason, RemoteHost, Stream, session_refused
 
+# A script's parameters: JSON data, sent on its stdin with the frame marker.
+Params = Mapping[str, object]
+# Called with every stream started (to track it for cleanup).
+OnStart = Callable[[Stream], object]
 # Reads exactly the script's bytes from stdin, so the rest of stdin stays open for the script itself
 # (its parameters, and for listeners a lifeline whose end tells it to exit).
 _BOOT = "import sys;exec(compile(sys.stdin.buffer.read(int(sys.argv[1])),sys.argv[2],'exec'))"
@@ -45,7 +50,7 @@ def _command(name: str, sudo: bool) -> tuple[str, bytes]:
 
 def sudo_refused(exc: HostError) -> bool:
     """Whether ``exc`` says ``sudo -n`` was refused on its host."""
-    return exc.cause.startswith(SUDO_REFUSED) or exc.cause == NO_SUDO
+    return exc.reason == Reason.NO_SUDO
 
 
 def framed(marker: str, text: str) -> list[str]:
@@ -58,18 +63,19 @@ def _decode(host: RemoteHost, name: str, payload: str) -> Any:
     try:
         return json.loads(payload)
     except ValueError:
-        raise HostError(host.name, f"{name} script sent a broken message: {payload[:120]}") from None
+        raise HostError(host.name, f"{name} script sent a broken message: {payload[:120]}", Reason.SCRIPT) from None
 
 
 def _failure(host: RemoteHost, name: str, rc: int | None, stdout: str, stderr: str) -> HostError:
     """Why a script gave no answer; the host's own chatter is only quoted when nothing better is known."""
+    # The shell's and sudo's own words on stderr are the only account of why the script never started.
     if rc == 127 or "python3: not found" in stderr or "python3: command not found" in stderr:
-        return HostError(host.name, NO_PYTHON)
+        return HostError(host.name, NO_PYTHON, Reason.NO_PYTHON)
     if any(w in stderr for w in _SUDO_WORDS):
-        return HostError(host.name, NO_SUDO)
+        return HostError(host.name, NO_SUDO, Reason.NO_SUDO)
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     tail = lines[-1][:200] if lines else f"exit status {rc}" if rc is not None else "no output"
-    return HostError(host.name, f"{name} script ended without an answer ({tail})")
+    return HostError(host.name, f"{name} script ended without an answer ({tail})", Reason.SCRIPT)
 
 
 def _parse(host: RemoteHost, name: str, marker: str, rc: int, stdout: str, stderr: str) -> Any:
@@ -79,11 +85,11 @@ def _parse(host: RemoteHost, name: str, marker: str, rc: int, stdout: str, stder
     return _decode(host, name, payloads[-1])
 
 
-def _payload(script: bytes, params: Any, marker: str) -> bytes:
+def _payload(script: bytes, params: Params, marker: str) -> bytes:
     return script + json.dumps({**params, "frame": marker}).encode() + b"\n"
 
 
-def run_script(host: RemoteHost, name: str, params: Any, *, timeout: float | None = None, sudo: bool = False) -> Any:
+def run_script(host: RemoteHost, name: str, params: Params, *, timeout: float | None = None, sudo: bool = False) -> Any:
     """Run probe ``name`` with ``params`` on ``host``; return its JSON answer."""
     command, script = _command(name, sudo)
     marker = new_marker()
@@ -109,27 +115,28 @@ class Script:
             if line.startswith(head):
                 return _decode(self.host, self.name, line[len(head):].strip())
             if time.monotonic() >= deadline:
-                raise HostError(self.host.name, f"{self.name} script: no answer within {timeout:g} s")
+                raise HostError(self.host.name, f"{self.name} script: no answer within {timeout:g} s", Reason.HUNG)
 
     def _explain(self, exc: HostError) -> HostError:
-        # The shell's own words (sudo, python3 missing) are in the error's cause.
-        if exc.cause.startswith("ssh: ") or "within" in exc.cause:
+        # A connection failure or a timeout says it all; a command that ended early left the shell's own words
+        # (sudo, python3 missing) on its stderr.
+        if exc.reason != Reason.EXITED:
             return exc
-        stderr = "" if exc.cause.startswith("exited early") else exc.cause
-        return _failure(self.host, self.name, self.stream.proc.returncode, "", stderr)
+        return _failure(self.host, self.name, self.stream.proc.returncode, "", exc.stderr)
 
     def send(self, line: str) -> None:
         """Write one command line to the script's input; HostError if it is gone."""
         stdin = self.stream.proc.stdin
         try:
-            assert stdin is not None
+            if stdin is None:  # its input was closed
+                raise ValueError("input closed")
             stdin.write(line.encode() + b"\n")
             stdin.flush()
-        except (OSError, ValueError, AssertionError):
-            raise HostError(self.host.name, f"{self.name} script ended early") from None
+        except (OSError, ValueError):
+            raise HostError(self.host.name, f"{self.name} script ended early", Reason.EXITED) from None
 
 
-def start_script(host: RemoteHost, name: str, params: Any, *, sudo: bool = False, multiplex: bool = True) -> Script:
+def start_script(host: RemoteHost, name: str, params: Params, *, sudo: bool = False, multiplex: bool = True) -> Script:
     """Start probe ``name`` as a long-lived process; it exits when the stream's input closes."""
     command, script = _command(name, sudo)
     marker = new_marker()
@@ -137,27 +144,28 @@ def start_script(host: RemoteHost, name: str, params: Any, *, sudo: bool = False
     return Script(host, name, stream, marker)
 
 
-def start_and_read(host: RemoteHost, name: str, params: Any, timeout: float, *, sudo: bool = False,
-                   on_start: Any = None) -> tuple[Any, Script]:
+def start_and_read(host: RemoteHost, name: str, params: Params, timeout: float, *, sudo: bool = False,
+                   on_start: OnStart | None = None) -> tuple[Any, Script]:
     """Start probe ``name`` and read its first message; a refused extra session is retried on its own connection.
 
     ``on_start(stream)`` is called with every stream started (to track it for cleanup); a stream whose script
     failed is closed before the HostError is raised.
     """
-    for multiplex in (True, False):
-        try:
-            started = start_script(host, name, params, sudo=sudo, multiplex=multiplex)
-        except HostError as exc:
-            if multiplex and session_refused(exc):
-                continue
+    try:
+        return _start_and_read(host, name, params, timeout, sudo, True, on_start)
+    except HostError as exc:
+        if not session_refused(exc):
             raise
-        if on_start is not None:
-            on_start(started.stream)
-        try:
-            return started.read(timeout), started
-        except HostError as exc:
-            started.stream.close(timeout=2)
-            if multiplex and session_refused(exc):
-                continue
-            raise
-    raise AssertionError("unreachable")
+    return _start_and_read(host, name, params, timeout, sudo, False, on_start)
+
+
+def _start_and_read(host: RemoteHost, name: str, params: Params, timeout: float, sudo: bool, multiplex: bool,
+                    on_start: OnStart | None) -> tuple[Any, Script]:
+    started = start_script(host, name, params, sudo=sudo, multiplex=multiplex)
+    if on_start is not None:
+        on_start(started.stream)
+    try:
+        return started.read(timeout), started
+    except HostError:
+        started.stream.close(timeout=2)
+        raise

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar, cast
 
-from pytest_nova.hosts import HostError
+from pytest_nova.hosts import HostError, Reason
 from pytest_nova.model import JSONValue
 
 T = TypeVar("T")
@@ -39,12 +39,12 @@ def once(folder: Path, key: str, compute: Callable[[], T]) -> T:
             try:
                 stored = {"value": compute()}
             except HostError as exc:
-                stored = {"error": [exc.host, exc.cause]}
+                stored = {"error": [exc.host, exc.cause, exc.reason, exc.stderr]}
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(stored))
             tmp.replace(path)
     if "error" in stored:
-        raise HostError(*stored["error"])
+        raise _error(stored["error"])
     return cast(T, stored["value"])
 
 
@@ -60,6 +60,13 @@ class RunCache:
         A :class:`~pytest_nova.hosts.HostError` it raises is stored and raised again to every later asker.
         """
         return once(self.folder, key, compute)
+
+
+def _error(stored: list[str]) -> HostError:
+    """The HostError a failure was stored as: host, cause, reason, stderr."""
+    host, cause, *rest = (str(v) for v in stored)
+    reason = Reason(rest[0]) if rest and rest[0] in Reason.__members__.values() else Reason.OTHER
+    return HostError(host, cause, reason, rest[1] if len(rest) > 1 else "")
 
 
 def stored(folder: Path, key: str) -> JSONValue:
@@ -80,5 +87,5 @@ def failures(folder: Path, prefix: str) -> list[HostError]:
         except (OSError, ValueError):
             continue
         if error:
-            out.append(HostError(str(error[0]), str(error[1])))
+            out.append(_error(error))
     return out

@@ -45,9 +45,9 @@ _KUBE_SECRET_KEYS = ("token", "password", "client-key-data", "client-key")
 
 def forms(value: str) -> set[str]:
     """``value`` as output may show it: as is, JSON-, HTML-, URL- and Python-escaped, and JSON inside HTML."""
-    as_json = json.dumps(value, ensure_ascii=False)[1:-1]
-    return {value, as_json, json.dumps(value)[1:-1], escape(value), escape(value, quote=False), escape(as_json),
-            repr(value)[1:-1], ascii(value)[1:-1], quote(value, safe="")}
+    as_json, as_ascii_json = json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]
+    return {value, as_json, as_ascii_json, escape(value), escape(value, quote=False), escape(as_json),
+            escape(as_ascii_json), repr(value)[1:-1], ascii(value)[1:-1], quote(value, safe="")}
 
 
 def register(value: str | None) -> None:
@@ -189,8 +189,9 @@ def register_kubeconfig(path: Path) -> None:
     masked. Nothing here raises: a kubeconfig that cannot be read matters only to the post-install checks.
     """
     try:
-        data = load(path, KUBECONFIG_BYTES).data
-    except SourceError:
+        # A regular file only: a FIFO would cost the reader's deadline for a file that matters only later.
+        data = load(path, KUBECONFIG_BYTES).data if stat.S_ISREG(os.stat(path).st_mode) else None
+    except (OSError, SourceError):
         data = None
     users = data.get("users") if isinstance(data, dict) else None
     for entry in users if isinstance(users, list) else []:

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from pytest_nova.catalog import Catalog
+from pytest_nova.hosts import HostError, host_fix
 from pytest_nova.inventory import Inventory
 from pytest_nova.kinds import Registry
 from pytest_nova.options import Settings
 from pytest_nova.plan import Check, Plan
 from pytest_nova.results import Collector
-from pytest_nova.verdicts import Verdict, judge
+from pytest_nova.verdicts import ERROR, Verdict, judge
 
 
 @dataclass
@@ -58,7 +59,8 @@ class NovaItem:
         self._item = item
         self.settings = state.settings
         self.catalog = state.catalog
-        assert state.inventory is not None
+        if state.inventory is None:
+            raise ValueError("the nova fixture needs a run with an inventory")
         self.inventory: Inventory = state.inventory
         self.registry = state.registry
 
@@ -68,8 +70,18 @@ class NovaItem:
               strict=self.settings.strict, proof=self.settings.require_proof)
 
     def judge_with(self, check: Check, request: pytest.FixtureRequest) -> list[Verdict]:
-        """The verdicts of a check whose kind judges its own (a site plugin's kind)."""
+        """The verdicts of a check whose kind judges its own (a site plugin's kind).
+
+        A :class:`HostError` it raises (a host it could not reach) is the check's one ``error`` verdict, naming
+        host and cause, with the fix for that reason.
+        """
         verdicts = self.registry.kind_of(check).verdicts
         if verdicts is None:
             raise TypeError(f"kind {check.kind} has a suite of its own")
-        return verdicts(check, request)
+        try:
+            return verdicts(check, request)
+        except HostError as exc:
+            r = check.requirement
+            return [Verdict(check=r.area, requirement=r.id, section=r.section, outcome=ERROR, message=str(exc),
+                            source=check.source, target=check.target, port=check.port, protocol=check.protocol,
+                            checked=f"{check.kind} {check.id}", expected=r.summary, fix=host_fix(exc))]

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import testinfra.host
 
 from pytest_nova.errors import SourceError
 from pytest_nova.fixtures import hosts_of
 from pytest_nova.hosts import HostError, host_fix
 from pytest_nova.inventory import ROLES, Inventory
-from pytest_nova.model import Outcome
+from pytest_nova.model import CheckMeta, Outcome
 from pytest_nova.report.waiving import WAIVERS
 from pytest_nova.results import CHECK_PROPERTY
 from pytest_nova.session import SESSION, NovaSession
@@ -37,7 +38,7 @@ KIND = "site_test"
 SEVERITIES = ("required", "advisory")
 REQUIREMENT_KEYS = ("section", "summary", "severity", "area", "fix")
 _WAIVERS_CHECKED = pytest.StashKey[bool]()  # this process collected the tests and checked the waivers
-_HOSTS = pytest.StashKey[dict[str, Any]]()  # node name -> its testinfra Host, one per process
+_HOSTS = pytest.StashKey[dict[str, testinfra.host.Host]]()  # node name -> its testinfra Host, one per process
 
 
 class SiteTestError(Exception):
@@ -57,7 +58,7 @@ class SiteTest:
     node: str
     name: str
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> CheckMeta:
         """The item's ``nova_check`` property: what a record of an item that ended early says."""
         return {"check": self.area, "requirement": self.requirement, "section": self.section, "source": None,
                 "target": self.node, "port": None, "protocol": None, "fix": self.fix, "summary": self.summary,
@@ -117,7 +118,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> Generator[None, None, No
     return result
 
 
-def _host(config: pytest.Config, name: str) -> Any:
+def _host(config: pytest.Config, name: str) -> testinfra.host.Host:
     hosts = config.stash.setdefault(_HOSTS, {})
     if name not in hosts:
         hosts[name] = nova_host(name, lambda: hosts_of(config))
@@ -238,7 +239,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
         # The node's one login of the run first: an unreachable node errors each of its tests with its cause.
         hosts_of(pyfuncitem.config)[site.node].login()
     except HostError as exc:
-        _judge(pyfuncitem, site, site.verdict(ERROR, str(exc), host_fix(exc.cause)))
+        _judge(pyfuncitem, site, site.verdict(ERROR, str(exc), host_fix(exc)))
     result: object = None
     try:
         result = yield
@@ -247,7 +248,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     except pytest.fail.Exception as exc:
         verdict = site.verdict(FAILED, exc.msg or "failed")
     except HostError as exc:
-        verdict = site.verdict(ERROR, str(exc), host_fix(exc.cause))
+        verdict = site.verdict(ERROR, str(exc), host_fix(exc))
     else:
         verdict = site.verdict(PASSED, "passed")
     _judge(pyfuncitem, site, verdict)
@@ -270,7 +271,9 @@ def observed(exc: AssertionError) -> str:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A node that fails in a site test's fixture (the test's own, before it ran) says why in one line."""
     report = yield
     if call.excinfo is not None and call.excinfo.errisinstance(HostError) and site_test_of(item) is not None:

@@ -17,6 +17,7 @@ import testinfra.backend.base
 import testinfra.host
 
 from pytest_nova.hosts import Hosts, RemoteHost
+from pytest_nova.remote_scripts import new_marker
 
 NAME = "nova"
 testinfra.backend.BACKENDS.setdefault(NAME, f"{__name__}.NovaBackend")
@@ -57,8 +58,18 @@ class NovaBackend(testinfra.backend.base.BaseBackend):  # type: ignore[misc]  # 
         cannot be reached or the command does not finish in time.
         """
         cmd = self.get_command(command, *args)
-        result = self.remote.run(cmd, timeout=kwargs.get("timeout"))
-        return self.result(result.rc, self.encode(cmd), result.stdout, result.stderr)
+        # A shell rc that prints a banner (bash reads ~/.bashrc for ssh commands too) would reach testinfra's
+        # parsers: a marker printed just before the command runs marks where its own output begins.
+        marker = new_marker()
+        framed = f"printf '%s\\n' {marker}; printf '%s\\n' {marker} >&2; {cmd}"
+        result = self.remote.run(framed, timeout=kwargs.get("timeout"))
+        return self.result(result.rc, self.encode(cmd), _after(result.stdout, marker), _after(result.stderr, marker))
+
+
+def _after(text: str, marker: str) -> str:
+    """What followed the marker's line (all of ``text`` when the marker is missing: the command never ran)."""
+    _, found, rest = text.partition(marker + "\n")
+    return rest if found else text
 
 
 def nova_host(name: str, nova_hosts: Hosts | Callable[[], Hosts]) -> testinfra.host.Host:

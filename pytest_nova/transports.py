@@ -15,9 +15,10 @@ import shlex
 import subprocess
 import threading
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import testinfra
@@ -29,14 +30,43 @@ SSH_FAILED = 255
 _SESSION_REFUSED = ("session open refused", "administratively prohibited", "session request failed")
 # A connection of its own instead of a session on the shared one; ssh keeps the first value of each option.
 _NO_MUX = ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+# Said when sshd dropped a connection before authentication (MaxStartups).
+_DROPPED_EARLY = ("kex_exchange_identification", "connection closed by remote host", "connection reset by peer")
+
+
+class Reason(StrEnum):
+    """Why a host could not run a command: what :class:`HostError` callers decide on, never its text."""
+
+    TIMEOUT = "timeout"  # the connection timed out
+    UNREACHABLE = "unreachable"  # no route to the host, or its name does not resolve
+    SSHD_DOWN = "sshd-down"  # the connection was refused
+    LOGIN_REFUSED = "login-refused"  # the key was not accepted
+    HOST_KEY = "host-key"  # the host key is unknown or changed
+    SESSION_REFUSED = "session-refused"  # sshd allows no further session on the shared connection (MaxSessions)
+    DROPPED = "dropped"  # sshd closed the connection before authentication (MaxStartups): worth one more try
+    CANNOT_START = "cannot-start"  # the runner could not start the local command (fork or exec failed)
+    HUNG = "hung"  # the command or script gave no answer within its time
+    EXITED = "exited"  # the command ended early; ``HostError.stderr`` holds what it said
+    NO_PYTHON = "no-python"  # python3 is not installed on the host
+    NO_SUDO = "no-sudo"  # sudo -n was refused
+    SCRIPT = "script"  # a probe script failed or sent something that is not an answer
+    UNSUPPORTED = "unsupported"  # the host's transport cannot do this (a long-lived command over testinfra)
+    OTHER = "other"
 
 
 class HostError(Exception):
-    """A host could not be reached or could not run a command; the message names host and cause."""
+    """A host could not be reached or could not run a command: ``host``, ``cause`` (one line) and ``reason``."""
 
-    def __init__(self, host: str, cause: str) -> None:
+    def __init__(self, host: str, cause: str, reason: Reason = Reason.OTHER, stderr: str = "") -> None:
         super().__init__(f"{host}: {cause}")
-        self.host, self.cause = host, cause
+        self.host, self.cause, self.reason, self.stderr = host, cause, reason, stderr
+
+
+class Failure(NamedTuple):
+    """What a transport says when a result shows the host was not reached: the cause and its reason."""
+
+    cause: str
+    reason: Reason
 
 
 @dataclass(frozen=True)
@@ -69,8 +99,11 @@ class Transport(Protocol):
     def run(self, remote: str, *, stdin: bytes | None, timeout: float) -> Result:
         """Run ``remote`` where :meth:`command` answers None; raise :class:`HostError` on failure or timeout."""
 
-    def connection_failure(self, result: Result) -> str | None:
-        """The cause, when ``result`` says the host was not reached (rather than the command failing)."""
+    def connection_failure(self, result: Result) -> Failure | str | None:
+        """Why ``result`` shows the host was not reached (not the command failing); None when it was reached.
+
+        A plain string is a cause with reason OTHER.
+        """
 
     def close(self) -> None:
         """End whatever connection the transport keeps open (called once, at the end of the run)."""
@@ -87,9 +120,9 @@ class CommandTransport:
 
     def run(self, remote: str, *, stdin: bytes | None, timeout: float) -> Result:
         """Not needed: :meth:`command` always answers."""
-        raise HostError(self.name, "this transport runs commands only through their argv")
+        raise HostError(self.name, "this transport runs commands only through their argv", Reason.UNSUPPORTED)
 
-    def connection_failure(self, result: Result) -> str | None:
+    def connection_failure(self, result: Result) -> Failure | str | None:
         """No exit status of its own says the host was not reached."""
         return None
 
@@ -119,28 +152,39 @@ def kex_preference() -> str | None:
 
 def explain_ssh_failure(stderr: str, host: Host, user: str, port: int, access: Access, key: str) -> str:
     """Turn ssh's stderr into one actionable sentence."""
+    return ssh_failure(stderr, host, user, port, access, key).cause
+
+
+def ssh_failure(stderr: str, host: Host, user: str, port: int, access: Access, key: str) -> Failure:
+    """What ssh's stderr (its only account of a failed connection) says: one actionable sentence and its reason."""
     text = stderr.lower()
     if "timed out" in text:
-        return f"ssh: connection timed out after {access.connect_timeout:g} s (is {host.address}:{port} reachable?)"
+        return Failure(f"ssh: connection timed out after {access.connect_timeout:g} s (is {host.address}:{port} "
+                       "reachable?)", Reason.TIMEOUT)
     if "connection refused" in text:
-        return f"ssh: connection refused by {host.address}:{port} (is sshd running?)"
+        return Failure(f"ssh: connection refused by {host.address}:{port} (is sshd running?)", Reason.SSHD_DOWN)
     if "no route to host" in text:
-        return f"ssh: no route to host {host.address}"
+        return Failure(f"ssh: no route to host {host.address}", Reason.UNREACHABLE)
     if "host key verification failed" in text or "identification has changed" in text:
-        return (
-            f"ssh: host key of {host.address} is unknown or changed; add it to the known_hosts file "
-            "(ssh-keyscan) or set ssh.hostKeyPolicy: accept-new"
-        )
+        return Failure(f"ssh: host key of {host.address} is unknown or changed; add it to the known_hosts file "
+                       "(ssh-keyscan) or set ssh.hostKeyPolicy: accept-new", Reason.HOST_KEY)
     if "permission denied" in text:
-        return f"ssh: login as {user!r} with key {key} refused (is the public key in ~{user}/.ssh/authorized_keys?)"
+        return Failure(f"ssh: login as {user!r} with key {key} refused (is the public key in "
+                       f"~{user}/.ssh/authorized_keys?)", Reason.LOGIN_REFUSED)
     if "could not resolve" in text:
-        return f"ssh: cannot resolve {host.address}"
+        return Failure(f"ssh: cannot resolve {host.address}", Reason.UNREACHABLE)
     if any(s in text for s in _SESSION_REFUSED):
-        return f"ssh: {host.address} refused another session on the connection (sshd MaxSessions too low)"
+        return Failure(f"ssh: {host.address} refused another session on the connection (sshd MaxSessions too low)",
+                       Reason.SESSION_REFUSED)
     last = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
     message = last[-1] if last else "failed without a message"
     # ssh prefixes its own messages with "ssh: "; say it once.
-    return "ssh: " + (message[len("ssh: "):] if message.startswith("ssh: ") else message)
+    cause = "ssh: " + (message[len("ssh: "):] if message.startswith("ssh: ") else message)
+    if any(s in text for s in _DROPPED_EARLY):
+        return Failure(cause, Reason.DROPPED)
+    if "network is unreachable" in text:
+        return Failure(cause, Reason.UNREACHABLE)
+    return Failure(cause, Reason.OTHER)
 
 
 class SshTransport(CommandTransport):
@@ -161,11 +205,11 @@ class SshTransport(CommandTransport):
         return ["ssh", *([] if multiplex else _NO_MUX), *self.options, "-o", f"User={self.user}",
                 "-o", f"Port={self.port}", "-i", self.key, self.host.address, remote]
 
-    def connection_failure(self, result: Result) -> str | None:
-        """The cause, in one sentence, when ssh itself failed (exit status 255)."""
+    def connection_failure(self, result: Result) -> Failure | None:
+        """The cause, in one sentence, and its reason when ssh itself failed (exit status 255)."""
         if result.rc != SSH_FAILED:
             return None
-        return explain_ssh_failure(result.stderr, self.host, self.user, self.port, self.access, self.key)
+        return ssh_failure(result.stderr, self.host, self.user, self.port, self.access, self.key)
 
     def close(self) -> None:
         """End the shared connection of this host, if one is open."""
@@ -250,13 +294,13 @@ class TestinfraTransport:
         worker.start()
         worker.join(timeout + self.connect_timeout + 2)
         if worker.is_alive():
-            raise HostError(self.name, f"command did not finish within {timeout:g} s")
+            raise HostError(self.name, f"command did not finish within {timeout:g} s", Reason.HUNG)
         if "exc" in box:
             raise HostError(self.name, f"{self.url.split('://')[0]}: {box['exc']}".splitlines()[0])
         out = box["out"]
         return Result(out.rc, out.stdout, out.stderr)
 
-    def connection_failure(self, result: Result) -> str | None:
+    def connection_failure(self, result: Result) -> Failure | str | None:
         """None: testinfra raises for connection failures; an exit status says nothing more."""
         return None
 

@@ -92,6 +92,8 @@ class _Converter:
         self.done: set[int] = set()  # nodes converted once: meeting one again is an alias
         self.open: set[int] = set()  # collections being converted: meeting one of them again is a cycle
         self.aliased = False
+        # One constructor for the document: it also remembers each scalar node, which aliases repeat.
+        self.loader = yaml.SafeLoader("")
 
     def fail(self, node: yaml.Node, path: KeyPath, message: str) -> SourceError:
         return SourceError(str(self.doc), node.start_mark.line + 1, format_path(path), message)
@@ -149,9 +151,8 @@ class _Converter:
         if kind is None:
             raise self.fail(node, path, tag_message(node.tag))
         text = str(node.value)
-        loader = yaml.SafeLoader("")
         try:
-            value: Scalar = loader.construct_object(node, deep=True)
+            value: Scalar = self.loader.construct_object(node, deep=True)
         except Exception as exc:  # PyYAML's constructors raise anything on a bad value
             if kind == "timestamp":
                 why = f" ({shorten(str(exc))})" if isinstance(exc, ValueError) and "match" not in str(exc) else ""
@@ -159,8 +160,6 @@ class _Converter:
             else:
                 what = f"{quote(text)} is not a valid {kind}; write a plain {kind} or drop the tag"
             raise self.fail(node, path, what) from None
-        finally:
-            loader.dispose()
         if (kind == "int" and not _DECIMAL.fullmatch(text.strip())) or (kind == "float" and ":" in text):
             raise self.fail(node, path, _not_decimal(text, value))
         return value
@@ -210,6 +209,45 @@ def _check_shape(path: Path, text: str) -> None:
             depth -= 1
 
 
+def _check_expansion(path: Path, root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand beyond :data:`MAX_VALUES`, in time linear in the file.
+
+    Each node's expanded size is computed once (aliases share nodes), so an alias bomb is refused before it
+    is expanded; a cycle counts nothing here and is named by the converter.
+    """
+    size: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in size or (not children_done and key in visiting):
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            size[key] = 1
+            continue
+        values = [v for _, v in node.value] if isinstance(node, yaml.MappingNode) else list(node.value)
+        if children_done:
+            size[key] = min(MAX_VALUES + 1, 1 + sum(size.get(id(v), 0) for v in values))
+            visiting.discard(key)
+        else:
+            visiting.add(key)
+            stack.append((node, True))
+            stack.extend((v, False) for v in values)
+    if size[id(root)] <= MAX_VALUES:
+        return
+    # Named at the top-level key whose value crosses the limit, as the converter would.
+    total, where, key_path = 1, root, ""
+    for key_node, value in root.value if isinstance(root, yaml.MappingNode) else []:
+        total += size.get(id(value), 0)
+        if total > MAX_VALUES:
+            where, key_path = value, str(key_node.value)
+            break
+    raise SourceError(str(path), where.start_mark.line + 1, key_path,
+                      f"the document expands to more than {MAX_VALUES} values through aliases; write the values out "
+                      "instead of nesting aliases")
+
+
 def parse_text(path: Path, raw: bytes) -> Document:
     """Parse the bytes of ``path``; every problem becomes a :class:`SourceError` naming its line."""
     try:
@@ -233,11 +271,14 @@ def parse_text(path: Path, raw: bytes) -> Document:
     digest = hashlib.sha256(raw).hexdigest()
     if root is None:
         return Document(path, None, {(): 1}, digest)
+    _check_expansion(path, root)
     conv = _Converter(path)
     try:
         data = conv.convert(root, ())
     except RecursionError:  # bounded by MAX_DEPTH; kept so no input can end in a traceback
         raise SourceError(str(path), 0, "", f"nested deeper than {MAX_DEPTH} levels; flatten the file") from None
+    finally:
+        conv.loader.dispose()
     return Document(path, data, conv.lines, digest)
 
 

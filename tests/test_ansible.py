@@ -108,7 +108,7 @@ REAL: dict[str, tuple[Path, list[str]]] = {
     "kubespray-2021": (DATA / "kubespray-2021" / "inventory.ini", [
         "--role", "master=kube_control_plane", "--role", "worker=kube_node", "--role", "nova-ctl=bastion",
         "--address-var", "ip", "--skip", "etcd", "--skip", "calico_rr", "--user", "nova-installer",
-        "--identity-file", "~/.ssh/id_nova"]),
+        "--identity-file", "~/.ssh/id_nova", "--jump", "bastion"]),
     "k3s-io": (DATA / "k3s-io" / "inventory.yml", [
         "--role", "master=server", "--role", "worker=agent", "--nova-ctl", "192.16.35.5",
         "--identity-file", "~/.ssh/id_nova"]),
@@ -188,6 +188,18 @@ def test_kubespray_sample_and_2021_form(real: dict[str, Path]) -> None:
     # The bastion's user is its own; no other host gets it.
     assert old.host("bastion").user == "some_user" and old.ssh.user == "nova-installer"
     assert [n.name for n in old.nodes if n.user is not None] == ["bastion"]
+    # --jump bastion: every other node through it, as kubespray's own ansible_ssh_common_args does.
+    proxy = ("ProxyCommand=ssh -o BatchMode=yes -W %h:%p -p 22 some_user@95.54.0.2",)
+    assert {n.name: n.ssh_options for n in old.nodes} == {"bastion": (), **{f"node{i}": proxy for i in range(1, 7)}}
+
+
+@needs_ansible
+def test_a_kubespray_bastion_without_jump_is_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    source, args = REAL["kubespray-2021"]
+    assert main([str(source), *args[:-2], *COMPLETE]) == 0
+    assert (f"{PROG}: warning: bastion: kubespray reaches every other host through the host 'bastion' (its default "
+            "ansible_ssh_common_args): if these nodes are reached only through it, pass --jump bastion"
+            ) in capsys.readouterr().err.splitlines()
 
 
 def test_k3s_inventories_plain_and_vaulted_are_the_same(real: dict[str, Path]) -> None:
@@ -559,6 +571,10 @@ def test_ipv6_loopback_and_names_are_refused_in_one_line(capsys: pytest.CaptureF
         "ansible_host to the address the other hosts reach, or give --address HOST=IPv4; m3, m4: a host name, not "
         "an IP address: pass --resolve to look names up with this machine's resolver, set ansible_host, or give "
         "--address HOST=IPv4; m5, m6: share the address 192.0.2.5: give each host its own ansible_host")
+    src = _listing({"m1": {"ansible_host": "192.0.2.1"}, "m 2": {"ansible_host": "192.0.2.2"}},
+                   {"cp": ["m1", "m 2"]}, tmp_path)
+    assert _error(capsys, src, "--role", "master=cp", "--nova-ctl", "192.0.2.9").endswith(
+        "m 2: a name inventory v1 cannot have (letters, digits, '-', '_', '.'): rename the host")
     src = _listing({"m1": {"ansible_host": "{{ ip_of_m1 }}"}}, {"cp": ["m1"]}, tmp_path)
     err = _error(capsys, src, "--role", "master=cp", "--nova-ctl", "192.0.2.9")
     assert f"{src}: m1: ansible_host '{{{{ ip_of_m1 }}}}' " in err and "give the plain value" in err
@@ -635,6 +651,8 @@ def test_usage_errors_exit_4_without_traceback(tmp_path: Path, capsys: pytest.Ca
          "exists.yaml: exists; choose another file or pass --force to overwrite it"),
         ([str(KUBESPRAY)], "no mapping: give --role ROLE=GROUP"),
         ([str(KUBESPRAY), "--role", "master=kube_control_plane", "--address", "m=::1"], "--address m=::1: expected"),
+        ([str(KUBESPRAY), "--role", "master=kube_control_plane", "--address", "m=192.0.2.1"],
+         f"--address m=192.0.2.1: no host 'm' in {KUBESPRAY}"),
     ):
         assert expected in _error(capsys, *argv)
     with pytest.raises(SystemExit) as exited:
@@ -647,3 +665,41 @@ def test_usage_errors_exit_4_without_traceback(tmp_path: Path, capsys: pytest.Ca
     # The installed command's own process: one line, exit 4.
     done = cli(tmp_path / "none.ini", "--role", "master=cp")
     assert (done.returncode, done.stderr) == (4, f"{PROG}: error: {tmp_path / 'none.ini'}: no such file\n")
+
+
+def test_a_warning_about_many_hosts_names_the_first_ten() -> None:
+    from pytest_nova.ansible.convert import Notes
+
+    notes = Notes()
+    for i in range(12):
+        notes.add(f"w{i}", "sudo asks for a password")
+    notes.add("m1", "other")
+    assert notes.lines() == ["w0, w1, w2, w3, w4, w5, w6, w7, w8, w9 and 2 more: sudo asks for a password",
+                             "m1: other"]
+
+
+def test_a_pipe_is_read_as_listing_json_and_special_files_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from pytest_nova.ansible import reading
+
+    fifo = tmp_path / "listing"
+    os.mkfifo(fifo)
+    listing = {"_meta": {"hostvars": {"m1": {"ansible_host": "192.0.2.1"}}}, "cp": {"hosts": ["m1"]}}
+    writer = threading.Thread(target=fifo.write_text, args=(json.dumps(listing),), daemon=True)
+    writer.start()  # as <(ansible-inventory -i hosts --list) gives it
+    assert main([str(fifo), "--role", "master=cp", "--nova-ctl", "192.0.2.9"]) == 0
+    assert "{name: m1, address: 192.0.2.1, roles: [master]}" in capsys.readouterr().out
+    monkeypatch.setattr(reading, "PIPE_DEADLINE", 0.5)
+    assert _error(capsys, fifo, "--role", "master=cp") == (
+        f"{PROG}: error: {fifo}: nothing was written to it within 0.5 s")
+    # A FIFO where ansible-core reads group variables would block it: refused before it reads anything.
+    hosts = _write(tmp_path / "inv" / "hosts", "[cp]\nm1 ansible_host=192.0.2.1\n")
+    (tmp_path / "inv" / "group_vars").mkdir()
+    os.mkfifo(tmp_path / "inv" / "group_vars" / "cp.yml")
+    assert _error(capsys, hosts, "--role", "master=cp") == (
+        f"{PROG}: error: {tmp_path}/inv/group_vars/cp.yml: not a regular file (a FIFO, socket or device) among the "
+        "inventory's files; ansible-core would wait on it: move it out of the inventory")
+    assert "group_vars/cp.yml: not a regular file" in _error(capsys, tmp_path / "inv", "--role", "master=cp")

@@ -268,7 +268,7 @@ def test_external_endpoints() -> None:
     closed = {(r.host, r.port) for r in ext if r.mode == "closed"}
     assert closed == {(f"{h}.{{universe}}", 443) for h in ("hub", "sun", "repo", "uploads")}
     assert all(r.ips for r in ext if r.mode == "internet" and r.check is None)
-    assert [r.id for r in ext if r.check] == ["ext-documented-ips"]
+    assert [r.id for r in ext if r.check] == ["ext-documented-ips", "ext-tls-trusted"]
     assert not any(r.ips for r in ext if r.mode == "closed")
 
 
@@ -408,12 +408,12 @@ def test_what_the_nova_docs_do_not_demand_is_advisory() -> None:
     assert {r.id for r in catalog.by_area("k8s")} - gate <= advisory
     assert not gate & advisory and all(catalog.get(g).phase == "postinstall" for g in gate)
     assert {"k8s-ip-forward", "k8s-br-netfilter", "k8s-swap-off", "k8s-packages-installed",
-            "os-universe-ca", "os-universe-ca-nova-ctl", "ext-documented-ips"} <= advisory
+            "os-sudoers-file", "os-universe-ca", "os-universe-ca-nova-ctl", "ext-documented-ips"} <= advisory
     assert catalog.advisory == frozenset(advisory)
     # Everything the Nova docs state as a rule or a command stays required.
     for area in ("dns", "firewall", "lb", "inventory"):
         assert all(r.severity == "required" for r in catalog.by_area(area)), area
-    for req_id in ("os-user-exists", "os-sudoers-file", "os-sudo-nopasswd", "os-ssh-dir", "os-authorized-keys-mode",
+    for req_id in ("os-user-exists", "os-sudo-nopasswd", "os-ssh-dir", "os-authorized-keys-mode",
                    "os-authorized-keys-has-key", "os-private-key", "os-resolver-internal",
                    "os-resolver-internal-nova-ctl", "ext-image-registry-hub", "ext-universe-hub"):
         assert catalog.get(req_id).severity == "required", req_id

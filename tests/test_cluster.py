@@ -6,6 +6,8 @@ import base64
 import json
 import os
 import stat
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
@@ -270,3 +272,25 @@ def test_unreadable_cluster_is_one_error_per_item(inv: Inventory) -> None:
     engine = c.Cluster(inv, fail)
     (v,) = engine.verdicts(_checks(inv)["master-1:k8s-nodes-ready"])
     assert (v.outcome, v.message) == (ERROR, "kubectl get nodes: no answer within 2 s")
+
+
+def test_an_unreadable_cluster_fails_the_postinstall_gate_without_strict(tmp_path: Path) -> None:
+    """The node items are the post-install gate (required): kubectl that cannot read the cluster is an error there,
+    so the run is NOT ACCEPTED; the advisory cluster items list the same cause as warnings."""
+    data = yaml.safe_load(PROD.read_text())
+    data["kubeconfig"] = str(tmp_path / "absent-kubeconfig")
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(data))
+    results = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest", f"--nova-inventory={inventory}", "--nova-phase=postinstall",
+                           f"--nova-json={results}", "-p", "no:cacheprovider", "-q", "--pyargs",
+                           "pytest_nova.suites.test_cluster"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    records = json.loads(results.read_text())["results"]
+    by_outcome: dict[str, set[str]] = {}
+    for r in records:
+        by_outcome.setdefault(r["outcome"], set()).add(r["requirement"])
+    assert by_outcome == {"error": {"k8s-nodes-ready", "k8s-node-roles"},
+                          "warning": {"k8s-kubelet-version-uniform", "k8s-system-pods-running"}}, by_outcome
+    assert "nova verdict: NOT ACCEPTED" in proc.stdout

@@ -54,8 +54,6 @@ NOT_RUN = {
     ("docs/postinstall.md", "kubectl --kubeconfig=<path>"): "a template of the command pytest-nova runs, with "
                                                              "placeholders",
     ("docs/report.md", "========================= nova verdict"): "terminal output (tests/test_report.py)",
-    ("docs/extending.md", "@dataclass(frozen=True, slots=True, kw_only=True)"):
-        "abridged; the complete file is tests/data/site_plugin/site_plugin.py, run by tests/test_extending.py",
 }
 # Commands of shell blocks that cannot run here: the first word -> why.
 NOT_RUN_COMMANDS = {
@@ -307,8 +305,10 @@ def test_python_blocks_run(block: Block, pytester: pytest.Pytester) -> None:
         pytester.makepyfile(block_plugin=block.text)
         pytester.makefile(".yaml", inv=GOOD)
         pytester.syspathinsert()
-        result = pytester.runpytest("-p", "block_plugin", "--nova-inventory=inv.yaml", "--collect-only", "-q")
+        result = pytester.runpytest("-p", "block_plugin", "--nova-inventory=inv.yaml", "--collect-only", "-q",
+                                    "--pyargs", "pytest_nova.suites")
         assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-2000:]
+        assert "test_extensions.py::test_check[" in result.stdout.str()  # the plugin's kinds have checks
     else:
         exec(compile(block.text, block.id, "exec"), {})
 

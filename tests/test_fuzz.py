@@ -7,8 +7,11 @@ The profile is fixed-seed (derandomized) and bounded so it runs in CI on every c
 from __future__ import annotations
 
 import math
+import os
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_nova import outputs
+from pytest_nova import inputs, outputs
 from pytest_nova.errors import SourceError
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.options import DAY, number
@@ -85,7 +88,48 @@ def _documents(base: str) -> st.SearchStrategy[bytes]:
         values.map(lambda v: yaml.safe_dump(v, allow_unicode=True).encode()),
         # Most examples are near-valid documents: bytes and random shapes stop at the first checks.
         mutated(base), mutated(base), mutated(base), mutated(base), mutated(base),
+        tagged(base), tagged(base), aliased(base), aliased(base),
     )
+
+
+TAGS = ["!!int", "!!float", "!!bool", "!!timestamp", "!!str", "!!null", "!!binary", "!!set", "!!omap", "!!map",
+        "!!seq", "!!python/tuple", "!!python/object/apply:os.system", "!vault", "!Ref", "!<tag:example.com,1:x>"]
+TAG_VALUES = ["''", "'_'", "maybe", "soon", "prod", "022", "1:10", "0x16", "0b1", ".nan", "-.inf", "[]", "{}", "~",
+              "2026-02-30", "'x'", "9" * 30]
+
+
+@st.composite
+def tagged(draw: st.DrawFn, base: str) -> bytes:
+    """A valid document with one value given an explicit tag (and maybe a value that does not fit it)."""
+    lines = base.splitlines()
+    i = draw(st.sampled_from([n for n, line in enumerate(lines) if ": " in line]))
+    key, _, value = lines[i].partition(": ")
+    value = draw(st.one_of(st.just(value), st.sampled_from(TAG_VALUES)))
+    lines[i] = f"{key}: {draw(st.sampled_from(TAGS))} {value}"
+    return ("\n".join(lines) + "\n").encode()
+
+
+ALIASES = [
+    "x: &a [*a]\n", "x: &a {k: *a}\n", "x: &a [1, 2]\ny: [*a, *a]\n", "x: *nowhere\n", "x: &a [&b [*b]]\n",
+    "".join(f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]\n" if i else "a0: &a0 [x, x]\n" for i in range(20)),
+    "".join(f"a{i}: &a{i} [*a{i - 1}]\n" if i else "a0: &a0 [x]\n" for i in range(80)),
+    "x: &a\n  <<: *a\n",
+]
+
+
+@st.composite
+def aliased(draw: st.DrawFn, base: str) -> bytes:
+    """A valid document with anchors and aliases: a node repeated, an alias to itself, deep or wide expansion."""
+    lines = base.splitlines()
+    nodes = [n for n, line in enumerate(lines) if line.startswith("  - {")]
+    repeat: bool = draw(st.booleans())
+    if nodes and repeat:
+        n = draw(st.sampled_from(nodes))
+        lines[n] = lines[n].replace("  - {", "  - &n {", 1)
+        lines.insert(draw(st.integers(n + 1, len(lines))), draw(st.sampled_from(["  - *n", "  - [*n]", "  - {x: *n}"])))
+    text = "\n".join(lines) + "\n"
+    snippet = draw(st.sampled_from(ALIASES))
+    return (snippet + text if draw(st.booleans()) else text + snippet).encode()
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +188,74 @@ def test_output_path_check_gives_ok_or_one_line(folder: Path, name: str) -> None
     except outputs.OutputError as exc:
         assert "\n" not in str(exc).replace(name, "")
     assert set(folder.iterdir()) == before
+
+
+SPECIAL = ["fifo-no-writer", "fifo-written", "fifo-empty-writer", "directory", "socket", "dev-null", "dev-zero",
+           "symlink-to-fifo", "symlink-loop", "missing", "no-permission"]
+
+
+@settings(derandomize=True, max_examples=40, deadline=None, database=None)
+@given(st.sampled_from(SPECIAL), st.sampled_from([GOOD.encode(), b"", b"x: [1\n", b"\xff\xfe"]))
+def test_special_files_give_an_inventory_or_one_line_without_blocking(
+        folder: Path, monkeypatch_module: pytest.MonkeyPatch, kind: str, raw: bytes) -> None:
+    """FIFOs with or without a writer, devices, sockets, loops: an inventory or one line, within the deadline."""
+    for old in folder.iterdir():
+        old.unlink() if not old.is_dir() or old.is_symlink() else old.rmdir()
+    path = folder / "input.yaml"
+    writer: threading.Thread | None = None
+    sock: socket.socket | None = None
+    if kind.startswith("fifo") or kind == "symlink-to-fifo":
+        fifo = folder / "in.fifo"
+        os.mkfifo(fifo)
+        if kind == "symlink-to-fifo":
+            path.symlink_to(fifo)
+        else:
+            fifo.rename(path)
+            fifo = path
+        if kind in ("fifo-written", "fifo-empty-writer"):
+            data = raw if kind == "fifo-written" else b""
+
+            def write() -> None:
+                with open(fifo, "wb") as f:
+                    f.write(data)
+
+            writer = threading.Thread(target=write, daemon=True)
+            writer.start()
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+    elif kind.startswith("dev-"):
+        path.symlink_to("/dev/" + kind[4:])
+    elif kind == "symlink-loop":
+        path.symlink_to(path)
+    elif kind == "no-permission":
+        path.write_bytes(raw)
+        path.chmod(0)
+    started = time.monotonic()
+    try:
+        _load_or_line(path)
+    finally:
+        if sock is not None:
+            sock.close()
+        if writer is not None and writer.is_alive():
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    assert time.monotonic() - started < inputs.FIFO_SECONDS + LIMIT
+
+
+def _load_or_line(path: Path) -> None:
+    try:
+        result = load_inventory(path)
+    except SourceError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(str(path)), str(exc)
+    else:
+        assert isinstance(result, Inventory)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    """A short FIFO deadline for the module (Hypothesis reruns a test body, not its function fixtures)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inputs, "FIFO_SECONDS", 0.3)
+        yield patch

@@ -1,23 +1,33 @@
 """Hostile and careless input: every class is exactly one line ``file:line: key: what, what instead``, exit 4.
 
-The table below is the reference of the messages (docs/hostile-input.md repeats it). Each row runs in-process
-twice: plainly and under ``-n 2`` (the errors must be raised on the xdist controller, before workers start).
+The table below is the reference of the messages (docs/input-safety.md repeats it; a test keeps them equal).
+Each row runs in-process twice: plainly and under ``-n 2`` (the errors must be raised on the xdist controller,
+before workers start).
 """
 
 from __future__ import annotations
 
 import errno
+import html
 import importlib
+import json
 import os
 import socket
 import stat
+import subprocess
+import sys
+import threading
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pytest_nova import inputs, outputs, secrets
+from pytest_nova.checks.cluster import fetch
+from pytest_nova.hosts import HostError
 from pytest_nova.inventory import load_inventory
+from pytest_nova.kubeconfig import kubeconfig_problem
 from tests.test_inventory import GOOD
 
 # Development plugins a user's install does not have; the benchmark plugin would also create .benchmarks/.
@@ -363,7 +373,7 @@ def test_fifo_symlink_and_device_are_written_through(pytester: pytest.Pytester, 
     target.write_text("old\n")
     link = tmp_path / "link.json"
     link.symlink_to(target)
-    result = pytester.runpytest("--nova-inventory=inv.yaml", f"--nova-json={link}", "-k", "nothing")
+    result = pytester.runpytest("test_suite.py", INV, f"--nova-json={link}", "-k", "nothing", *QUIET)
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     assert link.is_symlink() and '"schema": "pytest-nova/results/v1"' in target.read_text()
 
@@ -371,7 +381,7 @@ def test_fifo_symlink_and_device_are_written_through(pytester: pytest.Pytester, 
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        result = pytester.runpytest("--nova-inventory=inv.yaml", f"--nova-json={fifo}", "-k", "nothing")
+        result = pytester.runpytest("test_suite.py", INV, f"--nova-json={fifo}", "-k", "nothing", *QUIET)
         assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
         assert b'"schema": "pytest-nova/results/v1"' in os.read(reader, 1 << 20)
     finally:
@@ -379,7 +389,7 @@ def test_fifo_symlink_and_device_are_written_through(pytester: pytest.Pytester, 
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
     before = os.stat("/dev/null")
-    result = pytester.runpytest("--nova-inventory=inv.yaml", "--nova-json=/dev/null", "-k", "nothing")
+    result = pytester.runpytest("test_suite.py", INV, "--nova-json=/dev/null", "-k", "nothing", *QUIET)
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     after = os.stat("/dev/null")
     assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
@@ -391,7 +401,7 @@ def test_fifo_without_reader_is_refused_not_replaced(pytester: pytest.Pytester, 
     pytester.makefile(".yaml", inv=GOOD)
     fifo = tmp_path / "results.fifo"
     os.mkfifo(fifo)
-    result = pytester.runpytest("--nova-inventory=inv.yaml", f"--nova-json={fifo}", "-k", "nothing")
+    result = pytester.runpytest("test_suite.py", INV, f"--nova-json={fifo}", "-k", "nothing", *QUIET)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"ERROR: --nova-json: cannot write {fifo}: it is a FIFO nobody reads; start its reader first" in (
         result.stderr.str().splitlines()
@@ -455,3 +465,148 @@ def test_block_devices_sockets_and_directories_are_refused(tmp_path: Path) -> No
         with pytest.raises(outputs.OutputError, match=r"disk is a block device; refusing to write over it, name a"):
             call(block)
     assert block.is_block_device()
+
+
+def test_an_output_that_is_the_terminal_log_is_refused(pytester: pytest.Pytester) -> None:
+    """``--nova-json=/dev/stdout > run.log`` would replace the log the run is writing: refused, the log kept."""
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makefile(".yaml", inv=GOOD)
+    log = pytester.path / "run.log"
+    with open(log, "w") as out:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "test_suite.py", INV, "--nova-json=/dev/stdout",
+                               *QUIET], cwd=pytester.path, stdout=out, stderr=subprocess.PIPE, text=True, check=False,
+                              timeout=120)
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line] == [
+        "ERROR: --nova-json: /dev/stdout is the file this run's output goes to; writing there would replace the "
+        "terminal log: name another file"]
+    assert "pytest-nova/results" not in log.read_text()
+
+
+def test_tilde_in_an_output_is_the_home_folder(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--nova-json='~/r.json'`` (as from addopts, unexpanded by a shell) is checked and written in $HOME."""
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makefile(".yaml", inv=GOOD)
+    home = pytester.mkdir("home")
+    monkeypatch.setenv("HOME", str(home))
+    result = pytester.runpytest("test_suite.py", INV, "--nova-json=~/r.json", "-k", "nothing", *QUIET)
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert '"schema": "pytest-nova/results/v1"' in (home / "r.json").read_text()
+    assert not (pytester.path / "~").exists()
+
+
+def test_ini_inventory_is_relative_to_the_ini_file(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = pytester.mkdir("site")
+    (site / "inv.yaml").write_text(GOOD)
+    (site / "pytest.ini").write_text("[pytest]\nnova_inventory = inv.yaml\n")
+    (site / "test_suite.py").write_text(SUITE)
+    monkeypatch.chdir(pytester.mkdir("elsewhere"))
+    result = pytester.runpytest("-c", str(site / "pytest.ini"), str(site / "test_suite.py"), "--collect-only", "-q",
+                                *QUIET)
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    assert "worker-1:os-sudo-nopasswd" in result.stdout.str()
+
+
+def test_collect_only_without_inventory_lists_no_placeholders(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("--collect-only", "-q", *QUIET)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "nova-no-inventory" not in result.stdout.str() + result.stderr.str()
+
+
+KUBE = """\
+users:
+- name: admin
+  user:
+    token: !!bool maybe
+    password: kube-password-1
+"""
+
+
+def test_a_broken_kubeconfig_is_ignored_before_installation(pytester: pytest.Pytester,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stale kubeconfig with a tag PyYAML cannot read: a pre-install run goes on, its secrets still masked."""
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makefile(".yaml", inv=GOOD)
+    (pytester.path / "kube.yaml").write_text(KUBE)
+    monkeypatch.setenv("KUBECONFIG", str(pytester.path / "kube.yaml"))
+    result = pytester.runpytest("test_suite.py", INV, "-k", "nothing", *QUIET)
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED, result.stderr.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert "kube-password-1" in secrets.registered()
+
+
+def test_a_broken_kubeconfig_is_a_finding_after_installation(tmp_path: Path) -> None:
+    kube = tmp_path / "kube.yaml"
+    kube.write_text(KUBE)
+    expected = (f"{kube}:4: users[0].user.token: 'maybe' is not a valid bool; write a plain bool or drop the tag")
+    assert kubeconfig_problem(kube) == expected
+    with pytest.raises(HostError) as caught:
+        fetch(kube, "kube-system", 1.0, tmp_path / "cache", "nova", kubectl="/bin/true")
+    assert caught.value.cause == (f"kubeconfig {expected}; kubectl cannot use it: fix it or point 'kubeconfig:' in the "
+                                  "inventory at the cluster's admin kubeconfig")
+
+
+def test_kubeconfig_tokens_are_registered_whatever_its_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kube = tmp_path / "kube.yaml"
+    kube.write_text("clusters: []\n" + "# padding\n" * 150_000 + "users:\n- name: a\n  user: {token: tok-after-1MiB}\n"
+                    "- name: b\n  user:\n    token: 'tok-line-scan'\n")
+    assert kube.stat().st_size > 1 << 20
+    secrets.clear()
+    secrets.register_kubeconfig(kube)
+    assert {"tok-after-1MiB", "tok-line-scan"} <= secrets.registered()
+    # Beyond the reader's limit, the line scan still finds block-style tokens.
+    secrets.clear()
+    monkeypatch.setattr(secrets, "KUBECONFIG_BYTES", 1024)
+    secrets.register_kubeconfig(kube)
+    assert "tok-line-scan" in secrets.registered()
+    secrets.clear()
+
+
+def test_secrets_of_any_length_are_masked_in_every_form() -> None:
+    secrets.clear()
+    try:
+        secrets.register("ab")  # short: masked where it stands alone, not inside words
+        assert secrets.mask("password ab, 'ab'") == "password ***, '***'"
+        assert secrets.mask("about cab") == "about cab"
+        value = "q'u\"ote<&>/é pw"
+        secrets.register(value)
+        for form in (value, repr(value), ascii(value), json.dumps(value), json.dumps(value, ensure_ascii=False),
+                     html.escape(value), html.escape(json.dumps(value)), urllib.parse.quote(value, safe="")):
+            masked = secrets.mask(f"x {form} y")
+            assert "q'u" not in masked and "ote" not in masked and "***" in masked, (form, masked)
+        # An unencoded "@" in a URL's password is masked whole.
+        assert secrets.mask("via http://nova:p@ss@proxy:3128/") == "via http://nova:***@proxy:3128/"
+    finally:
+        secrets.clear()
+
+
+def test_workers_get_the_inventory_from_the_controller(pytester: pytest.Pytester) -> None:
+    """A FIFO (or ``<(cat inv.yaml)``) can be read once: the controller reads it, the workers are handed it."""
+    pytester.makepyfile(test_suite=SUITE)
+    fifo = pytester.path / "inv.fifo"
+    os.mkfifo(fifo)
+
+    def write_once() -> None:
+        with open(fifo, "w") as f:
+            f.write(GOOD)
+
+    writer = threading.Thread(target=write_once, daemon=True)
+    writer.start()
+    try:
+        result = pytester.runpytest("test_suite.py", "--nova-inventory=inv.fifo", "-n", "2", *QUIET)
+    finally:
+        if writer.is_alive():  # the run never read it: let the writer finish
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.OK, out
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) > 1 and not outcomes.get("failed") and not outcomes.get("errors"), outcomes
+
+
+def test_the_docs_list_every_class_with_its_line() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "input-safety.md").read_text()
+    for name, (_, expected) in TABLE.items():
+        line = expected.replace("{folder}", "<folder>").replace("{ini}", "<folder>/pytest.ini").replace("|", "\\|")
+        assert f"| {name} | `ERROR: {line}` |" in doc, name

@@ -11,10 +11,11 @@ import pytest
 
 from pytest_nova import runcache
 from pytest_nova.checks.firewall import Listening, Probe, judge_probe, suspect
-from pytest_nova.hosts import Access, HostError, RemoteHost, explain_ssh_failure, host_fix
+from pytest_nova.hosts import Access, HostError, Reason, RemoteHost, Result, explain_ssh_failure, host_fix
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.probes import portprobe
 from pytest_nova.remote_scripts import NO_PYTHON, NO_SUDO, Script, _failure, framed, new_marker, start_and_read
+from pytest_nova.transports import SshTransport
 from pytest_nova.unreached import lines
 from pytest_nova.verdicts import SKIPPED
 
@@ -101,11 +102,34 @@ def test_ssh_failures_say_ssh_once(inv: Inventory, tmp_path: Path, stderr: str, 
 
 
 def test_no_fix_points_at_text_that_is_not_there() -> None:
-    causes = ["ssh: connection timed out after 5 s", "ssh: connection refused by 10.0.0.1:22 (is sshd running?)",
-              "ssh: login as 'u' with key k refused (is the public key in ~u/.ssh/authorized_keys?)",
-              "python3 is not installed", "sudo -n refused (a password is required)", "listener script ended"]
-    assert all("above" not in host_fix(c) for c in causes)
-    assert len({host_fix(c) for c in causes}) == len(causes)
+    errors = [HostError("h", "ssh: connection timed out after 5 s", Reason.TIMEOUT),
+              HostError("h", "ssh: connection refused by 10.0.0.1:22 (is sshd running?)", Reason.SSHD_DOWN),
+              HostError("h", "ssh: login as 'u' with key k refused", Reason.LOGIN_REFUSED),
+              HostError("h", "python3 is not installed", Reason.NO_PYTHON),
+              HostError("h", "sudo -n refused (a password is required)", Reason.NO_SUDO),
+              HostError("h", "listener script ended", Reason.SCRIPT)]
+    assert all("above" not in host_fix(e) for e in errors)
+    assert len({host_fix(e) for e in errors}) == len(errors)
+
+
+@pytest.mark.parametrize(("stderr", "reason"), [
+    ("ssh: connect to host 10.10.1.11 port 22: Connection timed out\n", Reason.TIMEOUT),
+    ("ssh: connect to host 10.10.1.11 port 22: Connection refused\n", Reason.SSHD_DOWN),
+    ("nova-installer@10.10.1.11: Permission denied (publickey).\n", Reason.LOGIN_REFUSED),
+    ("Host key verification failed.\n", Reason.HOST_KEY),
+    ("mux_client_request_session: session request failed: Session open refused by peer\n", Reason.SESSION_REFUSED),
+    ("kex_exchange_identification: read: Connection reset by peer\n", Reason.DROPPED),
+    ("ssh: connect to host 10.10.1.11 port 22: Network is unreachable\n", Reason.UNREACHABLE),
+])
+def test_an_ssh_failure_carries_its_reason_as_a_type_not_as_text(inv: Inventory, tmp_path: Path, stderr: str,
+                                                                 reason: Reason) -> None:
+    access = Access(5.0, 60.0, tmp_path)
+    failure = SshTransport(inv.host("master-1"), inv, access).connection_failure(Result(255, "", stderr))
+    assert failure is not None and failure.reason == reason
+    stored = HostError("master-1", failure.cause, failure.reason)
+    with pytest.raises(HostError) as caught:
+        runcache.once(tmp_path, f"login-{reason}", lambda: (_ for _ in ()).throw(stored))
+    assert (caught.value.reason, caught.value.cause) == (reason, failure.cause)  # kept through the run cache
 
 
 def test_every_source_starts_on_another_destination() -> None:

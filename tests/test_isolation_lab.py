@@ -100,8 +100,8 @@ def test_every_planted_fault_is_reported_exactly_and_nothing_else(faulty_lab: La
         **{(i, "worker-1", 8472, "udp"): PORT_UNREACHABLE for i in infra},
         ("master-1", "master-2", 2380, "tcp"): FILTERED,
         ("worker-3", "infra-1", 4789, "udp"): FILTERED,
-        ("worker-2", "os-sudoers-file", None, None): "/etc/sudoers.d/99-nova-installer-user is missing",
-        ("worker-2", "os-sudo-nopasswd", None, None): "sudo -n true failed: sudo: a password is required",
+        ("worker-2", "os-sudo-nopasswd", None, None): "sudo -n -l failed: a password is required: no rule lets "
+                                                       "nova-installer run commands without a password",
     }
     assert failed == expected
     # The other direction of the bidirectional etcd peer rule is open.
@@ -109,7 +109,11 @@ def test_every_planted_fault_is_reported_exactly_and_nothing_else(faulty_lab: La
 
     # master-3 (sshd down): each of its checks, and each probe that needs it, errors once, naming it and why.
     down = "master-3: ssh: connection refused by"
-    os_master3 = {key(r) for r in records if r["check"] != "firewall" and r["source"] == "master-3"}
+    os_master3 = {key(r) for r in records if r["check"] != "firewall" and r["source"] == "master-3"
+                  and r["outcome"] != "warning"}
+    # An advisory check that could not be made (os-sudoers-file) is a warning naming the same cause.
+    assert by_outcome.get("warning", {}).get(("master-3", "os-sudoers-file", None, None), "").startswith(
+        "could not be checked: master-3: ssh: connection refused by")
     needs_master3 = {p for p in probes if p[0] == "master-3" or (p[1] == "master-3" and p[3] != "icmp")}
     errors = by_outcome.get("error", {})
     assert set(errors) == needs_master3 | os_master3
@@ -138,7 +142,10 @@ def test_every_planted_fault_is_reported_exactly_and_nothing_else(faulty_lab: La
         f"skipped: cannot be proven: worker-2: {NO_SUDO}: sending IPIP needs it (no raw socket for IP protocol 4: "
         "Operation not permitted)",
     }
-    assert set(by_outcome) <= {"passed", "failed", "error", "skipped"}
+    assert set(by_outcome) <= {"passed", "failed", "error", "skipped", "warning"}
+    # The only warnings: the advisory drop-in check where sudo is refused (worker-2) or the host is down (master-3).
+    assert set(by_outcome.get("warning", {})) == {("worker-2", "os-sudoers-file", None, None),
+                                                  ("master-3", "os-sudoers-file", None, None)}
 
     # No raw traceback, no doubled prefix, one summary line per unreachable host.
     for word in ("Traceback", "BrokenPipeError", "_fileobj2output", "ssh: ssh:", "INTERNALERROR", "host access above"):

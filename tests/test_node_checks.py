@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ from pytest_nova.checks import endpoints
 from pytest_nova.checks import node as f
 from pytest_nova.checks import node_rules as r
 from pytest_nova.checks.facts import Facts
-from pytest_nova.hosts import HostError
+from pytest_nova.hosts import HostError, Reason
 from pytest_nova.inventory import Inventory, load_inventory
 from pytest_nova.kinds import build
 from pytest_nova.plan import DnsRecordCheck
@@ -56,14 +58,18 @@ def good_facts() -> dict[str, Any]:
                     "ssh_dir": {"mode": "0700", "owner": "nova-installer", "type": "dir"},
                     "authorized_keys": {"mode": "0600", "owner": "nova-installer", "type": "file"},
                     "authorized_keys_path": "/home/nova-installer/.ssh/authorized_keys", "keys": ["other", KEY]},
-        "stat": {"/etc/sudoers.d/99-nova-installer-user": {"mode": "0440", "owner": "root", "type": "file"},
+        "stat": {"/etc/sudoers.d/99-nova-installer-user": {"mode": "0440", "owner": "root", "uid": 0, "gid": 0,
+                                                           "group": "root", "type": "file"},
                  "/home/nova-installer": {"mode": "0700", "owner": "nova-installer", "type": "dir"},
                  "~/.ssh/id_nova": {"mode": "0600", "owner": "root", "type": "file"}},
         "sudo": {"rc": 0, "err": ""},
+        "extra": {"sudo_rights": {"rc": 0, "err": "", "out": "User nova-installer may run the following commands on "
+                                  "master-1:\n    (ALL) NOPASSWD: ALL\n"}},
         "resolver": {"resolv_conf": ["10.10.0.53", "10.10.0.54"]},
         "swaps": [],
         "sysctl": {"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"},
-        "read": {"/sys/class/dmi/id/product_uuid": {"text": "AAAA-1\n"}},
+        "read": {"/sys/class/dmi/id/product_uuid": {"text": "AAAA-1\n"},
+                 "/etc/sudoers.d/99-nova-installer-user": {"text": "nova-installer ALL=(ALL) NOPASSWD:ALL\n"}},
         "sockets": {"/run/containerd/containerd.sock": {"ok": True}},
         "http": {"http://127.0.0.1:10248/healthz": {"status": 200, "body": "ok"}},
         "binaries": {b: {"found": True, "rc": 0, "version": f"{b} v1.30", "path": f"/usr/bin/{b}"}
@@ -111,8 +117,9 @@ BROKEN = [
     ("os-user-exists", "account", {"exists": False}, "user nova-installer does not exist", "useradd -m -s /bin/bash"),
     ("os-sudoers-file", "stat/\x00", None, "/etc/sudoers.d/99-nova-installer-user is missing",
      "echo 'nova-installer ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/99-nova-installer-user"),
-    ("os-sudo-nopasswd", "sudo", {"rc": 1, "err": "sudo: a password is required\n"},
-     "sudo -n true failed: sudo: a password is required", "NOPASSWD:ALL"),
+    ("os-sudo-nopasswd", "extra/sudo_rights", {"rc": 1, "out": "", "err": "sudo: a password is required\n"},
+     "sudo -n -l failed: a password is required: no rule lets nova-installer run commands without a password",
+     "NOPASSWD:ALL"),
     ("os-ssh-dir", "account/ssh_dir", {"mode": "0775", "owner": "nova-installer", "type": "dir"},
      "/home/nova-installer/.ssh has mode 0775, owner nova-installer: writable by group; sshd (StrictModes)",
      "chmod go-w /home/nova-installer/.ssh"),
@@ -153,21 +160,67 @@ def test_each_fault_fails_with_what_to_fix(inv: Inventory, req_id: str, path: st
     assert fix in (finding.fix or c.fill(req.fix))
 
 
-def test_sudoers_wrong_mode_and_unreadable(inv: Inventory) -> None:
+def test_sudoers_modes_as_sudo_reads_them(inv: Inventory) -> None:
+    """sudo 1.9 (tried in the lab): 0664 root:root is read; 0664 with another group, 0666, another owner are not."""
     path = "/etc/sudoers.d/99-nova-installer-user"
-    bad = judge(inv, "os-sudoers-file", _with("stat", {path: {"mode": "0664", "owner": "root", "type": "file"}}))
-    assert (bad.outcome, bad.fix) == (FAILED, f"chown root:root {path} && chmod go-w {path}")
-    assert "writable by group; sudo ignores it" in bad.message
-    other = judge(inv, "os-sudoers-file", _with("stat", {path: {"mode": "0440", "owner": "admin", "type": "file"}}))
-    assert other.outcome == FAILED and "owned by admin, not root" in other.message
+
+    def stat(mode: str, uid: int = 0, gid: int = 0) -> Finding:
+        st = {"mode": mode, "owner": "root" if uid == 0 else "admin", "uid": uid, "gid": gid,
+              "group": "root" if gid == 0 else "admin", "type": "file"}
+        return judge(inv, "os-sudoers-file", _with("stat", {path: st}))
+
+    assert stat("0664").outcome == stat("0644").outcome == stat("0440").outcome == PASSED
+    group = stat("0664", gid=1001)
+    assert group.outcome == FAILED and "group writable by gid 1001 (admin), not root's group" in group.message
+    assert stat("0640", gid=1001).outcome == PASSED  # a group that cannot write does not matter
+    world = stat("0666")
+    assert world.outcome == FAILED and "world writable, so sudo ignores it" in world.message
+    assert world.fix == f"chown root:root {path} && chmod 0440 {path}"
+    assert "owned by uid 1001 (admin), should be 0" in stat("0440", uid=1001).message
     denied = judge(inv, "os-sudoers-file", _with("stat", {path: {"error": "Permission denied", "errno": 13}}))
     assert denied.outcome == ERROR and "sudo -n was refused" in denied.message
+
+
+def test_sudoers_file_is_advice_when_the_rights_come_from_elsewhere(inv: Inventory) -> None:
+    path = "/etc/sudoers.d/99-nova-installer-user"
+    missing = judge(inv, "os-sudoers-file", _with("stat", {path: {"error": "No such file", "errno": 2}}))
+    assert missing.outcome == FAILED and missing.message == (
+        f"{path} is missing; sudo grants NOPASSWD: ALL through another file")
+    assert load_catalog().get("os-sudoers-file").severity == "advisory"
+    other = judge(inv, "os-sudoers-file", _with("read", {path: {"text": "nova-installer ALL=(ALL) ALL\n"}}))
+    assert other.outcome == FAILED and "but no line 'nova-installer ALL=(ALL) NOPASSWD:ALL'" in other.message
+    spelled = judge(inv, "os-sudoers-file", _with("read", {path: {"text": "nova-installer ALL = (ALL : ALL) "
+                                                                          "NOPASSWD: ALL\n"}}))
+    assert spelled.outcome == PASSED
+
+
+def test_effective_rights_in_any_spelling_and_narrower_grants(inv: Inventory) -> None:
+    def rights(out: str, rc: int = 0, err: str = "") -> Finding:
+        head = "Matching Defaults entries for nova-installer on x:\n    env_reset\n\n" \
+               "User nova-installer may run the following commands on x:\n"
+        return judge(inv, "os-sudo-nopasswd", _with("extra/sudo_rights", {"rc": rc, "out": head + out, "err": err}))
+
+    for full in ("    (ALL : ALL) NOPASSWD: ALL\n", "    (ALL) NOPASSWD: SETENV: ALL\n",
+                 "    (ALL) ALL\n    (ALL:ALL) NOPASSWD: ALL\n"):
+        assert rights(full).outcome == PASSED, full
+    narrow = rights("    (ALL) NOPASSWD: /usr/bin/true, /usr/bin/id\n")
+    assert narrow.outcome == FAILED
+    assert narrow.message == ("sudo grants nova-installer only: (ALL) NOPASSWD: /usr/bin/true, /usr/bin/id; the docs "
+                              "ask for (ALL) NOPASSWD: ALL (any command as any user without a password)")
+    assert rights("    (root) NOPASSWD: ALL\n").outcome == FAILED
+    assert rights("    (ALL) NOPASSWD: ALL, !/bin/su\n").outcome == FAILED
+    assert rights("    (ALL) PASSWD: ALL\n").outcome == FAILED
+    ignored = rights("    (ALL) NOPASSWD: /usr/bin/id\n",
+                     err="sudo: /etc/sudoers.d/99-nova-installer-user is world writable\n")
+    assert "(sudo ignores /etc/sudoers.d/99-nova-installer-user is world writable)" in ignored.message
+    missing = judge(inv, "os-sudo-nopasswd", {k: v for k, v in good_facts().items() if k != "extra"})
+    assert missing.outcome == FAILED and missing.message == "sudo -n -l was not run"
 
 
 def test_docs_literal_modes_pass(inv: Inventory) -> None:
     """What the docs' own commands leave under umask 022 is what sudo and sshd accept: it passes."""
     path = "/etc/sudoers.d/99-nova-installer-user"
-    facts = _with("stat", {path: {"mode": "0644", "owner": "root", "type": "file"},
+    facts = _with("stat", {path: {"mode": "0644", "owner": "root", "uid": 0, "gid": 0, "type": "file"},
                            "/home/nova-installer": {"mode": "0755", "owner": "nova-installer", "type": "dir"}})
     facts["account"]["ssh_dir"] = {"mode": "0755", "owner": "nova-installer", "type": "dir"}
     for req_id in ("os-sudoers-file", "os-ssh-dir"):
@@ -219,6 +272,15 @@ def test_closed_mode_resolver_and_universe_ca() -> None:
     assert trusted.outcome == PASSED
     untrusted = judge(closed, "os-universe-ca", _with("endpoints", {hub: {"status": "untrusted", "error": "x"}}))
     assert untrusted.outcome == FAILED and untrusted.message.startswith("TLS not trusted")
+    named = _with("endpoints", {hub: {"status": "untrusted", "error": "x", "handshake": True, "cert": _rogue_cert()}})
+    named["os_release"] = {"id": "debian"}
+    got = judge(closed, "os-universe-ca", named)
+    assert "presents a chain issued by O=Rogue, CN=Rogue CA" in got.message and "update-ca-certificates" in got.fix
+    # The endpoint check passes the same facts: reaching it is what docs 2.1 asks, and the two never contradict.
+    assert endpoints.judge_endpoint(cast(Facts, named), "hub.universe.mycompany.local", 443).outcome == PASSED
+    broken = _with("endpoints", {hub: {"status": "untrusted", "error": "x", "handshake": False}})
+    assert judge(closed, "os-universe-ca", broken).outcome == SKIPPED
+    assert endpoints.judge_endpoint(cast(Facts, broken), "hub.universe.mycompany.local", 443).outcome == FAILED
     down = judge(closed, "os-universe-ca", _with("endpoints", {hub: {"status": "refused", "error": "x"}}))
     assert down.outcome == SKIPPED and "refused" in down.message
 
@@ -254,11 +316,12 @@ def test_names_on_node(inv: Inventory) -> None:
     ("unresolved", "name not resolved", "add an A record for hub.nova-platform.io"),
     ("refused", "refused", "allow outbound HTTPS"),
     ("filtered", "filtered (timed out)", "allow outbound HTTPS"),
-    ("untrusted", "TLS not trusted", "add the CA that signed hub.nova-platform.io"),
+    ("untrusted", "TLS handshake failed", "allow outbound HTTPS"),  # not even an unverified handshake
     ("proxy-refused", "refused by the proxy", "allow CONNECT to hub.nova-platform.io:443 on the proxy"),
 ])
 def test_endpoint_failure_names_its_cause(inv: Inventory, status: str, cause: str, fix: str) -> None:
-    facts = _with("endpoints", {"hub.nova-platform.io:443": {"status": status, "error": "detail"}})
+    facts = _with("endpoints", {"hub.nova-platform.io:443": {"status": status, "error": "detail",
+                                                             "handshake": False}})
     got = endpoints.judge_endpoint(cast(Facts, facts), "hub.nova-platform.io", 443)
     assert got.outcome == FAILED and got.message.startswith(f"{cause}: hub.nova-platform.io:443")
     req = load_catalog().get("ext-image-registry-hub")
@@ -270,7 +333,8 @@ def test_probe_params_cover_the_hosts_checks(inv: Inventory) -> None:
     mine = [c for c in plan.checks if c.host == "worker-2"]
     params: dict[str, Any] = r.needs_of(mine, r.Context(inv, "worker-2", "admin"))
     assert "/etc/sudoers.d/99-admin-user" in params["stat"]
-    assert params["sudo"] is True
+    assert "/etc/sudoers.d/99-admin-user" in params["read"]
+    assert params["facts"] == ["sudo_rights"]  # sudo -n -l, a registered fact of the same run
     assert ["hub.nova-platform.io", 443] in params["endpoints"]
     assert ["sun.nova-platform.io", 8140] in params["endpoints"]
     assert "nova-console.nova.mycompany.local" in params["names"]
@@ -285,7 +349,7 @@ class _Hosts:
         self.access = type("A", (), {"connect_timeout": 5.0})()
 
     def __getitem__(self, name: str) -> Any:
-        raise HostError(name, "ssh: connection timed out after 5 s (is 10.10.1.12:22 reachable?)")
+        raise HostError(name, "ssh: connection timed out after 5 s (is 10.10.1.12:22 reachable?)", Reason.TIMEOUT)
 
 
 def test_unreachable_host_fails_each_check_with_the_cause(inv: Inventory, tmp_path: Path) -> None:
@@ -491,3 +555,34 @@ def test_vendor_addresses_against_the_documented_list(inv: Inventory) -> None:
     none = judge(inv, "ext-documented-ips", _with("names", {}))
     assert none.outcome == SKIPPED
     assert load_catalog().get("ext-documented-ips").severity == "advisory"
+
+
+def _rogue_cert() -> str:
+    """A DER certificate issued by "O=Rogue, CN=Rogue CA", base64, made with openssl."""
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", f"{d}/k", "-out", f"{d}/c", "-subj", "/O=Rogue/CN=Rogue CA", "-days", "1",
+                        "-outform", "DER"], check=True, capture_output=True, timeout=30)
+        with open(f"{d}/c", "rb") as fh:
+            return base64.b64encode(fh.read()).decode()
+
+
+def test_reaching_an_endpoint_and_trusting_its_chain_are_two_results(inv: Inventory) -> None:
+    cert = _rogue_cert()
+    untrusted = {"status": "untrusted", "error": "unable to get local issuer certificate", "handshake": True,
+                 "tls": "TLSv1.3", "cert": cert, "address": "10.0.0.9"}
+    facts = _with("endpoints", {"hub.nova-platform.io:443": untrusted})
+    reached = endpoints.judge_endpoint(cast(Facts, facts), "hub.nova-platform.io", 443, "ext-tls-trusted")
+    assert reached.outcome == PASSED
+    assert reached.message == ("TCP and TLS handshake to hub.nova-platform.io:443 at 10.0.0.9 (TLSv1.3); the chain, "
+                               "issued by O=Rogue, CN=Rogue CA, does not verify with the node's trust store; "
+                               "ext-tls-trusted (advisory) names the CA to install")
+    trust = judge(inv, "ext-tls-trusted", facts)
+    assert trust.outcome == FAILED and trust.message == (
+        "the node's trust store does not verify the chain of hub.nova-platform.io:443 (issued by O=Rogue, CN=Rogue CA) "
+        "through the "
+        "proxy (if the issuer is the proxy's own CA, it intercepts TLS)")  # this inventory sets network.httpProxy
+    assert load_catalog().get("ext-tls-trusted").severity == "advisory"
+    assert judge(inv, "ext-tls-trusted", good_facts()).outcome == PASSED
+    nothing = _with("endpoints", {})
+    assert judge(inv, "ext-tls-trusted", nothing).outcome == SKIPPED

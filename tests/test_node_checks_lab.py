@@ -86,18 +86,14 @@ def _expect(lab: Lab, fault: str) -> dict[str, str]:
     if fault == "dns-wrong-target":
         return dict.fromkeys(_dns_ids(lab, "nova-oauth.nova.lab.local"), "not an allowed address")
     if fault == "sudoers-missing":
-        return {
-            f"{OS}::test_os[worker-1:os-sudoers-file]": "/etc/sudoers.d/99-nova-installer-user is missing",
-            f"{OS}::test_os[worker-1:os-sudo-nopasswd]": "sudo -n true failed: sudo: a password is required",
-        }
+        # The missing drop-in itself is advisory (a warning): the rights are what the docs demand.
+        return {f"{OS}::test_os[worker-1:os-sudo-nopasswd]": "sudo -n -l failed: a password is required"}
     if fault == "wrong-mode":
         return {f"{OS}::test_os[infra-1:os-authorized-keys-mode]": "authorized_keys has mode 0644"}
     if fault == "wrong-shell":
         return {f"{OS}::test_os[master-1:os-user-exists]": "login shell is /bin/sh, not /bin/bash"}
     if fault == "endpoint-unreachable":
         return {f"{EXT}::test_endpoint[master-1:{e}]": "filtered (timed out)" for e in VENDOR}
-    if fault == "untrusted-ca":
-        return {f"{EXT}::test_endpoint[{h}:{e}]": "TLS not trusted" for h in HOSTS for e in VENDOR}
     raise AssertionError(fault)
 
 
@@ -108,7 +104,6 @@ FAULTS = [
     pytest.param("wrong-mode", {"host": "infra-1"}, (OS,), id="authorized-keys-0644"),
     pytest.param("wrong-shell", {"host": "master-1"}, (OS,), id="wrong-shell"),
     pytest.param("endpoint-unreachable", {"host": "master-1"}, (EXT,), id="endpoint-unreachable"),
-    pytest.param("untrusted-ca", {}, (EXT,), id="untrusted-ca"),
 ]
 
 
@@ -124,6 +119,31 @@ def test_fault_fails_exactly_its_checks(
     assert set(bad) == set(expected), output[-3000:]
     for nodeid, phrase in expected.items():
         assert phrase in bad[nodeid], (nodeid, bad[nodeid])
+
+
+def test_sudo_rights_decide_and_the_drop_in_follows_sudos_own_rule(nodes_lab: Lab) -> None:
+    """One run: worker-1 may run only two commands without a password; infra-1 has NOPASSWD:ALL from cloud-init's
+    drop-in and no docs' drop-in; master-1's drop-in is 0664 root:root, which sudo reads."""
+    planted = [nodes_lab.apply("sudo-limited", host="worker-1"), nodes_lab.apply("sudo-elsewhere", host="infra-1"),
+               nodes_lab.apply("wrong-mode", host="master-1", path="/etc/sudoers.d/99-nova-installer-user",
+                               mode="0664")]
+    try:
+        rc, results, output = run_suite(nodes_lab, OS)
+    finally:
+        for f in planted:
+            nodes_lab.revert(f)
+    assert rc == 1, output[-3000:]
+    assert _bad(results) == {f"{OS}::test_os[worker-1:os-sudo-nopasswd]": (
+        "sudo grants nova-installer only: (ALL) NOPASSWD: /usr/bin/true, /usr/bin/id; the docs ask for (ALL) "
+        "NOPASSWD: ALL (any command as any user without a password)")}
+    warned = {r["nodeid"]: r["message"] for r in results["results"] if r["outcome"] == "warning"}
+    assert warned == {f"{OS}::test_os[infra-1:os-sudoers-file]": "/etc/sudoers.d/99-nova-installer-user is missing; "
+                      "sudo grants NOPASSWD: ALL through another file"}
+    passed = {r["nodeid"]: r["message"] for r in results["results"] if r["outcome"] == "passed"}
+    assert passed[f"{OS}::test_os[master-1:os-sudoers-file]"].startswith(
+        "/etc/sudoers.d/99-nova-installer-user has mode 0664, owner root:root, which sudo accepts")
+    assert passed[f"{OS}::test_os[infra-1:os-sudo-nopasswd]"] == \
+        "sudo -n -l: nova-installer may run (ALL) NOPASSWD: ALL"
 
 
 def test_unreachable_host_fails_its_checks_within_one_timeout(nodes_lab: Lab) -> None:
@@ -181,16 +201,56 @@ def test_closed_mode_clean_then_public_resolver_and_untrusted_universe(closed_no
 
     with lab.fault("untrusted-ca", server="universe"):
         rc, results, output = run_suite(lab, OS, EXT, "-n", "2")
-    bad = _bad(results)
-    expected = {f"{EXT}::test_endpoint[{h}:{e}]" for h in HOSTS for e in UNIVERSE}
-    assert set(bad) == expected, sorted(set(bad) ^ expected)
-    assert all("TLS not trusted" in m for m in bad.values())
-    # Trusting the Universe CA is a recommendation of universe 2.7: an advisory, reported as a warning.
+    # Access is what docs 2.1 demands and it works: the endpoints pass; trusting the Universe CA is a
+    # recommendation of universe 2.7, an advisory warning on every host, naming who issued the chain.
+    assert rc == 0 and not _bad(results), output[-3000:]
+    passed = {r["nodeid"]: r["message"] for r in results["results"] if r["outcome"] == "passed"}
+    assert all("the chain, issued by O=Nova Lab, CN=Untrusted Rogue CA, does not verify with the node's trust "
+               "store" in passed[f"{EXT}::test_endpoint[{h}:{e}]"] for h in HOSTS for e in UNIVERSE)
     warned = {r["nodeid"]: r["message"] for r in results["results"] if r["outcome"] == "warning"}
     assert set(warned) == ({f"{OS}::test_os[{h}:os-universe-ca]" for h in NODES}
                            | {f"{OS}::test_os[nova-ctl:os-universe-ca-nova-ctl]"}), sorted(warned)
-    assert all("TLS not trusted" in m for m in warned.values())
-    assert "update-ca-certificates" in output  # the lab hosts are Debian: the Debian-like command
+    assert all(m.startswith("TLS not trusted: hub.universe.lab.local:443 presents a chain issued by O=Nova Lab, "
+                            "CN=Untrusted Rogue CA") for m in warned.values())
+
+
+def test_a_node_without_the_universe_ca_reaches_universe_and_is_warned(closed_nodes_lab: Lab) -> None:
+    """One run: worker-1 lacks the Universe CA (required endpoints pass, the advisory trust check warns); infra-1
+    cannot reach Universe at all (its endpoints fail, its trust check is skipped: the two never contradict)."""
+    lab = closed_nodes_lab
+    planted = [lab.apply("universe-ca-missing", host="worker-1"), lab.apply("endpoint-unreachable", host="infra-1")]
+    try:
+        rc, results, output = run_suite(lab, OS, EXT)
+    finally:
+        for f in planted:
+            lab.revert(f)
+    assert rc == 1, output[-3000:]
+    bad = _bad(results)
+    assert set(bad) == {f"{EXT}::test_endpoint[infra-1:{e}]" for e in UNIVERSE}, sorted(bad)
+    assert all(m.startswith("filtered (timed out)") for m in bad.values())
+    by_id = {r["nodeid"]: r for r in results["results"]}
+    for e in UNIVERSE:
+        mine = by_id[f"{EXT}::test_endpoint[worker-1:{e}]"]
+        assert mine["outcome"] == "passed" and "issued by O=Nova Lab, CN=Nova Universe CA, does not verify with the " \
+            "node's trust store; os-universe-ca (advisory) names the CA to install" in mine["message"]
+    warned = {r["nodeid"]: r["message"] for r in results["results"] if r["outcome"] == "warning"}
+    assert set(warned) == {f"{OS}::test_os[worker-1:os-universe-ca]"}
+    assert warned[f"{OS}::test_os[worker-1:os-universe-ca]"].startswith(
+        "TLS not trusted: hub.universe.lab.local:443 presents a chain issued by O=Nova Lab, CN=Nova Universe CA")
+    assert by_id[f"{OS}::test_os[infra-1:os-universe-ca]"]["outcome"] == "skipped"
+
+
+def test_an_untrusted_vendor_chain_is_an_advisory_warning_per_host(nodes_lab: Lab) -> None:
+    with nodes_lab.fault("untrusted-ca"):
+        rc, results, output = run_suite(nodes_lab, EXT, "-n", "2")
+    assert rc == 0 and not _bad(results), output[-3000:]
+    # (ext-documented-ips warns too: the lab's vendor names resolve to lab addresses, not docs 2's list.)
+    warned = {r["nodeid"]: r["message"] for r in results["results"]
+              if r["outcome"] == "warning" and r["requirement"] != "ext-documented-ips"}
+    assert set(warned) == {f"{EXT}::test_vendor_addresses[{h}:ext-tls-trusted]" for h in HOSTS}, sorted(warned)
+    chains = ", ".join(sorted(VENDOR))
+    assert set(warned.values()) == {f"the node's trust store does not verify the chain of {chains} (issued by O=Nova "
+                                    "Lab, CN=Untrusted Rogue CA)"}
 
 
 @pytest.fixture(scope="module")

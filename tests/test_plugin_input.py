@@ -6,6 +6,7 @@ prod inventory; listing runs (``--fixtures``, ``--markers``, ``--help``, ``--ver
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -136,3 +137,19 @@ requirements:
     (tmp_path / "site.yaml").write_text((tmp_path / "site.yaml").read_text().replace("[workers]", "[wrokers]"))
     with pytest.raises(SourceError, match=r"site.yaml:12: requirements\[0\].sources\[0\]: 'wrokers' is not one of"):
         load_catalog(extra=[tmp_path], areas=registry.areas)
+
+
+def test_a_host_error_from_a_plugins_verdicts_is_one_error_record(pytester: pytest.Pytester, plugin: Path) -> None:
+    _edit(plugin, "    timeout = session_of(request.config).settings.probe_timeout\n",
+          "    raise HostError('time-1', 'ssh: connection refused by 10.10.0.123:22 (is sshd running?)', "
+          "Reason.SSHD_DOWN)\n    timeout = session_of(request.config).settings.probe_timeout\n")
+    _edit(plugin, "from pytest_nova import (\n",
+          "from pytest_nova import HostError, Reason\nfrom pytest_nova import (\n")
+    result = pytester.runpytest_subprocess("-p", "site_plugin", "--nova-inventory=prod.yaml", "-m", "site",
+                                           "--nova-json=results.json", "-q")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "Observed: time-1: ssh: connection refused by 10.10.0.123:22 (is sshd running?)" in out
+    assert "Fix:      start sshd on the host (systemctl start sshd)" in out and "Traceback" not in out
+    records = json.loads((pytester.path / "results.json").read_text())["results"]
+    assert [(r["requirement"], r["outcome"]) for r in records] == [("site-time-source", "error")]

@@ -22,10 +22,11 @@ pytestmark = pytest.mark.lab
 OS = "pytest_nova/suites/test_os.py"
 # The faults, and the checks each one fails (requirement, node).
 FAULTS = {
-    ("sudoers-missing", "worker-1"): {("os-sudoers-file", "worker-1"), ("os-sudo-nopasswd", "worker-1")},
+    # The missing drop-in itself (os-sudoers-file) is advisory: a warning, not a failure.
+    ("sudoers-missing", "worker-1"): {("os-sudo-nopasswd", "worker-1")},
     ("wrong-shell", "master-1"): {("os-user-exists", "master-1")},
 }
-FIXES = {"os-sudoers-file": "99-", "os-sudo-nopasswd": "NOPASSWD:ALL", "os-user-exists": "/bin/bash"}
+FIXES = {"os-sudo-nopasswd": "NOPASSWD:ALL", "os-user-exists": "/bin/bash"}
 
 
 @pytest.fixture(scope="module")

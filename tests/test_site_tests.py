@@ -259,3 +259,13 @@ def test_an_unreachable_node_errors_each_site_test_once_with_its_cause(pytester:
     assert len(messages) == 1 and next(iter(messages)).startswith("master-1: ssh: "), messages
     out = result.stdout.str()
     assert f"{next(iter(messages))}; 2 checks not run" in out and "Traceback" not in out
+
+
+def test_under_xdist_the_controller_refuses_a_waiver_of_an_unknown_requirement(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", inv=GOOD, waivers=WAIVER.format(requirement="site-markr"))
+    pytester.makepyfile(test_runner="def test_ok(host):\n    pass\n")
+    result = pytester.runpytest_subprocess("--nova-inventory=inv.yaml", "test_runner.py", "-k", "nova-ctl",
+                                           "--nova-waivers=waivers.yaml", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --nova-waivers: waivers.yaml:2: waivers[0].requirement: unknown "
+                                 "requirement 'site-markr'"])

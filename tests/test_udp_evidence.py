@@ -129,3 +129,19 @@ def test_prove_prefers_conntrack_then_peers_and_keeps_the_rest_unprovable(monkey
     assert "no other node's service answers the same probe" in str(judged[_probe("w1", "w2").key][1])
     assert proof == {"silent": 4, "conntrack": 2, "peers": 1, "proven": 4, "probes": 5}
     assert ev.proof_line(proof).startswith("nova firewall proof: 4 of 5 probes proven (80.0%)")
+
+
+def test_without_the_proc_file_the_conntrack_tool_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    def no_file(*_a: Any, **_k: Any) -> Any:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    line = b"ipv4     2 udp      17 29 src=10.0.0.1 dst=10.0.0.2 sport=40000 dport=8472 [UNREPLIED] src=10.0.0.2\n"
+    monkeypatch.setattr("builtins.open", no_file)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, line, b""))
+    text = conntrack.read_table()
+    assert conntrack.scan(text, [["10.0.0.1", 40000, "10.0.0.2", 8472]], "10.0.0.2", 22)["found"] == [0]
+    monkeypatch.setattr(subprocess, "run", no_file)
+    with pytest.raises(OSError, match="no /proc/net/nf_conntrack and conntrack -L could not run"):
+        conntrack.read_table()

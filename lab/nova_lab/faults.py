@@ -51,12 +51,18 @@ KINDS: dict[str, Kind] = {
                      "percent of the TCP (not ssh), UDP, ICMP echo and IPIP packets from the source are dropped",
                      (("destination", "nodes"), ("percent", "10"), ("source", "nodes"))),
     "sudoers-missing": Kind("remove /etc/sudoers.d/99-nova-installer-user on a host", (("host", "worker-1"),)),
+    "sudo-limited": Kind("the sudoers drop-in grants NOPASSWD for a few commands only (/usr/bin/true, /usr/bin/id)",
+                         (("host", "worker-1"),)),
+    "sudo-elsewhere": Kind("NOPASSWD:ALL comes from cloud-init's /etc/sudoers.d/90-cloud-init-users; the docs' drop-in "
+                           "is gone", (("host", "worker-1"),)),
     "wrong-mode": Kind("chmod a file on a host", (("host", "worker-1"), ("mode", "0644"),
                                                  ("path", "/home/nova-installer/.ssh/authorized_keys"))),
     "wrong-shell": Kind("give nova-installer another login shell on a host",
                         (("host", "worker-1"), ("shell", "/bin/sh"))),
     "endpoint-unreachable": Kind("drop a node's traffic at the vendor, Universe and proxy hosts",
                                  (("host", "worker-1"),)),
+    "universe-ca-missing": Kind("a host's trust store lacks the Nova Universe root CA (the others keep it)",
+                                (("host", "worker-1"),)),
     "untrusted-ca": Kind("the vendor and/or Universe server presents a certificate of an untrusted CA",
                          (("server", "all"),)),
     "healthcheck-503": Kind("a master or infra/ingress node answers 503 on its health path (installed mode)",
@@ -93,7 +99,8 @@ DNS_KINDS = ("dns-missing-record", "dns-wrong-target")
 NFT_KINDS = ("fw-drop", "fw-reject", "fw-lossy", "endpoint-unreachable", "kubelet-down", "dns53-down")
 FLAG_KINDS = ("untrusted-ca", "healthcheck-503", "tls-terminating-api-lb", "node-notready", "node-missing",
               "proxy-deny")
-HOST_KINDS = ("sudoers-missing", "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing",
+HOST_KINDS = ("sudoers-missing", "sudo-limited", "sudo-elsewhere", "universe-ca-missing",
+              "wrong-mode", "wrong-shell", "sshd-down", "public-resolver", "cni-missing",
               "noisy-shell", "sshd-limits", "no-icmp", "docs-literal", "ip-forward-off")
 
 

@@ -655,6 +655,32 @@ class Lab:
                 self.exec(host, f"umask 0337; printf '%s' '{hosts.SUDOERS_LINE}' > {hosts.SUDOERS_FILE}; "
                                 f"chmod 0440 {hosts.SUDOERS_FILE}")
             return {}
+        if f.kind == "universe-ca-missing":
+            certs = "/etc/ssl/certs"
+            if on:
+                # The Universe CA is the second of the layer's CAs (nova-lab-1.pem, its hash link, the bundle).
+                ca = self.state_dir / "pki" / "universe-ca.crt"
+                self.exec(host, f"cp -a {certs} {certs}.nova-fault && find {certs} -lname nova-lab-1.pem -delete && "
+                                f"rm -f {certs}/nova-lab-1.pem && python3 -c \"import sys; p = sys.argv[1]; "
+                                f"t = open(p).read().replace(open(sys.argv[2]).read(), ''); open(p, 'w').write(t)\" "
+                                f"{certs}/ca-certificates.crt {ca}")
+            else:
+                self.exec(host, f"rm -rf {certs} && mv {certs}.nova-fault {certs}")
+            return {}
+        if f.kind in ("sudo-limited", "sudo-elsewhere"):
+            restore = (f"rm -f {hosts.CLOUD_INIT_SUDOERS}; umask 0337; printf '%s' '{hosts.SUDOERS_LINE}' > "
+                       f"{hosts.SUDOERS_FILE}; chmod 0440 {hosts.SUDOERS_FILE}")
+            if not on:
+                self.exec(host, restore)
+            elif f.kind == "sudo-limited":
+                self.exec(host, f"umask 0337; printf '%s ALL=(ALL) NOPASSWD: /usr/bin/true, /usr/bin/id\\n' "
+                                f"{hosts.USER} > {hosts.SUDOERS_FILE}")
+            else:
+                # As cloud-init writes it for a user with sudo: ALL=(ALL) NOPASSWD:ALL.
+                self.exec(host, f"umask 0337; rm -f {hosts.SUDOERS_FILE}; printf '# Created by cloud-init v. "
+                                f"23.4\\n\\n# User rules for {hosts.USER}\\n{hosts.USER} ALL=(ALL) NOPASSWD:ALL"
+                                f"\\n' > {hosts.CLOUD_INIT_SUDOERS}")
+            return {}
         if f.kind == "wrong-mode":
             if on:
                 old = self.exec(host, ["stat", "-c", "%a", f["path"]]).stdout.strip()

@@ -11,9 +11,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from pytest_nova.ansible.convert import Addressing, Node, Notes, names_to_resolve, node, resolve
+from pytest_nova.ansible.convert import (
+    Addressing,
+    Node,
+    Notes,
+    jump_through,
+    key_path,
+    names_to_resolve,
+    node,
+    resolve,
+)
 from pytest_nova.ansible.mapping import TARGETS, parse_roles, read_mapping_file, select
-from pytest_nova.ansible.model import ConvertError, Problems
+from pytest_nova.ansible.model import AnsibleInventory, ConvertError, Problems
 from pytest_nova.ansible.reading import ReadOptions, read
 from pytest_nova.ansible.render import Details, is_ipv4, render, todos
 from pytest_nova.errors import SourceError
@@ -56,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the address of this host (e.g. a local host); repeat for each")
     p.add_argument("--address-var", metavar="VAR", help="take each host's address from this variable when it has "
                                                        "it (e.g. kubespray's internal 'ip'), else ansible_host")
+    p.add_argument("--jump", metavar="HOST", help="reach every ssh node through this Ansible host (kubespray's "
+                                                  "bastion), logging in to it as Ansible would")
     p.add_argument("--nova-ctl", metavar="IPv4", help="add this machine as nova-ctl (connection: local) at this "
                                                       "address, when no Ansible host is nova-ctl")
     p.add_argument("--name", help="the cluster name (else a TODO)")
@@ -99,6 +110,23 @@ def _nova_ctl(nodes: list[Node], address: str | None, source: str) -> None:
                            "--role master=kube_control_plane")
 
 
+def _jump(inv: AnsibleInventory, nodes: list[Node], name: str | None, cwd: Path, notes: Notes) -> list[Node]:
+    if name is None:
+        if "bastion" in {h.name for h in inv.hosts} and not any("ProxyCommand=" in " ".join(n.ssh_options)
+                                                                 or "ProxyJump=" in " ".join(n.ssh_options)
+                                                                 for n in nodes):
+            notes.add("bastion", "kubespray reaches every other host through the host 'bastion' (its default "
+                                 "ansible_ssh_common_args): if these nodes are reached only through it, pass "
+                                 "--jump bastion")
+        return nodes
+    jump = next((h for h in inv.hosts if h.name == name), None)
+    if jump is None:
+        raise ConvertError(f"--jump {name}: no host {name!r} in {inv.source}")
+    if jump.settings is None:
+        raise ConvertError(f"--jump {name}: {jump.problem}")
+    return jump_through(nodes, name, jump.settings, cwd)
+
+
 def convert(args: argparse.Namespace, argv: Sequence[str]) -> tuple[str, list[Node], list[str]]:
     """The inventory text, its nodes and the warnings; any problem is a :class:`ConvertError`."""
     mapping = read_mapping_file(args.mapping) if args.mapping else {}
@@ -106,6 +134,9 @@ def convert(args: argparse.Namespace, argv: Sequence[str]) -> tuple[str, list[No
         mapping.setdefault(role, []).extend(groups)
     overrides = _addresses(args.address)
     inv = read(args.source, ReadOptions(tuple(args.vault_password_file), args.address_var))
+    unknown = sorted(set(overrides) - {h.name for h in inv.hosts})
+    if unknown:
+        raise ConvertError(f"--address {unknown[0]}={overrides[unknown[0]]}: no host {unknown[0]!r} in {inv.source}")
     problems = Problems()
     kept = select(inv, mapping, args.skip, problems)
     for h, _ in kept:
@@ -130,6 +161,7 @@ def convert(args: argparse.Namespace, argv: Sequence[str]) -> tuple[str, list[No
     if problems:
         raise ConvertError(f"{inv.source}: {problems.line()}")
     nodes.sort(key=lambda n: (TARGETS.index(n.roles[0]), n.name))
+    nodes = _jump(inv, nodes, args.jump, cwd, notes)
     known = {n.known_hosts for n in nodes if n.connection != "local"}
     if len(known) > 1:  # ssh.knownHostsFile is one file for every node: a file some hosts name cannot be kept
         for n in nodes:
@@ -138,7 +170,8 @@ def convert(args: argparse.Namespace, argv: Sequence[str]) -> tuple[str, list[No
                                   "every node's, and ssh.knownHostsFile is one file for all: set it by hand to a "
                                   "file that holds every node's host key")
     _nova_ctl(nodes, args.nova_ctl, inv.source)
-    details = Details(args.name, args.dns_base_domain, tuple(args.dns_server), args.user, args.identity_file)
+    details = Details(args.name, args.dns_base_domain, tuple(args.dns_server), args.user,
+                      key_path(args.identity_file, cwd))
     header = []
     if any(n.identity_file and n.identity_file.startswith(str(cwd) + os.sep) for n in nodes):
         header.append(f"Relative key paths are taken from {cwd}, as Ansible run there takes them.")

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import ipaddress
 import queue
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pytest_nova.ansible import sshargs
 from pytest_nova.ansible.model import AnsibleHost, Problems, Settings
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # what inventory v1 accepts as a node name
 RESOLVE_DEADLINE = 10.0  # seconds for all --resolve look-ups together
-_LOCAL = ("local",)
+_LOCAL = ("local", "ansible.builtin.local", "ansible.legacy.local")
 _SSH = ("ssh", "smart", "ansible.builtin.ssh", "ansible.legacy.ssh")
 _PARAMIKO = ("paramiko", "paramiko_ssh", "ansible.builtin.paramiko_ssh", "ansible.legacy.paramiko_ssh")
 _WINDOWS = ("winrm", "psrp", "ansible.builtin.winrm", "ansible.builtin.psrp")
@@ -53,8 +55,9 @@ class Notes:
         self.by_text.setdefault(text, []).append(host)
 
     def lines(self) -> list[str]:
-        """Each warning with the hosts it concerns."""
-        return [f"{', '.join(hosts)}: {text}" for text, hosts in self.by_text.items()]
+        """Each warning with the hosts it concerns (the first ten of many)."""
+        return [f"{', '.join(hosts[:10])}{f' and {len(hosts) - 10} more' if len(hosts) > 10 else ''}: {text}"
+                for text, hosts in self.by_text.items()]
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class Addressing:
 
 def is_local(s: Settings) -> bool:
     """Whether Ansible runs this host's tasks on the controller itself."""
-    return s.connection in _LOCAL or s.connection == "ansible.builtin.local"
+    return s.connection in _LOCAL
 
 
 def names_to_resolve(hosts: Iterable[AnsibleHost], overrides: Mapping[str, str]) -> list[str]:
@@ -159,8 +162,8 @@ def _address(h: AnsibleHost, s: Settings, how: Addressing, problems: Problems) -
     return str(ip), note
 
 
-def _key_path(key: str | None, cwd: Path) -> str | None:
-    # ssh is given Ansible's value as it is: a relative path is relative to where Ansible runs.
+def key_path(key: str | None, cwd: Path) -> str | None:
+    """``key`` absolute: ssh is given Ansible's value as it is, so a relative path is relative to ``cwd``."""
     if key is None or key.startswith("~") or Path(key).is_absolute():
         return key
     return str(cwd / key)
@@ -169,6 +172,9 @@ def _key_path(key: str | None, cwd: Path) -> str | None:
 def node(h: AnsibleHost, s: Settings, roles: tuple[str, ...], how: Addressing, cwd: Path, notes: Notes,
          problems: Problems) -> Node | None:
     """The node of ``h``, or None when a problem about it was recorded."""
+    if not _NAME.match(h.name):
+        problems.add(h.name, "a name inventory v1 cannot have (letters, digits, '-', '_', '.'): rename the host")
+        return None
     address, note = _address(h, s, how, problems)
     if address is None and not is_local(s):
         return None
@@ -211,7 +217,7 @@ def node(h: AnsibleHost, s: Settings, roles: tuple[str, ...], how: Addressing, c
                else "StrictHostKeyChecking=no in its ssh arguments")
         notes.add(h.name, f"{why}: written as ssh.hostKeyPolicy: accept-new for every node (a new host key is "
                           "accepted and remembered; a changed one still fails)")
-    known = _key_path(args.known_hosts, cwd) if args.known_hosts not in (None, "/dev/null") else None
+    known = key_path(args.known_hosts, cwd) if args.known_hosts not in (None, "/dev/null") else None
     port = s.port
     if port is None and args.port is not None:
         port = int(args.port) if args.port.isdigit() else None
@@ -221,10 +227,36 @@ def node(h: AnsibleHost, s: Settings, roles: tuple[str, ...], how: Addressing, c
         roles=roles,
         user=s.user or args.user,
         port=port,
-        identity_file=_key_path(s.key or args.key, cwd),
+        identity_file=key_path(s.key or args.key, cwd),
         connection=connection,
         ssh_options=tuple(args.options),
         accept_new=accept_new,
         known_hosts=known,
         note=note,
     )
+
+
+def _proxied(n: Node) -> bool:
+    return any(o.lower().startswith(("proxyjump=", "proxycommand=")) for o in n.ssh_options)
+
+
+def jump_through(nodes: list[Node], jump: str, s: Settings, cwd: Path) -> list[Node]:
+    """``nodes`` with every ssh node reached through host ``jump`` (kubespray's bastion), as kubespray does.
+
+    The login to the jump host is the one Ansible would make to it (its address, user, port, key, known_hosts),
+    in batch mode so that it never prompts; a node that has a jump host of its own keeps it.
+    """
+    args = sshargs.SshArgs()
+    for var, text in s.ssh_args:
+        sshargs.parse(var, text, args)
+    words = ["ssh", "-o", "BatchMode=yes"]
+    known = key_path(args.known_hosts, cwd) if args.known_hosts else None
+    if known:
+        words += ["-o", f"UserKnownHostsFile={known}"]
+    key = key_path(s.key or args.key, cwd)
+    if key:
+        words += ["-i", key]
+    words += ["-W", "%h:%p", "-p", str(s.port or 22), f"{s.user}@{s.address}" if s.user else s.address]
+    option = "ProxyCommand=" + " ".join(words)
+    return [n if n.connection is not None or n.name == jump or _proxied(n)
+            else replace(n, ssh_options=(option, *n.ssh_options)) for n in nodes]

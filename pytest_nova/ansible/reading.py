@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pytest_nova.ansible.settings import VAULT_HELP, AnsibleResolver, PlainResol
 from pytest_nova.errors import SourceError
 from pytest_nova.yamlsource import load
 
+PIPE_DEADLINE = 60.0  # seconds for a pipe given as the source to be written and closed
 NEEDS_ANSIBLE = "needs ansible-core: pip install 'pytest-nova[ansible]'"
 _FAILED_215 = re.compile(r"^\s*\* Failed to parse (.+) with (\w+) plugin: (.*)", re.S)
 _FAILED_219 = re.compile(r"Failed to parse inventory with '(\w+)' plugin")
@@ -46,8 +48,19 @@ def read(sources: Sequence[str], opts: ReadOptions) -> AnsibleInventory:
     if sources == ["-"]:
         return read_list_json(sys.stdin.read(), "<stdin>", opts)
     for source in sources:
-        if not Path(source).exists():
+        path = Path(source)
+        if not path.exists():
             raise ConvertError(f"{source}: no such file")
+        if not path.is_file() and not path.is_dir():  # a pipe, e.g. <(ansible-inventory -i hosts --list)
+            text = _read_pipe(path)
+            if len(sources) > 1 or not text.lstrip().startswith("{"):
+                raise ConvertError(f"{source}: not a regular file: only the JSON of ansible-inventory --list is read "
+                                   "from a pipe; give INI and YAML inventories as files")
+            return read_list_json(text, source, opts)
+    special = _special_files(sources)
+    if special:
+        raise ConvertError(f"{', '.join(special[:5])}: not a regular file (a FIFO, socket or device) among the "
+                           "inventory's files; ansible-core would wait on it: move it out of the inventory")
     if len(sources) == 1 and Path(sources[0]).is_file():
         try:
             text = Path(sources[0]).read_text(encoding="utf-8")
@@ -56,6 +69,41 @@ def read(sources: Sequence[str], opts: ReadOptions) -> AnsibleInventory:
         if text.lstrip().startswith("{"):
             return read_list_json(text, sources[0], opts)
     return read_with_ansible(sources, opts)
+
+
+def _read_pipe(path: Path) -> str:
+    """The text of a pipe, or a ConvertError when no writer finishes within PIPE_DEADLINE seconds."""
+    deadline = PIPE_DEADLINE
+    box: dict[str, str | BaseException] = {}
+
+    def target() -> None:
+        try:
+            box["text"] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            box["error"] = exc
+
+    # A read of a FIFO blocks until a writer closes it: a daemon thread, abandoned at the deadline.
+    reader = threading.Thread(target=target, daemon=True)
+    reader.start()
+    reader.join(deadline)
+    if "text" in box:
+        return str(box["text"])
+    if "error" in box:
+        raise ConvertError(f"{path}: cannot read it: {box['error']}")
+    raise ConvertError(f"{path}: nothing was written to it within {deadline:g} s")
+
+
+def _special_files(sources: Sequence[str]) -> list[str]:
+    """FIFOs, sockets and devices where ansible-core reads: in source folders, group_vars/ and host_vars/."""
+    found: list[str] = []
+    for source in sources:
+        base = Path(source) if Path(source).is_dir() else Path(source).parent
+        roots = [Path(source)] if Path(source).is_dir() else [base / "group_vars", base / "host_vars"]
+        for root in roots:
+            for folder, _, files in os.walk(root):
+                found += [str(Path(folder, f)) for f in sorted(files)
+                          if Path(folder, f).exists() and not Path(folder, f).is_file()]
+    return found
 
 
 def default_sources() -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pytest_nova.areas import AREAS as AREAS
 from pytest_nova.areas import BUILTIN_AREAS, AreaSpec
+from pytest_nova.errors import quote
 from pytest_nova.model import Phase
 from pytest_nova.yamlsource import Document, KeyPath, load
 
@@ -152,13 +153,13 @@ def _entry(doc: Document, area: AreaSpec, i: int, raw: Any) -> Requirement:
     def choice(key: str, options: tuple[str, ...]) -> str:
         value = raw[key]
         if value not in options:
-            raise _fail(doc, (*path, key), f"{value!r} is not one of {', '.join(options)}")
+            raise _fail(doc, (*path, key), f"{quote(value)} is not one of {', '.join(options)}")
         return str(value)
 
     def flag(key: str) -> bool:
         value = raw.get(key, False)
         if not isinstance(value, bool):
-            raise _fail(doc, (*path, key), f"{value!r} is not true or false")
+            raise _fail(doc, (*path, key), f"{quote(value)} is not true or false")
         return value
 
     def many(key: str, options: tuple[str, ...]) -> tuple[str, ...]:
@@ -167,7 +168,7 @@ def _entry(doc: Document, area: AreaSpec, i: int, raw: Any) -> Requirement:
             raise _fail(doc, (*path, key), f"expected a list of: {', '.join(options)}")
         for j, v in enumerate(value):
             if v not in options:
-                raise _fail(doc, (*path, key, j), f"{v!r} is not one of {', '.join(options)}")
+                raise _fail(doc, (*path, key, j), f"{quote(v)} is not one of {', '.join(options)}")
         return tuple(value)
 
     if not isinstance(raw["rows"], list) or not raw["rows"]:
@@ -196,7 +197,7 @@ def _entry(doc: Document, area: AreaSpec, i: int, raw: Any) -> Requirement:
             raise _fail(doc, (*path, "ips"), "expected a list of addresses or networks")
         kwargs["ips"] = tuple(ips)
     if "port" in raw and (not isinstance(raw["port"], int) or isinstance(raw["port"], bool)):
-        raise _fail(doc, (*path, "port"), f"{raw['port']!r} is not a port number")
+        raise _fail(doc, (*path, "port"), f"{quote(raw['port'])} is not a port number")
     if "scope" in raw:
         kwargs["scope"] = choice("scope", _SCOPES)
     if "check" in raw or "params" in raw:
@@ -235,7 +236,7 @@ def _phases(doc: Document, path: KeyPath, value: Any) -> tuple[str, ...]:
     """An entry's ``phase``: one phase, or a list of them (checked before and after installation)."""
     values = value if isinstance(value, list) else [value]
     if not values or len(set(map(str, values))) != len(values) or any(v not in PHASES for v in values):
-        raise _fail(doc, path, f"{value!r} is not one of {', '.join(PHASES)} or a list of them (each once)")
+        raise _fail(doc, path, f"{quote(value)} is not one of {', '.join(PHASES)} or a list of them (each once)")
     return tuple(str(v) for v in values)
 
 
@@ -247,7 +248,7 @@ def parse_file(path: Path, areas: Mapping[str, AreaSpec] = _BUILTIN) -> tuple[st
         raise _fail(doc, (), "a catalog file has the keys area, version and requirements")
     area = data.get("area")
     if area not in areas:
-        raise _fail(doc, ("area",), f"unknown area {area!r} (expected one of: {', '.join(areas)})")
+        raise _fail(doc, ("area",), f"unknown area {quote(area)} (expected one of: {', '.join(areas)})")
     reqs = [_entry(doc, areas[str(area)], i, raw) for i, raw in enumerate(data.get("requirements") or [])]
     return str(data.get("version")), reqs
 

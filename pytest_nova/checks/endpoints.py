@@ -7,17 +7,28 @@ Gather: the node engine's one script run per host probes every endpoint the host
 from __future__ import annotations
 
 from pytest_nova.checks.facts import Facts
-from pytest_nova.checks.node_rules import CAUSES, Context, universe_ca_fix
+from pytest_nova.checks.node_rules import CAUSES, Context, issuer_of, universe_ca_fix
 from pytest_nova.verdicts import FAILED, PASSED, Finding
 
 
-def judge_endpoint(facts: Facts, name: str, port: int) -> Finding:
-    """The node's TCP connect and TLS handshake to name:port, with the cause of a failure."""
+def judge_endpoint(facts: Facts, name: str, port: int, trust_check: str = "") -> Finding:
+    """The node's TCP connect and TLS handshake to name:port (docs 2, 2.1: access), with the cause of a failure.
+
+    Trust of the chain by the node's store is not this check's: a handshake that completes passes, noting that
+    ``trust_check`` (the advisory requirement that names the CA to install) reports the chain.
+    """
     got = dict((facts.get("endpoints") or {}).get(f"{name}:{port}") or {"status": "error", "error": "not probed"})
     status = str(got.get("status"))
+    via = f" via proxy {got['via']}" if got.get("via") else f" at {got.get('address')}"
     if status == "ok":
-        via = f" via proxy {got['via']}" if got.get("via") else f" at {got.get('address')}"
         return Finding(PASSED, f"TLS to {name}:{port}{via} verified ({got.get('tls')}, issuer {got.get('issuer')})")
+    if status == "untrusted" and got.get("handshake", True):
+        later = f"; {trust_check} (advisory) names the CA to install" if trust_check else ""
+        return Finding(PASSED, f"TCP and TLS handshake to {name}:{port}{via} ({got.get('tls')}); the chain, issued "
+                               f"by {issuer_of(got)}, does not verify with the node's trust store{later}")
+    if status == "untrusted":
+        why = got.get("handshake_error") or got.get("error")
+        return Finding(FAILED, f"TLS handshake failed: {name}:{port}{via}: {why} (also without verifying the chain)")
     cause = CAUSES.get(status, status)
     via = f" (via proxy {got['via']})" if got.get("via") else ""
     return Finding(FAILED, f"{cause}: {name}:{port}{via}: {got.get('error')}")
@@ -40,3 +51,4 @@ def endpoint_fix(status_message: str, name: str, port: int, ctx: Context, defaul
     if status_message.startswith("proxy unreachable"):
         return f"allow outbound traffic from the node to the HTTP proxy {inv.http_proxy} (docs 2)"
     return ctx.fill(default)
+

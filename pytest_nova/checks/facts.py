@@ -21,11 +21,13 @@ class OSError_(TypedDict, total=False):
 
 
 class Stat(OSError_, total=False):
-    """``stat`` of a path: mode (``0600``), owner, type (file, dir, other), or the error."""
+    """``stat`` of a path: mode (``0600``), owner, group, type (file, dir, other), or the error."""
 
     mode: str
     uid: int
     owner: str
+    gid: int
+    group: str
     type: str
 
 
@@ -97,6 +99,9 @@ class Endpoint(TypedDict, total=False):
     address: str
     tls: str | None
     issuer: str | None
+    handshake: bool  # status untrusted: whether a handshake without verifying the chain completed
+    handshake_error: str
+    cert: str  # status untrusted: the certificate presented, base64 DER
 
 
 class Http(TypedDict, total=False):

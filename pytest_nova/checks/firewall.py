@@ -860,7 +860,8 @@ class PortMatrix:
     def verdicts(self, check: PortRuleCheck) -> list[Verdict]:
         """One verdict per target of ``check``."""
         r = check.requirement
-        assert check.source is not None and check.protocol is not None
+        if check.source is None or check.protocol is None:
+            raise ValueError(f"port rule {check.id} names no source or protocol")
         out = []
         for t in check.targets:
             judged = self.judgement(check, t.name)

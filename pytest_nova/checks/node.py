@@ -165,8 +165,8 @@ class NodeFacts:
         params = self.params(host)
         # Long enough for the probe's own budget plus the privileged call; a hung host costs this once.
         budget = params.get("budget")
-        assert isinstance(budget, float | int)  # set by params()
-        limit = min(self.command_timeout, float(budget) + self.hosts.access.connect_timeout + 15)
+        seconds = float(budget) if isinstance(budget, float | int) else 3 * self.probe_timeout + 2
+        limit = min(self.command_timeout, seconds + self.hosts.access.connect_timeout + 15)
         facts = run_script(self.hosts[host], PROBE, params, timeout=limit)
         if not isinstance(facts, dict):
             raise HostError(host, f"{PROBE} probe answered {type(facts).__name__}, not facts")
@@ -217,7 +217,11 @@ class NodeFacts:
             ]
         if isinstance(check, EndpointCheck):
             name, port = check.name, int(check.port or 0)
-            finding = judge_endpoint(facts, name, port)
+            trust = "ext-tls-trusted"
+            if self.inventory.universe and req.mode == "closed":
+                ctl = "nova-ctl" in self.inventory.host(host).roles
+                trust = "os-universe-ca-nova-ctl" if ctl else "os-universe-ca"
+            finding = judge_endpoint(facts, name, port, trust)
             if finding.outcome != PASSED:
                 finding = Finding(finding.outcome, finding.message,
                                   endpoint_fix(finding.message, name, port, ctx, req.fix, facts))
@@ -239,7 +243,7 @@ class NodeFacts:
 
 
 def _host_fix(exc: HostError) -> str:
-    return host_fix(exc.cause)
+    return host_fix(exc)
 
 
 def read_public_key(path: Path) -> tuple[str | None, str]:

@@ -5,11 +5,13 @@ Each rule says what the probe must gather (``needs``) and judges a node's facts 
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pytest_nova.catalog import Requirement
+from pytest_nova.checks import sudo_rules
 from pytest_nova.checks.facts import (
     Account,
     Binary,
@@ -20,14 +22,18 @@ from pytest_nova.checks.facts import (
     Listing,
     Needs,
     Resolved,
+    Run,
     Stat,
     Text,
 )
+from pytest_nova.checks.node_registry import gathered
+from pytest_nova.checks.sudo_rules import SUDO_RIGHTS
 from pytest_nova.hosts import HostError
 from pytest_nova.inventory import Inventory
 from pytest_nova.model import JSONValue
 from pytest_nova.plan import Check, EndpointCheck, NamesOnNodeCheck, NodeCheck
 from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Finding
+from pytest_nova.x509 import cert_names
 
 # A catalog entry's ``params`` (validated as a mapping when the catalog is loaded).
 Params = Mapping[str, JSONValue]
@@ -105,11 +111,14 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(name: str, needs: NeedsOf | None = None) -> Callable[[Judge], Judge]:
-    """Register the judge of built-in catalog check ``name`` and what the probe must gather for it."""
+def rule(name: str, needs: NeedsOf | None = None, facts: tuple[str, ...] = ()) -> Callable[[Judge], Judge]:
+    """Register the judge of built-in catalog check ``name``, what the probe gathers for it, the facts it reads.
+
+    ``facts`` are registered node facts (:data:`~pytest_nova.checks.sudo_rules.NODE_FACTS`).
+    """
 
     def register(fn: Judge) -> Judge:
-        RULES[name] = Rule(fn, needs or no_needs)
+        RULES[name] = Rule(fn, needs or no_needs, facts)
         return fn
 
     return register
@@ -181,31 +190,52 @@ def user_account(facts: Facts, params: Params, ctx: Context) -> Finding:
     return Finding(PASSED, f"user {ctx.user} exists, shell {acct.get('shell')}, home {acct.get('home')}")
 
 
-@rule("sudoers_dropin", needs=lambda p, c: {"stat": [sudoers_path(p, c)]})
+@rule("sudoers_dropin", needs=lambda p, c: {"stat": [sudoers_path(p, c)], "read": [sudoers_path(p, c)]},
+      facts=(SUDO_RIGHTS.name,))
 def sudoers_dropin(facts: Facts, params: Params, ctx: Context) -> Finding:
-    """The sudoers drop-in is a regular file sudo will read: owned by root, not writable by group or others.
+    """The docs' drop-in holds the docs' line, and sudo reads it.
 
-    The docs write it with ``cat << EOF >`` and give no mode (0644 under umask 022): sudo's own rule decides.
+    sudo's own rule: owned by root, not writable by others, writable by its group only when that group is root.
+    The docs give no mode (``cat << EOF >`` leaves 0644).
     """
     path = sudoers_path(params, ctx)
     st = (facts.get("stat") or {}).get(path) or Stat(error="not gathered")
-    owner = str(params.get("owner", "root"))
-    unusable = _unusable(path, st, hint=" (sudo -n was refused too)")
-    if unusable:
-        return unusable
+    line = ctx.fill(sudo_rules.DOCS_LINE.replace("{user}", "<user>"))
+    fix = f"echo '{line}' > {path} && chmod 0440 {path} && visudo -cf {path}"
+    elsewhere = sudo_rules.judge_rights(_sudo_list(facts), ctx.user, str(facts.get("whoami") or ""))[0]
+    source = "; sudo grants NOPASSWD: ALL through another file" if elsewhere else ""
+    if _missing(st):
+        return Finding(FAILED, f"{path} is missing{source}", fix)
+    if "error" in st:
+        return Finding(ERROR, f"cannot stat {path}: {st['error']} (sudo -n was refused too)")
     if st.get("type") != "file":
-        return Finding(FAILED, f"{path} is not a regular file", f"rm -rf {path} && " + ctx.fill(
-            "echo '<user> ALL=(ALL) NOPASSWD:ALL' > " + path))
-    problems = _unsafe(st, (owner,))
+        return Finding(FAILED, f"{path} is not a regular file{source}", f"rm -rf {path} && {fix}")
+    problems = sudo_rules.sudo_mode_problems(st)
     if problems:
-        return Finding(FAILED, f"{path} has {_mode_text(st)}: {problems}; sudo ignores it (it must be owned by "
-                               f"{owner} and not writable by group or others)",
-                       f"chown {owner}:{owner} {path} && chmod go-w {path}")
-    return Finding(PASSED, f"{path} has {_mode_text(st)}")
+        return Finding(FAILED, f"{path} has mode {st.get('mode')}, owner {st.get('owner')}:{st.get('group')}: "
+                               f"{'; '.join(problems)}, so sudo ignores it{source}",
+                       f"chown root:root {path} && chmod 0440 {path}")
+    seen = f"mode {st.get('mode')}, owner {st.get('owner')}:{st.get('group')}"
+    text = (facts.get("read") or {}).get(path) or Text(error="not gathered")
+    if "text" not in text:
+        return Finding(PASSED, f"{path} has {seen}, which sudo accepts (its text not read: {text.get('error')})")
+    if not sudo_rules.holds_docs_line(str(text.get("text")), ctx.user):
+        return Finding(FAILED, f"{path} has {seen} but no line '{line}'{source}", fix)
+    return Finding(PASSED, f"{path} has {seen}, which sudo accepts, and the line '{line}'")
+
+
+def _sudo_list(facts: Facts) -> Run | None:
+    got = gathered(facts, SUDO_RIGHTS.name)
+    if not isinstance(got, dict):
+        return None
+    if "error" in got and "rc" not in got:
+        return Run(rc=None, out="", err=str(got["error"]))
+    rc = got.get("rc")
+    return Run(rc=rc if isinstance(rc, int) else None, out=str(got.get("out") or ""), err=str(got.get("err") or ""))
 
 
 def _unsafe(st: Stat, owners: tuple[str, ...]) -> str:
-    """Why a file or directory fails the rule sudo and sshd share: a wrong owner, or writable by group/others."""
+    """Why a file or directory fails sshd's StrictModes rule: a wrong owner, or writable by group/others."""
     problems = []
     if st.get("owner") not in owners:
         problems.append(f"owned by {st.get('owner')}, not {' or '.join(owners)}")
@@ -219,14 +249,13 @@ def _unsafe(st: Stat, owners: tuple[str, ...]) -> str:
     return "; ".join(problems)
 
 
-@rule("sudo_nopasswd", needs=lambda p, c: {"sudo": True})
+@rule("sudo_nopasswd", facts=(SUDO_RIGHTS.name,))
 def sudo_nopasswd(facts: Facts, params: Params, ctx: Context) -> Finding:
-    """``sudo -n true`` succeeds for the user."""
-    got = facts.get("sudo") or {"rc": None, "out": "", "err": "not gathered"}
-    if got["rc"] == 0:
-        return Finding(PASSED, "sudo -n true succeeded")
-    err = ((got["err"] or "").strip().splitlines() or [f"exit status {got['rc']}"])[-1]
-    return Finding(FAILED, f"sudo -n true failed: {err}")
+    """What ``sudo -n -l`` lists includes (ALL) NOPASSWD: ALL, whatever file grants it (account 1)."""
+    ok, seen = sudo_rules.judge_rights(_sudo_list(facts), ctx.user, str(facts.get("whoami") or ""))
+    if ok:
+        return Finding(PASSED, seen)
+    return Finding(FAILED, seen)
 
 
 def _home_stat(facts: Facts, ctx: Context) -> tuple[str, Stat]:
@@ -357,6 +386,17 @@ def _is_public(address: str) -> bool:
         return False
 
 
+def issuer_of(got: Endpoint | dict[str, object]) -> str:
+    """Who issued the certificate an endpoint presented (from its DER), or what the probe said."""
+    raw = got.get("cert")
+    if isinstance(raw, str) and raw:
+        try:
+            return cert_names(base64.b64decode(raw))[1] or "an unnamed issuer"
+        except (ValueError, IndexError):
+            pass
+    return str(got.get("issuer") or "an unknown issuer")
+
+
 def universe_ca_fix(facts: Facts, ctx: Context) -> str:
     """The docs' CA download and trust-store update, for the host's OS family (universe 2.7)."""
     from pytest_nova.checks.firewall_fixes import DEBIAN, RHEL, os_family
@@ -374,17 +414,57 @@ def universe_ca_fix(facts: Facts, ctx: Context) -> str:
 
 @rule("universe_ca_trusted", needs=lambda p, c: {"endpoints": [list(universe_hub(c))]})
 def universe_ca_trusted(facts: Facts, params: Params, ctx: Context) -> Finding:
-    """A TLS handshake with the Universe hub verifies against the node's own trust store."""
+    """A TLS handshake with the Universe hub verifies against the node's own trust store (universe 2.7).
+
+    Reaching the hub is the endpoint check's (required); this one only judges the chain, so the two never
+    contradict: an unreachable hub is skipped here.
+    """
     name, port = universe_hub(ctx)
     got = (facts.get("endpoints") or {}).get(f"{name}:{port}") or Endpoint(status="error", error="not probed")
     status = got.get("status")
     if status == "ok":
         issuer = got.get("issuer")
         return Finding(PASSED, f"TLS to {name}:{port} verifies with the node's trust store (issuer {issuer})")
-    if status == "untrusted":
-        return Finding(FAILED, f"TLS not trusted: {name}:{port}: {got.get('error')}", universe_ca_fix(facts, ctx))
+    if status == "untrusted" and got.get("handshake", True):
+        return Finding(FAILED, f"TLS not trusted: {name}:{port} presents a chain issued by {issuer_of(got)}, which "
+                               f"the node's trust store does not hold ({got.get('error')}): install the Universe root "
+                               "CA", universe_ca_fix(facts, ctx))
     # Unreachable: the endpoint check reports why; the trust store cannot be judged.
     return Finding(SKIPPED, f"not checked: {name}:{port} {CAUSES.get(str(status), status)}: {got.get('error')}")
+
+
+def vendor_endpoints() -> list[tuple[str, int]]:
+    """The internet-mode endpoints of docs 2 (host, port), from the packaged catalog."""
+    from pytest_nova.catalog import load_catalog
+
+    return sorted({(str(r.host), int(r.port)) for r in load_catalog().by_area("external")
+                   if r.mode == "internet" and r.host and r.port})
+
+
+@rule("endpoints_trusted", needs=lambda p, c: {"endpoints": [list(e) for e in vendor_endpoints()]})
+def endpoints_trusted(facts: Facts, params: Params, ctx: Context) -> Finding:
+    """Every vendor endpoint the host reaches presents a chain its trust store verifies (advisory)."""
+    seen = facts.get("endpoints") or {}
+    by_issuer: dict[str, list[str]] = {}
+    trusted, unknown = [], []
+    for name, port in vendor_endpoints():
+        got = seen.get(f"{name}:{port}") or Endpoint(status="error")
+        if got.get("status") == "ok":
+            trusted.append(f"{name}:{port}")
+        elif got.get("status") == "untrusted" and got.get("handshake", True):
+            by_issuer.setdefault(issuer_of(got), []).append(f"{name}:{port}")
+        else:
+            unknown.append(f"{name}:{port}")
+    if by_issuer:
+        via = " through the proxy (if the issuer is the proxy's own CA, it intercepts TLS)" \
+            if ctx.inventory.http_proxy else ""
+        chains = "; ".join(f"{', '.join(eps)} (issued by {issuer})" for issuer, eps in by_issuer.items())
+        return Finding(FAILED, f"the node's trust store does not verify the chain of {chains}{via}")
+    if not trusted:
+        return Finding(SKIPPED, f"not checked: no vendor endpoint answered TLS ({', '.join(unknown)}): the endpoint "
+                                "checks say why")
+    note = f" ({', '.join(unknown)} not reached: not judged)" if unknown else ""
+    return Finding(PASSED, f"the node's trust store verifies {', '.join(trusted)}{note}")
 
 
 # ---- vendor addresses (docs 2)

@@ -8,10 +8,12 @@ hook, the firewall's included; a datagram dropped on the way leaves none. Parame
 ``tracking`` (whether the table holds this run's own SSH connection, so tracking is on in this network
 namespace), ``udp_timeout`` (seconds an unanswered UDP entry lives) or ``error``. It only reads.
 """
-# ruff: noqa: UP006, UP035
-# (typing.Dict, List: this file runs on the hosts' python3, which may be as old as 3.6)
+# ruff: noqa: UP006, UP022, UP035
+# (typing.Dict, List, and no capture_output: this file runs on the hosts' python3, which may be as old as 3.6)
 
+import errno
 import json
+import subprocess
 import sys
 from typing import Any, Dict, List
 
@@ -49,16 +51,34 @@ def scan(text: str, flows: List[List[Any]], address: str, ssh_port: int) -> Dict
     return {"found": sorted(set(found)), "tracking": tracking}
 
 
+def read_table() -> str:
+    """The conntrack table: /proc/net/nf_conntrack, or ``conntrack -L`` where the kernel has no such file."""
+    try:
+        with open(TABLE) as fh:
+            return fh.read()
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise OSError(f"cannot read {TABLE}: {exc.strerror or exc}") from None
+    try:
+        # conntrack-tools prints the same fields (the "extended" output adds the family, as the file has).
+        proc = subprocess.run(["conntrack", "-L", "-o", "extended"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OSError(f"no {TABLE} and conntrack -L could not run: {exc}") from None
+    if proc.returncode != 0:
+        raise OSError(f"no {TABLE} and conntrack -L failed: {proc.stderr.decode('utf-8', 'replace').strip()[-200:]}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
 def main() -> None:
     """Read the parameters and the table; print the framed answer."""
     params = json.loads(sys.stdin.readline() or "{}")
     answer: Dict[str, Any] = {}
     try:
-        with open(TABLE) as fh:
-            text = fh.read()
+        text = read_table()
         answer = scan(text, params.get("flows", []), str(params.get("address", "")), int(params.get("ssh_port", 22)))
     except OSError as exc:
-        answer = {"error": f"cannot read {TABLE}: {exc.strerror or exc}"}
+        answer = {"error": str(exc)}
     try:
         with open(UDP_TIMEOUT) as fh:
             answer["udp_timeout"] = int(fh.read().strip())

@@ -145,8 +145,7 @@ def bind(address: str, port: int, proto: str) -> socket.socket:
             last = exc
             if exc.errno != errno.EADDRNOTAVAIL:
                 break
-    assert last is not None
-    raise last
+    raise last if last is not None else OSError(errno.EADDRNOTAVAIL, "no address to bind")
 
 
 class Listener:
@@ -205,7 +204,8 @@ class Listener:
                         return
                     continue
                 sock = key.fileobj
-                assert isinstance(sock, socket.socket)
+                if not isinstance(sock, socket.socket):  # only sockets are registered
+                    continue
                 try:
                     if kind == "tcp":
                         conn, _ = sock.accept()

@@ -13,7 +13,9 @@ threads, so one slow endpoint costs one timeout, not one per endpoint.
 
 import __future__
 
+import base64
 import errno
+import grp
 import json
 import os
 import pwd
@@ -49,7 +51,12 @@ for p in req.get("stat", []):
             owner = pwd.getpwuid(st.st_uid).pw_name
         except KeyError:
             owner = str(st.st_uid)
-        out["stat"][p] = {"mode": mode, "uid": st.st_uid, "owner": owner, "type": kind}
+        try:
+            group = grp.getgrgid(st.st_gid).gr_name
+        except KeyError:
+            group = str(st.st_gid)
+        out["stat"][p] = {"mode": mode, "uid": st.st_uid, "owner": owner, "gid": st.st_gid, "group": group,
+                          "type": kind}
     except OSError as e:
         out["stat"][p] = {"error": e.strerror, "errno": e.errno}
 for p in req.get("read", []):
@@ -85,8 +92,13 @@ def stat_path(path: str) -> Facts:
         owner = pwd.getpwuid(st.st_uid).pw_name
     except KeyError:
         owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
     kind = "file" if stat.S_ISREG(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else "other"
-    return {"mode": f"{stat.S_IMODE(st.st_mode):04o}", "uid": st.st_uid, "owner": owner, "type": kind}
+    return {"mode": f"{stat.S_IMODE(st.st_mode):04o}", "uid": st.st_uid, "owner": owner, "gid": st.st_gid,
+            "group": group, "type": kind}
 
 
 def read_file(path: str, limit: int = 65536) -> Facts:
@@ -206,59 +218,70 @@ def _recv_headers(sock: socket.socket, limit: int = 16384) -> bytes:
     return data
 
 
-def endpoint(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str], timeout: float) -> Facts:
-    """TCP connect (through an HTTP proxy's CONNECT when set) and a verified TLS handshake to name:port."""
-    res: Facts = {"name": name, "port": port}
-    sock: Optional[socket.socket] = None
-    try:
-        if proxy and not _no_proxy(name, no_proxy):
-            res["via"] = f"{proxy['host']}:{proxy['port']}"
-            try:
-                sock = socket.create_connection((proxy["host"], proxy["port"]), timeout)
-            except socket.gaierror as exc:
-                res.update(status="proxy-unreachable", error=f"cannot resolve {proxy['host']}: {exc.strerror}")
-                return res
-            except socket.timeout:
-                res.update(status="proxy-unreachable", error=f"timed out after {timeout:g} s")
-                return res
-            except OSError as exc:
-                res.update(status="proxy-unreachable", error=exc.strerror or str(exc))
-                return res
-            target = f"{name}:{port}"
+def _open(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str], timeout: float,
+          res: Facts) -> Optional[socket.socket]:
+    """A TCP connection to name:port (through the proxy's CONNECT when set), or None with the cause in ``res``."""
+    if proxy and not _no_proxy(name, no_proxy):
+        res["via"] = f"{proxy['host']}:{proxy['port']}"
+        try:
+            sock = socket.create_connection((proxy["host"], proxy["port"]), timeout)
+        except socket.gaierror as exc:
+            res.update(status="proxy-unreachable", error=f"cannot resolve {proxy['host']}: {exc.strerror}")
+            return None
+        except socket.timeout:
+            res.update(status="proxy-unreachable", error=f"timed out after {timeout:g} s")
+            return None
+        except OSError as exc:
+            res.update(status="proxy-unreachable", error=exc.strerror or str(exc))
+            return None
+        target = f"{name}:{port}"
+        try:
             sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-            try:
-                head = _recv_headers(sock)
-            except socket.timeout:
-                res.update(status="proxy-refused", error=f"no answer to CONNECT within {timeout:g} s")
-                return res
-            line = head.split(b"\r\n", 1)[0].decode("latin-1")
-            parts = line.split(None, 2)
-            if len(parts) < 2 or parts[1] != "200":
-                res.update(status="proxy-refused", error=line or "connection closed")
-                return res
-        else:
-            addrs = resolve(name)
-            if addrs["status"] != "ok":
-                res.update(status="unresolved", error=addrs["error"])
-                return res
-            res["addresses"] = addrs["addresses"]
-            last: Optional[Tuple[str, str]] = None
-            for addr in addrs["addresses"]:
-                try:
-                    sock = socket.create_connection((addr, port), timeout)
-                    res["address"] = addr
-                    break
-                except socket.timeout:
-                    last = ("filtered", f"no answer from {addr}:{port} within {timeout:g} s")
-                except ConnectionRefusedError:
-                    last = ("refused", f"{addr}:{port} refused the connection")
-                except OSError as exc:
-                    last = ("unreachable", f"{addr}:{port}: {exc.strerror or exc}")
-            if sock is None:
-                # resolve() gave at least one address, and every failed connect set ``last``.
-                assert last is not None
-                res.update(status=last[0], error=last[1])
-                return res
+            head = _recv_headers(sock)
+        except socket.timeout:
+            sock.close()
+            res.update(status="proxy-refused", error=f"no answer to CONNECT within {timeout:g} s")
+            return None
+        line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = line.split(None, 2)
+        if len(parts) < 2 or parts[1] != "200":
+            sock.close()
+            res.update(status="proxy-refused", error=line or "connection closed")
+            return None
+        return sock
+    addrs = resolve(name)
+    if addrs["status"] != "ok":
+        res.update(status="unresolved", error=addrs["error"])
+        return None
+    res["addresses"] = addrs["addresses"]
+    last = ("unreachable", f"{name} has no address")
+    for addr in addrs["addresses"]:
+        try:
+            sock = socket.create_connection((addr, port), timeout)
+            res["address"] = addr
+            return sock
+        except socket.timeout:
+            last = ("filtered", f"no answer from {addr}:{port} within {timeout:g} s")
+        except ConnectionRefusedError:
+            last = ("refused", f"{addr}:{port} refused the connection")
+        except OSError as exc:
+            last = ("unreachable", f"{addr}:{port}: {exc.strerror or exc}")
+    res.update(status=last[0], error=last[1])
+    return None
+
+
+def endpoint(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str], timeout: float) -> Facts:
+    """TCP connect (through an HTTP proxy's CONNECT when set) and a TLS handshake to name:port.
+
+    ``ok``: the handshake verified against the node's trust store. ``untrusted``: it did not, and a second
+    handshake without verification completed (``handshake``), with the certificate it presented (``cert``, base64
+    DER) so the controller can name its issuer: reaching the endpoint and trusting its chain are two facts.
+    """
+    res: Facts = {"name": name, "port": port}
+    sock = _open(name, port, proxy, no_proxy, timeout, res)
+    if sock is None:
+        return res
+    try:
         ctx = ssl.create_default_context()
         sock.settimeout(timeout)
         try:
@@ -271,6 +294,7 @@ def endpoint(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str], 
             message = getattr(exc, "verify_message", None)
             if message or isinstance(exc, ssl.CertificateError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
                 res.update(status="untrusted", error=message or str(exc))
+                res.update(_unverified(name, port, proxy, no_proxy, timeout))
             else:
                 res.update(status="tls-failed", error=str(exc))
             return res
@@ -282,11 +306,35 @@ def endpoint(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str], 
         res.update(status="ok", tls=tls.version(), issuer=issuer.get("commonName") or issuer.get("organizationName"))
         return res
     finally:
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+def _unverified(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str], timeout: float) -> Facts:
+    """A handshake that does not verify the chain: whether TLS itself works, and the certificate presented."""
+    out: Facts = {}
+    sock = _open(name, port, proxy, no_proxy, timeout, {})
+    if sock is None:
+        return {"handshake": False, "handshake_error": "the second connection failed"}
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        sock.settimeout(timeout)
+        tls = ctx.wrap_socket(sock, server_hostname=name)
+        sock = tls
+        der = tls.getpeercert(binary_form=True) or b""
+        out.update(handshake=True, tls=tls.version(), cert=base64.b64encode(der).decode("ascii"))
+    except (ssl.SSLError, OSError) as exc:
+        out.update(handshake=False, handshake_error=str(exc))
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass
+    return out
 
 
 def http_ok(url: str, timeout: float) -> Facts:

@@ -266,7 +266,8 @@ class Prober:
         self._send_udp(p, now)
 
     def _send_udp(self, p: Probe, now: float) -> None:
-        assert p.sock is not None
+        if p.sock is None:  # finished already
+            return
         p.sends += 1
         p.next_send = now + p.timeout / UDP_SENDS
         try:
@@ -293,7 +294,8 @@ class Prober:
 
     def _send_icmp(self, p: Probe, now: float) -> None:
         """(Re)send the echo request: like a UDP datagram, up to three times within the timeout."""
-        assert p.sock is not None
+        if p.sock is None:  # finished already
+            return
         p.sends += 1
         p.next_send = now + p.timeout / UDP_SENDS
         p.sock.sendto(p.packet, (p.address, 0))
@@ -388,7 +390,8 @@ class Prober:
         return p.deadline
 
     def _read_udp(self, p: Probe) -> None:
-        assert p.sock is not None
+        if p.sock is None:  # finished already
+            return
         try:
             data = p.sock.recv(2048)
         except OSError as exc:
@@ -399,7 +402,8 @@ class Prober:
         self._finish(p, ("open", "echo" if data.endswith(p.token.encode()) else "answer"))
 
     def _read_icmp(self, p: Probe) -> None:
-        assert p.sock is not None
+        if p.sock is None:  # finished already
+            return
         try:
             data, peer = p.sock.recvfrom(4096)
         except OSError as exc:

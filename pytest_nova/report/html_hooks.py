@@ -74,6 +74,13 @@ class HtmlReport:
         }
         if self.signoff.waivers is not None:
             env["Waivers file"] = str(self.signoff.waivers.path)
+        if self.signoff.baseline is not None:
+            env["Baseline"] = f"{self.signoff.baseline.path} (sha256 {self.signoff.baseline.sha256})"
+        option = self.signoff.config.option
+        selection = [f"{flag} {value!r}" for flag, value in (("-k", getattr(option, "keyword", "")),
+                                                               ("-m", getattr(option, "markexpr", ""))) if value]
+        if selection:  # what it left out is under "Not covered by this run"
+            env["Selection"] = " ".join(selection)
         return {k: html.esc(v) for k, v in env.items()}
 
     def _replace_metadata(self) -> None:
