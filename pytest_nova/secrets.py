@@ -213,8 +213,8 @@ def _register_kube_lines(path: Path) -> None:
         with open(path, "rb") as f:
             for line in f:
                 m = _KUBE_LINE.match(line)
-                if m:
-                    register(m.group(2).decode("utf-8", "replace").strip("'\""))
+                if m:  # the value, without a tag (!!str x) or quotes
+                    register(re.sub(r"^!\S*\s+", "", m.group(2).decode("utf-8", "replace")).strip("'\""))
     except OSError:
         return
 
