@@ -28,6 +28,7 @@ from pytest_nova.options import NO_INVENTORY, add_options, check_outputs, read_s
 from pytest_nova.plan import Check
 from pytest_nova.report.waiving import WAIVERS
 from pytest_nova.results import CHECK_PROPERTY, ResultsWriter, pack
+from pytest_nova.roles import roles_of
 from pytest_nova.rundir import forget_run_dir, run_dir
 from pytest_nova.runfiles import check_run_files
 from pytest_nova.session import SESSION, NovaSession, check_of, session_of
@@ -45,6 +46,7 @@ NO_INVENTORY_ID = "nova-no-inventory"
 BUILTIN_KINDS_PLUGIN = "nova-builtin-kinds"
 _INVENTORY = pytest.StashKey[tuple[Path, Inventory]]()
 _ON_WORKER = [False]  # this process is an xdist worker: its reports go to the controller (set when configured)
+_ROLES: dict[str, str] = {}  # the report's role column of each inventory name (roles.roles_of), on a worker
 # Modules loaded as plugins besides the engines (whose modules the kinds name): common fixtures, the report.
 PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached", "pytest_nova.site_tests")
 
@@ -90,6 +92,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except RegistryError as exc:
         raise pytest.UsageError(secrets.mask(f"pytest_nova_add_kinds: {exc}")) from None
     config.stash[SESSION] = state
+    _ROLES.clear()
+    _ROLES.update(roles_of(state.inventory))
     if state.inventory is not None and handed is None:
         register_secrets(state.inventory)
     if not hasattr(config, "workerinput"):
@@ -164,7 +168,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> Generator[None, None,
     string, masked as a whole, and the records that did not pass) before xdist sends the report to the controller.
     """
     if _ON_WORKER[0] and report.when == "call":
-        report.user_properties = pack(report.user_properties)
+        report.user_properties = pack(report.user_properties, _ROLES)
     mask_report(report)
     return (yield)
 

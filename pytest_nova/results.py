@@ -18,7 +18,9 @@ import pytest
 from pytest_nova import outputs
 from pytest_nova.model import CheckMeta, JSONObject, Outcome, Record
 from pytest_nova.outputs import OutputError
+from pytest_nova.roles import Cell, cells_of, roles_of
 from pytest_nova.verdicts import (
+    CELLS_PROPERTY,
     COUNTS_PROPERTY,
     ERROR,
     PASSED,
@@ -63,6 +65,7 @@ class Collector:
         self.started = now()
         self._spool: IO[bytes] | None = None  # opened on the first record
         self._index: dict[str, _Chunk] = {}
+        self.roles: Mapping[str, str] = {}  # the report's role columns (roles.roles_of), for :meth:`cells`
 
     def add(self, report: pytest.TestReport) -> None:
         """Take the records of one report: the call phase's, or a setup that failed or skipped."""
@@ -80,8 +83,10 @@ class Collector:
         records = records_of(report.user_properties)
         rendered = props.get(RENDERED_PROPERTY)
         if isinstance(rendered, str):
-            counts = props.get(COUNTS_PROPERTY)
-            self._put_rendered(report.nodeid, rendered, records, cast(dict[str, int], counts or {}))
+            counts = cast(dict[str, int], props.get(COUNTS_PROPERTY) or {})
+            cells = [(str(a), str(r), str(o), int(n)) for a, r, o, n in cast(list[list[str | int]],
+                                                                             props.get(CELLS_PROPERTY) or [])]
+            self._put_rendered(report.nodeid, rendered, records, counts, cells)
             return
         if not records:
             # Without verdicts, a failure means the check itself broke (or its setup did): an error.
@@ -92,9 +97,12 @@ class Collector:
     def _put(self, nodeid: str, records: list[Record]) -> None:
         """Append one item's records to the spool; a later report of the same item replaces them."""
         counts = Counter(str(r["outcome"]) for r in records)
-        self._put_rendered(nodeid, rendered_records(records), [r for r in records if r["outcome"] != PASSED], counts)
+        cells = [(*cell, n) for cell, n in cells_of(records, self.roles).items()]
+        self._put_rendered(nodeid, rendered_records(records), [r for r in records if r["outcome"] != PASSED], counts,
+                           cells)
 
-    def _put_rendered(self, nodeid: str, rendered: str, failing: list[Record], counts: Mapping[str, int]) -> None:
+    def _put_rendered(self, nodeid: str, rendered: str, failing: list[Record], counts: Mapping[str, int],
+                      cells: list[tuple[str, str, str, int]]) -> None:
         """Append one item's records, already rendered (see :func:`pack`), and those that did not pass in full."""
         if self._spool is None:
             self._spool = tempfile.TemporaryFile(prefix="nova-results-")  # unlinked at once: nothing left behind
@@ -106,7 +114,7 @@ class Collector:
         spool.write(public_text)
         spool.write(private.encode())
         self._index[nodeid] = _Chunk(at, len(public_text), spool.tell() - at - len(public_text),
-                                     tuple((str(k), int(v)) for k, v in counts.items()))
+                                     tuple((str(k), int(v)) for k, v in counts.items()), tuple(cells))
 
     def summary(self) -> dict[str, int]:
         """Counts of records per outcome, without reading them back."""
@@ -118,6 +126,14 @@ class Collector:
 
     def __len__(self) -> int:
         return sum(n for chunk in self._index.values() for _, n in chunk.counts)
+
+    def cells(self) -> Counter[Cell]:
+        """Records per (area, role, outcome), without reading them back (the report's area × role table)."""
+        out: Counter[Cell] = Counter()
+        for chunk in self._index.values():
+            for area, role, outcome, n in chunk.cells:
+                out[(area, role, outcome)] += n
+        return out
 
     def records(self, *, passed: bool = True) -> Records:
         """All records (with their private keys), ordered by test id; ``passed=False``: only those that did not pass.
@@ -198,6 +214,7 @@ class _Chunk(NamedTuple):
     public: int  # bytes of the rendered public records
     private: int  # bytes of the JSON lines of the records that did not pass
     counts: tuple[tuple[str, int], ...]
+    cells: tuple[tuple[str, str, str, int], ...] = ()  # records per area, role and outcome
 
 
 _KEYS: dict[str, str] = {}
@@ -231,11 +248,12 @@ def rendered_records(records: Iterable[Mapping[str, object]]) -> str:
     return ",\n".join(render(public(r)) for r in records)
 
 
-def pack(props: list[tuple[str, object]]) -> list[tuple[str, object]]:
+def pack(props: list[tuple[str, object]], roles: Mapping[str, str]) -> list[tuple[str, object]]:
     """On an xdist worker: the item's records rendered once, as the results JSON writes them, and counted.
 
-    Only the records that did not pass stay as data (the report shows them); the passed ones travel to the
-    controller inside one string. Sending each record as a dict cost both processes more than anything else per
+    Counted per outcome, and per area, role (``roles``) and outcome for the report's table. Only the records
+    that did not pass stay as data (the report shows them); the passed ones travel to the controller inside one
+    string. Sending each record as a dict cost both processes more than anything else per
     result (execnet serializes every key and value on its own), and the controller rendered them again.
     """
     records = records_of(props)
@@ -243,7 +261,9 @@ def pack(props: list[tuple[str, object]]) -> list[tuple[str, object]]:
         return props
     counts = Counter(str(r["outcome"]) for r in records)
     kept = [(k, v) for k, v in props if k != USER_PROPERTY or not isinstance(v, dict) or v.get("outcome") != PASSED]
-    return [*kept, (RENDERED_PROPERTY, rendered_records(records)), (COUNTS_PROPERTY, dict(counts))]
+    cells = [[*cell, n] for cell, n in cells_of(records, roles).items()]
+    return [*kept, (RENDERED_PROPERTY, rendered_records(records)), (COUNTS_PROPERTY, dict(counts)),
+            (CELLS_PROPERTY, cells)]
 
 
 def _record(line: bytes | str) -> Record:
@@ -294,6 +314,7 @@ class ResultsWriter:
 
     def __init__(self, state: NovaSession) -> None:
         self.state = state
+        state.collector.roles = roles_of(state.inventory)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -199,6 +199,7 @@ def _label(v: Verdict, many: bool) -> str:
 
 COUNTS_PROPERTY = "nova_counts"  # results per outcome of an item whose passed records were dropped
 RENDERED_PROPERTY = "nova_rendered"  # an item's records as the results JSON writes them (from an xdist worker)
+CELLS_PROPERTY = "nova_cells"  # an item's records per area, role and outcome (from an xdist worker)
 FAILURE_PROPERTY = "nova_failure"  # in JUnit: one result that did not pass, as its full text
 
 
@@ -220,7 +221,7 @@ def compact(props: list[tuple[str, object]]) -> list[tuple[str, object]]:
     """
     if any(k == RENDERED_PROPERTY for k, _ in props):
         # Packed by an xdist worker (results.pack): already without its passed records, and counted.
-        return [(k, v) for k, v in props if k != RENDERED_PROPERTY]
+        return [(k, v) for k, v in props if k not in (RENDERED_PROPERTY, CELLS_PROPERTY)]
     records = [v for k, v in props if k == USER_PROPERTY and isinstance(v, dict)]
     if not records:
         return props

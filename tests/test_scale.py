@@ -85,7 +85,7 @@ def test_reports_packed_by_a_worker_give_the_same_json_and_keep_only_what_did_no
     for r in reports():
         plain.add(r)
     for r in reports():
-        r.user_properties = pack(r.user_properties)
+        r.user_properties = pack(r.user_properties, {"worker-1": "worker"})
         # What crosses from the worker: one string and the records that did not pass, no passed record.
         assert [cast(dict[str, Any], v)["outcome"] for k, v in r.user_properties if k == USER_PROPERTY] == (
             ["failed"] if "[b]" in r.nodeid else ["skipped"] if "[a]" in r.nodeid else [])
@@ -96,6 +96,15 @@ def test_reports_packed_by_a_worker_give_the_same_json_and_keep_only_what_did_no
     assert (tmp_path / "packed.json").read_bytes() == (tmp_path / "plain.json").read_bytes()
     assert list(packed.records(passed=False)) == list(plain.records(passed=False))
     assert summarize(packed.records()) == summarize(plain.records())
+    plain.roles = {"worker-1": "worker"}  # what ResultsWriter sets from the inventory
+    recounted = Collector()
+    recounted.roles = plain.roles
+    for r in reports():
+        recounted.add(r)
+    # The area × role table's counts, without reading a record back: the same from packed reports and from records.
+    assert packed.cells() == recounted.cells() == {("firewall", "worker", "passed"): 3,
+                                                   ("firewall", "worker", "failed"): 1,
+                                                   ("firewall", "worker", "skipped"): 1}
 
 
 def test_collector_memory_stays_flat_in_the_number_of_records() -> None:

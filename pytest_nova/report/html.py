@@ -14,10 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pytest_nova.areas import BUILTIN_AREAS
 from pytest_nova.baseline import Comparison, Identity, when
 from pytest_nova.coverage import KIND_REASONS, Coverage
-from pytest_nova.inventory import Inventory
 from pytest_nova.model import CheckMeta, Record
 from pytest_nova.report.groups import listed, problems
 from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, Decision
+from pytest_nova.roles import Cell, cells_of
 from pytest_nova.verdicts import (
     COUNTS_PROPERTY,
     ERROR,
@@ -108,25 +108,6 @@ def explain_parts(record: Record) -> dict[str, str]:
     return {label: text for label, text in parts.items() if text}
 
 
-def roles_of(inv: Inventory | None) -> dict[str, str]:
-    """The matrix column of each inventory name: a node's first role, workstation, or load balancer."""
-    if inv is None:
-        return {}
-    roles = {n.name: (n.roles[0] if n.roles else "worker") for n in inv.nodes}
-    roles |= {w.name: "workstation" for w in inv.workstations}
-    roles |= {b: "load balancer" for b in inv.balancers}
-    return roles
-
-
-def role_of(record: Mapping[str, object], roles: Mapping[str, str]) -> str:
-    """The matrix column of a record: its source's role, else its target's, else cluster-wide."""
-    for key in ("source", "target"):
-        name = record.get(key)
-        if isinstance(name, str) and name in roles:
-            return roles[name]
-    return "cluster-wide"
-
-
 def _counts(counter: Counter[str]) -> str:
     parts = [f'<span class="n-{o}">{counter[o]} {label}</span>' for o, label in SHOWN if counter[o]]
     return "<br>".join(parts)
@@ -143,13 +124,15 @@ def _cell_class(counter: Counter[str]) -> str:
 
 
 def matrix_html(records: Iterable[Mapping[str, object]], roles: Mapping[str, str],
-                titles: Mapping[str, str] = AREA_TITLES) -> str:
-    """Areas × roles: counts of failed, waived, skipped and passed results per cell, coloured by the worst."""
+                titles: Mapping[str, str] = AREA_TITLES, *, counted: Mapping[Cell, int] | None = None) -> str:
+    """Areas × roles: counts of failed, waived, skipped and passed results per cell, coloured by the worst.
+
+    ``counted`` (the collector's :meth:`~pytest_nova.results.Collector.cells`) saves reading ``records``.
+    """
     cells: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    for r in records:
-        area, role = str(r.get("check")), role_of(r, roles)
+    for (area, role, outcome), n in (cells_of(records, roles) if counted is None else counted).items():
         for key in ((area, role), (area, ""), ("", role), ("", "")):
-            cells[key][str(r.get("outcome"))] += 1
+            cells[key][outcome] += n
     areas = [a for a in titles if (a, "") in cells] + sorted({a for a, _ in cells if a and a not in titles})
     cols = [c for c in ROLE_ORDER if ("", c) in cells] + sorted({c for _, c in cells if c and c not in ROLE_ORDER})
 

@@ -17,6 +17,7 @@ from pytest_nova.model import CheckMeta
 from pytest_nova.report import html
 from pytest_nova.report.summary import SignOff
 from pytest_nova.results import CHECK_PROPERTY
+from pytest_nova.roles import roles_of
 from pytest_nova.verdicts import COUNTS_PROPERTY, records_of
 
 
@@ -130,7 +131,7 @@ class HtmlReport:
             prefix.append(html.baseline_html(self.signoff.comparison))
         prefix.append(html.warnings_html(not_passed))
         titles = {a.name: a.title for a in self.state.registry.areas.values()}
-        prefix.append(html.matrix_html(records, html.roles_of(inv), titles))
+        prefix.append(html.matrix_html(records, roles_of(inv), titles, counted=self.state.collector.cells()))
         prefix.append(html.signature_html(inv.sha256 if inv else ""))
         postfix.append(html.passed_table(self.passed_rows))
 
