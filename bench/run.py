@@ -6,6 +6,7 @@ For each N it boots a lab (3 masters, 2 infra, 1 ingress, N workers), then runs 
            --nova-json=results.json --junitxml=junit.xml
 
 and reports the wall time (pytest's start, collection, xdist workers and the reports: what a user waits for),
+the CPU time of the run and of the runner's own Python processes (``bench/cpu_plugin.py``),
 the exit code, the number of records, the sizes of the results JSON, the JUnit XML and the HTML report, the peak
 RSS of the largest process of the run (``getrusage(RUSAGE_CHILDREN)``: the controller or one worker), and the
 load average before and after (the machine is shared). The lab is always torn down.
@@ -60,7 +61,8 @@ def _suites(code: Path) -> Path:
 
 def _env(code: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
-    return env | {"PYTHONPATH": str(code)}
+    # bench/ too: the run loads bench/cpu_plugin.py (each process's own CPU time)
+    return env | {"PYTHONPATH": f"{code}{os.pathsep}{REPO / 'bench'}"}
 
 
 def _processes() -> Iterator[tuple[int, str, int]]:
@@ -109,12 +111,13 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
     """One run of the README's command (``-n workers``) with the code at ``code``; sizes of what it wrote.
 
     With ``profile`` the run is sampled by py-spy (controller and xdist workers, on-CPU samples only) into
-    ``profile.txt`` in the run's folder (collapsed stacks; summarize with ``bench/profile.py``).
+    ``profile.txt`` in the run's folder (collapsed stacks; summarize with ``bench/cpu_profile.py``).
     """
     out = lab.state_dir / f"bench-run-{label}-{workers}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={code}",
+    cpu_file = out / "cpu.jsonl"
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "cpu_plugin", f"--rootdir={code}",
             f"--nova-inventory={lab.inventory_path}", *xdist_args(workers), f"--html={out / 'report.html'}",
             "--self-contained-html", f"--nova-json={out / 'results.json'}", f"--junitxml={out / 'junit.xml'}",
             str(_suites(code))]
@@ -129,7 +132,8 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
     sampler.start()
     try:
         proc = subprocess.run(lab.runner_cmd([sys.executable, "-c", _CHILD, str(out / "output.txt"), *argv]),
-                              cwd=code, env=_env(code), capture_output=True, text=True, timeout=7200, check=False)
+                              cwd=code, env=_env(code) | {"NOVA_BENCH_CPU": str(cpu_file)}, capture_output=True,
+                              text=True, timeout=7200, check=False)
     finally:
         sampler.stop.set()
         sampler.join()
@@ -140,11 +144,15 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
     if run["rc"] not in (0, 1) or not results.exists():
         raise SystemExit(f"{label}: pytest exited {run['rc']}:\n{(out / 'output.txt').read_text()[-3000:]}")
     data = json.loads(results.read_text())
+    processes = [json.loads(line) for line in cpu_file.read_text().splitlines()] if cpu_file.exists() else []
     row = {
         "label": label, "workers": workers, "seconds": round(run["seconds"], 1), "rc": run["rc"],
         "records": len(data["results"]),
         # pytest, its workers and the ssh clients they waited for; not the control masters (daemons) or the hosts.
         "cpu_s": run["cpu_s"],
+        # The runner's own CPU: the controller's and each xdist worker's Python process (not their ssh clients).
+        "runner_cpu_s": round(sum(p["cpu_s"] for p in processes), 1),
+        "processes": processes,
         "summary": data["summary"], "verdict": data.get("verdict"),
         "json_mb": round(results.stat().st_size / 1e6, 1),
         "junit_mb": round((out / "junit.xml").stat().st_size / 1e6, 1),
@@ -208,14 +216,15 @@ def main() -> None:
                         help="xdist settings to compare on the same lab: auto, a number (-n N; 0 runs in-process), "
                              "off (-p no:xdist)")
     parser.add_argument("--profile", action="store_true",
-                        help="sample each run with py-spy into profile.txt (implies --keep; see bench/profile.py)")
+                        help="sample each run with py-spy into profile.txt (implies --keep; see bench/cpu_profile.py)")
     a = parser.parse_args()
     rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep or a.profile, a.workers, a.profile)]
-    print("| workers (hosts) | code | -n | wall (CPU) | exit | records | results JSON | JUnit | HTML | peak RSS | "
-          "ssh processes (masters), their RSS | load |")
+    print("| workers (hosts) | code | -n | wall (CPU; the runner's own) | exit | records | results JSON | JUnit | "
+          "HTML | peak RSS | ssh processes (masters), their RSS | load |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['n']} ({r['hosts']}) | {r['label']} | {r['workers']} | {r['seconds']} s ({r['cpu_s']} s) | "
+        print(f"| {r['n']} ({r['hosts']}) | {r['label']} | {r['workers']} | {r['seconds']} s ({r['cpu_s']} s; "
+              f"{r['runner_cpu_s']} s) | "
               f"{r['rc']} | "
               f"{r['records']} | "
               f"{r['json_mb']} MB | {r['junit_mb']} MB | {r['html_mb']} MB | {r['peak_rss_mb']} MB | "

@@ -27,7 +27,7 @@ from pytest_nova.model import CheckMeta
 from pytest_nova.options import NO_INVENTORY, add_options, check_outputs, read_settings
 from pytest_nova.plan import Check
 from pytest_nova.report.waiving import WAIVERS
-from pytest_nova.results import CHECK_PROPERTY, ResultsWriter
+from pytest_nova.results import CHECK_PROPERTY, ResultsWriter, pack
 from pytest_nova.rundir import forget_run_dir, run_dir
 from pytest_nova.runfiles import check_run_files
 from pytest_nova.session import SESSION, NovaSession, check_of, session_of
@@ -44,6 +44,7 @@ PHASE_MARKERS = {
 NO_INVENTORY_ID = "nova-no-inventory"
 BUILTIN_KINDS_PLUGIN = "nova-builtin-kinds"
 _INVENTORY = pytest.StashKey[tuple[Path, Inventory]]()
+_ON_WORKER = [False]  # this process is an xdist worker: its reports go to the controller (set when configured)
 # Modules loaded as plugins besides the engines (whose modules the kinds name): common fixtures, the report.
 PLUGIN_MODULES = ("pytest_nova.fixtures", "pytest_nova.report", "pytest_nova.unreached", "pytest_nova.site_tests")
 
@@ -66,6 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)  # before pytest-html, which writes its assets while it is configured
 def pytest_configure(config: pytest.Config) -> None:
     """Load the inventory and catalog and build the plan; bad input ends the run with one line."""
+    _ON_WORKER[0] = hasattr(config, "workerinput")
     registry = _registry(config)
     for name, help_text in {**{a.name: a.marker for a in registry.areas.values()}, **PHASE_MARKERS}.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
@@ -156,7 +158,13 @@ def register_secrets(inv: Inventory) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_logreport(report: pytest.TestReport) -> Generator[None, None, None]:
-    """Mask secrets in a report before the terminal, JUnit, pytest-html or the results JSON see it."""
+    """Mask secrets in a report before the terminal, JUnit, pytest-html or the results JSON see it.
+
+    On an xdist worker the report's records are first packed (:func:`pytest_nova.results.pack`: one rendered
+    string, masked as a whole, and the records that did not pass) before xdist sends the report to the controller.
+    """
+    if _ON_WORKER[0] and report.when == "call":
+        report.user_properties = pack(report.user_properties)
     mask_report(report)
     return (yield)
 

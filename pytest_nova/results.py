@@ -18,7 +18,16 @@ import pytest
 from pytest_nova import outputs
 from pytest_nova.model import CheckMeta, JSONObject, Outcome, Record
 from pytest_nova.outputs import OutputError
-from pytest_nova.verdicts import ERROR, PASSED, SKIPPED, compact, records_of
+from pytest_nova.verdicts import (
+    COUNTS_PROPERTY,
+    ERROR,
+    PASSED,
+    RENDERED_PROPERTY,
+    SKIPPED,
+    USER_PROPERTY,
+    compact,
+    records_of,
+)
 
 if TYPE_CHECKING:
     from pytest_nova.session import NovaSession
@@ -69,6 +78,11 @@ class Collector:
                 self._put(report.nodeid, [_synth(meta, report, ERROR)])
             return
         records = records_of(report.user_properties)
+        rendered = props.get(RENDERED_PROPERTY)
+        if isinstance(rendered, str):
+            counts = props.get(COUNTS_PROPERTY)
+            self._put_rendered(report.nodeid, rendered, records, cast(dict[str, int], counts or {}))
+            return
         if not records:
             # Without verdicts, a failure means the check itself broke (or its setup did): an error.
             outcome = SKIPPED if report.skipped else (PASSED if report.passed else ERROR)
@@ -77,17 +91,22 @@ class Collector:
 
     def _put(self, nodeid: str, records: list[Record]) -> None:
         """Append one item's records to the spool; a later report of the same item replaces them."""
+        counts = Counter(str(r["outcome"]) for r in records)
+        self._put_rendered(nodeid, rendered_records(records), [r for r in records if r["outcome"] != PASSED], counts)
+
+    def _put_rendered(self, nodeid: str, rendered: str, failing: list[Record], counts: Mapping[str, int]) -> None:
+        """Append one item's records, already rendered (see :func:`pack`), and those that did not pass in full."""
         if self._spool is None:
             self._spool = tempfile.TemporaryFile(prefix="nova-results-")  # unlinked at once: nothing left behind
-        rendered = ",\n".join(render(public(r)) for r in records).encode()
-        private = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records if r["outcome"] != PASSED)
+        public_text = rendered.encode()
+        private = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in failing if r["outcome"] != PASSED)
         spool = self._spool
         spool.seek(0, os.SEEK_END)
         at = spool.tell()
-        spool.write(rendered)
+        spool.write(public_text)
         spool.write(private.encode())
-        counts = Counter(str(r["outcome"]) for r in records)
-        self._index[nodeid] = _Chunk(at, len(rendered), spool.tell() - at - len(rendered), tuple(counts.items()))
+        self._index[nodeid] = _Chunk(at, len(public_text), spool.tell() - at - len(public_text),
+                                     tuple((str(k), int(v)) for k, v in counts.items()))
 
     def summary(self) -> dict[str, int]:
         """Counts of records per outcome, without reading them back."""
@@ -142,7 +161,8 @@ class Collector:
             for nodeid in sorted(self._index):
                 chunk = self._index[nodeid]
                 if chunk.public:
-                    out.write(("" if first else ",\n") + self._read(chunk.at, chunk.public).decode())
+                    # Records of reports masked on arrival (plugin.mask_report runs before the collector).
+                    out.write_masked(("" if first else ",\n") + self._read(chunk.at, chunk.public).decode())
                     first = False
             out.write("\n ]\n}\n")
 
@@ -204,6 +224,26 @@ def render(record: Mapping[str, object]) -> str:
             text = json.dumps(record, indent=1, ensure_ascii=False)
             return "\n".join("  " + line for line in text.splitlines())
     return "  {\n" + ",\n".join(parts) + "\n  }" if parts else "  {}"
+
+
+def rendered_records(records: Iterable[Mapping[str, object]]) -> str:
+    """An item's records as the results JSON writes them, without their private keys."""
+    return ",\n".join(render(public(r)) for r in records)
+
+
+def pack(props: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """On an xdist worker: the item's records rendered once, as the results JSON writes them, and counted.
+
+    Only the records that did not pass stay as data (the report shows them); the passed ones travel to the
+    controller inside one string. Sending each record as a dict cost both processes more than anything else per
+    result (execnet serializes every key and value on its own), and the controller rendered them again.
+    """
+    records = records_of(props)
+    if not records:
+        return props
+    counts = Counter(str(r["outcome"]) for r in records)
+    kept = [(k, v) for k, v in props if k != USER_PROPERTY or not isinstance(v, dict) or v.get("outcome") != PASSED]
+    return [*kept, (RENDERED_PROPERTY, rendered_records(records)), (COUNTS_PROPERTY, dict(counts))]
 
 
 def _record(line: bytes | str) -> Record:

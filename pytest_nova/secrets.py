@@ -33,6 +33,7 @@ MIN_LENGTH = 4  # shorter values are masked only where they stand alone
 _secrets: set[str] = set()
 _short: set[str] = set()
 _short_pattern: list[re.Pattern[str] | None] = [None]  # compiled on first use after a change
+_sorted: list[list[str] | None] = [None]  # _secrets longest first, made on first use after a change
 # The password runs to the last "@" before the end of the host part: an unencoded "@" in it is masked too.
 _URL_PASSWORD = re.compile(
     r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?!\$\{)(?P<password>[^/\s]+)(?=@[^@/\s]*(?:[/\s]|$))"
@@ -56,6 +57,7 @@ def register(value: str | None) -> None:
     for form in forms(value):
         if len(form) >= MIN_LENGTH:
             _secrets.add(form)
+            _sorted[0] = None
         else:
             _short.add(form)
             _short_pattern[0] = None
@@ -65,6 +67,7 @@ def restore(values: frozenset[str]) -> None:
     """Mask what another process registered (its :func:`registered` values, every form already there)."""
     for value in values:
         (_secrets if len(value) >= MIN_LENGTH else _short).add(value)
+    _sorted[0] = None
     _short_pattern[0] = None
 
 
@@ -76,6 +79,7 @@ def registered() -> frozenset[str]:
 def clear() -> None:
     """Forget every registered value (between sessions in one process, as tests run them)."""
     _secrets.clear()
+    _sorted[0] = None
     _short.clear()
     _short_pattern[0] = None
 
@@ -94,25 +98,68 @@ def mask_url(url: str) -> str:
 
 def mask(text: str) -> str:
     """``text`` with every secret replaced by :data:`MASK`."""
+    if type(text) is not str:
+        text = str(text)  # a str subclass (an enum) comes back a plain str, as it did from the substitutions
     if not text:
         return text
-    text = _PEM_KEY.sub(MASK, mask_url(text))
+    # The patterns need these words: a substring test skips their regular expressions for almost every text
+    # (a run masks millions of strings: every record's fields, every piece of the results JSON).
+    if "://" in text:
+        text = mask_url(text)
+    if "PRIVATE KEY-----" in text:
+        text = _PEM_KEY.sub(MASK, text)
     # Longest first, so a secret that contains another is masked whole.
-    for value in sorted(_secrets, key=len, reverse=True):
+    for value in _by_length():
         if value in text:
             text = text.replace(value, MASK)
     short = _short_re()
     return short.sub(MASK, text) if short is not None else text
 
 
+def _by_length() -> list[str]:
+    """The registered values, longest first (sorted again only after a change)."""
+    found = _sorted[0]
+    if found is None:
+        found = _sorted[0] = sorted(_secrets, key=len, reverse=True)
+    return found
+
+
 def mask_data(data: object) -> object:
-    """A copy of plain data (dicts, lists, tuples, strings) with every string masked; other values as they are."""
+    """Plain data (dicts, lists, tuples, strings) with every string masked; other values as they are.
+
+    A copy where something was masked; ``data`` itself when nothing needed it, which one look at all its strings
+    at once tells (a record's dozen fields are checked against every secret once, not once per field).
+    """
+    if isinstance(data, str):
+        return mask(data)
+    strings: list[str] = []
+    _strings(data, strings)
+    joined = "\0".join(strings)  # no secret holds a NUL, so none is found across two strings
+    # Only plain strings may stay: a str subclass (an Outcome) becomes a str, as pickling-free transports need.
+    if all(type(s) is str for s in strings) and mask(joined) == joined:
+        return data
+    return _mask_each(data)
+
+
+def _strings(data: object, out: list[str]) -> None:
+    if isinstance(data, str):
+        out.append(data)
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            _strings(k, out)
+            _strings(v, out)
+    elif isinstance(data, list | tuple):
+        for v in data:
+            _strings(v, out)
+
+
+def _mask_each(data: object) -> object:
     if isinstance(data, str):
         return mask(data)
     if isinstance(data, dict):
-        return {mask_data(k): mask_data(v) for k, v in data.items()}
+        return {_mask_each(k): _mask_each(v) for k, v in data.items()}
     if isinstance(data, list | tuple):
-        return type(data)(mask_data(v) for v in data)
+        return type(data)(_mask_each(v) for v in data)
     return data
 
 
@@ -166,8 +213,8 @@ def _register_kube_lines(path: Path) -> None:
         with open(path, "rb") as f:
             for line in f:
                 m = _KUBE_LINE.match(line)
-                if m:
-                    register(m.group(2).decode("utf-8", "replace").strip("'\""))
+                if m:  # the value, without a tag (!!str x) or quotes
+                    register(re.sub(r"^!\S*\s+", "", m.group(2).decode("utf-8", "replace")).strip("'\""))
     except OSError:
         return
 

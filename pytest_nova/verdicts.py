@@ -198,6 +198,7 @@ def _label(v: Verdict, many: bool) -> str:
 
 
 COUNTS_PROPERTY = "nova_counts"  # results per outcome of an item whose passed records were dropped
+RENDERED_PROPERTY = "nova_rendered"  # an item's records as the results JSON writes them (from an xdist worker)
 FAILURE_PROPERTY = "nova_failure"  # in JUnit: one result that did not pass, as its full text
 
 
@@ -217,6 +218,9 @@ def compact(props: list[tuple[str, object]]) -> list[tuple[str, object]]:
     What pytest's own reporters keep of every report until the session ends: a run's memory then grows with
     its items and failures, not with its passed results.
     """
+    if any(k == RENDERED_PROPERTY for k, _ in props):
+        # Packed by an xdist worker (results.pack): already without its passed records, and counted.
+        return [(k, v) for k, v in props if k != RENDERED_PROPERTY]
     records = [v for k, v in props if k == USER_PROPERTY and isinstance(v, dict)]
     if not records:
         return props

@@ -6,13 +6,13 @@ import json
 import tracemalloc
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from pytest_nova.model import Outcome
-from pytest_nova.results import CHECK_PROPERTY, Collector, public, summarize
-from pytest_nova.verdicts import USER_PROPERTY, Verdict, attach
+from pytest_nova.results import CHECK_PROPERTY, Collector, pack, public, summarize
+from pytest_nova.verdicts import COUNTS_PROPERTY, USER_PROPERTY, Verdict, attach, compact
 
 REPO = Path(__file__).resolve().parents[1]
 PROD = REPO / "inventories" / "example-prod.yaml"
@@ -72,6 +72,30 @@ def test_streamed_json_is_byte_identical_to_the_v1_writer(tmp_path: Path) -> Non
     empty = Collector()
     empty.write(tmp_path / "e.json", HEAD, extra)
     assert (tmp_path / "e.json").read_bytes() == _old_writer(HEAD, extra, [])
+
+
+def test_reports_packed_by_a_worker_give_the_same_json_and_keep_only_what_did_not_pass(tmp_path: Path) -> None:
+    def reports() -> list[pytest.TestReport]:
+        return [_report("suites/t.py::test_port[b]", [_verdict(1), _verdict(2, "failed", message="filtered: «x»"),
+                                                      _verdict(6)]),
+                _report("suites/t.py::test_port[a]", [_verdict(3, "skipped", message='no "listener"\n2nd line')]),
+                _report("suites/t.py::test_port[c]", [_verdict(4)])]
+
+    plain, packed = Collector(), Collector()
+    for r in reports():
+        plain.add(r)
+    for r in reports():
+        r.user_properties = pack(r.user_properties)
+        # What crosses from the worker: one string and the records that did not pass, no passed record.
+        assert [cast(dict[str, Any], v)["outcome"] for k, v in r.user_properties if k == USER_PROPERTY] == (
+            ["failed"] if "[b]" in r.nodeid else ["skipped"] if "[a]" in r.nodeid else [])
+        packed.add(r)
+        assert compact(r.user_properties)[-1] == (COUNTS_PROPERTY, dict(r.user_properties)[COUNTS_PROPERTY])
+    plain.write(tmp_path / "plain.json", HEAD)
+    packed.write(tmp_path / "packed.json", HEAD)
+    assert (tmp_path / "packed.json").read_bytes() == (tmp_path / "plain.json").read_bytes()
+    assert list(packed.records(passed=False)) == list(plain.records(passed=False))
+    assert summarize(packed.records()) == summarize(plain.records())
 
 
 def test_collector_memory_stays_flat_in_the_number_of_records() -> None:

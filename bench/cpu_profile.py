@@ -5,7 +5,7 @@ samples are split by process (the controller, each xdist worker) and summed per 
 (the function itself was running) and inclusive time (it was on the stack), and per package (the file of the
 innermost frame: pytest-nova, pytest, xdist/execnet, pytest-html, json, …):
 
-    python bench/profile.py /var/tmp/nova-bench-run-200-now-auto/profile.txt --top 30
+    python bench/cpu_profile.py /var/tmp/nova-bench-run-200-now-auto/profile.txt --top 30
 """
 
 from __future__ import annotations
