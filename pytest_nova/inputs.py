@@ -44,17 +44,18 @@ def read_input(path: Path, limit: int, what: str = "a YAML file") -> bytes:
             detail = "; name a YAML file" if what == "a YAML file" else f"; name {what}"
             raise SourceError(str(path), 0, "", f"{refusal}, not a file{detail}")
         if stat.S_ISFIFO(mode):
-            return _read_pipe(path, limit)
+            return read_pipe(path, limit)
         with open(path, "rb") as f:
             return f.read(limit + 1)
     except OSError as exc:
         raise SourceError(str(path), 0, "", f"cannot read file: {exc.strerror or exc}") from None
 
 
-def _read_pipe(path: Path, limit: int) -> bytes:
-    """Read a pipe or FIFO until its writer closes it, at most :data:`FIFO_SECONDS`, never blocking."""
+def read_pipe(path: Path, limit: int, seconds: float | None = None) -> bytes:
+    """Read a pipe or FIFO until its writer closes it, at most ``seconds`` (:data:`FIFO_SECONDS`), never blocking."""
+    seconds = FIFO_SECONDS if seconds is None else seconds
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    deadline = time.monotonic() + FIFO_SECONDS
+    deadline = time.monotonic() + seconds
     chunks: list[bytes] = []
     size = 0
     connected = False  # a writer was seen: an end of file is then the end of the content
@@ -64,7 +65,7 @@ def _read_pipe(path: Path, limit: int) -> bytes:
             if remaining <= 0:
                 raise SourceError(
                     str(path), 0, "",
-                    f"is a pipe or FIFO that did not deliver its content within {FIFO_SECONDS:g} s; start its "
+                    f"is a pipe or FIFO that did not deliver its content within {seconds:g} s; start its "
                     "writer first, or name a regular file",
                 )
             try:

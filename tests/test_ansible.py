@@ -694,7 +694,8 @@ def test_a_pipe_is_read_as_listing_json_and_special_files_are_refused(
     assert "{name: m1, address: 192.0.2.1, roles: [master]}" in capsys.readouterr().out
     monkeypatch.setattr(reading, "PIPE_DEADLINE", 0.5)
     assert _error(capsys, fifo, "--role", "master=cp") == (
-        f"{PROG}: error: {fifo}: nothing was written to it within 0.5 s")
+        f"{PROG}: error: {fifo}: is a pipe or FIFO that did not deliver its content within 0.5 s; start its writer "
+        "first, or name a regular file")
     # A FIFO where ansible-core reads group variables would block it: refused before it reads anything.
     hosts = _write(tmp_path / "inv" / "hosts", "[cp]\nm1 ansible_host=192.0.2.1\n")
     (tmp_path / "inv" / "group_vars").mkdir()

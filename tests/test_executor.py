@@ -156,7 +156,9 @@ def test_no_engine_starts_threads_or_pools_of_its_own() -> None:
     package = REPO / "pytest_nova"
     # Probes run on the checked hosts; the testinfra fallback keeps a watchdog thread, so a hung library call
     # never holds a slot of the shared pool.
-    allowed = {package / "executor.py", package / "transports.py"}
+    # The Ansible converter is a command of its own: the system resolver has no timeout, so its lookups are
+    # daemon threads abandoned at their deadline, which the pool (joined at the end) must never hold.
+    allowed = {package / "executor.py", package / "transports.py", package / "ansible" / "convert.py"}
     starts = re.compile(r"ThreadPoolExecutor\(|threading\.Thread\(|\bThread\(")
     offenders = [str(p.relative_to(REPO)) for p in package.rglob("*.py")
                  if p not in allowed and "probes" not in p.parts and starts.search(p.read_text())]

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import sys
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,9 +22,11 @@ from typing import Any
 from pytest_nova.ansible.model import AnsibleHost, AnsibleInventory, ConvertError, HostProblem
 from pytest_nova.ansible.settings import VAULT_HELP, AnsibleResolver, PlainResolver, Resolver
 from pytest_nova.errors import SourceError
+from pytest_nova.inputs import read_pipe
 from pytest_nova.yamlsource import load
 
 PIPE_DEADLINE = 60.0  # seconds for a pipe given as the source to be written and closed
+PIPE_BYTES = 256 << 20  # ansible-inventory --list of a very large inventory
 NEEDS_ANSIBLE = "needs ansible-core: pip install 'pytest-nova[ansible]'"
 _FAILED_215 = re.compile(r"^\s*\* Failed to parse (.+) with (\w+) plugin: (.*)", re.S)
 _FAILED_219 = re.compile(r"Failed to parse inventory with '(\w+)' plugin")
@@ -73,24 +74,18 @@ def read(sources: Sequence[str], opts: ReadOptions) -> AnsibleInventory:
 
 def _read_pipe(path: Path) -> str:
     """The text of a pipe, or a ConvertError when no writer finishes within PIPE_DEADLINE seconds."""
-    deadline = PIPE_DEADLINE
-    box: dict[str, str | BaseException] = {}
-
-    def target() -> None:
-        try:
-            box["text"] = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            box["error"] = exc
-
-    # A read of a FIFO blocks until a writer closes it: a daemon thread, abandoned at the deadline.
-    reader = threading.Thread(target=target, daemon=True)
-    reader.start()
-    reader.join(deadline)
-    if "text" in box:
-        return str(box["text"])
-    if "error" in box:
-        raise ConvertError(f"{path}: cannot read it: {box['error']}")
-    raise ConvertError(f"{path}: nothing was written to it within {deadline:g} s")
+    try:
+        data = read_pipe(path, PIPE_BYTES, PIPE_DEADLINE)
+    except SourceError as exc:
+        raise ConvertError(f"{path}: {exc.message}") from None
+    except OSError as exc:
+        raise ConvertError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    if len(data) > PIPE_BYTES:
+        raise ConvertError(f"{path}: more than {PIPE_BYTES >> 20} MiB of ansible-inventory output")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConvertError(f"{path}: cannot read it: {exc}") from None
 
 
 def _special_files(sources: Sequence[str]) -> list[str]:

@@ -232,7 +232,7 @@ def _entry(doc: Document, area: AreaSpec, i: int, raw: Any) -> Requirement:
     )
 
 
-def _phases(doc: Document, path: KeyPath, value: Any) -> tuple[str, ...]:
+def _phases(doc: Document, path: KeyPath, value: object) -> tuple[str, ...]:
     """An entry's ``phase``: one phase, or a list of them (checked before and after installation)."""
     values = value if isinstance(value, list) else [value]
     if not values or len(set(map(str, values))) != len(values) or any(v not in PHASES for v in values):
