@@ -106,7 +106,7 @@ def test_open_passes_and_names_the_process_of_a_taken_port() -> None:
     assert _judge(TCP, "open", listening=taken) == (PASSED, "open: port already in use by etcd (pid 7)")
 
 
-FILTERED = "filtered: no answer within 2.0 s, nor when probed again (4 s, 8 s)"
+FILTERED = "filtered: no answer within 2.0 s, nor when probed again (3 s, 6 s)"
 
 
 def test_no_answer_is_filtered_with_the_timeout() -> None:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.lab
 
 Probe = tuple[str, str, "int | None", str]
 SUITE = "pytest_nova/suites/test_firewall.py"
-FILTERED = "filtered: no answer within 2.0 s, nor when probed again (4 s, 8 s)"
+FILTERED = "filtered: no answer within 2.0 s, nor when probed again (3 s, 6 s)"
 # Lists, from inside one lab host, our scripts still running there and the ports its network namespace holds.
 _INSPECT = textwrap.dedent("""
     import json, os

@@ -53,7 +53,7 @@ PER_TARGET = 8
 # timeout times this factor and at most this many retries started per second by one source (paced, so the
 # retries cannot cause the loss they look for). TCP and ICMP probes are retried inside their source's batch as
 # soon as they time out; IPIP probes (only the receiver can tell) in later sessions of their own.
-RETRY_PASSES = ((2.0, 50.0), (4.0, 20.0))
+RETRY_PASSES = ((1.5, 50.0), (3.0, 20.0))
 # Probes in flight over all the sources probing at once: each batch gets its share (pacing the first pass).
 IN_FLIGHT = 2048
 MIN_CONCURRENCY = 8
@@ -253,7 +253,7 @@ class Judgement(NamedTuple):
 
 
 def _patience(timeout: float) -> str:
-    """The waits of the later passes: ``4 s, 8 s``."""
+    """The waits of the later passes: ``3 s, 6 s``."""
     return ", ".join(f"{timeout * factor:g} s" for factor, _rate in RETRY_PASSES)
 
 
