@@ -117,7 +117,10 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     cpu_file = out / "cpu.jsonl"
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "cpu_plugin", f"--rootdir={code}",
+    # Like bench/plan.py: without the plugins of this development environment that a user's install does not
+    # have (hypothesis's terminal summary and its per-test hooks cost the controller and the workers seconds).
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p",
+            "no:benchmark", "-p", "cpu_plugin", f"--rootdir={code}",
             f"--nova-inventory={lab.inventory_path}", *xdist_args(workers), f"--html={out / 'report.html'}",
             "--self-contained-html", f"--nova-json={out / 'results.json'}", f"--junitxml={out / 'junit.xml'}",
             str(_suites(code))]

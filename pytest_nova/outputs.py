@@ -116,13 +116,13 @@ class Writer:
         """Write one piece; a secret must lie within one piece (the callers write whole records)."""
         _write_all(self._fd, secrets.mask(text).encode("utf-8"), self._shown)
 
-    def write_masked(self, text: str) -> None:
+    def write_masked(self, data: bytes) -> None:
         """Write a piece made only of text that was masked already.
 
         The results JSON's records were masked as their reports arrived; masking 100 MB of them again against
-        every secret cost seconds for nothing.
+        every secret cost seconds for nothing. ``data`` is UTF-8, as the spool holds it.
         """
-        _write_all(self._fd, text.encode("utf-8"), self._shown)
+        _write_all(self._fd, data, self._shown)
 
 
 @contextmanager

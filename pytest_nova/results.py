@@ -178,7 +178,7 @@ class Collector:
                 chunk = self._index[nodeid]
                 if chunk.public:
                     # Records of reports masked on arrival (plugin.mask_report runs before the collector).
-                    out.write_masked(("" if first else ",\n") + self._read(chunk.at, chunk.public).decode())
+                    out.write_masked((b"" if first else b",\n") + self._read(chunk.at, chunk.public))
                     first = False
             out.write("\n ]\n}\n")
 
