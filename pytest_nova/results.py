@@ -220,14 +220,16 @@ class _Chunk(NamedTuple):
 _KEYS: dict[str, str] = {}
 
 
-def render(record: Mapping[str, object]) -> str:
+def render(record: Mapping[str, object], *, public_only: bool = False) -> str:
     """One record exactly as ``json.dumps(results, indent=1)`` writes it inside the results array.
 
     Flat records of strings, integers and nulls are rendered directly, several times faster than the pure-Python
-    indenting encoder; anything else goes through it.
+    indenting encoder; anything else goes through it. ``public_only``: as :func:`public` of the record.
     """
     parts = []
     for key, value in record.items():
+        if public_only and key[:1] == "_":
+            continue
         k = _KEYS.get(key)
         if k is None:
             k = _KEYS.setdefault(key, "   " + json.dumps(key, ensure_ascii=False) + ": ")
@@ -238,14 +240,14 @@ def render(record: Mapping[str, object]) -> str:
         elif type(value) is int:
             parts.append(k + str(value))
         else:
-            text = json.dumps(record, indent=1, ensure_ascii=False)
+            text = json.dumps(public(record) if public_only else record, indent=1, ensure_ascii=False)
             return "\n".join("  " + line for line in text.splitlines())
     return "  {\n" + ",\n".join(parts) + "\n  }" if parts else "  {}"
 
 
 def rendered_records(records: Iterable[Mapping[str, object]]) -> str:
     """An item's records as the results JSON writes them, without their private keys."""
-    return ",\n".join(render(public(r)) for r in records)
+    return ",\n".join(render(r, public_only=True) for r in records)
 
 
 def pack(props: list[tuple[str, object]], roles: Mapping[str, str]) -> list[tuple[str, object]]:

@@ -867,7 +867,7 @@ class PortMatrix:
             judged = self.judgement(check, t.name)
             out.append(
                 Verdict(
-                    check="firewall",
+                    check=r.area,
                     requirement=r.id,
                     section=r.section,
                     outcome=judged.outcome,
