@@ -371,11 +371,29 @@ class Lab:
         ready_file.unlink(missing_ok=True)
         cfg_file = sd / "servers" / f"{key.replace(':', '-')}.json"
         write_json(cfg_file, {**cfg, "flags": str(sd / "flags"), "ready": str(ready_file)})
-        argv = [sys.executable, "-m", "nova_lab.servers", kind, str(cfg_file)]
+        argv = ["env", f"PYTHONPATH={self._server_code()}", sys.executable, "-m", "nova_lab.servers", kind,
+                str(cfg_file)]
         h = self._host(host)
         argv = in_host(self.holder(host), argv) if h.is_full else in_netns(self.netns(host), argv)
         self._spawn(key, argv, f"{key.replace(':', '-')}.log")
         return ready_file
+
+    def _server_code(self) -> Path:
+        """A folder holding the server programs' package, visible inside every host.
+
+        A full host mounts a tmpfs over /tmp, so a checkout (or an editable install) under /tmp is invisible
+        there: the servers run from a copy in the lab's state folder instead.
+        """
+        code = self.state_dir / "py"
+        if not (code / "nova_lab").is_dir():
+            # Agents start in parallel: each copies to a folder of its own, the first rename wins.
+            staging = code / f".nova_lab.{os.getpid()}.{secrets.token_hex(4)}"
+            shutil.copytree(Path(__file__).resolve().parent, staging, ignore=shutil.ignore_patterns("__pycache__"))
+            try:
+                staging.rename(code / "nova_lab")
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
+        return code
 
     def _start_services(self) -> None:
         sd, h = self.state_dir, self.hosts
