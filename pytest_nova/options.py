@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova import outputs
-
 PHASES = ("preinstall", "postinstall", "all")
 NO_INVENTORY = (
     "pytest-nova: no inventory given; pass --nova-inventory=PATH, set NOVA_INVENTORY=PATH, "
@@ -94,18 +92,6 @@ def add_options(parser: pytest.Parser) -> None:
                          "or nova_require_proof = true")
     parser.addini("nova_strict", "default for --nova-strict", type="bool", default=False)
     parser.addini("nova_require_proof", "default for --nova-require-proof", type="bool", default=False)
-
-
-def check_outputs(config: pytest.Config) -> None:
-    """Prove at start-up that every output file can be written, rather than fail after the run."""
-    for flag, dest in (("--nova-json", "nova_json"), ("--junitxml", "xmlpath"), ("--html", "htmlpath")):
-        value = getattr(config.option, dest, None)
-        if not value:
-            continue
-        try:
-            outputs.check_writable(user_path(value))
-        except outputs.OutputError as exc:
-            raise pytest.UsageError(f"{flag}: {exc}") from None
 
 
 def read_settings(config: pytest.Config) -> Settings:

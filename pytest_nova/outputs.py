@@ -25,7 +25,7 @@ class OutputError(Exception):
     """An output path that cannot be written; the message is one line."""
 
 
-def _target(path: Path) -> tuple[Path, os.stat_result | None]:
+def _target(path: Path, shown: Path | None = None) -> tuple[Path, os.stat_result | None]:
     """The file a write to ``path`` lands on (symlinks followed) and its stat, or None when it does not exist."""
     real = Path(os.path.realpath(path))
     try:
@@ -33,7 +33,7 @@ def _target(path: Path) -> tuple[Path, os.stat_result | None]:
     except FileNotFoundError:
         return real, None
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+        raise OutputError(f"cannot write {path if shown is None else shown}: {exc.strerror}") from None
 
 
 def _refusal(path: Path, st: os.stat_result) -> str | None:
@@ -81,23 +81,27 @@ def _open_through(real: Path, shown: Path) -> int:
     return fd
 
 
-def check_writable(path: Path) -> None:
-    """Raise :class:`OutputError` unless :func:`write_text` can write ``path``; writes nothing there."""
-    real, st = _target(path)
+def check_writable(path: Path, shown: Path | None = None) -> None:
+    """Raise :class:`OutputError` unless :func:`write_text` can write ``path``; writes nothing there.
+
+    ``shown`` is the path as the user named it, for the messages (default ``path``).
+    """
+    shown = path if shown is None else shown
+    real, st = _target(path, shown)
     if st is None:
-        _probe_dir(real.parent, real.name, path)
+        _probe_dir(real.parent, real.name, shown)
         return
-    refusal = _refusal(path, st)
+    refusal = _refusal(shown, st)
     if refusal:
         raise OutputError(refusal)
     if stat.S_ISREG(st.st_mode):
-        _probe_dir(real.parent, real.name, path)
+        _probe_dir(real.parent, real.name, shown)
     elif stat.S_ISFIFO(st.st_mode):
         # Opening the FIFO now would hand its reader an early end of file; a reader may also come later.
         if not os.access(real, os.W_OK):
-            raise OutputError(f"cannot write {path}: permission denied")
+            raise OutputError(f"cannot write {shown}: permission denied")
     else:
-        os.close(_open_through(real, path))
+        os.close(_open_through(real, shown))
 
 
 def write_text(path: Path, text: str) -> None:

@@ -24,7 +24,7 @@ from pytest_nova.kinds import GENERIC, Registry, RegistryError
 from pytest_nova.kubeconfig import kubeconfig_path
 from pytest_nova.limits import fds_needed, raise_fd_limit
 from pytest_nova.model import CheckMeta
-from pytest_nova.options import NO_INVENTORY, add_options, check_outputs, read_settings
+from pytest_nova.options import NO_INVENTORY, add_options, read_settings
 from pytest_nova.plan import Check
 from pytest_nova.report.waiving import WAIVERS
 from pytest_nova.results import CHECK_PROPERTY, ResultsWriter, pack
@@ -97,7 +97,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if state.inventory is not None and handed is None:
         register_secrets(state.inventory)
     if not hasattr(config, "workerinput"):
-        check_outputs(config)
         check_run_files(config, settings, state.inventory)
         config.pluginmanager.register(ResultsWriter(state), "nova-results")
         if state.inventory is not None:

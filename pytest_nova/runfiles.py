@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_nova import outputs
 from pytest_nova.inventory import Inventory
 from pytest_nova.kubeconfig import kubeconfig_path
-from pytest_nova.options import Settings
+from pytest_nova.options import Settings, user_path
 
+_WRITTEN_BY_THE_RUN = ("--nova-json", "--junitxml", "--html")  # pytest opens its own log file at start-up
 _FULL = os.makedev(1, 7)  # /dev/full: accepts no data, so a write there fails only at the end of the run
 
 
@@ -166,6 +168,12 @@ def special_output(config: pytest.Config, o: Named) -> str | None:
 def check_run_files(config: pytest.Config, settings: Settings, inv: Inventory | None) -> None:
     """Raise a one-line :class:`pytest.UsageError` unless every output is safe to write at the end of the run."""
     outs = outputs_of(config, settings)
+    for o in outs:
+        if o.label in _WRITTEN_BY_THE_RUN:  # proven now, rather than failing after the run
+            try:
+                outputs.check_writable(o.path, shown=user_path(o.given))
+            except outputs.OutputError as exc:
+                raise pytest.UsageError(f"{o.label}: {exc}") from None
     for o in outs:
         refusal = special_output(config, o)
         if refusal:
