@@ -12,8 +12,8 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-if not any(ep.value == "pytest_nova.plugin" for ep in entry_points(group="pytest11")):
-    pytest_plugins = ["pytest_nova.plugin"]
+if not any(ep.value == "_pytest_nova.plugin" for ep in entry_points(group="pytest11")):
+    pytest_plugins = ["_pytest_nova.plugin"]
 
 if importlib.util.find_spec("nova_lab") is None:
     _LAB = str(Path(__file__).resolve().parent / "lab")

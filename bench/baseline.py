@@ -1,7 +1,7 @@
 """Measure reading a large ``--nova-baseline``: time and peak memory for a results JSON of a given size.
 
 Writes a results JSON shaped like the plugin's (indent 1, firewall records, one in ``--failing`` failed) of about
-``--mb`` megabytes, then reads it with :func:`pytest_nova.baseline.load_baseline` in a fresh process and prints
+``--mb`` megabytes, then reads it with :func:`_pytest_nova.baseline.load_baseline` in a fresh process and prints
 the file size, the read time, the identities kept and the process's peak RSS (and the same process's RSS before
 reading, for comparison). A 1,000-node pre-install run's JSON is about 500 MB.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 READ = """
 import resource, sys, time
 from pathlib import Path
-from pytest_nova.baseline import load_baseline
+from _pytest_nova.baseline import load_baseline
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 b = load_baseline(Path(sys.argv[1]), "bench")

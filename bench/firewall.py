@@ -34,12 +34,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _pytest_nova.catalog import load_catalog  # noqa: E402
+from _pytest_nova.inventory import Inventory, load_inventory  # noqa: E402
+from _pytest_nova.kinds import build  # noqa: E402
+from _pytest_nova.plan import PortRuleCheck  # noqa: E402
 from nova_lab import Lab, LabSpec, teardown  # noqa: E402
 from nova_lab.state import state_dir  # noqa: E402
-from pytest_nova.catalog import load_catalog  # noqa: E402
-from pytest_nova.inventory import Inventory, load_inventory  # noqa: E402
-from pytest_nova.kinds import build  # noqa: E402
-from pytest_nova.plan import PortRuleCheck  # noqa: E402
 
 PLAIN_TEST = '''
 import json, os, pytest, testinfra

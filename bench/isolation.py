@@ -32,11 +32,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _pytest_nova.catalog import load_catalog  # noqa: E402
+from _pytest_nova.inventory import load_inventory  # noqa: E402
+from _pytest_nova.kinds import build  # noqa: E402
+from _pytest_nova.plan import PortRuleCheck  # noqa: E402
 from nova_lab import Lab, LabSpec  # noqa: E402
-from pytest_nova.catalog import load_catalog  # noqa: E402
-from pytest_nova.inventory import load_inventory  # noqa: E402
-from pytest_nova.kinds import build  # noqa: E402
-from pytest_nova.plan import PortRuleCheck  # noqa: E402
 
 Probe = tuple[str, str, "int | None", str]
 

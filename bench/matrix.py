@@ -37,25 +37,24 @@ from nova_lab.state import state_dir  # noqa: E402
 
 # Runs in nova-ctl's namespace with PYTHONPATH set to the code under test; prints one JSON line.
 _INSIDE = r'''
-import functools, json, os, resource, shutil, sys, threading, time
+import functools, importlib, json, os, resource, shutil, sys, threading, time
 from pathlib import Path
-from pytest_nova.catalog import load_catalog
-from pytest_nova.hosts import Access, Hosts, close_control_sockets
-from pytest_nova.inventory import load_inventory
-from pytest_nova.options import Settings
-
-inv = load_inventory(Path(sys.argv[1]))
-try:  # this layout, or an older checkout's (--baseline)
-    from pytest_nova.checks import firewall as matrix
-    from pytest_nova.kinds import build
-    from pytest_nova.plan import PortRuleCheck
-    from pytest_nova.rundir import run_dir
-    checks = build(load_catalog(), inv).of_type(PortRuleCheck, "preinstall")
+try:  # this layout, or an older checkout's (--baseline): the implementation was in pytest_nova itself
+    importlib.import_module("_pytest_nova.hosts")
+    PKG = "_pytest_nova"
 except ImportError:
-    from pytest_nova import matrix
-    from pytest_nova.hosts import run_dir
-    from pytest_nova.plan import build
-    checks = build(load_catalog(), inv).of_kind("port_rule", "preinstall")
+    PKG = "pytest_nova"
+mod = lambda name: importlib.import_module(f"{PKG}.{name}")
+load_catalog, Settings = mod("catalog").load_catalog, mod("options").Settings
+Access, Hosts, close_control_sockets = mod("hosts").Access, mod("hosts").Hosts, mod("hosts").close_control_sockets
+
+inv = mod("inventory").load_inventory(Path(sys.argv[1]))
+try:
+    matrix, run_dir = mod("checks.firewall"), mod("rundir").run_dir
+    checks = mod("kinds").build(load_catalog(), inv).of_type(mod("plan").PortRuleCheck, "preinstall")
+except ImportError:
+    matrix, run_dir = mod("matrix"), mod("hosts").run_dir
+    checks = mod("plan").build(load_catalog(), inv).of_kind("port_rule", "preinstall")
 settings = Settings(inventory=None, phase="preinstall", json_path=None, probe_timeout=2.0, connect_timeout=5.0,
                     command_timeout=120.0, concurrency=64, waivers=None)
 marks = []  # (name, monotonic time): phase boundaries

@@ -33,14 +33,14 @@ def one(nodes: int) -> dict[str, float]:
     """Measure one size in this process."""
     import plan as bench_plan
 
-    from pytest_nova.catalog import load_catalog
-    from pytest_nova.checks import firewall as matrix
-    from pytest_nova.hosts import Access, Hosts, RemoteHost
-    from pytest_nova.inventory import load_inventory
-    from pytest_nova.kinds import build
-    from pytest_nova.options import Settings
-    from pytest_nova.plan import PortRuleCheck
-    from pytest_nova.remote_scripts import Script
+    from _pytest_nova.catalog import load_catalog
+    from _pytest_nova.checks import firewall as matrix
+    from _pytest_nova.hosts import Access, Hosts, RemoteHost
+    from _pytest_nova.inventory import load_inventory
+    from _pytest_nova.kinds import build
+    from _pytest_nova.options import Settings
+    from _pytest_nova.plan import PortRuleCheck
+    from _pytest_nova.remote_scripts import Script
 
     folder = Path(tempfile.mkdtemp(prefix="nova-matrix-runner-"))
     inv = load_inventory(bench_plan.write_inventory(folder, nodes))

@@ -98,10 +98,10 @@ def collect(inv: Path, code: Path = REPO) -> dict[str, Any]:
 def plan_alone(inv: Path) -> dict[str, Any]:
     """Build the plan in this process: time, checks and probes (source × destination of port rules)."""
     sys.path.insert(0, str(REPO))
-    from pytest_nova.catalog import load_catalog
-    from pytest_nova.inventory import load_inventory
-    from pytest_nova.kinds import build
-    from pytest_nova.plan import PortRuleCheck
+    from _pytest_nova.catalog import load_catalog
+    from _pytest_nova.inventory import load_inventory
+    from _pytest_nova.kinds import build
+    from _pytest_nova.plan import PortRuleCheck
 
     start = time.perf_counter()
     inventory = load_inventory(inv)

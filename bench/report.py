@@ -50,7 +50,7 @@ import os
 
 import pytest
 
-from pytest_nova.verdicts import Verdict, judge
+from _pytest_nova.verdicts import Verdict, judge
 
 ITEMS = int(os.environ["NOVA_BENCH_ITEMS"])
 PER_ITEM = int(os.environ["NOVA_BENCH_PER_ITEM"])

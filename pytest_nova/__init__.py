@@ -5,19 +5,18 @@ The names a suite or site-plugin author needs (``__all__``), typed; everything e
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from pytest_nova.areas import OPTIONAL, REQUIRED, AreaSpec, Key
-from pytest_nova.catalog import Catalog, Requirement
-from pytest_nova.checks.facts import Facts
-from pytest_nova.checks.node_registry import NodeFact, gathered, node_verdicts
-from pytest_nova.checks.node_rules import Context, Params
-from pytest_nova.checks.node_rules import Rule as NodeRule
-from pytest_nova.hosts import HostError, Hosts, Reason, RemoteHost, Result
-from pytest_nova.inventory import Host, Inventory
-from pytest_nova.kinds import Judge, Kind, Registry, RegistryError
-from pytest_nova.model import JSONObject, JSONValue, Outcome, Phase
-from pytest_nova.plan import (
+from _pytest_nova import __version__
+from _pytest_nova.areas import OPTIONAL, REQUIRED, AreaSpec, Key
+from _pytest_nova.catalog import Catalog, Requirement
+from _pytest_nova.checks.facts import Facts
+from _pytest_nova.checks.node_registry import NodeFact, gathered, node_verdicts
+from _pytest_nova.checks.node_rules import Context, Params
+from _pytest_nova.checks.node_rules import Rule as NodeRule
+from _pytest_nova.hosts import HostError, Hosts, Reason, RemoteHost, Result
+from _pytest_nova.inventory import Host, Inventory
+from _pytest_nova.kinds import Judge, Kind, Registry, RegistryError
+from _pytest_nova.model import JSONObject, JSONValue, Outcome, Phase
+from _pytest_nova.plan import (
     BalancerCheck,
     Check,
     ClusterCheck,
@@ -32,9 +31,9 @@ from pytest_nova.plan import (
     Target,
     hosts_in_scope,
 )
-from pytest_nova.runcache import RunCache, once
-from pytest_nova.session import NovaItem, NovaSession, session_of
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, WARNING, Finding, Verdict
+from _pytest_nova.runcache import RunCache, once
+from _pytest_nova.session import NovaItem, NovaSession, session_of
+from _pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, WARNING, Finding, Verdict
 
 __all__ = [
     "ERROR",

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_nova.hosts import Access, Transport
-    from pytest_nova.inventory import Host, Inventory
-    from pytest_nova.kinds import Registry
-    from pytest_nova.model import JSONObject
-    from pytest_nova.session import NovaSession
+    from _pytest_nova.hosts import Access, Transport
+    from _pytest_nova.inventory import Host, Inventory
+    from _pytest_nova.kinds import Registry
+    from _pytest_nova.model import JSONObject
+    from _pytest_nova.session import NovaSession
 
 hookspec = pytest.hookspec
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from _pytest_nova.errors import SourceError
+from _pytest_nova.inventory import Host, Inventory, load_inventory
 from pytest_nova.ansible import main
-from pytest_nova.errors import SourceError
-from pytest_nova.inventory import Host, Inventory, load_inventory
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "ansible"
@@ -668,7 +668,7 @@ def test_usage_errors_exit_4_without_traceback(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_a_warning_about_many_hosts_names_the_first_ten() -> None:
-    from pytest_nova.ansible.convert import Notes
+    from _pytest_nova.ansible.convert import Notes
 
     notes = Notes()
     for i in range(12):
@@ -683,7 +683,7 @@ def test_a_pipe_is_read_as_listing_json_and_special_files_are_refused(
 ) -> None:
     import threading
 
-    from pytest_nova.ansible import reading
+    from _pytest_nova.ansible import reading
 
     fifo = tmp_path / "listing"
     os.mkfifo(fifo)

@@ -16,14 +16,14 @@ import dns.message
 import dns.rrset
 import pytest
 
+from _pytest_nova import x509
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.checks import balancers as b
+from _pytest_nova.inventory import load_inventory
+from _pytest_nova.kinds import build
+from _pytest_nova.plan import BalancerCheck, Target
+from _pytest_nova.verdicts import FAILED, PASSED
 from nova_lab import pki
-from pytest_nova import x509
-from pytest_nova.catalog import load_catalog
-from pytest_nova.checks import balancers as b
-from pytest_nova.inventory import load_inventory
-from pytest_nova.kinds import build
-from pytest_nova.plan import BalancerCheck, Target
-from pytest_nova.verdicts import FAILED, PASSED
 
 REPO = Path(__file__).resolve().parents[1]
 PROD = REPO / "inventories" / "example-prod.yaml"

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_nova.baseline import CHUNK, SCHEMA, BaselineError, compare, load_baseline, when
-from pytest_nova.model import Record
+from _pytest_nova.baseline import CHUNK, SCHEMA, BaselineError, compare, load_baseline, when
+from _pytest_nova.model import Record
 from tests.test_report import SUDO, SWAP, make_suite, results, run
 
 # Two faults, each one result where a passing run has one too (same identity).

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_nova.catalog import AREAS, PHASES, SEVERITIES, Catalog, load_catalog
-from pytest_nova.errors import SourceError
+from _pytest_nova.catalog import AREAS, PHASES, SEVERITIES, Catalog, load_catalog
+from _pytest_nova.errors import SourceError
 
 SEEDS = Path(__file__).parent / "data" / "seeds"
 SEED_000 = SEEDS / "000_77cdbd3ff13b5fb9.txt"  # Nova installation requirements (Russian)
 SEED_002 = SEEDS / "002_da7ba6c094596acc.txt"  # Kubernetes basics guide
-CATALOG_DIR = Path(__file__).parents[1] / "pytest_nova" / "catalog"
+CATALOG_DIR = Path(__file__).parents[1] / "_pytest_nova" / "catalog"
 VERSION = "nova-77cdbd3f"
 
 _HEADER = re.compile(r"^(\d+(?:\.\d+)*)\.\s+\S")

@@ -15,15 +15,15 @@ from typing import Any, cast
 import pytest
 import yaml
 
+from _pytest_nova import kubeconfig
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.checks import cluster as c
+from _pytest_nova.hosts import HostError
+from _pytest_nova.inventory import Inventory, load_inventory
+from _pytest_nova.kinds import build
+from _pytest_nova.plan import Check
+from _pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
 from nova_lab import kubeapi
-from pytest_nova import kubeconfig
-from pytest_nova.catalog import load_catalog
-from pytest_nova.checks import cluster as c
-from pytest_nova.hosts import HostError
-from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.kinds import build
-from pytest_nova.plan import Check
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Verdict
 
 REPO = Path(__file__).resolve().parents[1]
 PROD = REPO / "inventories" / "example-prod.yaml"

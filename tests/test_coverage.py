@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova.catalog import load_catalog
-from pytest_nova.coverage import NO_WORKSTATIONS, OTHER_PHASE, WORKSTATIONS_PART, coverage, plan_gaps
-from pytest_nova.inventory import load_inventory
-from pytest_nova.kinds import build
-from pytest_nova.model import Record
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.coverage import NO_WORKSTATIONS, OTHER_PHASE, WORKSTATIONS_PART, coverage, plan_gaps
+from _pytest_nova.inventory import load_inventory
+from _pytest_nova.kinds import build
+from _pytest_nova.model import Record
 from tests.test_report import make_suite, report_data, results, run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,11 +26,11 @@ import yaml
 from _pytest.config import _prepareconfig
 from _pytest.mark import ParameterSet
 
+from _pytest_nova.ansible import cli as ansible_cli
+from _pytest_nova.builtin_kinds import builtin_registry
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.waivers import load_waivers
 from nova_lab import cli
-from pytest_nova.ansible import cli as ansible_cli
-from pytest_nova.builtin_kinds import builtin_registry
-from pytest_nova.catalog import load_catalog
-from pytest_nova.waivers import load_waivers
 from tests.test_inventory import GOOD
 
 REPO = Path(__file__).resolve().parent.parent
@@ -258,7 +258,7 @@ def test_yaml_blocks_load_through_their_reader(block: Block, tmp_path: Path) -> 
         catalog = load_catalog(extra=[folder], areas=registry.areas)
         assert {r.id for r in catalog.requirements} >= {r["id"] for r in data["requirements"]}
     elif "nodes" in data:
-        from pytest_nova.inventory import load_inventory
+        from _pytest_nova.inventory import load_inventory
 
         assert load_inventory(path).nodes
     else:

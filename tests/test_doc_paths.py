@@ -1,9 +1,9 @@
 """Every module path that README.md, docs/ or a catalog file names exists in the repository.
 
-A path (``pytest_nova/checks/node.py``, ``checks/facts.py``, ``../pytest_nova/hookspecs.py``) must be a file of
-the repository, relative to its root, to ``pytest_nova/``, to the naming file's folder, or as the tail of a
+A path (``_pytest_nova/checks/node.py``, ``checks/facts.py``, ``../pytest_nova/hookspecs.py``) must be a file of
+the repository, relative to its root, to ``_pytest_nova/``, to the naming file's folder, or as the tail of a
 repository path; a bare file name (``plan.py``) must be the name of some file; a dotted name
-(``pytest_nova.runcache.once``) must import, up to its last attribute.
+(``_pytest_nova.runcache.once``) must import, up to its last attribute.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-        *sorted((ROOT / "pytest_nova/catalog").glob("*.yaml"))]
+        *sorted((ROOT / "_pytest_nova/catalog").glob("*.yaml"))]
 PATH = re.compile(r"(?<![\w./-])([\w./-]+\.py)\b")
 DOTTED = re.compile(r"\bpytest_nova(?:\.\w+)+")
 SKIP_DIRS = {".git", ".venv", "__pycache__", "build", "dist"}
@@ -38,7 +38,7 @@ def path_exists(ref: str, doc: Path) -> bool:
     if beside.is_file() and ROOT in beside.parents:
         return True
     ref = ref.removeprefix("./")
-    return ref in FILES or f"pytest_nova/{ref}" in FILES or any(p.endswith("/" + ref) for p in FILES)
+    return ref in FILES or f"_pytest_nova/{ref}" in FILES or any(p.endswith("/" + ref) for p in FILES)
 
 
 def dotted_exists(name: str) -> bool:
@@ -76,5 +76,5 @@ def test_a_stale_path_is_found() -> None:
     doc = ROOT / "docs" / "architecture.md"
     assert path_exists("checks/facts.py", doc) and not path_exists("pytest_nova/facts.py", doc)
     assert path_exists("../pytest_nova/hookspecs.py", doc) and not path_exists("nosuch_module.py", doc)
-    assert dotted_exists("pytest_nova.runcache.once") and not dotted_exists("pytest_nova.runcache.gone")
+    assert dotted_exists("_pytest_nova.runcache.once") and not dotted_exists("_pytest_nova.runcache.gone")
     assert not dotted_exists("pytest_nova.no_such_module")

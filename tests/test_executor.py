@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova import executor
-from pytest_nova.hosts import Access, HostError, RemoteHost
-from pytest_nova.inventory import Inventory, load_inventory
+from _pytest_nova import executor
+from _pytest_nova.hosts import Access, HostError, RemoteHost
+from _pytest_nova.inventory import Inventory, load_inventory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,7 @@ def test_a_run_ends_with_no_pool_thread_left(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("")
     pytester.makepyfile(
         """
-        from pytest_nova import executor
+        from _pytest_nova import executor
 
         def test_uses_the_pool():
             assert executor.run_all(lambda i: i, range(20), 8) == list(range(20))
@@ -153,7 +153,7 @@ def test_readline_at_the_end_returns_the_last_partial_line_then_says_why(local: 
 
 
 def test_no_engine_starts_threads_or_pools_of_its_own() -> None:
-    package = REPO / "pytest_nova"
+    package = REPO / "_pytest_nova"
     # Probes run on the checked hosts; the testinfra fallback keeps a watchdog thread, so a hung library call
     # never holds a slot of the shared pool.
     # The Ansible converter is a command of its own: the system resolver has no timeout, so its lookups are

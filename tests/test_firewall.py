@@ -13,18 +13,18 @@ from typing import Any
 
 import pytest
 
-from pytest_nova.catalog import load_catalog
-from pytest_nova.checks import firewall as matrix
-from pytest_nova.checks.firewall import Listening, Probe, judge_probe, listen_requests, probes_by_source
-from pytest_nova.inventory import load_inventory
-from pytest_nova.kinds import build
-from pytest_nova.plan import PortRuleCheck
-from pytest_nova.probes import portprobe
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.checks import firewall as matrix
+from _pytest_nova.checks.firewall import Listening, Probe, judge_probe, listen_requests, probes_by_source
+from _pytest_nova.inventory import load_inventory
+from _pytest_nova.kinds import build
+from _pytest_nova.plan import PortRuleCheck
+from _pytest_nova.probes import portprobe
+from _pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
 
 REPO = Path(__file__).resolve().parents[1]
 PROD = REPO / "inventories" / "example-prod.yaml"
-PROBES = REPO / "pytest_nova" / "probes"
+PROBES = REPO / "_pytest_nova" / "probes"
 
 
 def _checks() -> list[PortRuleCheck]:
@@ -260,7 +260,7 @@ def test_portprobe_exits_when_its_lifeline_closes() -> None:
 
 
 def test_listener_names_a_taken_port_from_one_read_of_each_socket_table() -> None:
-    from pytest_nova.probes import listener
+    from _pytest_nova.probes import listener
 
     listener._TABLES.clear()
     with socket.socket() as held, socket.socket() as other:

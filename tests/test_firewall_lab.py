@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.inventory import Inventory, load_inventory
 from nova_lab import Lab, LabSpec
-from pytest_nova.catalog import load_catalog
-from pytest_nova.inventory import Inventory, load_inventory
 from tests.lab_fixtures import REPO, booted, lab_name, run_suite
 
 pytestmark = pytest.mark.lab
@@ -81,8 +81,8 @@ def assert_nothing_left(lab: Lab, before: dict[str, dict[str, Any]]) -> None:
 
 def planned(inv: Inventory) -> set[Probe]:
     """Every (source, target, port, protocol) the plan probes."""
-    from pytest_nova.kinds import build
-    from pytest_nova.plan import PortRuleCheck
+    from _pytest_nova.kinds import build
+    from _pytest_nova.plan import PortRuleCheck
 
     checks = build(load_catalog(), inv).of_type(PortRuleCheck, "preinstall")
     return {(str(c.source), t.name, c.port, str(c.protocol)) for c in checks for t in c.targets}

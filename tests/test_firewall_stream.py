@@ -18,19 +18,19 @@ from typing import Any, cast
 
 import pytest
 
-from pytest_nova.catalog import load_catalog
-from pytest_nova.checks import firewall as matrix
-from pytest_nova.checks import udp_evidence
-from pytest_nova.checks.firewall import Judgement, Listening, ListenRequest, Probe, judge_probe
-from pytest_nova.hosts import Access, HostError, Hosts, RemoteHost
-from pytest_nova.inventory import load_inventory
-from pytest_nova.kinds import build
-from pytest_nova.model import JSONScalar, Outcome
-from pytest_nova.options import Settings
-from pytest_nova.plan import PortRuleCheck
-from pytest_nova.probes import portprobe
-from pytest_nova.remote_scripts import SUDO_REFUSED, Script
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.checks import firewall as matrix
+from _pytest_nova.checks import udp_evidence
+from _pytest_nova.checks.firewall import Judgement, Listening, ListenRequest, Probe, judge_probe
+from _pytest_nova.hosts import Access, HostError, Hosts, RemoteHost
+from _pytest_nova.inventory import load_inventory
+from _pytest_nova.kinds import build
+from _pytest_nova.model import JSONScalar, Outcome
+from _pytest_nova.options import Settings
+from _pytest_nova.plan import PortRuleCheck
+from _pytest_nova.probes import portprobe
+from _pytest_nova.remote_scripts import SUDO_REFUSED, Script
+from _pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
 
 SETTINGS = Settings(inventory=None, phase="preinstall", json_path=None, probe_timeout=0.1, connect_timeout=5.0,
                     command_timeout=120.0, concurrency=64, waivers=None)

@@ -8,12 +8,12 @@ import re
 
 import pytest
 
-from pytest_nova.catalog import load_catalog
-from pytest_nova.checks.firewall_fixes import DEBIAN, RHEL, os_family, port_rule_fix, with_fixes
-from pytest_nova.inventory import load_inventory
-from pytest_nova.kinds import build
-from pytest_nova.plan import PortRuleCheck
-from pytest_nova.verdicts import FAILED, PASSED, Verdict
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.checks.firewall_fixes import DEBIAN, RHEL, os_family, port_rule_fix, with_fixes
+from _pytest_nova.inventory import load_inventory
+from _pytest_nova.kinds import build
+from _pytest_nova.plan import PortRuleCheck
+from _pytest_nova.verdicts import FAILED, PASSED, Verdict
 from tests.test_plan import PROD
 
 INV = load_inventory(PROD)

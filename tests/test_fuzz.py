@@ -21,11 +21,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_nova import inputs, outputs
-from pytest_nova.errors import SourceError
-from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.options import DAY, number
-from pytest_nova.waivers import Waivers, load_waivers
+from _pytest_nova import inputs, outputs
+from _pytest_nova.errors import SourceError
+from _pytest_nova.inventory import Inventory, load_inventory
+from _pytest_nova.options import DAY, number
+from _pytest_nova.waivers import Waivers, load_waivers
 from tests.test_inventory import GOOD
 from tests.test_waivers import GOOD as GOOD_WAIVERS
 from tests.test_waivers import HOSTS, REQS

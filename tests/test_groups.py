@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from pytest_nova.checks.firewall_fixes import DEBIAN, RHEL, SOURCES, inbound_many, with_fixes
-from pytest_nova.model import Record
-from pytest_nova.plan import PortRuleCheck, Target
-from pytest_nova.report.groups import problems
-from pytest_nova.verdicts import FAILED, Verdict
+from _pytest_nova.checks.firewall_fixes import DEBIAN, RHEL, SOURCES, inbound_many, with_fixes
+from _pytest_nova.model import Record
+from _pytest_nova.plan import PortRuleCheck, Target
+from _pytest_nova.report.groups import problems
+from _pytest_nova.verdicts import FAILED, Verdict
 from tests.test_fixes import INV, PLAN, _addr
 from tests.test_report import make_suite, results, run
 

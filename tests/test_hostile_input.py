@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova import inputs, outputs, secrets
-from pytest_nova.checks.cluster import fetch
-from pytest_nova.hosts import HostError
-from pytest_nova.inventory import load_inventory
-from pytest_nova.kubeconfig import kubeconfig_problem
+from _pytest_nova import inputs, outputs, secrets
+from _pytest_nova.checks.cluster import fetch
+from _pytest_nova.hosts import HostError
+from _pytest_nova.inventory import load_inventory
+from _pytest_nova.kubeconfig import kubeconfig_problem
 from tests.test_inventory import GOOD
 
 # Development plugins a user's install does not have; the benchmark plugin would also create .benchmarks/.
@@ -140,7 +140,7 @@ REPLACE = "; the run would replace it: name another file for the output"
 FIFO_OUT = ("is a FIFO; pytest writes this report at the end of the run and would wait there for a reader forever: "
             "name a regular file")
 def patched(setup: Setup, *settings: str) -> Setup:
-    """``setup``, with module constants of pytest_nova set for the run ("module.NAME=int")."""
+    """``setup``, with module constants of _pytest_nova set for the run ("module.NAME=int")."""
     def run(folder: Path) -> list[str]:
         return [*setup(folder), *(f"patch:{s}" for s in settings)]
 
@@ -334,7 +334,7 @@ def test_bad_input_is_one_line_exit_4(pytester: pytest.Pytester, monkeypatch: py
         elif arg.startswith("patch:"):
             target, value = arg[6:].split("=")
             module, name = target.split(".")
-            monkeypatch.setattr(importlib.import_module(f"pytest_nova.{module}"), name, int(value))
+            monkeypatch.setattr(importlib.import_module(f"_pytest_nova.{module}"), name, int(value))
         else:
             argv.append(arg)
     if xdist:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova.catalog import load_catalog
-from pytest_nova.errors import SourceError
-from pytest_nova.inventory import load_inventory
-from pytest_nova.kinds import build
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.errors import SourceError
+from _pytest_nova.inventory import load_inventory
+from _pytest_nova.kinds import build
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from pytest_nova.catalog import load_catalog
-from pytest_nova.checks import inventory as inventory_checks
-from pytest_nova.inventory import load_inventory
-from pytest_nova.kinds import build
-from pytest_nova.verdicts import FAILED, PASSED, SKIPPED
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.checks import inventory as inventory_checks
+from _pytest_nova.inventory import load_inventory
+from _pytest_nova.kinds import build
+from _pytest_nova.verdicts import FAILED, PASSED, SKIPPED
 from tests.test_plan import CLOSED, PROD
 
 CAT = load_catalog()

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from pytest_nova import runcache
-from pytest_nova.checks.firewall import Listening, Probe, judge_probe, suspect
-from pytest_nova.hosts import Access, HostError, Reason, RemoteHost, Result, explain_ssh_failure, host_fix
-from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.probes import portprobe
-from pytest_nova.remote_scripts import NO_PYTHON, NO_SUDO, Script, _failure, framed, new_marker, start_and_read
-from pytest_nova.transports import SshTransport
-from pytest_nova.unreached import lines
-from pytest_nova.verdicts import SKIPPED
+from _pytest_nova import runcache
+from _pytest_nova.checks.firewall import Listening, Probe, judge_probe, suspect
+from _pytest_nova.hosts import Access, HostError, Reason, RemoteHost, Result, explain_ssh_failure, host_fix
+from _pytest_nova.inventory import Inventory, load_inventory
+from _pytest_nova.probes import portprobe
+from _pytest_nova.remote_scripts import NO_PYTHON, NO_SUDO, Script, _failure, framed, new_marker, start_and_read
+from _pytest_nova.transports import SshTransport
+from _pytest_nova.unreached import lines
+from _pytest_nova.verdicts import SKIPPED
 
 REPO = Path(__file__).resolve().parents[1]
 

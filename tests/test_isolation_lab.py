@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from _pytest_nova.inventory import load_inventory
 from nova_lab import Lab, LabSpec
-from pytest_nova.inventory import load_inventory
 from tests.lab_fixtures import booted, lab_name, run_suite, ssh_argv
 from tests.test_firewall_lab import FILTERED, planned
 

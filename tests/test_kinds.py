@@ -9,15 +9,15 @@ from typing import ClassVar
 
 import pytest
 
-from pytest_nova.areas import REQUIRED, AreaSpec
-from pytest_nova.builtin_kinds import BUILTIN_KINDS, KINDS, builtin_registry
-from pytest_nova.catalog import Catalog, load_catalog
-from pytest_nova.checks.node_registry import NodeFact
-from pytest_nova.checks.node_rules import Rule
-from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.kinds import Kind, Registry, RegistryError, build
-from pytest_nova.plan import Check, Expand, PortRuleCheck
-from pytest_nova.verdicts import Verdict
+from _pytest_nova.areas import REQUIRED, AreaSpec
+from _pytest_nova.builtin_kinds import BUILTIN_KINDS, KINDS, builtin_registry
+from _pytest_nova.catalog import Catalog, load_catalog
+from _pytest_nova.checks.node_registry import NodeFact
+from _pytest_nova.checks.node_rules import Rule
+from _pytest_nova.inventory import Inventory, load_inventory
+from _pytest_nova.kinds import Kind, Registry, RegistryError, build
+from _pytest_nova.plan import Check, Expand, PortRuleCheck
+from _pytest_nova.verdicts import Verdict
 from tests.test_plan import PROD
 
 
@@ -40,10 +40,10 @@ def test_every_builtin_kind_names_its_check_type_engine_and_known_areas() -> Non
     for kind in BUILTIN_KINDS:
         assert kind.check_type.kind == kind.name
         assert set(kind.areas) <= set(registry.areas), kind.name
-        assert kind.engine.startswith("pytest_nova."), kind.name
+        assert kind.engine.startswith("_pytest_nova."), kind.name
     assert registry.generic == ()
-    assert registry.engines == ("pytest_nova.checks.dns", "pytest_nova.checks.node", "pytest_nova.checks.firewall",
-                                "pytest_nova.checks.balancers", "pytest_nova.checks.cluster", "pytest_nova.fixtures")
+    assert registry.engines == ("_pytest_nova.checks.dns", "_pytest_nova.checks.node", "_pytest_nova.checks.firewall",
+                                "_pytest_nova.checks.balancers", "_pytest_nova.checks.cluster", "_pytest_nova.fixtures")
 
 
 def test_the_plan_holds_only_the_registered_types_each_under_its_kind() -> None:
@@ -81,7 +81,7 @@ def test_a_plugin_kind_is_run_by_the_generic_suite() -> None:
 
 def test_an_empty_registry_knows_nothing_and_the_builtins_come_through_the_hook() -> None:
     assert (Registry().areas, Registry().kinds, Registry().node_rules) == ({}, {}, {})
-    from pytest_nova import builtin_kinds
+    from _pytest_nova import builtin_kinds
 
     impl = builtin_kinds.pytest_nova_add_kinds
     assert impl.pytest_impl["tryfirst"]  # type: ignore[attr-defined]  # pluggy's marker

@@ -171,7 +171,7 @@ def test_inventory_is_format_v1(lab: Lab) -> None:
                                "roles": ["nova-ctl"], "connection": "local"}
     assert len(inv["nodes"]) == 1 + 3 + 2 + 1 + 3 and inv["workstations"][0]["name"] == "ops-1"
     assert (lab.state_dir / "id_nova").stat().st_mode & 0o777 == 0o600
-    from pytest_nova.inventory import load_inventory
+    from _pytest_nova.inventory import load_inventory
 
     load_inventory(lab.inventory_path)
 

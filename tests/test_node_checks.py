@@ -20,19 +20,19 @@ import dns.rcode
 import dns.rrset
 import pytest
 
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.checks import dns as dnscheck
+from _pytest_nova.checks import endpoints
+from _pytest_nova.checks import node as f
+from _pytest_nova.checks import node_rules as r
+from _pytest_nova.checks.facts import Facts
+from _pytest_nova.hosts import HostError, Reason
+from _pytest_nova.inventory import Inventory, load_inventory
+from _pytest_nova.kinds import build
+from _pytest_nova.plan import DnsRecordCheck
+from _pytest_nova.remote_scripts import source
+from _pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Finding
 from nova_lab import pki
-from pytest_nova.catalog import load_catalog
-from pytest_nova.checks import dns as dnscheck
-from pytest_nova.checks import endpoints
-from pytest_nova.checks import node as f
-from pytest_nova.checks import node_rules as r
-from pytest_nova.checks.facts import Facts
-from pytest_nova.hosts import HostError, Reason
-from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.kinds import build
-from pytest_nova.plan import DnsRecordCheck
-from pytest_nova.remote_scripts import source
-from pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, Finding
 
 REPO = Path(__file__).resolve().parents[1]
 PROD = REPO / "inventories" / "example-prod.yaml"

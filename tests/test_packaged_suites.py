@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova.collect import SUITES
+from _pytest_nova.collect import SUITES
 
 pytestmark = pytest.mark.nova_suites
 PROD = Path(__file__).resolve().parents[1] / "inventories" / "example-prod.yaml"
 AREAS = ("test_dns.py::", "test_external.py::", "test_firewall.py::", "test_os.py::", "test_k8s_nodes.py::")
 USER_TEST = """
-from pytest_nova.plan import Check
+from _pytest_nova.plan import Check
 
 def test_my_node_rule(node_requirement: Check, nova) -> None:
     assert node_requirement.host

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova.builtin_kinds import KINDS
-from pytest_nova.catalog import load_catalog
-from pytest_nova.inventory import load_inventory
-from pytest_nova.kinds import build
-from pytest_nova.plan import DnsRecordCheck, EndpointCheck, InventoryCheck, Plan, PortRuleCheck, Target
+from _pytest_nova.builtin_kinds import KINDS
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.inventory import load_inventory
+from _pytest_nova.kinds import build
+from _pytest_nova.plan import DnsRecordCheck, EndpointCheck, InventoryCheck, Plan, PortRuleCheck, Target
 
 REPO = Path(__file__).resolve().parents[1]
 PROD = REPO / "inventories" / "example-prod.yaml"

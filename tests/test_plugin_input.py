@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova.areas import OPTIONAL, REQUIRED, AreaSpec
-from pytest_nova.builtin_kinds import builtin_registry
-from pytest_nova.catalog import load_catalog
-from pytest_nova.errors import SourceError
+from _pytest_nova.areas import OPTIONAL, REQUIRED, AreaSpec
+from _pytest_nova.builtin_kinds import builtin_registry
+from _pytest_nova.catalog import load_catalog
+from _pytest_nova.errors import SourceError
 
 pytestmark = pytest.mark.nova_suites
 DATA = Path(__file__).resolve().parent / "data"

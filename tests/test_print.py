@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova.report import html
+from _pytest_nova.report import html
 from tests.test_report import SUDO, make_suite, run
 
 CHROMIUM = "/usr/bin/chromium"

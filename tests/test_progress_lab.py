@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from _pytest_nova.baseline import when
 from nova_lab import Lab, LabSpec
-from pytest_nova.baseline import when
 from tests.lab_fixtures import booted, lab_name, run_suite
 from tests.test_coverage import WORKSTATION_RULES
 from tests.test_print import CHROMIUM, PNG, print_pdf

@@ -1,5 +1,5 @@
-"""The public API: what a site plugin imports comes from ``pytest_nova`` itself; the package checks at run time
-with exceptions, not ``assert`` (which ``python -O`` removes)."""
+"""The public API: what a site plugin imports comes from ``pytest_nova`` itself, the implementation lives apart in
+``_pytest_nova``, and the package checks at run time with exceptions, not ``assert`` (which ``python -O`` removes)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,22 @@ from pathlib import Path
 import pytest_nova
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGE = REPO / "pytest_nova"
+PUBLIC, INTERNAL = REPO / "pytest_nova", REPO / "_pytest_nova"
 DOCS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
-PLUGINS = sorted((REPO / "tests" / "data" / "site_plugin").glob("*.py"))
+PLUGINS = sorted((REPO / "tests" / "data" / "site_plugin").glob("*.py")) + sorted((REPO / "examples").rglob("*.py"))
+
+
+NOVA = ("pytest_nova", "_pytest_nova")
 
 
 def _nova_imports(source: str) -> list[str]:
-    """The modules of pytest_nova a source imports from."""
+    """The modules of pytest_nova and _pytest_nova a source imports from."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pytest_nova":
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in NOVA:
             found.append(node.module)
         if isinstance(node, ast.Import):
-            found += [a.name for a in node.names if a.name.split(".")[0] == "pytest_nova"]
+            found += [a.name for a in node.names if a.name.split(".")[0] in NOVA]
     return found
 
 
@@ -33,13 +36,25 @@ def _python_blocks() -> list[tuple[str, str]]:
 
 def test_the_example_plugin_and_every_doc_snippet_import_only_the_public_api() -> None:
     sources = [(str(p.relative_to(REPO)), p.read_text()) for p in PLUGINS] + _python_blocks()
-    assert len(sources) >= 3
+    assert len(sources) >= 4 and any(where.startswith("examples/") for where, _ in sources)
     private = {where: mods for where, text in sources if (mods := [m for m in _nova_imports(text)
                                                                    if m != "pytest_nova"])}
     assert private == {}
     used = {alias.name for _, text in sources for node in ast.walk(ast.parse(text))
             if isinstance(node, ast.ImportFrom) and node.module == "pytest_nova" for alias in node.names}
     assert used and used <= set(pytest_nova.__all__)
+
+
+def test_the_public_package_holds_only_its_api_and_entry_points() -> None:
+    public = sorted(str(p.relative_to(PUBLIC)) for p in PUBLIC.rglob("*.py") if "suites" not in p.parts)
+    assert public == ["__init__.py", "ansible/__init__.py", "ansible/__main__.py", "hookspecs.py"]
+    # Public modules re-export; the code they run lives in the internal package.
+    for path in PUBLIC.rglob("*.py"):
+        if "suites" not in path.parts:
+            defined = [n for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+            assert path.name == "hookspecs.py" or defined == [], path
+    entry = re.search(r'^nova = "([\w.]+)"$', (REPO / "pyproject.toml").read_text(), re.M)
+    assert entry and entry.group(1) == "_pytest_nova.plugin"
 
 
 def test_every_public_name_exists() -> None:
@@ -55,7 +70,7 @@ CATCHES_TEST_ASSERTIONS = {"site_tests.py"}
 
 def test_no_assert_is_a_runtime_check_in_the_package() -> None:
     asserts, catches = [], []
-    for path in PACKAGE.rglob("*.py"):
+    for path in (*PUBLIC.rglob("*.py"), *INTERNAL.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             where = f"{path.relative_to(REPO)}:{getattr(node, 'lineno', 0)}"
             if isinstance(node, ast.Assert):

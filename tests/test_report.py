@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from pytest_nova.model import Outcome
-from pytest_nova.report import html
-from pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, decide
-from pytest_nova.verdicts import FAILED, PASSED, SKIPPED, USER_PROPERTY, Verdict, junit_properties
-from pytest_nova.waivers import Waiver, waive
+from _pytest_nova.model import Outcome
+from _pytest_nova.report import html
+from _pytest_nova.report.signoff import ACCEPTED, ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED, decide
+from _pytest_nova.verdicts import FAILED, PASSED, SKIPPED, USER_PROPERTY, Verdict, junit_properties
+from _pytest_nova.waivers import Waiver, waive
 
 INVENTORY = """\
 cluster:
@@ -43,8 +43,8 @@ SUITE = '''
 import json
 import pathlib
 
-from pytest_nova.plan import Check
-from pytest_nova.verdicts import Verdict
+from _pytest_nova.plan import Check
+from _pytest_nova.verdicts import Verdict
 
 FAULTS = json.loads((pathlib.Path(__file__).parent / "faults.json").read_text())
 
@@ -314,7 +314,7 @@ def test_bad_strict_environment_is_one_line(pytester: pytest.Pytester, monkeypat
 
 
 def test_the_verdict_counts_what_was_proven_and_what_could_not_be() -> None:
-    from pytest_nova.report.signoff import decide
+    from _pytest_nova.report.signoff import decide
 
     def rec(outcome: str, message: str) -> dict[str, object]:
         return {"outcome": outcome, "message": message}
@@ -328,7 +328,7 @@ def test_the_verdict_counts_what_was_proven_and_what_could_not_be() -> None:
 
 
 def test_require_proof_fails_only_what_could_not_be_proven() -> None:
-    from pytest_nova.verdicts import require_proof, unprovable
+    from _pytest_nova.verdicts import require_proof, unprovable
 
     def v(outcome: Outcome, message: str, proof: bool = False) -> Verdict:
         return Verdict(check="firewall", requirement="fw-x", section="3.1", outcome=outcome, message=message,

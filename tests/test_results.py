@@ -11,8 +11,8 @@ import pytest
 from tests.test_inventory import GOOD
 
 SUITE = '''
-from pytest_nova.plan import Check
-from pytest_nova.verdicts import Verdict
+from _pytest_nova.plan import Check
+from _pytest_nova.verdicts import Verdict
 
 
 def test_node(node_requirement: Check, nova) -> None:
@@ -74,8 +74,8 @@ def test_failure_reads_checked_expected_observed_fix(pytester: pytest.Pytester) 
 
 
 def test_the_spool_carries_checked_expected_fix_and_unprovable_as_fields_not_into_the_json(tmp_path: Any) -> None:
-    from pytest_nova.results import CHECK_PROPERTY, Collector
-    from pytest_nova.verdicts import FAILED, PASSED, SKIPPED, Verdict, attach
+    from _pytest_nova.results import CHECK_PROPERTY, Collector
+    from _pytest_nova.verdicts import FAILED, PASSED, SKIPPED, Verdict, attach
 
     props: list[tuple[str, object]] = [(CHECK_PROPERTY, {"check": "firewall", "requirement": "fw-x"})]
     v = partial(Verdict, "firewall", "fw-x", "3.1", source="a", port=1, protocol="tcp")

@@ -10,9 +10,9 @@ from typing import Any, cast
 
 import pytest
 
-from pytest_nova.model import Outcome
-from pytest_nova.results import CHECK_PROPERTY, Collector, pack, public, summarize
-from pytest_nova.verdicts import COUNTS_PROPERTY, USER_PROPERTY, Verdict, attach, compact
+from _pytest_nova.model import Outcome
+from _pytest_nova.results import CHECK_PROPERTY, Collector, pack, public, summarize
+from _pytest_nova.verdicts import COUNTS_PROPERTY, USER_PROPERTY, Verdict, attach, compact
 
 REPO = Path(__file__).resolve().parents[1]
 PROD = REPO / "inventories" / "example-prod.yaml"
@@ -126,8 +126,8 @@ def test_collector_memory_stays_flat_in_the_number_of_records() -> None:
 
 
 SUITE = '''
-from pytest_nova.plan import Check
-from pytest_nova.verdicts import Verdict
+from _pytest_nova.plan import Check
+from _pytest_nova.verdicts import Verdict
 
 
 def _judge(check: Check, nova) -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from _pytest_nova import secrets
+from _pytest_nova.plugin import mask_report
 from nova_lab import Lab, LabSpec
-from pytest_nova import secrets
-from pytest_nova.plugin import mask_report
 from tests.lab_fixtures import REPO, booted, lab_name
 
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n" \

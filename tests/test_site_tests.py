@@ -17,10 +17,10 @@ from typing import cast
 import pytest
 from _pytest.mark.structures import Mark
 
-from pytest_nova.builtin_kinds import builtin_registry
-from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.session import NovaSession
-from pytest_nova.site_tests import SiteTestError, nodes_of, requirement_of
+from _pytest_nova.builtin_kinds import builtin_registry
+from _pytest_nova.inventory import Inventory, load_inventory
+from _pytest_nova.session import NovaSession
+from _pytest_nova.site_tests import SiteTestError, nodes_of, requirement_of
 from tests.test_inventory import GOOD
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from _pytest_nova.inventory import load_inventory
 from nova_lab import Lab, LabSpec
-from pytest_nova.inventory import load_inventory
 from tests.lab_fixtures import REPO, booted, lab_name, run_suite
 
 pytestmark = pytest.mark.lab

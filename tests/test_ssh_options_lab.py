@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from _pytest_nova.inventory import load_inventory
 from nova_lab import Lab
 from pytest_nova.ansible import main as from_ansible
-from pytest_nova.inventory import load_inventory
 from tests.lab_fixtures import FaultFactory, run_suite
 
 pytestmark = pytest.mark.lab

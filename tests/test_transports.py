@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova import transports
-from pytest_nova.hosts import Access, HostError, Hosts, RemoteHost
-from pytest_nova.inventory import Inventory, load_inventory
-from pytest_nova.transports import (
+from _pytest_nova import transports
+from _pytest_nova.hosts import Access, HostError, Hosts, RemoteHost
+from _pytest_nova.inventory import Inventory, load_inventory
+from _pytest_nova.transports import (
     CommandTransport,
     LocalTransport,
     SshTransport,
@@ -22,7 +22,7 @@ from pytest_nova.transports import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGE = REPO / "pytest_nova"
+PACKAGE = REPO / "_pytest_nova"
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_nova.transports import CommandTransport
+from _pytest_nova.transports import CommandTransport
 
 CALLS = Path(__file__).parent / "calls.txt"
 

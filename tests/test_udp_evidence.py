@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from pytest_nova.checks import udp_evidence as ev
-from pytest_nova.checks.firewall import Listening, Probe, judge_probe
-from pytest_nova.model import JSONScalar
-from pytest_nova.probes import conntrack
-from pytest_nova.verdicts import FAILED, PASSED, SKIPPED
+from _pytest_nova.checks import udp_evidence as ev
+from _pytest_nova.checks.firewall import Listening, Probe, judge_probe
+from _pytest_nova.model import JSONScalar
+from _pytest_nova.probes import conntrack
+from _pytest_nova.verdicts import FAILED, PASSED, SKIPPED
 
 NODES = {"w1": "10.0.0.1", "w2": "10.0.0.2", "w3": "10.0.0.3"}
 KERNEL = "the kernel (no process holds the socket: a VXLAN or other tunnel device)"

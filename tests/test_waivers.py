@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova.errors import SourceError
-from pytest_nova.report.signoff import ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED
-from pytest_nova.waivers import load_waivers, usage
+from _pytest_nova.errors import SourceError
+from _pytest_nova.report.signoff import ACCEPTED_WITH_WAIVERS, NOT_ACCEPTED
+from _pytest_nova.waivers import load_waivers, usage
 from tests.test_report import SUDO, SWAP, make_suite, results, run
 
 REQS = {"os-sudo-nopasswd", "k8s-swap-off"}
@@ -173,8 +173,8 @@ def test_errors_are_not_waived(pytester: pytest.Pytester) -> None:
 
 
 def test_example_file_is_valid_for_the_example_inventory() -> None:
-    from pytest_nova.catalog import load_catalog
-    from pytest_nova.inventory import load_inventory
+    from _pytest_nova.catalog import load_catalog
+    from _pytest_nova.inventory import load_inventory
 
     repo = Path(__file__).resolve().parents[1]
     inv = load_inventory(repo / "inventories" / "example-prod.yaml")

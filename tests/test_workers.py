@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nova.plugin import ONE_PROCESS_HOSTS
+from _pytest_nova.plugin import ONE_PROCESS_HOSTS
 
 BENCH_PLAN = Path(__file__).resolve().parents[1] / "bench" / "plan.py"
 WHO = "def test_who(worker_id):\n    open('who.txt', 'w').write(f'RAN-IN {worker_id}')\n"

@@ -79,7 +79,7 @@ def _up(a: argparse.Namespace) -> Lab:
 
 def suites_dir() -> Path:
     """The plan's suites, shipped in the pytest_nova package."""
-    from pytest_nova.collect import SUITES
+    from _pytest_nova.collect import SUITES
 
     return SUITES
 

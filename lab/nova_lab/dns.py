@@ -27,7 +27,7 @@ def platform_records(modules: Sequence[str]) -> list[str]:
     """Short names of the platform records (from the catalog when it has them all, else the docs' list)."""
     rows: list[tuple[str, str | None]] = []
     with contextlib.suppress(Exception):  # the catalog is optional for the lab; any load error -> fallback
-        from pytest_nova.catalog import load_catalog
+        from _pytest_nova.catalog import load_catalog
 
         rows = [(str(r.record), r.module) for r in load_catalog().by_area("dns") if r.record]
     if len(rows) < len(FALLBACK_RECORDS):

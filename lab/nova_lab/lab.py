@@ -563,7 +563,7 @@ class Lab:
         sel = {"masters": "master", "infra": "infra", "ingress": "ingress", "workers": "worker"}
         out: set[int] = set()
         with contextlib.suppress(Exception):  # the catalog is optional for the lab
-            from pytest_nova.catalog import load_catalog
+            from _pytest_nova.catalog import load_catalog
 
             for r in load_catalog().by_area("firewall"):
                 if r.protocol != "tcp" or not r.port:

@@ -1,5 +1,5 @@
 """``python -m pytest_nova.ansible``: the same as ``nova-inventory-from-ansible``."""
 
-from pytest_nova.ansible.cli import main
+from pytest_nova.ansible import main
 
 raise SystemExit(main())

@@ -5,9 +5,9 @@ One kubelet version across nodes; kube-system pods running.
 
 from __future__ import annotations
 
-from pytest_nova.checks.cluster import Cluster
-from pytest_nova.plan import ClusterCheck, ClusterNodeCheck
-from pytest_nova.session import NovaItem
+from _pytest_nova.checks.cluster import Cluster
+from _pytest_nova.plan import ClusterCheck, ClusterNodeCheck
+from _pytest_nova.session import NovaItem
 
 
 def test_cluster_node(cluster_node: ClusterNodeCheck, nova_cluster: Cluster, nova: NovaItem) -> None:

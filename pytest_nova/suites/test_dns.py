@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pytest_nova.checks.dns import NameChecks
-from pytest_nova.checks.node import NodeFacts
-from pytest_nova.plan import DnsRecordCheck, NamesOnNodeCheck
-from pytest_nova.session import NovaItem
+from _pytest_nova.checks.dns import NameChecks
+from _pytest_nova.checks.node import NodeFacts
+from _pytest_nova.plan import DnsRecordCheck, NamesOnNodeCheck
+from _pytest_nova.session import NovaItem
 
 
 def test_dns_record(dns_record: DnsRecordCheck, nova_dns: NameChecks, nova: NovaItem) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_nova.plan import Check
-from pytest_nova.session import NovaItem
+from _pytest_nova.plan import Check
+from _pytest_nova.session import NovaItem
 
 
 def test_check(nova_check: Check, request: pytest.FixtureRequest, nova: NovaItem) -> None:

@@ -5,11 +5,11 @@ Docs 3.2 (after installation): each balancer port is reached from the cluster no
 
 from __future__ import annotations
 
-from pytest_nova.checks.firewall import PortMatrix
-from pytest_nova.checks.firewall_fixes import families, with_fixes
-from pytest_nova.checks.node import NodeFacts
-from pytest_nova.plan import PortRuleCheck
-from pytest_nova.session import NovaItem
+from _pytest_nova.checks.firewall import PortMatrix
+from _pytest_nova.checks.firewall_fixes import families, with_fixes
+from _pytest_nova.checks.node import NodeFacts
+from _pytest_nova.plan import PortRuleCheck
+from _pytest_nova.session import NovaItem
 
 
 def test_port(port_rule: PortRuleCheck, port_matrix: PortMatrix, node_facts: NodeFacts, nova: NovaItem) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pytest_nova.checks import inventory as inventory_checks
-from pytest_nova.inventory import Inventory
-from pytest_nova.plan import InventoryCheck
-from pytest_nova.session import NovaItem
+from _pytest_nova.checks import inventory as inventory_checks
+from _pytest_nova.inventory import Inventory
+from _pytest_nova.plan import InventoryCheck
+from _pytest_nova.session import NovaItem
 
 
 def test_inventory_value(inventory_check: InventoryCheck, nova_inventory: Inventory, nova: NovaItem) -> None:

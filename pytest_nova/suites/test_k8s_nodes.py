@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_nova.checks.node import NodeFacts
-from pytest_nova.plan import NodeCheck
-from pytest_nova.session import NovaItem
+from _pytest_nova.checks.node import NodeFacts
+from _pytest_nova.plan import NodeCheck
+from _pytest_nova.session import NovaItem
 
 
 @pytest.mark.nova_area("k8s")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pytest_nova.checks.balancers import Balancers
-from pytest_nova.plan import BalancerCheck
-from pytest_nova.session import NovaItem
+from _pytest_nova.checks.balancers import Balancers
+from _pytest_nova.plan import BalancerCheck
+from _pytest_nova.session import NovaItem
 
 
 def test_balancer(balancer_check: BalancerCheck, nova_balancers: Balancers, nova: NovaItem) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
-from pytest_nova.hosts import Access, Transport
-from pytest_nova.inventory import Host, Inventory
-from pytest_nova.transports import SshTransport, builtin_transport
+from _pytest_nova.hosts import Access, Transport
+from _pytest_nova.inventory import Host, Inventory
+from _pytest_nova.transports import SshTransport, builtin_transport
 
 
 class CountingSsh(SshTransport):
