@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
-from urllib.request import ProxyHandler, build_opener
 
 # A JSON object: the parameters this script reads, and each fact it reports.
 Facts = Dict[str, Any]
@@ -35,8 +34,10 @@ Facts = Dict[str, Any]
 # or ("sudo",).
 PoolKey = Tuple[Union[str, int], ...]
 
-# Local health endpoints are fetched directly, whatever proxy the environment names.
-_DIRECT = build_opener(ProxyHandler({}))
+# The TLS contexts every endpoint thread shares: loading the trust store parses the whole CA bundle, tens of ms
+# of CPU each time, which was most of what this script cost a host.
+_CONTEXTS = {}  # type: Dict[bool, ssl.SSLContext]
+_CONTEXTS_LOCK = threading.Lock()
 
 # The privileged helper run through ``sudo -n``: stat files, read small files, connect to unix sockets.
 _PRIV = r"""
@@ -270,6 +271,21 @@ def _open(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str], tim
     return None
 
 
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """The run's one context that verifies against the node's trust store, or its one that verifies nothing."""
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(verify)
+        if ctx is None:
+            if verify:
+                ctx = ssl.create_default_context()
+            else:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            _CONTEXTS[verify] = ctx
+        return ctx
+
+
 def endpoint(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str], timeout: float) -> Facts:
     """TCP connect (through an HTTP proxy's CONNECT when set) and a TLS handshake to name:port.
 
@@ -282,7 +298,7 @@ def endpoint(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str], 
     if sock is None:
         return res
     try:
-        ctx = ssl.create_default_context()
+        ctx = tls_context(verify=True)
         sock.settimeout(timeout)
         try:
             tls = ctx.wrap_socket(sock, server_hostname=name)
@@ -319,9 +335,7 @@ def _unverified(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str
     if sock is None:
         return {"handshake": False, "handshake_error": "the second connection failed"}
     try:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = tls_context(verify=False)
         sock.settimeout(timeout)
         tls = ctx.wrap_socket(sock, server_hostname=name)
         sock = tls
@@ -338,9 +352,12 @@ def _unverified(name: str, port: int, proxy: Optional[Facts], no_proxy: List[str
 
 
 def http_ok(url: str, timeout: float) -> Facts:
-    """GET ``url`` (a local health endpoint); its status and the start of its body."""
+    """GET ``url`` (a local health endpoint) directly, whatever proxy the environment names; status, body start."""
+    # Imported here: urllib.request costs every run tens of ms, and only post-install health checks fetch.
+    from urllib.request import ProxyHandler, build_opener
+
     try:
-        with _DIRECT.open(url, timeout=timeout) as resp:
+        with build_opener(ProxyHandler({})).open(url, timeout=timeout) as resp:
             return {"status": resp.status, "body": resp.read(256).decode("utf-8", "replace")}
     except OSError as exc:
         reason = getattr(exc, "reason", None) or exc
