@@ -45,7 +45,9 @@ def source(name: str) -> bytes:
 def _command(name: str, sudo: bool) -> tuple[str, bytes]:
     script = source(name)
     prefix = "sudo -n " if sudo else ""
-    return f'{prefix}python3 -c "{_BOOT}" {len(script)} nova-{name}', script
+    # -I -S: stdlib only, so no site-packages, .pth files or PYTHON* variables of the host's (a third of a
+    # python3 start's CPU, paid by every script on every host).
+    return f'{prefix}python3 -I -S -c "{_BOOT}" {len(script)} nova-{name}', script
 
 
 def sudo_refused(exc: HostError) -> bool:

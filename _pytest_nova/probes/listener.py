@@ -148,6 +148,9 @@ def bind(address: str, port: int, proto: str) -> socket.socket:
     raise last if last is not None else OSError(errno.EADDRNOTAVAIL, "no address to bind")
 
 
+DRAIN = 64  # connections or datagrams served per readiness event, before the loop looks at the others
+
+
 class Listener:
     """The served sockets and the IPIP receiver."""
 
@@ -206,18 +209,27 @@ class Listener:
                 sock = key.fileobj
                 if not isinstance(sock, socket.socket):  # only sockets are registered
                     continue
-                try:
-                    if kind == "tcp":
-                        conn, _ = sock.accept()
-                        conn.close()
-                    elif kind == "udp":
-                        data, peer = sock.recvfrom(2048)
-                        if data.startswith(self.magic):
-                            sock.sendto(data, peer)
-                    else:
-                        self._ipip(sock.recvfrom(4096))
-                except OSError:
-                    continue
+                self._drain(sock, kind)
+
+    def _drain(self, sock: socket.socket, kind: str) -> None:
+        """Serve what is queued on ``sock``, up to ``DRAIN`` at a time.
+
+        Probes arrive in bursts: serving the queue saves a select call per connection or datagram.
+        """
+        for _ in range(DRAIN):
+            try:
+                if kind == "tcp":
+                    sock.accept()[0].close()
+                elif kind == "udp":
+                    data, peer = sock.recvfrom(2048)
+                    if data.startswith(self.magic):
+                        sock.sendto(data, peer)
+                else:
+                    self._ipip(sock.recvfrom(4096))
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
 
     def _ipip(self, packet: Tuple[bytes, Any]) -> None:
         data, peer = packet
