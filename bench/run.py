@@ -9,7 +9,8 @@ and reports the wall time (pytest's start, collection, xdist workers and the rep
 the CPU time of the run and of the runner's own Python processes (``bench/cpu_plugin.py``),
 the exit code, the number of records, the sizes of the results JSON, the JUnit XML and the HTML report, the peak
 RSS of the largest process of the run (``getrusage(RUSAGE_CHILDREN)``: the controller or one worker), and the
-load average before and after (the machine is shared). The lab is always torn down.
+load average before and after, and the whole machine's busy and idle CPU seconds (the lab shares the cores).
+The lab is always torn down.
 
 ``--baseline DIR`` also runs the same command with the code of another checkout (e.g. ``git worktree`` or
 ``git archive`` of an older commit) on the same lab, right after, for before/after figures. Run as root:
@@ -102,6 +103,14 @@ class Sampler(threading.Thread):
             self.peak["ssh_rss_mb"] = max(self.peak["ssh_rss_mb"], sum(rss for *_, rss in ssh) // 1024)
 
 
+def machine_cpu() -> tuple[float, float]:
+    """Seconds of CPU the whole machine spent busy and idle so far, summed over its cores (``/proc/stat``)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / tick, idle / tick
+
+
 def xdist_args(workers: str) -> list[str]:
     """The pytest arguments of one ``--workers`` value: ``auto``, a number (``0``: xdist in-process), ``off``."""
     return ["-p", "no:xdist"] if workers == "off" else ["-n", workers]
@@ -131,6 +140,7 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
         argv = [spy, "record", "--subprocesses", "--rate", "100", "--format", "raw", "-o", str(out / "profile.txt"),
                 "--", *argv]
     load = os.getloadavg()[0]
+    busy_before, idle_before = machine_cpu()
     sampler = Sampler(lab)
     sampler.start()
     try:
@@ -140,6 +150,7 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
     finally:
         sampler.stop.set()
         sampler.join()
+    busy_after, idle_after = machine_cpu()
     if proc.returncode != 0:
         raise SystemExit(f"{label}: the measuring process failed:\n{proc.stderr[-3000:]}")
     run = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -156,6 +167,9 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
         # The runner's own CPU: the controller's and each xdist worker's Python process (not their ssh clients).
         "runner_cpu_s": round(sum(p["cpu_s"] for p in processes), 1),
         "processes": processes,
+        # Everything the machine did meanwhile: the run, the lab's hosts it talked to (sshd, their scripts, the
+        # kernel's network stack) and anything else; idle is what the cores had left.
+        "machine_busy_s": round(busy_after - busy_before, 1), "machine_idle_s": round(idle_after - idle_before, 1),
         "summary": data["summary"], "verdict": data.get("verdict"),
         "json_mb": round(results.stat().st_size / 1e6, 1),
         "junit_mb": round((out / "junit.xml").stat().st_size / 1e6, 1),
@@ -222,12 +236,13 @@ def main() -> None:
                         help="sample each run with py-spy into profile.txt (implies --keep; see bench/cpu_profile.py)")
     a = parser.parse_args()
     rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep or a.profile, a.workers, a.profile)]
-    print("| workers (hosts) | code | -n | wall (CPU; the runner's own) | exit | records | results JSON | JUnit | "
+    print("| workers (hosts) | code | -n | wall (CPU; the runner's own; the machine busy / idle) | exit | records | "
+          "results JSON | JUnit | "
           "HTML | peak RSS | ssh processes (masters), their RSS | load |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['n']} ({r['hosts']}) | {r['label']} | {r['workers']} | {r['seconds']} s ({r['cpu_s']} s; "
-              f"{r['runner_cpu_s']} s) | "
+              f"{r['runner_cpu_s']} s; {r['machine_busy_s']} / {r['machine_idle_s']} s) | "
               f"{r['rc']} | "
               f"{r['records']} | "
               f"{r['json_mb']} MB | {r['junit_mb']} MB | {r['html_mb']} MB | {r['peak_rss_mb']} MB | "
