@@ -437,6 +437,21 @@ def test_probe_endpoint_causes(tls: tuple[int, Path]) -> None:
     assert trusted[f"localhost:{port}"]["issuer"] == "Probe Test CA"
 
 
+def test_probe_loads_the_trust_store_once_and_shares_it_between_endpoint_threads(tls: tuple[int, Path]) -> None:
+    from _pytest_nova.probes import node_facts
+
+    port, ca = tls
+    params = {"user": "root", "timeout": 2, "endpoints": [["localhost", port], [LOCAL, port]]}
+    trusted = run_probe(params, env={"SSL_CERT_FILE": str(ca)})["endpoints"]
+    assert [trusted[f"{name}:{port}"]["status"] for name in ("localhost", LOCAL)] == ["ok", "ok"]
+    untrusted = run_probe(params)["endpoints"]
+    for name in ("localhost", LOCAL):
+        assert untrusted[f"{name}:{port}"]["status"] == "untrusted" and untrusted[f"{name}:{port}"]["cert"]
+    assert node_facts.tls_context(verify=True) is node_facts.tls_context(verify=True)
+    assert node_facts.tls_context(verify=True).verify_mode == ssl.CERT_REQUIRED
+    assert node_facts.tls_context(verify=False).verify_mode == ssl.CERT_NONE
+
+
 def test_probe_goes_through_the_proxy() -> None:
     srv, port = _proxy_403()
     try:
