@@ -9,9 +9,7 @@ never holds the queue ahead of another engine's work.
 The rule that keeps a bounded pool free of deadlock: tasks never wait on other tasks of the pool. Only the
 calling thread waits (:func:`run_all`); a call made from inside a pool task runs its items in that task,
 one after another. :func:`shutdown` (the plugin calls it when pytest unconfigures, also after Ctrl-C) cancels
-what has not started and joins the rest; every remote operation has its own timeout, so the join ends. Work
-that must not wait for the first item that needs it (the firewall matrix) runs in a thread of its own
-(:func:`in_background`), which :func:`shutdown` stops and joins too.
+what has not started and joins the rest; every remote operation has its own timeout, so the join ends.
 """
 
 from __future__ import annotations
@@ -32,8 +30,6 @@ MAX_THREADS = 128
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _local = threading.local()
-_background: list[tuple[threading.Thread, Callable[[], object] | None]] = []
-_closing = [False]  # while shutdown joins the background threads, their new batches fail instead of starting
 
 
 def _mark_worker() -> None:
@@ -48,8 +44,6 @@ def in_pool() -> bool:
 def _executor() -> ThreadPoolExecutor:
     global _pool
     with _lock:
-        if _closing[0]:
-            raise RuntimeError("the run is ending: no new remote work starts")
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="nova",
                                        initializer=_mark_worker)
@@ -172,53 +166,15 @@ def start_all(work: Callable[[T], R], items: Iterable[T], limit: int) -> Batch[T
     return Batch(work, items, limit)
 
 
-def in_background(work: Callable[[], object], name: str, stop: Callable[[], object] | None = None) -> None:
-    """Run ``work`` in a thread of its own, outside the pool; :func:`shutdown` calls ``stop`` and joins it.
-
-    Outside the pool, the batches ``work`` starts run in parallel on it (a pool task runs its batches one item
-    after another). Its errors are dropped: ``work`` stores what it computes (:mod:`~_pytest_nova.runcache`, which
-    keeps a host's error too), and whoever then needs the value and finds nothing stored computes it again.
-    ``stop`` ends what ``work`` has running on the hosts when the run ends early (Ctrl-C reaches only the main
-    thread).
-    """
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException:  # computed again, and reported, by whoever needs the value
-            return
-
-    thread = threading.Thread(target=run, name=f"nova-{name}", daemon=True)
-    with _lock:
-        _background.append((thread, stop))
-    thread.start()
-
-
 def threads() -> int:
     """Live threads of the pool (for tests and benchmarks)."""
     return sum(1 for t in threading.enumerate() if t.name.startswith("nova_"))
 
 
 def shutdown() -> None:
-    """Cancel queued work, join the running tasks and background threads; a later call starts a fresh pool.
-
-    A background thread's batches lose their queued items with the pool, and any batch it starts meanwhile fails:
-    it ends as soon as its running tasks do, each bounded by its own timeout (a later run in the same process,
-    as in-process test runs, gets a fresh pool).
-    """
+    """Cancel queued work, join the running tasks; a later call starts a fresh pool (in-process test runs)."""
     global _pool
     with _lock:
         pool, _pool = _pool, None
-        background, _background[:] = list(_background), []
-        _closing[0] = True
-    try:
-        for thread, stop in background:
-            if stop is not None and thread.is_alive():
-                stop()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        for thread, _ in background:
-            thread.join()
-    finally:
-        with _lock:
-            _closing[0] = False
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)

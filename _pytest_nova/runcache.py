@@ -48,15 +48,6 @@ def once(folder: Path, key: str, compute: Callable[[], T]) -> T:
     return cast(T, stored["value"])
 
 
-def claim(folder: Path, key: str) -> bool:
-    """Whether this process is the first of the run to claim ``key`` (every later call, in any process: False)."""
-    try:
-        os.close(os.open(_path(folder, key).with_suffix(".claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        return False
-    return True
-
-
 @dataclass(frozen=True)
 class RunCache:
     """The run cache of one run (the ``nova_run_cache`` fixture): :meth:`once` without passing the folder."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from _pytest_nova import executor, runcache
+from _pytest_nova import executor
 from _pytest_nova.hosts import Access, HostError, RemoteHost
 from _pytest_nova.inventory import Inventory, load_inventory
 
@@ -163,44 +163,3 @@ def test_no_engine_starts_threads_or_pools_of_its_own() -> None:
     offenders = [str(p.relative_to(REPO)) for p in package.rglob("*.py")
                  if p not in allowed and "probes" not in p.parts and starts.search(p.read_text())]
     assert offenders == []
-
-
-def test_a_background_thread_runs_its_batches_in_parallel_and_shutdown_joins_it() -> None:
-    together = threading.Barrier(3, timeout=5)  # a pool task would run the three one after another: broken
-    done: list[bool] = []
-
-    def work() -> None:
-        executor.run_all(lambda _: together.wait(), range(3), 3)
-        done.append(True)
-
-    executor.in_background(work, "test")
-    deadline = time.monotonic() + 10
-    while not done and time.monotonic() < deadline:
-        time.sleep(0.05)
-    executor.shutdown()
-    assert done == [True]
-    assert not [t for t in threading.enumerate() if t.name == "nova-test"]
-
-
-def test_shutdown_stops_a_background_thread_and_refuses_it_new_work() -> None:
-    release, outcome = threading.Event(), []
-
-    def work() -> None:
-        release.wait(10)  # set by stop(): shutdown has begun
-        try:
-            executor.run_all(lambda i: i, [1], 1)
-            outcome.append("ran")
-        except RuntimeError:
-            outcome.append("refused")
-
-    executor.in_background(work, "test", stop=release.set)
-    executor.shutdown()
-    assert outcome == ["refused"]
-    assert executor.run_all(lambda i: i * 2, [1, 2], 2) == [2, 4]  # a later run gets a fresh pool
-    executor.shutdown()
-
-
-def test_only_the_first_claim_of_a_run_wins(tmp_path: Path) -> None:
-    assert runcache.claim(tmp_path, "firewall-matrix") is True
-    assert runcache.claim(tmp_path, "firewall-matrix") is False
-    assert runcache.claim(tmp_path, "facts-worker-1") is True

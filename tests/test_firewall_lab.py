@@ -218,46 +218,6 @@ def _listening_and_probing(lab: Lab) -> bool:
         any("nova-portprobe" in s for ss in scripts.values() for s in ss)
 
 
-# Loaded into the run under test: when each item starts and finishes, and when the matrix computation started.
-_TIMELINE = textwrap.dedent("""
-    import json, os, time
-    from _pytest_nova import runcache
-    from _pytest_nova.checks.firewall import CACHE_KEY
-    from _pytest_nova.rundir import run_dir
-
-    def _write(*event):
-        with open(os.environ["NOVA_TIMELINE"], "a") as f:
-            f.write(json.dumps([*event, time.time()]) + "\\n")
-
-    def pytest_runtest_logstart(nodeid, location):
-        _write("start", nodeid)
-
-    def pytest_runtest_logfinish(nodeid, location):
-        _write("finish", nodeid)
-
-    def pytest_sessionfinish(session):
-        _write("matrix", (runcache.stored(run_dir(), CACHE_KEY) or {}).get("started"))
-""")
-
-
-def test_in_one_process_the_matrix_starts_with_the_first_item_not_the_first_firewall_item(
-        fw_lab: Lab, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "nova_timeline.py").write_text(_TIMELINE)
-    timeline = tmp_path / "timeline.jsonl"
-    monkeypatch.setenv("NOVA_TIMELINE", str(timeline))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")]))
-    rc, data, out = run_suite(fw_lab, "-n", "0", "-p", "nova_timeline", "-m", "dns or firewall",
-                              "pytest_nova/suites")
-    assert rc == 0, out[-3000:]
-    events = [json.loads(line) for line in timeline.read_text().splitlines()]
-    (matrix_started,) = [at for kind, at, _ in events if kind == "matrix"]
-    dns_done = min(at for kind, nodeid, at in events if kind == "finish" and "test_dns.py" in nodeid)
-    firewall_starts = min(at for kind, nodeid, at in events if kind == "start" and "test_firewall.py" in nodeid)
-    # Items run in collection order: before, the first firewall item started the matrix after every DNS item.
-    assert matrix_started < dns_done < firewall_starts
-    assert {r["outcome"] for r in data["results"] if r["check"] == "firewall"} == {"passed"}
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
 def test_an_interrupted_run_leaves_nothing_behind(fw_lab: Lab, sig: signal.Signals) -> None:
     before = inspect(fw_lab)

@@ -33,14 +33,12 @@ import pytest
 
 from _pytest_nova import executor, runcache
 from _pytest_nova.checks.udp_evidence import Peers, Proof, proof_line, prove, silent_probes
-from _pytest_nova.fixtures import hosts_of
 from _pytest_nova.hosts import HostError, Hosts, RemoteHost, Stream
 from _pytest_nova.inventory import Inventory
 from _pytest_nova.model import JSONScalar, JSONValue, Outcome
 from _pytest_nova.options import Settings
 from _pytest_nova.plan import PortRuleCheck, Target
 from _pytest_nova.remote_scripts import SUDO_REFUSED, Script, run_script, start_and_read, sudo_refused
-from _pytest_nova.rundir import run_dir
 from _pytest_nova.session import selected_checks, session_of
 from _pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, UNPROVABLE, Verdict
 
@@ -243,7 +241,6 @@ class Matrix(TypedDict):
     taken: dict[str, dict[str, str]]  # host -> port label -> the process holding it
     exceptions: str  # file name in the run folder
     phases: NotRequired[dict[str, float]]  # seconds per phase: listeners, probes, IPIP retries, closing
-    started: NotRequired[float]  # when the computation started (epoch seconds), to compare with the items' times
     proof: NotRequired[Proof]  # how silent UDP probes of held ports were decided (checks/udp_evidence.py)
 
 
@@ -500,7 +497,6 @@ class MatrixRun:
     def compute(self) -> Matrix:
         """Probe everything; return the counts, write the verdicts that are not a plain pass (:class:`Matrix`)."""
         started = self._phase_start = time.monotonic()
-        started_at = time.time()
         try:
             _parallel(sorted(self.requests.values(), key=lambda r: r.host), self._listen)
             self._phase("listeners")
@@ -519,7 +515,7 @@ class MatrixRun:
         return Matrix(probes=self.probes, sources=len(self.by_source), destinations=len(self.requests),
                       seconds=round(time.monotonic() - started, 3), second_pass=self.passes[1],
                       passes=self.passes, dropped=self.dropped, counts=counts, checks=self.check_ids, taken=taken,
-                      exceptions=EXCEPTIONS_FILE, phases=self.phases, proof=self.proof, started=round(started_at, 3))
+                      exceptions=EXCEPTIONS_FILE, phases=self.phases, proof=self.proof)
 
     def exceptions_path(self) -> Path:
         """Where the verdicts that are not a plain pass go (the run folder; a temporary one without)."""
@@ -887,28 +883,6 @@ class PortMatrix:
                 )
             )
         return out
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtestloop(session: pytest.Session) -> None:
-    """Start the matrix in the background when the run's first process starts its items.
-
-    Items run in collection order, the firewall suite after the DNS and endpoint suites: started by the first
-    firewall item, the matrix waited until every host's facts were gathered, though both mostly wait on the
-    hosts. ``port_matrix`` then waits for it (or computes it, if it was not started). Nothing starts for a run
-    that lists items, stops at collection errors, or selects no port rule (an xdist controller runs no items).
-    """
-    config = session.config
-    if config.option.collectonly or session.testsfailed or session.shouldstop or session.shouldfail:
-        return
-    state = session_of(config)
-    checks = selected_port_rules(session) if state.inventory is not None else []
-    folder = run_dir()
-    if not checks or not runcache.claim(folder, CACHE_KEY):
-        return
-    run = MatrixRun(hosts_of(config), checks, state.settings, folder)
-    executor.in_background(lambda: runcache.once(folder, CACHE_KEY, run.compute), "firewall-matrix",
-                           stop=run.streams.close_all)
 
 
 @pytest.fixture(scope="session")
