@@ -137,6 +137,16 @@ GROUPS = ("runner python", "runner ssh clients", "runner ssh masters", "hosts ss
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> tuple[float, float]:
+    """Seconds of CPU the whole machine spent busy and idle so far, summed over its cores (``/proc/stat``).
+
+    Busy is user, nice, system, irq and softirq; time the hypervisor gave to other machines (steal) is neither.
+    """
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / TICK, idle / TICK
+
+
 def _netns_inode(path: str) -> int | None:
     try:
         return os.stat(path).st_ino
@@ -208,9 +218,7 @@ class CpuSampler(threading.Thread):
         totals = dict.fromkeys(GROUPS, 0.0)
         for group, first, last in self.own.values():
             totals[group] += last - first
-        busy = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        idle = int(busy[3]) + int(busy[4])
-        self.series.append((now, totals, (sum(int(x) for x in busy[:8]) - idle) / TICK))
+        self.series.append((now, totals, machine_cpu()[0]))
         self.first = False
 
     def run(self) -> None:

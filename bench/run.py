@@ -40,6 +40,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))  # matrix.py: the machine-wide CPU reading
+
+from matrix import machine_cpu  # noqa: E402
 
 from nova_lab import Lab, LabSpec, teardown  # noqa: E402
 from nova_lab.state import state_dir  # noqa: E402
@@ -101,14 +104,6 @@ class Sampler(threading.Thread):
             self.peak["ssh_processes"] = max(self.peak["ssh_processes"], len(ssh))
             self.peak["ssh_masters"] = max(self.peak["ssh_masters"], len(masters))
             self.peak["ssh_rss_mb"] = max(self.peak["ssh_rss_mb"], sum(rss for *_, rss in ssh) // 1024)
-
-
-def machine_cpu() -> tuple[float, float]:
-    """Seconds of CPU the whole machine spent busy and idle so far, summed over its cores (``/proc/stat``)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
-    tick = os.sysconf("SC_CLK_TCK")
-    idle = fields[3] + fields[4]  # idle, iowait
-    return (sum(fields) - idle) / tick, idle / tick
 
 
 def xdist_args(workers: str) -> list[str]:
