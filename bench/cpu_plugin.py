@@ -1,7 +1,9 @@
-"""Each process's own CPU time, for ``bench/run.py``.
+"""Each process's own CPU time and its timeline, for ``bench/run.py``.
 
-Loaded into the run it measures (``-p cpu_plugin``): the controller and every xdist worker append their own CPU
-time, and that of the processes they started (ssh clients), to ``$NOVA_BENCH_CPU``.
+Loaded into the run it measures (``-p cpu_plugin``): the controller and every xdist worker append one line to
+``$NOVA_BENCH_CPU``: their own CPU time, that of the processes they started (ssh clients), and when (wall clock,
+``time.time()``) they configured, finished collecting, and ran the first and last item of each suite file, and
+when the controller's reports were done.
 
 The sum of the processes' own CPU is the runner's own cost (Python: collection, items, reports, the engines'
 bookkeeping); the rest of the run's CPU is its ssh clients.
@@ -12,8 +14,44 @@ from __future__ import annotations
 import json
 import os
 import resource
+import time
+from collections.abc import Generator, Iterator
 
 import pytest
+
+_MARKS: dict[str, float] = {}  # event -> wall-clock time
+_SUITES: dict[str, list[float]] = {}  # suite file -> [first item's start, last item's end, items]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The process has parsed its options and loaded its plugins."""
+    _MARKS["configured"] = time.time()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Collection is done (in each xdist worker; the controller does not collect)."""
+    _MARKS["collected"] = time.time()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """The first start and last end of each suite file's items in this process."""
+    start = time.time()
+    try:
+        return (yield)
+    finally:
+        suite = item.nodeid.split("::", 1)[0].rpartition("/")[2].removesuffix(".py")
+        span = _SUITES.setdefault(suite, [start, start, 0])
+        span[1], span[2] = time.time(), span[2] + 1
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    """Every item has run (in the controller: every worker's; it writes its reports after this)."""
+    try:
+        return (yield)
+    finally:
+        _MARKS["items_done"] = time.time()
 
 
 @pytest.hookimpl(trylast=True)
@@ -34,9 +72,11 @@ def _write(config: pytest.Config) -> None:
     path = os.environ.get("NOVA_BENCH_CPU")
     if not path:
         return
+    _MARKS["end"] = time.time()
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     worker = getattr(config, "workerinput", {}).get("workerid")
     line = {"process": worker or "controller", "cpu_s": round(me.ru_utime + me.ru_stime, 2),
-            "children_cpu_s": round(kids.ru_utime + kids.ru_stime, 2), "peak_rss_mb": me.ru_maxrss // 1024}
+            "children_cpu_s": round(kids.ru_utime + kids.ru_stime, 2), "peak_rss_mb": me.ru_maxrss // 1024,
+            "marks": _MARKS, "suites": _SUITES}
     with open(path, "a") as out:
         out.write(json.dumps(line) + "\n")

@@ -20,6 +20,10 @@ The lab is always torn down.
     python bench/run.py --sizes 30 200 --workers auto 0 2 4 off   # is -n auto the fastest way?
     python bench/run.py --sizes 200 --workers auto auto auto       # three runs in a row on one lab
     python bench/run.py --sizes 200 --profile                      # where the runner's CPU goes (py-spy)
+    python bench/run.py --sizes 200 --cgroups                      # the runner, the hosts, the lab's servers
+
+Every run also prints its timeline (``bench/cpu_plugin.py``): when each process collected, ran the first and
+last item of each suite, and ended.
 """
 
 from __future__ import annotations
@@ -106,12 +110,87 @@ class Sampler(threading.Thread):
             self.peak["ssh_rss_mb"] = max(self.peak["ssh_rss_mb"], sum(rss for *_, rss in ssh) // 1024)
 
 
+CGROUPS = Path("/sys/fs/cgroup/cpuacct")
+
+
+class CpuGroups:
+    """Exact CPU time per kind of process, from cgroup-v1 ``cpuacct`` groups made for one run (``--cgroups``).
+
+    ``runner``: this script from the run's start (pytest, its xdist workers, their ssh clients and control
+    masters); ``hosts``: everything in the namespaces of the lab's nodes and workstation (sshd and its sessions,
+    sudo, the scripts); ``servers``: the lab's DNS, TLS, proxy and balancer stand-ins. The kernel's packet work is
+    charged to whichever process the CPU was running. Processes go back to the root group afterwards.
+    """
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.dirs = {name: CGROUPS / f"nova-bench-{name}" for name in ("runner", "hosts", "servers")}
+        for d in self.dirs.values():
+            d.mkdir(exist_ok=True)
+        inodes = {os.stat(f"/run/netns/{lab.netns(h.name)}").st_ino: h.kind for h in lab.hosts.values()
+                  if os.path.exists(f"/run/netns/{lab.netns(h.name)}")}
+        for proc in Path("/proc").iterdir():
+            try:
+                ns = os.stat(proc / "ns" / "net").st_ino
+            except (OSError, ValueError):
+                continue
+            kind = inodes.get(ns)
+            if kind in ("node", "workstation"):
+                self._move(proc.name, "hosts")
+            elif kind is not None and kind != "runner":
+                self._move(proc.name, "servers")
+        self._move(str(os.getpid()), "runner")
+        self.start = self.usage()
+        self.series: list[dict[str, float]] = []  # every WINDOW seconds: each group's CPU seconds in the window
+        self.stop = threading.Event()
+        self.sampler = threading.Thread(target=self._sample, daemon=True)
+        self.sampler.start()
+
+    WINDOW = 5.0
+
+    def _sample(self) -> None:
+        last = self.start
+        while not self.stop.wait(self.WINDOW):
+            now = self.usage()
+            self.series.append({name: round(now[name] - last[name], 1) for name in now})
+            last = now
+
+    def _move(self, pid: str, group: str) -> None:
+        try:
+            (self.dirs[group] / "cgroup.procs").write_text(pid)
+        except OSError:
+            pass  # gone meanwhile, or a kernel thread
+
+    def usage(self) -> dict[str, float]:
+        """CPU seconds of each group so far."""
+        return {name: int((d / "cpuacct.usage").read_text()) / 1e9 for name, d in self.dirs.items()}
+
+    def close(self) -> dict[str, float]:
+        """CPU seconds of each group since the start; every process back to the root group."""
+        self.stop.set()
+        self.sampler.join()
+        end = self.usage()
+        for d in self.dirs.values():
+            for pid in (d / "cgroup.procs").read_text().split():
+                try:
+                    (CGROUPS / "cgroup.procs").write_text(pid)
+                except OSError:
+                    pass
+        for d in self.dirs.values():
+            try:
+                d.rmdir()
+            except OSError:
+                pass  # a process still in it; removed with the next run's groups
+        return {name: round(end[name] - self.start[name], 1) for name in end}
+
+
 def xdist_args(workers: str) -> list[str]:
     """The pytest arguments of one ``--workers`` value: ``auto``, a number (``0``: xdist in-process), ``off``."""
     return ["-p", "no:xdist"] if workers == "off" else ["-n", workers]
 
 
-def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bool = False) -> dict[str, Any]:
+def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bool = False,
+            cgroups: bool = False) -> dict[str, Any]:
     """One run of the README's command (``-n workers``) with the code at ``code``; sizes of what it wrote.
 
     With ``profile`` the run is sampled by py-spy (controller and xdist workers, on-CPU samples only) into
@@ -136,8 +215,10 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
                 "--", *argv]
     load = os.getloadavg()[0]
     busy_before, idle_before = machine_cpu()
+    t0 = time.time()
     sampler = Sampler(lab)
     sampler.start()
+    groups = CpuGroups(lab) if cgroups else None
     try:
         proc = subprocess.run(lab.runner_cmd([sys.executable, "-c", _CHILD, str(out / "output.txt"), *argv]),
                               cwd=code, env=_env(code) | {"NOVA_BENCH_CPU": str(cpu_file)}, capture_output=True,
@@ -145,6 +226,7 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
     finally:
         sampler.stop.set()
         sampler.join()
+        by_group = groups.close() if groups else {}
     busy_after, idle_after = machine_cpu()
     if proc.returncode != 0:
         raise SystemExit(f"{label}: the measuring process failed:\n{proc.stderr[-3000:]}")
@@ -165,6 +247,8 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
         # Everything the machine did meanwhile: the run, the lab's hosts it talked to (sshd, their scripts, the
         # kernel's network stack) and anything else; idle is what the cores had left.
         "machine_busy_s": round(busy_after - busy_before, 1), "machine_idle_s": round(idle_after - idle_before, 1),
+        "cpu_by_group_s": by_group,
+        "cpu_by_group_every_5_s": groups.series if groups else [],
         "summary": data["summary"], "verdict": data.get("verdict"),
         "json_mb": round(results.stat().st_size / 1e6, 1),
         "junit_mb": round((out / "junit.xml").stat().st_size / 1e6, 1),
@@ -175,9 +259,25 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
         "matrix": [line for line in (out / "output.txt").read_text().splitlines()
                    if line.startswith(("nova firewall matrix:", "nova firewall proof:"))],
         "suites_total_longest_s": phases(out / "junit.xml"),
+        "timeline_s": timeline(processes, t0),
         "folder": str(out),
     }
     return row
+
+
+def timeline(processes: list[dict[str, Any]], t0: float) -> dict[str, dict[str, Any]]:
+    """Per process, seconds since the run started: when it configured, collected, ran each suite, ended.
+
+    A suite reads ``first start-last end (items)``; ``items_done`` is the end of the last item, ``end`` the process's
+    last act (the controller's: after its reports).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for p in processes:
+        line: dict[str, Any] = {k: round(v - t0, 1) for k, v in p.get("marks", {}).items()}
+        for suite, (first, last, items) in sorted(p.get("suites", {}).items(), key=lambda kv: kv[1][0]):
+            line[suite] = f"{first - t0:.1f}-{last - t0:.1f} ({items})"
+        out[p["process"]] = line
+    return out
 
 
 def phases(junit: Path) -> dict[str, list[float]]:
@@ -191,7 +291,8 @@ def phases(junit: Path) -> dict[str, list[float]]:
     return out
 
 
-def bench(n: int, baseline: Path | None, keep: bool, workers: list[str], profile: bool = False) -> list[dict[str, Any]]:
+def bench(n: int, baseline: Path | None, keep: bool, workers: list[str], profile: bool = False,
+          cgroups: bool = False) -> list[dict[str, Any]]:
     """Boot the 3/2/1/n lab, run the command (and the baseline's), tear the lab down."""
     spec = LabSpec(name=f"run{n}x{os.getpid()}", workers=n)
     if state_dir(spec.name).exists():
@@ -205,7 +306,7 @@ def bench(n: int, baseline: Path | None, keep: bool, workers: list[str], profile
         runs = [(code, label, w) for w in workers
                 for code, label in [(REPO, "now"), *([(baseline, "baseline")] if baseline else [])]]
         for code, label, w in runs:
-            row = measure(lab, code, label, w, profile) | {"n": n, "hosts": hosts, "boot_s": round(boot, 1)}
+            row = measure(lab, code, label, w, profile, cgroups) | {"n": n, "hosts": hosts, "boot_s": round(boot, 1)}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
             if keep:
@@ -229,8 +330,11 @@ def main() -> None:
                              "off (-p no:xdist)")
     parser.add_argument("--profile", action="store_true",
                         help="sample each run with py-spy into profile.txt (implies --keep; see bench/cpu_profile.py)")
+    parser.add_argument("--cgroups", action="store_true",
+                        help="also measure the CPU of the runner, the lab's hosts and its servers apart (cpuacct)")
     a = parser.parse_args()
-    rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep or a.profile, a.workers, a.profile)]
+    rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep or a.profile, a.workers, a.profile,
+                                                  a.cgroups)]
     print("| workers (hosts) | code | -n | wall (CPU; the runner's own; the machine busy / idle) | exit | records | "
           "results JSON | JUnit | "
           "HTML | peak RSS | ssh processes (masters), their RSS | load |")
