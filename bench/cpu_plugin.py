@@ -3,7 +3,8 @@
 Loaded into the run it measures (``-p cpu_plugin``): the controller and every xdist worker append one line to
 ``$NOVA_BENCH_CPU``: their own CPU time, that of the processes they started (ssh clients), and when (wall clock,
 ``time.time()``) they configured, finished collecting, and ran the first and last item of each suite file, and
-when the controller's reports were done.
+when the controller's reports were done. With ``$NOVA_BENCH_WORKER_PROFILE`` (a folder) every xdist worker runs
+under cProfile and writes ``gwN.prof`` there.
 
 The sum of the processes' own CPU is the runner's own cost (Python: collection, items, reports, the engines'
 bookkeeping); the rest of the run's CPU is its ssh clients.
@@ -11,6 +12,8 @@ bookkeeping); the rest of the run's CPU is its ssh clients.
 
 from __future__ import annotations
 
+import atexit
+import cProfile
 import json
 import os
 import resource
@@ -23,9 +26,16 @@ _MARKS: dict[str, float] = {}  # event -> wall-clock time
 _SUITES: dict[str, list[float]] = {}  # suite file -> [first item's start, last item's end, items]
 
 
+_PROFILE: list[cProfile.Profile] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """The process has parsed its options and loaded its plugins."""
+    """The process has parsed its options and loaded its plugins; an xdist worker may start its cProfile."""
     _MARKS["configured"] = time.time()
+    folder = os.environ.get("NOVA_BENCH_WORKER_PROFILE")
+    if folder and hasattr(config, "workerinput"):
+        _PROFILE.append(cProfile.Profile())
+        _PROFILE[0].enable()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -59,6 +69,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """An xdist worker's line: the end of its session is the last it surely runs (it may exit before unconfigure)."""
     if hasattr(session.config, "workerinput"):
         _write(session.config)
+        if _PROFILE:
+            _PROFILE[0].disable()
+            worker = session.config.workerinput["workerid"]
+            _PROFILE[0].dump_stats(os.path.join(os.environ["NOVA_BENCH_WORKER_PROFILE"], f"{worker}.prof"))
 
 
 @pytest.hookimpl(trylast=True)
@@ -66,6 +80,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """The controller's line, after its reports (results JSON, JUnit, HTML) are written."""
     if not hasattr(config, "workerinput"):
         _write(config)
+        # Registered last, run first: when the interpreter's own shutdown begins.
+        atexit.register(_exiting)
+
+
+def _exiting() -> None:
+    path = os.environ.get("NOVA_BENCH_CPU")
+    if path:
+        with open(path, "a") as out:
+            out.write(json.dumps({"process": "controller", "exiting": time.time()}) + "\n")
 
 
 def _write(config: pytest.Config) -> None:

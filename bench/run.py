@@ -20,6 +20,7 @@ The lab is always torn down.
     python bench/run.py --sizes 30 200 --workers auto 0 2 4 off   # is -n auto the fastest way?
     python bench/run.py --sizes 200 --workers auto auto auto       # three runs in a row on one lab
     python bench/run.py --sizes 200 --profile                      # where the runner's CPU goes (py-spy)
+    python bench/run.py --sizes 200 --cprofile                     # the controller's and workers' (cProfile)
     python bench/run.py --sizes 200 --cgroups                      # the runner, the hosts, the lab's servers
 
 Every run also prints its timeline (``bench/cpu_plugin.py``): when each process collected, ran the first and
@@ -189,12 +190,14 @@ def xdist_args(workers: str) -> list[str]:
     return ["-p", "no:xdist"] if workers == "off" else ["-n", workers]
 
 
-def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bool = False,
+def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bool | str = False,
             cgroups: bool = False) -> dict[str, Any]:
     """One run of the README's command (``-n workers``) with the code at ``code``; sizes of what it wrote.
 
     With ``profile`` the run is sampled by py-spy (controller and xdist workers, on-CPU samples only) into
-    ``profile.txt`` in the run's folder (collapsed stacks; summarize with ``bench/cpu_profile.py``).
+    ``profile.txt`` in the run's folder (collapsed stacks; summarize with ``bench/cpu_profile.py``); with
+    ``profile="cprofile"`` the controller and the xdist workers run under cProfile (``controller.prof``,
+    ``gw0.prof``…).
     """
     out = lab.state_dir / f"bench-run-{label}-{workers}"
     shutil.rmtree(out, ignore_errors=True)
@@ -202,12 +205,14 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
     cpu_file = out / "cpu.jsonl"
     # Like bench/plan.py: without the plugins of this development environment that a user's install does not
     # have (hypothesis's terminal summary and its per-test hooks cost the controller and the workers seconds).
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p",
+    python = [sys.executable, *(["-m", "cProfile", "-o", str(out / "controller.prof")] if profile == "cprofile"
+                                else [])]
+    argv = [*python, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p",
             "no:benchmark", "-p", "cpu_plugin", f"--rootdir={code}",
             f"--nova-inventory={lab.inventory_path}", *xdist_args(workers), f"--html={out / 'report.html'}",
             "--self-contained-html", f"--nova-json={out / 'results.json'}", f"--junitxml={out / 'junit.xml'}",
             str(_suites(code))]
-    if profile:
+    if profile is True:
         spy = shutil.which("py-spy")
         if spy is None:
             raise SystemExit("--profile needs py-spy (pip install py-spy)")
@@ -221,7 +226,9 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
     groups = CpuGroups(lab) if cgroups else None
     try:
         proc = subprocess.run(lab.runner_cmd([sys.executable, "-c", _CHILD, str(out / "output.txt"), *argv]),
-                              cwd=code, env=_env(code) | {"NOVA_BENCH_CPU": str(cpu_file)}, capture_output=True,
+                              cwd=code, env=_env(code) | {"NOVA_BENCH_CPU": str(cpu_file)} | (
+                                  {"NOVA_BENCH_WORKER_PROFILE": str(out)} if profile == "cprofile" else {}),
+                              capture_output=True,
                               text=True, timeout=7200, check=False)
     finally:
         sampler.stop.set()
@@ -235,7 +242,9 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
     if run["rc"] not in (0, 1) or not results.exists():
         raise SystemExit(f"{label}: pytest exited {run['rc']}:\n{(out / 'output.txt').read_text()[-3000:]}")
     data = json.loads(results.read_text())
-    processes = [json.loads(line) for line in cpu_file.read_text().splitlines()] if cpu_file.exists() else []
+    lines = [json.loads(line) for line in cpu_file.read_text().splitlines()] if cpu_file.exists() else []
+    processes = [p for p in lines if "exiting" not in p]
+    exiting = [p["exiting"] - t0 for p in lines if "exiting" in p]
     row = {
         "label": label, "workers": workers, "seconds": round(run["seconds"], 1), "rc": run["rc"],
         "records": len(data["results"]),
@@ -259,7 +268,8 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
         "matrix": [line for line in (out / "output.txt").read_text().splitlines()
                    if line.startswith(("nova firewall matrix:", "nova firewall proof:"))],
         "suites_total_longest_s": phases(out / "junit.xml"),
-        "timeline_s": timeline(processes, t0),
+        "timeline_s": timeline(processes, t0) | {"exit": {"interpreter_shutdown": round(exiting[0], 1) if exiting
+                                                          else None, "process_gone": round(run["seconds"], 1)}},
         "folder": str(out),
     }
     return row
@@ -291,7 +301,7 @@ def phases(junit: Path) -> dict[str, list[float]]:
     return out
 
 
-def bench(n: int, baseline: Path | None, keep: bool, workers: list[str], profile: bool = False,
+def bench(n: int, baseline: Path | None, keep: bool, workers: list[str], profile: bool | str = False,
           cgroups: bool = False) -> list[dict[str, Any]]:
     """Boot the 3/2/1/n lab, run the command (and the baseline's), tear the lab down."""
     spec = LabSpec(name=f"run{n}x{os.getpid()}", workers=n)
@@ -330,10 +340,14 @@ def main() -> None:
                              "off (-p no:xdist)")
     parser.add_argument("--profile", action="store_true",
                         help="sample each run with py-spy into profile.txt (implies --keep; see bench/cpu_profile.py)")
+    parser.add_argument("--cprofile", action="store_true",
+                        help="run the controller and each xdist worker under cProfile into controller.prof, gwN.prof "
+                             "(implies --keep)")
     parser.add_argument("--cgroups", action="store_true",
                         help="also measure the CPU of the runner, the lab's hosts and its servers apart (cpuacct)")
     a = parser.parse_args()
-    rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep or a.profile, a.workers, a.profile,
+    profile: bool | str = "cprofile" if a.cprofile else a.profile
+    rows = [row for n in a.sizes for row in bench(n, a.baseline, a.keep or bool(profile), a.workers, profile,
                                                   a.cgroups)]
     print("| workers (hosts) | code | -n | wall (CPU; the runner's own; the machine busy / idle) | exit | records | "
           "results JSON | JUnit | "
