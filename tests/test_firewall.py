@@ -16,8 +16,10 @@ import pytest
 from _pytest_nova.catalog import load_catalog
 from _pytest_nova.checks import firewall as matrix
 from _pytest_nova.checks.firewall import Listening, Probe, judge_probe, listen_requests, probes_by_source
+from _pytest_nova.hosts import Access, Hosts, RemoteHost
 from _pytest_nova.inventory import load_inventory
 from _pytest_nova.kinds import build
+from _pytest_nova.options import Settings
 from _pytest_nova.plan import PortRuleCheck
 from _pytest_nova.probes import portprobe
 from _pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
@@ -329,6 +331,33 @@ def test_listener_runs_its_own_hosts_probe_batch_in_process(
     assert answer["probed"]["uid"] == ready["uid"]  # with the listener's own privileges
     # A request it cannot run is answered too, so the controller probes with a session of its own.
     assert broken["probed"] is None and broken["error"].startswith("JSONDecodeError")
+
+
+def test_ipip_packets_no_receiver_saw_are_sent_again_by_the_probe_script(tmp_path: Path) -> None:
+    """The runner's IPIP retry drives the real probe script: it must take the batch format the script reads."""
+    answers: list[dict[str, Any]] = []
+
+    class Local(matrix.MatrixRun):
+        def _run_probe(self, host: RemoteHost, params: dict[str, object], sudo: bool) -> matrix.ProbeAnswer:
+            out = subprocess.run([sys.executable, str(PROBES / "portprobe.py")],
+                                 input=json.dumps({**params, "lifeline": False}).encode() + b"\n",
+                                 capture_output=True, timeout=30, check=True)
+            answers.append(json.loads(out.stdout))
+            return answers[-1]  # type: ignore[return-value]  # the script's JSON answer
+
+    inv = load_inventory(PROD)
+    ipip = [c for c in _checks() if c.protocol == "ipip"]
+    settings = Settings(inventory=None, phase="preinstall", json_path=None, probe_timeout=0.5, connect_timeout=5.0,
+                        command_timeout=30.0, concurrency=64, waivers=None)
+    run = Local(Hosts(inv, Access(5, 30, tmp_path)), ipip, settings, tmp_path)
+    source = str(ipip[0].source)
+    run.ipip_sent = {source: {t: Probe(source, t, "127.0.0.1", None, "ipip", ipip[0].requirement.id)
+                              for t in ("master-2", "master-3")}}
+    run._resend_ipip(source)
+    [answer] = answers
+    # Root sends (loopback: nothing leaves this machine); without root the script says why it cannot.
+    expected = "sent" if os.geteuid() == 0 else "error"
+    assert [r if isinstance(r, str) else r[0] for r in answer["results"]] == [expected, expected]
 
 
 def test_portprobe_exits_when_its_lifeline_closes() -> None:

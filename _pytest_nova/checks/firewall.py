@@ -785,10 +785,11 @@ class MatrixRun:
             self._collect_ipip(self.settings.probe_timeout * factor)
 
     def _resend_ipip(self, source: str) -> None:
-        probes = list(self.ipip_sent.get(source, {}).values())
-        rows = [[str(i), p.address, p.port, p.protocol, source, 0] for i, p in enumerate(probes)]
+        addresses = [p.address for p in self.ipip_sent.get(source, {}).values()]
+        # One group of the batch format (see portprobe.batch); an IPIP packet carries the source's name as its token.
         params: dict[str, object] = {"timeout": self.settings.probe_timeout, "concurrency": MIN_CONCURRENCY,
-                                     "per_target": PER_TARGET, "probes": rows, "magic": self.magic,
+                                     "per_target": PER_TARGET, "groups": [[None, "ipip", 0, addresses]],
+                                     "token": source, "magic": self.magic,
                                      "source_address": self.hosts.inventory.host(source).address,
                                      "lifeline": True, "deadline": self.settings.command_timeout + 5}
         try:
