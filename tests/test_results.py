@@ -97,12 +97,13 @@ def test_the_spool_carries_checked_expected_fix_and_unprovable_as_fields_not_int
 
 
 def test_the_spool_appends_after_a_read_back(tmp_path: Any) -> None:
+    from _pytest_nova.model import Outcome
     from _pytest_nova.results import CHECK_PROPERTY, Collector
     from _pytest_nova.verdicts import FAILED, PASSED, Verdict, attach
 
     collector = Collector()
 
-    def add(nodeid: str, target: str, outcome: str) -> None:
+    def add(nodeid: str, target: str, outcome: Outcome) -> None:
         props: list[tuple[str, object]] = [(CHECK_PROPERTY, {"check": "firewall", "requirement": "fw-x"})]
         attach(props, [Verdict("firewall", "fw-x", "3.1", outcome, "m", source="a", target=target)], nodeid)
         collector.add(pytest.TestReport(nodeid, ("t.py", 1, "t"), {}, "passed", None, "call", user_properties=props))
