@@ -256,6 +256,18 @@ class Stream:
                 self.kill()
                 return ""
 
+    def end(self, timeout: float = 5) -> None:
+        """Close the command's input and wait for it to exit, killing it if it lingers; its output is not read.
+
+        For ending a command that another thread may be reading (:meth:`readline`): that thread then sees the
+        end of the output itself. Reading the output here as well would race it for the same pipe.
+        """
+        self.close_input()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
     def kill(self) -> None:
         """Stop the local side; the remote side exits when its input closes."""
         try:

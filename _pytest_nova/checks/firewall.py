@@ -33,7 +33,7 @@ import pytest
 
 from _pytest_nova import executor, runcache
 from _pytest_nova.checks.udp_evidence import Peers, Proof, proof_line, prove, silent_probes
-from _pytest_nova.hosts import HostError, Hosts, RemoteHost, Stream
+from _pytest_nova.hosts import HostError, Hosts, Reason, RemoteHost, Stream
 from _pytest_nova.inventory import Inventory
 from _pytest_nova.model import JSONScalar, JSONValue, Outcome
 from _pytest_nova.options import Settings
@@ -367,15 +367,24 @@ class Streams:
             self._open.discard(stream)
         stream.close(timeout)
 
+    @property
+    def closing(self) -> bool:
+        """Whether the run is being torn down (nothing new may start)."""
+        return self._closed
+
     def close_all(self) -> None:
-        """Close every stream at once: stdin first, so the remote scripts exit and release their ports."""
+        """Close every stream at once: stdin first, so the remote scripts exit and release their ports.
+
+        Their output is left to the threads that may still be reading it (a batch waiting for its listener's
+        answer): they see its end and stop.
+        """
         with self._lock:
             self._closed = True
             streams, self._open = list(self._open), set()
         for s in streams:
             s.close_input()
         for s in streams:
-            s.close(timeout=5)
+            s.end(timeout=5)
 
 
 def _parallel(items: Sequence[T], work: Callable[[T], None], limit: int = MAX_PARALLEL_HOSTS) -> None:
@@ -769,7 +778,9 @@ class MatrixRun:
         try:
             script.send("probe " + json.dumps({"script": _portprobe_text(), "params": params}))
             answer = script.read(self.settings.command_timeout)
-        except HostError:
+        except HostError as exc:
+            if self.streams.closing:  # the run is being torn down: start nothing more
+                raise HostError(source, "the run ended before its probes did", Reason.HUNG) from exc
             return None  # a session of its own tells what is wrong with the host
         probed = answer.get("probed") if isinstance(answer, dict) else None
         return cast(ProbeAnswer, probed) if isinstance(probed, dict) else None
