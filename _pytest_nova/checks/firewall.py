@@ -383,8 +383,10 @@ class Streams:
             streams, self._open = list(self._open), set()
         for s in streams:
             s.close_input()
+        # One deadline for all: waiting up to 5 s for each in turn made a large run's Ctrl-C take minutes.
+        deadline = time.monotonic() + 5
         for s in streams:
-            s.end(timeout=5)
+            s.end(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _parallel(items: Sequence[T], work: Callable[[T], None], limit: int = MAX_PARALLEL_HOSTS) -> None:
