@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from collections import Counter
@@ -64,6 +63,8 @@ class Collector:
     def __init__(self) -> None:
         self.started = now()
         self._spool: IO[bytes] | None = None  # opened on the first record
+        self._end = 0  # the spool's size: writes append here without a seek (and buffer flush) per report
+        self._moved = False  # a read moved the spool's position away from its end
         self._index: dict[str, _Chunk] = {}
         self.roles: Mapping[str, str] = {}  # the report's role columns (roles.roles_of), for :meth:`cells`
 
@@ -108,12 +109,15 @@ class Collector:
             self._spool = tempfile.TemporaryFile(prefix="nova-results-")  # unlinked at once: nothing left behind
         public_text = rendered.encode()
         private = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in failing if r["outcome"] != PASSED)
-        spool = self._spool
-        spool.seek(0, os.SEEK_END)
-        at = spool.tell()
-        spool.write(public_text)
-        spool.write(private.encode())
-        self._index[nodeid] = _Chunk(at, len(public_text), spool.tell() - at - len(public_text),
+        private_text = private.encode()
+        if self._moved:
+            self._spool.seek(self._end)
+            self._moved = False
+        at = self._end
+        self._spool.write(public_text)
+        self._spool.write(private_text)
+        self._end += len(public_text) + len(private_text)
+        self._index[nodeid] = _Chunk(at, len(public_text), len(private_text),
                                      tuple((str(k), int(v)) for k, v in counts.items()), tuple(cells))
 
     def summary(self) -> dict[str, int]:
@@ -157,6 +161,7 @@ class Collector:
     def _read(self, at: int, size: int) -> bytes:
         if self._spool is None or not size:
             return b""
+        self._moved = True
         self._spool.seek(at)
         return self._spool.read(size)
 

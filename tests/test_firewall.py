@@ -16,8 +16,10 @@ import pytest
 from _pytest_nova.catalog import load_catalog
 from _pytest_nova.checks import firewall as matrix
 from _pytest_nova.checks.firewall import Listening, Probe, judge_probe, listen_requests, probes_by_source
+from _pytest_nova.hosts import Access, Hosts, RemoteHost
 from _pytest_nova.inventory import load_inventory
 from _pytest_nova.kinds import build
+from _pytest_nova.options import Settings
 from _pytest_nova.plan import PortRuleCheck
 from _pytest_nova.probes import portprobe
 from _pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED
@@ -242,6 +244,99 @@ def test_listener_serves_free_ports_names_taken_ones_and_exits_when_stdin_closes
     with socket.socket() as s:  # nothing listens any more (REUSEADDR: the accepted connection is in TIME_WAIT)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", tcp))
+
+
+# Runs in a fresh network namespace whose somaxconn is argv[2]: the listener on one port, then waves of
+# connections; prints per wave how many connected, how many of them at once (no SYN resent), and how many waited
+# in the port's accept queue right after the wave and a little more than a look later.
+_QUEUE_WAVES = r"""
+import json, socket, subprocess, sys, time
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+open("/proc/sys/net/core/somaxconn", "w").write(sys.argv[2])
+proc = subprocess.Popen([sys.executable, sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+proc.stdin.write(json.dumps({"address": "127.0.0.1", "ports": [[4240, "tcp"]], "max_seconds": 60}).encode() + b"\n")
+proc.stdin.flush()
+assert json.loads(proc.stdout.readline())["bound"] == ["4240/tcp"]
+
+def waiting():
+    out = subprocess.run(["ss", "-Hltn", "sport = :4240"], capture_output=True, text=True).stdout.split()
+    return int(out[1])
+
+waves = []
+for size in [int(n) for n in sys.argv[3:]]:
+    connected = prompt = 0
+    for _ in range(size):
+        with socket.socket() as s:
+            s.settimeout(3)
+            start = time.monotonic()
+            try:
+                s.connect(("127.0.0.1", 4240))
+            except OSError:
+                continue
+            connected += 1
+            prompt += time.monotonic() - start < 0.5  # a dropped SYN is resent after 1 s
+    queued = waiting()
+    time.sleep(1.2)
+    waves.append([connected, prompt, queued, waiting()])
+proc.stdin.close()
+proc.wait(5)
+print(json.dumps(waves))
+"""
+
+
+def _queue_waves(somaxconn: int, *sizes: int) -> list[list[int]]:
+    argv = ["unshare", "--net", sys.executable, "-c", _QUEUE_WAVES, str(PROBES / "listener.py"), str(somaxconn),
+            *map(str, sizes)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return list(json.loads(out.stdout))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace of its own needs root")
+def test_listener_leaves_probe_connections_queued_and_empties_a_half_full_queue() -> None:
+    # somaxconn 2048: the handshake answers each probe and nothing is accepted until the queue is half full;
+    # three waves of 900 are more than the queue holds, and every connection is answered at once.
+    waves = _queue_waves(2048, 900, 900, 900)
+    assert [wave[:2] for wave in waves] == [[900, 900]] * 3
+    first, second, third = (wave[2:] for wave in waves)
+    assert first == [900, 900]  # under half full: left waiting
+    assert second == [1800, 0]  # over half full: emptied within a look
+    assert third == [900, 900]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace of its own needs root")
+def test_listener_accepts_each_connection_when_the_queue_is_small() -> None:
+    # somaxconn 128 (older kernels): waiting connections could fill the queue, so each one is accepted at once.
+    [(connected, _, queued, later)] = _queue_waves(128, 400)
+    assert connected == 400
+    assert queued < 64 and later == 0
+
+
+def test_ipip_packets_no_receiver_saw_are_sent_again_by_the_probe_script(tmp_path: Path) -> None:
+    """The runner's IPIP retry drives the real probe script: it must take the batch format the script reads."""
+    answers: list[dict[str, Any]] = []
+
+    class Local(matrix.MatrixRun):
+        def _run_probe(self, host: RemoteHost, params: dict[str, object], sudo: bool) -> matrix.ProbeAnswer:
+            out = subprocess.run([sys.executable, str(PROBES / "portprobe.py")],
+                                 input=json.dumps({**params, "lifeline": False}).encode() + b"\n",
+                                 capture_output=True, timeout=30, check=True)
+            answers.append(json.loads(out.stdout))
+            return answers[-1]  # type: ignore[return-value]  # the script's JSON answer
+
+    inv = load_inventory(PROD)
+    ipip = [c for c in _checks() if c.protocol == "ipip"]
+    settings = Settings(inventory=None, phase="preinstall", json_path=None, probe_timeout=0.5, connect_timeout=5.0,
+                        command_timeout=30.0, concurrency=64, waivers=None)
+    run = Local(Hosts(inv, Access(5, 30, tmp_path)), ipip, settings, tmp_path)
+    source = str(ipip[0].source)
+    run.ipip_sent = {source: {t: Probe(source, t, "127.0.0.1", None, "ipip", ipip[0].requirement.id)
+                              for t in ("master-2", "master-3")}}
+    run._resend_ipip(source)
+    [answer] = answers
+    # Root sends (loopback: nothing leaves this machine); without root the script says why it cannot.
+    expected = "sent" if os.geteuid() == 0 else "error"
+    assert [r if isinstance(r, str) else r[0] for r in answer["results"]] == [expected, expected]
 
 
 def test_portprobe_exits_when_its_lifeline_closes() -> None:

@@ -447,9 +447,34 @@ def test_probe_loads_the_trust_store_once_and_shares_it_between_endpoint_threads
     untrusted = run_probe(params)["endpoints"]
     for name in ("localhost", LOCAL):
         assert untrusted[f"{name}:{port}"]["status"] == "untrusted" and untrusted[f"{name}:{port}"]["cert"]
-    assert node_facts.tls_context(verify=True) is node_facts.tls_context(verify=True)
-    assert node_facts.tls_context(verify=True).verify_mode == ssl.CERT_REQUIRED
-    assert node_facts.tls_context(verify=False).verify_mode == ssl.CERT_NONE
+    for store in ("dir", "all"):
+        assert node_facts.tls_context(store) is node_facts.tls_context(store)
+        assert node_facts.tls_context(store).verify_mode == ssl.CERT_REQUIRED
+    assert node_facts.tls_context("none").verify_mode == ssl.CERT_NONE
+
+
+_ONE_ENDPOINT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from _pytest_nova.probes import node_facts as nf
+got = nf.endpoint("localhost", int(sys.argv[2]), None, [], 2.0)
+print(json.dumps([got["status"], sorted(nf._CONTEXTS), nf.tls_context("dir").cert_store_stats()["x509_ca"]]))
+"""
+
+
+def test_probe_verifies_against_the_hashed_directory_without_parsing_the_bundle(tls: tuple[int, Path],
+                                                                                tmp_path: Path) -> None:
+    port, ca = tls
+    digest = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(ca)], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    (tmp_path / f"{digest}.0").symlink_to(ca)
+    bundle = ssl.get_default_verify_paths().openssl_cafile  # the system's: well over one CA
+    env = {**os.environ, "SSL_CERT_DIR": str(tmp_path), "SSL_CERT_FILE": bundle}
+    out = subprocess.run([sys.executable, "-c", _ONE_ENDPOINT, str(Path(__file__).resolve().parents[1]), str(port)],
+                         capture_output=True, text=True, env=env, timeout=30, check=True)
+    status, contexts, loaded = json.loads(out.stdout)
+    # Verified by the directory alone, which read the one CA the chain names; the bundle was never parsed.
+    assert (status, contexts, loaded) == ("ok", ["dir"], 1)
 
 
 def test_probe_goes_through_the_proxy() -> None:

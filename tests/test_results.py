@@ -94,3 +94,27 @@ def test_the_spool_carries_checked_expected_fix_and_unprovable_as_fields_not_int
     assert [r["target"] for r in written] == ["b", "c", "d"]
     assert all(not k.startswith("_") for r in written for k in r)
     collector.close()
+
+
+def test_the_spool_appends_after_a_read_back(tmp_path: Any) -> None:
+    from _pytest_nova.model import Outcome
+    from _pytest_nova.results import CHECK_PROPERTY, Collector
+    from _pytest_nova.verdicts import FAILED, PASSED, Verdict, attach
+
+    collector = Collector()
+
+    def add(nodeid: str, target: str, outcome: Outcome) -> None:
+        props: list[tuple[str, object]] = [(CHECK_PROPERTY, {"check": "firewall", "requirement": "fw-x"})]
+        attach(props, [Verdict("firewall", "fw-x", "3.1", outcome, "m", source="a", target=target)], nodeid)
+        collector.add(pytest.TestReport(nodeid, ("t.py", 1, "t"), {}, "passed", None, "call", user_properties=props))
+
+    add("t.py::t[2]", "c", PASSED)
+    add("t.py::t[1]", "b", FAILED)
+    # Read back in test id order: the last read is of the first item written, far from the spool's end.
+    assert [r["target"] for r in collector.records()] == ["b", "c"]
+    add("t.py::t[3]", "d", FAILED)
+    assert [r["target"] for r in collector.records()] == ["b", "c", "d"]
+    assert [r["target"] for r in collector.records(passed=False)] == ["b", "d"]
+    collector.write(tmp_path / "r.json", {"schema": "pytest-nova/results/v1"})
+    assert [r["target"] for r in json.loads((tmp_path / "r.json").read_text())["results"]] == ["b", "c", "d"]
+    collector.close()

@@ -366,15 +366,26 @@ class Streams:
             self._open.discard(stream)
         stream.close(timeout)
 
+    @property
+    def closing(self) -> bool:
+        """Whether the run is being torn down (nothing new may start)."""
+        return self._closed
+
     def close_all(self) -> None:
-        """Close every stream at once: stdin first, so the remote scripts exit and release their ports."""
+        """Close every stream at once: stdin first, so the remote scripts exit and release their ports.
+
+        Their output is left to the threads that may still be reading it (a batch waiting for its listener's
+        answer): they see its end and stop.
+        """
         with self._lock:
             self._closed = True
             streams, self._open = list(self._open), set()
         for s in streams:
             s.close_input()
+        # One deadline for all: waiting up to 5 s for each in turn made a large run's Ctrl-C take minutes.
+        deadline = time.monotonic() + 5
         for s in streams:
-            s.close(timeout=5)
+            s.end(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _parallel(items: Sequence[T], work: Callable[[T], None], limit: int = MAX_PARALLEL_HOSTS) -> None:
@@ -764,10 +775,11 @@ class MatrixRun:
             self._collect_ipip(self.settings.probe_timeout * factor)
 
     def _resend_ipip(self, source: str) -> None:
-        probes = list(self.ipip_sent.get(source, {}).values())
-        rows = [[str(i), p.address, p.port, p.protocol, source, 0] for i, p in enumerate(probes)]
+        addresses = [p.address for p in self.ipip_sent.get(source, {}).values()]
+        # One group of the batch format (see portprobe.batch); an IPIP packet carries the source's name as its token.
         params: dict[str, object] = {"timeout": self.settings.probe_timeout, "concurrency": MIN_CONCURRENCY,
-                                     "per_target": PER_TARGET, "probes": rows, "magic": self.magic,
+                                     "per_target": PER_TARGET, "groups": [[None, "ipip", 0, addresses]],
+                                     "token": source, "magic": self.magic,
                                      "source_address": self.hosts.inventory.host(source).address,
                                      "lifeline": True, "deadline": self.settings.command_timeout + 5}
         try:

@@ -42,7 +42,7 @@ from _pytest_nova.verdicts import ERROR, PASSED, Finding, Verdict
 PROBE = "node_facts"
 FACT_TYPES = (NodeCheck, NamesOnNodeCheck, EndpointCheck)
 # Hosts whose facts one process gathers at once (each is one SSH session running one short script).
-PREFETCH = 8
+PREFETCH = 16
 
 
 def _verdict(check: Check, req: Requirement, finding: Finding, ctx: Context | None, checked: str, *,

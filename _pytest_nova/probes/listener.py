@@ -2,15 +2,17 @@
 
 Sent by pytest-nova and run with the host's own python3 (stdlib only, 3.6+), under ``sudo -n`` where allowed
 (ports below 1024, the IPIP receiver and naming the owner of a taken port need root). Parameters: one JSON line
-on stdin after the script. For every requested free port it binds a TCP listener that accepts and closes, or a
-UDP socket that echoes datagrams carrying the run's magic word; a port already in use is reported with the
-process that holds it and left alone. With ``ipip`` it also opens a raw IP protocol 4 socket and records the
-tokens of the probe packets that arrive (a raw socket takes a copy of each packet; it binds nothing).
+on stdin after the script. For every requested free port it binds a TCP listener (the kernel's handshake answers
+each probe; ``MIN_QUEUE`` says when connections are accepted and closed), or a UDP socket that echoes datagrams
+carrying the run's magic word; a port already in use is reported with the process that holds it and left alone.
+With ``ipip`` it also opens a raw IP protocol 4 socket and records the tokens of the probe packets that arrive (a
+raw socket takes a copy of each packet; it binds nothing).
 
 Prints one message ``{"ready": ...}``, then serves. Each ``seen`` line on stdin prints
 ``{"seen": [[source address, token], ...]}``. Every message is one line, ``<frame> <json>``, ``frame`` being
-the marker of the parameters. The script exits, releasing everything, when stdin closes (the
-SSH session ended: normal end, Ctrl-C or a lost connection), when its parent changes, or after ``max_seconds``.
+the marker of the parameters. The script exits, releasing everything,
+when stdin closes (the SSH session ended: normal end, Ctrl-C or a lost connection), when its parent changes, or
+after ``max_seconds``.
 """
 # ruff: noqa: UP006, UP035, UP045
 # (typing.Dict, Optional: this file runs on the hosts' python3, which may be as old as 3.6)
@@ -20,6 +22,7 @@ import json
 import os
 import selectors
 import socket
+import struct
 import sys
 import threading
 import time
@@ -149,6 +152,31 @@ def bind(address: str, port: int, proto: str) -> socket.socket:
 
 
 DRAIN = 64  # connections or datagrams served per readiness event, before the loop looks at the others
+# A TCP port whose accept queue holds at least this many connections is not served one connection at a time:
+# a probe is answered by the kernel's handshake alone, so connections wait in the queue, and the queue is
+# emptied only when it is half full (looked at every QUEUE_CHECK seconds). Accepting and closing each probe's
+# connection was most of what a listener cost its host. Below it (an old kernel's somaxconn of 128), every
+# connection is accepted as it comes, so a full queue can never drop a probe.
+MIN_QUEUE = 1024
+QUEUE_CHECK = 0.5
+TCP_INFO = getattr(socket, "TCP_INFO", None)
+
+
+def queue_of(sock: socket.socket) -> Optional[Tuple[int, int]]:
+    """(connections waiting to be accepted, the queue's capacity) of a listening TCP socket; None if unknown.
+
+    For a listening socket, Linux's ``tcp_info`` carries them in ``tcpi_unacked`` and ``tcpi_sacked``.
+    """
+    if TCP_INFO is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, 32)
+    except OSError:
+        return None
+    if len(info) < 32:
+        return None
+    waiting, capacity = struct.unpack_from("II", info, 24)
+    return int(waiting), int(capacity)
 
 
 class Listener:
@@ -162,6 +190,7 @@ class Listener:
         self.failed = {}  # type: Dict[str, str]
         self.ipip = None  # type: Optional[str]
         self.seen = []  # type: List[Tuple[str, str]]
+        self.queued = []  # type: List[socket.socket]  # TCP ports served by emptying their queue now and then
         address = str(params.get("address") or "0.0.0.0")
         for port, proto in params.get("ports", []):
             key = f"{port}/{proto}"
@@ -176,7 +205,11 @@ class Listener:
                 else:
                     self.failed[key] = "cannot bind: " + os.strerror(exc.errno or 0)
                 continue
-            self.sel.register(sock, selectors.EVENT_READ, proto)
+            queue = queue_of(sock) if proto == "tcp" else None
+            if queue is not None and queue[1] >= MIN_QUEUE:
+                self.queued.append(sock)
+            else:
+                self.sel.register(sock, selectors.EVENT_READ, proto)
             self.bound.append(key)
         if params.get("ipip"):
             try:
@@ -199,8 +232,13 @@ class Listener:
 
     def serve(self, until: float, parent: int) -> None:
         """Serve until stdin closes, the parent changes or the time is up."""
+        wait = QUEUE_CHECK if self.queued else 1.0
+        look = time.monotonic() + wait
         while time.monotonic() < until and os.getppid() == parent:
-            for key, _ in self.sel.select(1.0):
+            if self.queued and time.monotonic() >= look:
+                look = time.monotonic() + QUEUE_CHECK
+                self._empty_full_queues()
+            for key, _ in self.sel.select(wait):
                 kind = key.data
                 if kind == "control":
                     if not self._control():
@@ -211,12 +249,20 @@ class Listener:
                     continue
                 self._drain(sock, kind)
 
-    def _drain(self, sock: socket.socket, kind: str) -> None:
-        """Serve what is queued on ``sock``, up to ``DRAIN`` at a time.
+    def _empty_full_queues(self) -> None:
+        """Accept and close what waits on every queued TCP port whose queue is half full (or cannot be read)."""
+        for sock in self.queued:
+            queue = queue_of(sock)
+            if queue is None or 2 * queue[0] >= queue[1]:
+                while self._drain(sock, "tcp") == DRAIN:
+                    pass
+
+    def _drain(self, sock: socket.socket, kind: str) -> int:
+        """Serve what is queued on ``sock``, up to ``DRAIN`` at a time; how many were served.
 
         Probes arrive in bursts: serving the queue saves a select call per connection or datagram.
         """
-        for _ in range(DRAIN):
+        for n in range(DRAIN):
             try:
                 if kind == "tcp":
                     sock.accept()[0].close()
@@ -227,9 +273,10 @@ class Listener:
                 else:
                     self._ipip(sock.recvfrom(4096))
             except BlockingIOError:
-                return
+                return n
             except OSError:
                 continue
+        return DRAIN
 
     def _ipip(self, packet: Tuple[bytes, Any]) -> None:
         data, peer = packet
@@ -288,8 +335,11 @@ def main() -> None:
         listener.serve(time.monotonic() + float(params.get("max_seconds", 600)), parent)
     except KeyboardInterrupt:
         pass
-    # Process exit closes every socket; nothing else was created.
 
 
 if __name__ == "__main__":
     main()
+    # Process exit closes every socket; nothing else was created. At once: the stdin thread may still be blocked
+    # in a read (the time ran out), and the interpreter's shutdown would wait for it or abort on its lock.
+    sys.stdout.flush()
+    os._exit(0)

@@ -484,17 +484,22 @@ def answers(probes: List[Probe], results: Dict[str, Result]) -> List[Any]:
     return out
 
 
+def probe(params: Dict[str, Any]) -> Dict[str, Any]:
+    """Probe the batch of ``params``; the answer the controller reads."""
+    probes = batch(params)
+    started = time.monotonic()
+    prober = Prober(params)
+    results = answers(probes, prober.run(list(probes)))
+    return {"results": results, "passes": prober.passes, "seconds": round(time.monotonic() - started, 3),
+            "uid": os.geteuid()}
+
+
 def main() -> None:
     """Read the parameters, probe, print the results."""
     params = json.loads(sys.stdin.buffer.readline().decode())
     if params.get("lifeline"):
         lifeline(float(params.get("deadline", 300)))
-    probes = batch(params)
-    started = time.monotonic()
-    prober = Prober(params)
-    results = answers(probes, prober.run(list(probes)))
-    out = {"results": results, "passes": prober.passes, "seconds": round(time.monotonic() - started, 3),
-           "uid": os.geteuid()}
+    out = probe(params)
     # Framed: the controller reads only lines that start with the run's marker.
     sys.stdout.write(str(params.get("frame", "")) + " " + json.dumps(out) + "\n")
     sys.stdout.flush()

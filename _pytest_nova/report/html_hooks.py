@@ -52,6 +52,7 @@ class HtmlReport:
         self.state = signoff.state
         self.report: ReportData | None = None  # kept to put the verdict in the title at the end
         self.passed_rows: list[str] = []
+        self._listed: set[str] = set()  # items listed as passed whose teardown report pytest-html has yet to show
 
     def environment(self) -> dict[str, str]:
         """The run's identity for the environment table; values are escaped (pytest-html inserts them as HTML)."""
@@ -146,11 +147,18 @@ class HtmlReport:
         (pytest-html#684): thousands of rows make the report unusable. Passed checks, the bulk of a run, are
         listed in a static table instead; the interactive table keeps what needs attention.
         """
+        if report.passed and (report.when == "setup" or (report.when == "teardown" and report.nodeid in self._listed)):
+            # pytest-html drops these rows after building them (a passed setup, and a passed teardown whose only use
+            # is adding its log to a failed call's row): cleared, it builds nothing.
+            self._listed.discard(report.nodeid)
+            cells.clear()
+            return
         raw = dict(report.user_properties).get(CHECK_PROPERTY)
         meta = cast(CheckMeta, raw) if isinstance(raw, dict) else None
         if meta is not None and report.when == "call" and report.passed and self.report is not None:
             self.passed_rows.append(html.passed_row(report.nodeid, meta, html.result_count(report.user_properties)))
             self.report.outcomes = "passed"  # counted here: pytest-html skips rows whose cells are cleared
+            self._listed.add(report.nodeid)
             cells.clear()
             return
         cells[2:2] = html.row_cells(meta)
