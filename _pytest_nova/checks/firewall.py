@@ -366,15 +366,10 @@ class Streams:
             self._open.discard(stream)
         stream.close(timeout)
 
-    @property
-    def closing(self) -> bool:
-        """Whether the run is being torn down (nothing new may start)."""
-        return self._closed
-
     def close_all(self) -> None:
         """Close every stream at once: stdin first, so the remote scripts exit and release their ports.
 
-        Their output is left to the threads that may still be reading it (a batch waiting for its listener's
+        Their output is left to the threads that may still be reading it (a batch waiting for its probe script's
         answer): they see its end and stop.
         """
         with self._lock:

@@ -10,9 +10,8 @@ raw socket takes a copy of each packet; it binds nothing).
 
 Prints one message ``{"ready": ...}``, then serves. Each ``seen`` line on stdin prints
 ``{"seen": [[source address, token], ...]}``. Every message is one line, ``<frame> <json>``, ``frame`` being
-the marker of the parameters. The script exits, releasing everything,
-when stdin closes (the SSH session ended: normal end, Ctrl-C or a lost connection), when its parent changes, or
-after ``max_seconds``.
+the marker of the parameters. The script exits, releasing everything, when stdin closes (the SSH session ended:
+normal end, Ctrl-C or a lost connection), when its parent changes, or after ``max_seconds``.
 """
 # ruff: noqa: UP006, UP035, UP045
 # (typing.Dict, Optional: this file runs on the hosts' python3, which may be as old as 3.6)
