@@ -312,6 +312,27 @@ def test_listener_accepts_each_connection_when_the_queue_is_small() -> None:
     assert queued < 64 and later == 0
 
 
+def test_listener_runs_its_own_hosts_probe_batch_in_process(
+    listener: tuple[subprocess.Popen[bytes], dict[str, Any], int, int, int],
+) -> None:
+    proc, ready, tcp, udp, _ = listener
+    assert proc.stdin is not None and proc.stdout is not None
+    groups = [[tcp, "tcp", 0, ["127.0.0.1"]], [udp, "udp", 0, ["127.0.0.1"]],
+              [_free_port(socket.SOCK_STREAM), "tcp", 0, ["127.0.0.1"]]]
+    request = {"script": (PROBES / "portprobe.py").read_text(),
+               "params": {"timeout": 1.0, "concurrency": 2, "groups": groups, "magic": "nova-probe-t"}}
+    for line in ("probe " + json.dumps(request), "probe {not json"):
+        proc.stdin.write(line.encode() + b"\n")
+        proc.stdin.flush()
+    # Each runs in a thread of its own: the broken request's answer may come first.
+    messages = [json.loads(proc.stdout.readline()) for _ in range(2)]
+    broken, answer = sorted(messages, key=lambda m: m["probed"] is not None)
+    assert answer["probed"]["results"] == ["open", "open", ["refused", "Connection refused"]]
+    assert answer["probed"]["uid"] == ready["uid"]  # with the listener's own privileges
+    # A request it cannot run is answered too, so the controller probes with a session of its own.
+    assert broken["probed"] is None and broken["error"].startswith("JSONDecodeError")
+
+
 def test_ipip_packets_no_receiver_saw_are_sent_again_by_the_probe_script(tmp_path: Path) -> None:
     """The runner's IPIP retry drives the real probe script: it must take the batch format the script reads."""
     answers: list[dict[str, Any]] = []

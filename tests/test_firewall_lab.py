@@ -213,7 +213,7 @@ def test_postinstall_proves_free_documented_ports_with_listeners(fw_lab: Lab) ->
 
 
 def _listening_and_probing(lab: Lab) -> bool:
-    """Every node's listener is up: the probe batches start then."""
+    """Every node's listener is up: the probes start then (each node's batch inside its listener)."""
     scripts = {h: a["scripts"] for h, a in inspect(lab).items()}
     nodes = [h.name for h in lab.hosts.values() if h.kind == "node"]
     return all(any("nova-listener" in s for s in scripts[h]) for h in nodes)

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import NamedTuple, NotRequired, TypedDict, TypeVar, cast
 
@@ -33,12 +33,13 @@ import pytest
 
 from _pytest_nova import executor, runcache
 from _pytest_nova.checks.udp_evidence import Peers, Proof, proof_line, prove, silent_probes
-from _pytest_nova.hosts import HostError, Hosts, RemoteHost, Stream
+from _pytest_nova.hosts import HostError, Hosts, Reason, RemoteHost, Stream
 from _pytest_nova.inventory import Inventory
 from _pytest_nova.model import JSONScalar, JSONValue, Outcome
 from _pytest_nova.options import Settings
 from _pytest_nova.plan import PortRuleCheck, Target
 from _pytest_nova.remote_scripts import SUDO_REFUSED, Script, run_script, start_and_read, sudo_refused
+from _pytest_nova.remote_scripts import source as script_text
 from _pytest_nova.session import selected_checks, session_of
 from _pytest_nova.verdicts import ERROR, FAILED, PASSED, SKIPPED, UNPROVABLE, Verdict
 
@@ -366,10 +367,15 @@ class Streams:
             self._open.discard(stream)
         stream.close(timeout)
 
+    @property
+    def closing(self) -> bool:
+        """Whether the run is being torn down (nothing new may start)."""
+        return self._closed
+
     def close_all(self) -> None:
         """Close every stream at once: stdin first, so the remote scripts exit and release their ports.
 
-        Their output is left to the threads that may still be reading it (a batch waiting for its probe script's
+        Their output is left to the threads that may still be reading it (a batch waiting for its listener's
         answer): they see its end and stop.
         """
         with self._lock:
@@ -744,6 +750,9 @@ class MatrixRun:
         return self._taken()
 
     def _run_probe(self, host: RemoteHost, params: dict[str, object], sudo: bool) -> ProbeAnswer:
+        here = self._probe_in_listener(host.name, params, sudo)
+        if here is not None:
+            return here
         if host.command("true") is None:
             # Only testinfra can reach this host (paramiko, docker…): no stdin lifeline, one plain run.
             return cast(ProbeAnswer, run_script(host, "portprobe", params | {"lifeline": False},
@@ -758,6 +767,25 @@ class MatrixRun:
             answer, script = self._start(host, "portprobe", params, sudo=False)
         self.streams.done(script.stream, timeout=5)
         return cast(ProbeAnswer, answer)  # the probe script's answer (probes/portprobe.py)
+
+    def _probe_in_listener(self, source: str, params: dict[str, object], sudo: bool) -> ProbeAnswer | None:
+        """The source's batch, run by the source's own listener; None where it cannot be (then a session of its own).
+
+        A node is both a destination and a source: its listener already runs there with the privileges the batch
+        needs, so running the batch in it spares the host a second session, ``sudo`` and interpreter.
+        """
+        script, listening = self.receivers.get(source), self.listening.get(source)
+        if script is None or listening is None or (sudo and listening.privilege is not None):
+            return None
+        try:
+            script.send("probe " + json.dumps({"script": _portprobe_text(), "params": params}))
+            answer = script.read(self.settings.command_timeout)
+        except HostError as exc:
+            if self.streams.closing:  # the run is being torn down: start nothing more
+                raise HostError(source, "the run ended before its probes did", Reason.HUNG) from exc
+            return None  # a session of its own tells what is wrong with the host
+        probed = answer.get("probed") if isinstance(answer, dict) else None
+        return cast(ProbeAnswer, probed) if isinstance(probed, dict) else None
 
     def _retry_ipip(self) -> None:
         """Send the IPIP probes no receiver saw again, with growing patience: only a repeat is a drop."""
@@ -826,6 +854,11 @@ class MatrixRun:
 
         receivers = [h for h, r in self.requests.items() if r.ipip and h in self.receivers]
         _parallel(receivers, ask)
+
+
+@cache
+def _portprobe_text() -> str:
+    return script_text("portprobe").decode()
 
 
 def compute(hosts: Hosts, checks: Sequence[PortRuleCheck], settings: Settings, folder: Path | None = None) -> Matrix:

@@ -9,9 +9,11 @@ With ``ipip`` it also opens a raw IP protocol 4 socket and records the tokens of
 raw socket takes a copy of each packet; it binds nothing).
 
 Prints one message ``{"ready": ...}``, then serves. Each ``seen`` line on stdin prints
-``{"seen": [[source address, token], ...]}``. Every message is one line, ``<frame> <json>``, ``frame`` being
-the marker of the parameters. The script exits, releasing everything, when stdin closes (the SSH session ended:
-normal end, Ctrl-C or a lost connection), when its parent changes, or after ``max_seconds``.
+``{"seen": [[source address, token], ...]}``; a ``probe {"script": ..., "params": ...}`` line runs this host's
+own probe batch (``probes/portprobe.py``) in a thread and prints ``{"probed": answer}``. Every message is one
+line, ``<frame> <json>``, ``frame`` being the marker of the parameters. The script exits, releasing everything,
+when stdin closes (the SSH session ended: normal end, Ctrl-C or a lost connection), when its parent changes, or
+after ``max_seconds``.
 """
 # ruff: noqa: UP006, UP035, UP045
 # (typing.Dict, Optional: this file runs on the hosts' python3, which may be as old as 3.6)
@@ -294,6 +296,8 @@ class Listener:
         for command in commands:
             if command == "seen":
                 emit({"seen": self.seen})
+            elif command.startswith("probe "):
+                threading.Thread(target=probe_here, args=(command[len("probe "):],), daemon=True).start()
         return b"x" not in data
 
     def command(self, line: Optional[str]) -> None:
@@ -305,12 +309,32 @@ class Listener:
 
 
 FRAME = [""]  # the run's frame marker, from the parameters
+EMITTING = threading.Lock()  # the serving loop and a probing thread both print messages
 
 
 def emit(obj: Dict[str, Any]) -> None:
     """Print one message: the frame marker and one JSON line (the controller ignores every other line)."""
-    sys.stdout.write(FRAME[0] + " " + json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    line = FRAME[0] + " " + json.dumps(obj) + "\n"
+    with EMITTING:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def probe_here(payload: str) -> None:
+    """Run this host's own probe batch in this process: ``{"script": portprobe's text, "params": ...}``.
+
+    Prints ``{"probed": answer}``, or ``{"probed": null, "error": ...}``. It spares the host a second session, a
+    second ``sudo`` and a second interpreter: the listener already runs with the privileges the batch needs.
+    """
+    try:
+        request = json.loads(payload)
+        space = {"__name__": "nova_portprobe"}  # type: Dict[str, Any]
+        exec(compile(str(request["script"]), "nova-portprobe", "exec"), space)
+        answer = space["probe"](request["params"])
+    except Exception as exc:  # any failure is reported: the controller then probes on its own
+        emit({"probed": None, "error": type(exc).__name__ + ": " + str(exc)})
+        return
+    emit({"probed": answer})
 
 
 def main() -> None:

@@ -485,7 +485,11 @@ def answers(probes: List[Probe], results: Dict[str, Result]) -> List[Any]:
 
 
 def probe(params: Dict[str, Any]) -> Dict[str, Any]:
-    """Probe the batch of ``params``; the answer the controller reads."""
+    """Probe the batch of ``params``; the answer the controller reads.
+
+    Also called by a destination's listener script (``probes/listener.py``), which runs its own host's batch
+    in-process when the controller sends it this script and the parameters.
+    """
     probes = batch(params)
     started = time.monotonic()
     prober = Prober(params)
