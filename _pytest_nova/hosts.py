@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from _pytest_nova import executor
+from _pytest_nova import ssh_mux
 from _pytest_nova.inventory import Host, Inventory
 from _pytest_nova.transports import SSH_FAILED as SSH_FAILED
 from _pytest_nova.transports import Access as Access
@@ -305,19 +305,9 @@ class Hosts:
             return self._hosts[name]
 
 
-CLOSE_AT_ONCE = 32  # shared connections ended at a time at the end of a run
-
-
 def close_control_sockets(folder: Path) -> None:
-    """End every shared SSH connection of a run (called once, by the controller, at the end).
-
-    Several at a time: one ``ssh -O exit`` after another cost a 200-host run about 1.5 s at its very end.
-    """
-    def end(sock: Path) -> None:
-        subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "nova-control"], capture_output=True,
-                       timeout=10, check=False)
-
-    executor.run_all(end, [sock for sock in folder.iterdir() if sock.is_socket()], CLOSE_AT_ONCE)
+    """End every shared SSH connection of a run (called once, by the controller, at the end)."""
+    ssh_mux.end_masters(sock for sock in folder.iterdir() if sock.is_socket())
 
 
 _FIXES = {
