@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import cProfile
+import gc
 import json
 import os
 import resource
@@ -27,11 +28,32 @@ _SUITES: dict[str, list[float]] = {}  # suite file -> [first item's start, last 
 
 
 _PROFILE: list[cProfile.Profile] = []
+_GC: dict[str, float] = {"seconds": 0.0, "collections": 0, "gen2_seconds": 0.0}
+_GC_STARTED = [0.0]
+
+
+def _gc_timer(phase: str, info: dict[str, int]) -> None:
+    """The time this process spends in the cyclic garbage collector (``gc.callbacks``)."""
+    if phase == "start":
+        _GC_STARTED[0] = time.perf_counter()
+        return
+    took = time.perf_counter() - _GC_STARTED[0]
+    _GC["seconds"] += took
+    _GC["collections"] += 1
+    if info.get("generation") == 2:
+        _GC["gen2_seconds"] += took
+
+
+gc.callbacks.append(_gc_timer)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """The process has parsed its options and loaded its plugins; an xdist worker may start its cProfile."""
     _MARKS["configured"] = time.time()
+    # An experiment's garbage-collector thresholds for every process of the run, e.g. "50000,20,100".
+    thresholds = os.environ.get("NOVA_BENCH_GC_THRESHOLDS")
+    if thresholds:
+        gc.set_threshold(*(int(t) for t in thresholds.split(",")))
     folder = os.environ.get("NOVA_BENCH_WORKER_PROFILE")
     if folder and hasattr(config, "workerinput"):
         _PROFILE.append(cProfile.Profile())
@@ -88,7 +110,8 @@ def _exiting() -> None:
     path = os.environ.get("NOVA_BENCH_CPU")
     if path:
         with open(path, "a") as out:
-            out.write(json.dumps({"process": "controller", "exiting": time.time()}) + "\n")
+            out.write(json.dumps({"process": "controller", "exiting": time.time(),
+                                  "gc": {k: round(v, 2) for k, v in _GC.items()}}) + "\n")
 
 
 def _write(config: pytest.Config) -> None:
@@ -100,6 +123,6 @@ def _write(config: pytest.Config) -> None:
     worker = getattr(config, "workerinput", {}).get("workerid")
     line = {"process": worker or "controller", "cpu_s": round(me.ru_utime + me.ru_stime, 2),
             "children_cpu_s": round(kids.ru_utime + kids.ru_stime, 2), "peak_rss_mb": me.ru_maxrss // 1024,
-            "marks": _MARKS, "suites": _SUITES}
+            "marks": _MARKS, "suites": _SUITES, "gc": {k: round(v, 2) for k, v in _GC.items()}}
     with open(path, "a") as out:
         out.write(json.dumps(line) + "\n")

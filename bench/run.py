@@ -245,6 +245,8 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
     lines = [json.loads(line) for line in cpu_file.read_text().splitlines()] if cpu_file.exists() else []
     processes = [p for p in lines if "exiting" not in p]
     exiting = [p["exiting"] - t0 for p in lines if "exiting" in p]
+    # Time in the cyclic garbage collector per process (the controller's until its interpreter began to shut down).
+    gc_s = {p["process"]: p["gc"] for p in lines if "gc" in p}
     row = {
         "label": label, "workers": workers, "seconds": round(run["seconds"], 1), "rc": run["rc"],
         "records": len(data["results"]),
@@ -253,6 +255,7 @@ def measure(lab: Lab, code: Path, label: str, workers: str = "auto", profile: bo
         # The runner's own CPU: the controller's and each xdist worker's Python process (not their ssh clients).
         "runner_cpu_s": round(sum(p["cpu_s"] for p in processes), 1),
         "processes": processes,
+        "gc_s": gc_s,
         # Everything the machine did meanwhile: the run, the lab's hosts it talked to (sshd, their scripts, the
         # kernel's network stack) and anything else; idle is what the cores had left.
         "machine_busy_s": round(busy_after - busy_before, 1), "machine_idle_s": round(idle_after - idle_before, 1),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import shutil
 import tracemalloc
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any, cast
 import pytest
 
 from _pytest_nova.model import Outcome
+from _pytest_nova.plugin import GC_THRESHOLDS
 from _pytest_nova.results import CHECK_PROPERTY, Collector, pack, public, summarize
 from _pytest_nova.verdicts import COUNTS_PROPERTY, USER_PROPERTY, Verdict, attach, compact
 
@@ -237,3 +240,25 @@ def test_open_files_limit_is_raised_for_a_large_inventory(tmp_path: Path, hard: 
         assert soft >= 1712 and "nova: warning" not in proc.stdout
     else:
         assert soft == 600 and warning in proc.stdout
+
+
+def test_a_run_with_an_inventory_paces_the_garbage_collector_and_leaves_it_as_it_was(
+    pytester: pytest.Pytester,
+) -> None:
+    shutil.copy(Path(__file__).resolve().parents[1] / "inventories" / "example-prod.yaml", pytester.path / "prod.yaml")
+    pytester.makepyfile(test_seen="""
+        import gc, json, pathlib
+
+        def test_record():
+            pathlib.Path("seen.json").write_text(json.dumps(gc.get_threshold()))
+    """)
+    before = gc.get_threshold()
+    assert before != GC_THRESHOLDS
+    result = pytester.runpytest_inprocess("--nova-inventory=prod.yaml", "test_seen.py", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    assert tuple(json.loads((pytester.path / "seen.json").read_text())) == GC_THRESHOLDS
+    assert gc.get_threshold() == before
+    # Without an inventory, pytest-nova leaves the collector alone.
+    result = pytester.runpytest_inprocess("test_seen.py", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    assert json.loads((pytester.path / "seen.json").read_text()) == list(before)
