@@ -39,15 +39,15 @@ TERMINATE = _packet(MUX_MSG_HELLO, MUX_VERSION) + _packet(MUX_C_TERMINATE, 1)
 def _ask_to_end(path: Path) -> socket.socket | None:
     """Connect to a master's socket and send the terminate request; None where it cannot be asked."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)  # a full backlog (a master that stopped accepting) fails at once, as does a stale path
     try:
-        sock.settimeout(1.0)  # a master accepts from its event loop; a socket no process holds refuses at once
         sock.connect(str(path))
-        sock.sendall(TERMINATE)
-        sock.setblocking(False)
+        if sock.send(TERMINATE) == len(TERMINATE):  # a new socket's buffer takes these 24 bytes whole
+            return sock
     except OSError:
-        sock.close()
-        return None
-    return sock
+        pass
+    sock.close()
+    return None
 
 
 def _wait_for_ends(asked: dict[socket.socket, Path], deadline: float) -> None:
