@@ -16,7 +16,7 @@ import pytest
 from _pytest_nova.catalog import load_catalog
 from _pytest_nova.checks import firewall as matrix
 from _pytest_nova.checks.firewall import Listening, Probe, judge_probe, listen_requests, probes_by_source
-from _pytest_nova.hosts import Access, Hosts, RemoteHost
+from _pytest_nova.hosts import Access, HostError, Hosts, Reason, RemoteHost
 from _pytest_nova.inventory import load_inventory
 from _pytest_nova.kinds import build
 from _pytest_nova.options import Settings
@@ -331,6 +331,52 @@ def test_listener_runs_its_own_hosts_probe_batch_in_process(
     assert answer["probed"]["uid"] == ready["uid"]  # with the listener's own privileges
     # A request it cannot run is answered too, so the controller probes with a session of its own.
     assert broken["probed"] is None and broken["error"].startswith("JSONDecodeError")
+
+
+class _ListenerScript:
+    """A node's listener as the controller sees it: what it was sent, and one answer or failure to read."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+        self.sent: list[str] = []
+
+    def send(self, line: str) -> None:
+        self.sent.append(line)
+
+    def read(self, timeout: float) -> object:
+        if isinstance(self.answer, HostError):
+            raise self.answer
+        return self.answer
+
+
+def test_a_batch_inside_the_listener_falls_back_only_where_a_session_of_its_own_can_tell_more(tmp_path: Path) -> None:
+    settings = Settings(inventory=None, phase="preinstall", json_path=None, probe_timeout=0.5, connect_timeout=5.0,
+                        command_timeout=30.0, concurrency=64, waivers=None)
+    run = matrix.MatrixRun(Hosts(load_inventory(PROD), Access(5, 30, tmp_path)), _checks(), settings, tmp_path)
+    params: dict[str, object] = {"groups": [[2379, "tcp", 0, ["10.0.0.1"]]]}
+
+    def batch(answer: object, *, sudo: bool = False, privilege: str | None = None) -> tuple[Any, list[str]]:
+        script = _ListenerScript(answer)
+        run.receivers["master-1"] = script  # type: ignore[assignment]  # only send and read are used
+        run.listening["master-1"] = Listening(privilege=privilege)
+        return run._probe_in_listener("master-1", params, sudo), script.sent
+
+    answer, sent = batch({"probed": {"results": ["open"]}})
+    assert answer == {"results": ["open"]}
+    [line] = sent
+    assert line.startswith("probe ") and json.loads(line[len("probe "):])["params"] == params
+    # The listener could not run it, or ended: a session of its own runs the batch and says what is wrong.
+    assert batch({"probed": None, "error": "JSONDecodeError: ..."})[0] is None
+    assert batch(HostError("master-1", "listener script ended early", Reason.EXITED))[0] is None
+    # IPIP needs root, and this listener runs without it: not even asked.
+    assert batch({"probed": {"results": []}}, sudo=True, privilege="sudo -n refused") == (None, [])
+    # A batch that outlived the command timeout: the source is unreached, not probed a second time.
+    with pytest.raises(HostError, match="no answer within 30 s"):
+        batch(HostError("master-1", "no answer within 30 s", Reason.HUNG))
+    # The run is being torn down: nothing more starts.
+    run.streams.close_all()
+    with pytest.raises(HostError, match="the run ended before its probes did"):
+        batch(HostError("master-1", "listener script ended early", Reason.EXITED))
 
 
 def test_ipip_packets_no_receiver_saw_are_sent_again_by_the_probe_script(tmp_path: Path) -> None:

@@ -783,7 +783,11 @@ class MatrixRun:
         except HostError as exc:
             if self.streams.closing:  # the run is being torn down: start nothing more
                 raise HostError(source, "the run ended before its probes did", Reason.HUNG) from exc
-            return None  # a session of its own tells what is wrong with the host
+            if exc.reason == Reason.HUNG:
+                # The batch answers within its budget; a host that did not in a whole command timeout would not in
+                # a second one either: the source is unreached, as a session of its own that hung would be.
+                raise
+            return None  # the listener ended: a session of its own tells what is wrong with the host
         probed = answer.get("probed") if isinstance(answer, dict) else None
         return cast(ProbeAnswer, probed) if isinstance(probed, dict) else None
 
