@@ -256,10 +256,10 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Join this process's remote work; on the controller, close the shared SSH connections, remove the run's folder."""
-    executor.shutdown()  # the remote work first: it runs over the connections closed below
     before = config.stash.get(_GC_BEFORE, None)
     if before is not None:
         gc.set_threshold(*before)  # a run inside another process (pytester) leaves it as it was
+    executor.shutdown()  # the remote work first: it runs over the connections closed below
     state = config.stash.get(SESSION, None)
     if state is None or state.run_dir is None:
         return
