@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
 # A stand-in for 100 control masters in a process of its own: each takes the request, closes the connection, then
 # removes its path a moment later, as an exiting ssh master does.
 MASTERS = textwrap.dedent("""
@@ -53,7 +55,7 @@ def test_a_hundred_masters_end_with_twenty_files_to_spare(tmp_path: Path) -> Non
     try:
         assert masters.stdout is not None and masters.stdout.readline() == "ready\n"
         ender = subprocess.run([sys.executable, "-c", ENDER, str(tmp_path)], capture_output=True, text=True,
-                               timeout=60, check=False, env=os.environ | {"PYTHONPATH": str(Path.cwd())})
+                               timeout=60, check=False, env=os.environ | {"PYTHONPATH": str(REPO)})
         assert ender.returncode == 0, ender.stderr[-2000:]
         assert ender.stdout.strip() == "0"  # every master ended on the request alone: no ssh -O exit needed
         assert masters.wait(10) == 0
