@@ -47,6 +47,10 @@ def _gc_timer(phase: str, info: dict[str, int]) -> None:
 gc.callbacks.append(_gc_timer)
 
 
+def _gc_spent() -> dict[str, float]:
+    return {k: round(v, 2) for k, v in _GC.items()}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """The process has parsed its options and loaded its plugins; an xdist worker may start its cProfile."""
     _MARKS["configured"] = time.time()
@@ -111,7 +115,7 @@ def _exiting() -> None:
     if path:
         with open(path, "a") as out:
             out.write(json.dumps({"process": "controller", "exiting": time.time(),
-                                  "gc": {k: round(v, 2) for k, v in _GC.items()}}) + "\n")
+                                  "gc": _gc_spent()}) + "\n")
 
 
 def _write(config: pytest.Config) -> None:
@@ -123,6 +127,6 @@ def _write(config: pytest.Config) -> None:
     worker = getattr(config, "workerinput", {}).get("workerid")
     line = {"process": worker or "controller", "cpu_s": round(me.ru_utime + me.ru_stime, 2),
             "children_cpu_s": round(kids.ru_utime + kids.ru_stime, 2), "peak_rss_mb": me.ru_maxrss // 1024,
-            "marks": _MARKS, "suites": _SUITES, "gc": {k: round(v, 2) for k, v in _GC.items()}}
+            "marks": _MARKS, "suites": _SUITES, "gc": _gc_spent()}
     with open(path, "a") as out:
         out.write(json.dumps(line) + "\n")
